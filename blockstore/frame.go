@@ -1,0 +1,157 @@
+package blockstore
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// A frame is how a block is kept on disk and sent on the wire:
+//
+//	byte 0      codec: codecRaw or codecZstd
+//	uvarint     plain length (at most MaxBlockSize)
+//	rest        payload: the plain bytes, or one zstd frame of them
+//
+// The frame carries no checksum of its own: the block ID is the hash of the
+// plain bytes, and Open checks it.
+const (
+	codecRaw  = 0
+	codecZstd = 1
+)
+
+// maxFrameOverhead bounds the header: one codec byte and a uvarint.
+const maxFrameOverhead = 1 + binary.MaxVarintLen32
+
+var (
+	encOnce sync.Once
+	enc     *zstd.Encoder
+	dec     *zstd.Decoder
+)
+
+func codecs() (*zstd.Encoder, *zstd.Decoder) {
+	encOnce.Do(func() {
+		var err error
+		// SpeedFastest: on two cores CPU is the budget, and VM disks are
+		// either very compressible (zeros, text) or not at all (media,
+		// encrypted data), where a higher level buys little.
+		enc, err = zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.SpeedFastest),
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithZeroFrames(true),
+			zstd.WithEncoderCRC(false))
+		if err != nil {
+			panic(err)
+		}
+		dec, err = zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(0),
+			zstd.WithDecoderMaxMemory(MaxBlockSize),
+			zstd.IgnoreChecksum(true))
+		if err != nil {
+			panic(err)
+		}
+	})
+	return enc, dec
+}
+
+// Encode appends the frame of the plain block to dst and returns it. The
+// block is stored raw when zstd would not save at least 1/16 of it.
+func Encode(dst, plain []byte) []byte {
+	if len(plain) > MaxBlockSize {
+		panic(fmt.Sprintf("blockstore: block of %d bytes exceeds MaxBlockSize", len(plain)))
+	}
+	e, _ := codecs()
+	start := len(dst)
+	dst = append(dst, codecZstd)
+	dst = binary.AppendUvarint(dst, uint64(len(plain)))
+	hdr := len(dst)
+	dst = e.EncodeAll(plain, dst)
+	if len(dst)-hdr < len(plain)-len(plain)/16 {
+		return dst
+	}
+	dst = dst[:start]
+	dst = append(dst, codecRaw)
+	dst = binary.AppendUvarint(dst, uint64(len(plain)))
+	return append(dst, plain...)
+}
+
+// FrameLen returns the plain length a frame declares, checking only the
+// header.
+func FrameLen(frame []byte) (int, error) {
+	_, n, _, err := parseHeader(frame)
+	return n, err
+}
+
+func parseHeader(frame []byte) (codec byte, plainLen int, payload []byte, err error) {
+	if len(frame) < 2 {
+		return 0, 0, nil, fmt.Errorf("%w: frame of %d bytes is too short", ErrCorrupt, len(frame))
+	}
+	codec = frame[0]
+	if codec != codecRaw && codec != codecZstd {
+		return 0, 0, nil, fmt.Errorf("%w: unknown codec %d", ErrCorrupt, codec)
+	}
+	l, k := binary.Uvarint(frame[1:])
+	if k <= 0 || l > MaxBlockSize {
+		return 0, 0, nil, fmt.Errorf("%w: bad plain length in frame header", ErrCorrupt)
+	}
+	return codec, int(l), frame[1+k:], nil
+}
+
+// Decode appends the plain bytes of frame to dst. It checks the framing but
+// not the hash: use Open wherever the ID is known.
+func Decode(dst, frame []byte) ([]byte, error) {
+	codec, n, payload, err := parseHeader(frame)
+	if err != nil {
+		return dst, err
+	}
+	switch codec {
+	case codecRaw:
+		if len(payload) != n {
+			return dst, fmt.Errorf("%w: raw payload is %d bytes, header says %d", ErrCorrupt, len(payload), n)
+		}
+		return append(dst, payload...), nil
+	default:
+		_, d := codecs()
+		start := len(dst)
+		if cap(dst)-start < n {
+			grown := make([]byte, start, start+n)
+			copy(grown, dst)
+			dst = grown
+		}
+		out, err := d.DecodeAll(payload, dst)
+		if err != nil {
+			return dst[:start], fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
+		}
+		if len(out)-start != n {
+			return dst[:start], fmt.Errorf("%w: zstd payload decodes to %d bytes, header says %d", ErrCorrupt, len(out)-start, n)
+		}
+		return out, nil
+	}
+}
+
+// Open decodes frame, appending the plain bytes to dst, and checks that they
+// hash to id. Every byte a store or a client hands out passes through here.
+func Open(id ID, frame, dst []byte) ([]byte, error) {
+	start := len(dst)
+	out, err := Decode(dst, frame)
+	if err != nil {
+		return dst[:start], fmt.Errorf("block %s: %w", id.Short(), err)
+	}
+	if Sum(out[start:]) != id {
+		return dst[:start], fmt.Errorf("block %s: %w: content does not match its hash", id.Short(), ErrCorrupt)
+	}
+	return out, nil
+}
+
+// Verify checks that frame decodes to a block whose hash is id, without
+// keeping the plain bytes.
+func Verify(id ID, frame []byte) error {
+	bp := scratch.Get().(*[]byte)
+	out, err := Open(id, frame, (*bp)[:0])
+	*bp = out[:0]
+	scratch.Put(bp)
+	return err
+}
+
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, DefaultBlockSize); return &b }}

@@ -1,0 +1,109 @@
+package blockstore
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Sentinel errors. Implementations wrap them; callers test with errors.Is.
+var (
+	// ErrNotFound: the block or key is not in the store.
+	ErrNotFound = errors.New("not found")
+	// ErrCorrupt: bytes that do not decode, or do not hash to their ID.
+	// Such bytes are never returned as data.
+	ErrCorrupt = errors.New("corrupt block")
+	// ErrConflict: a compare-and-swap found another value than expected.
+	ErrConflict = errors.New("conflict")
+	// ErrClosed: the store was used after Close.
+	ErrClosed = errors.New("store closed")
+)
+
+// Block is one framed block and its ID.
+type Block struct {
+	ID    ID
+	Frame []byte
+}
+
+// Getter reads blocks.
+type Getter interface {
+	// Get appends the plain bytes of block id to dst and returns the
+	// result. The bytes are verified against id: stored bytes that do not
+	// hash to id give an error wrapping ErrCorrupt, never data. An absent
+	// block gives an error wrapping ErrNotFound. Get must not be called
+	// for Hole. Safe for concurrent use.
+	Get(ctx context.Context, id ID, dst []byte) ([]byte, error)
+}
+
+// FrameGetter reads blocks in their framed form, for sending them on.
+type FrameGetter interface {
+	// GetFrame appends the stored frame of block id to dst. Like Get, it
+	// verifies the frame against id before returning it.
+	GetFrame(ctx context.Context, id ID, dst []byte) ([]byte, error)
+}
+
+// Putter stores blocks.
+type Putter interface {
+	// Put stores the blocks. Each frame must already be verified against
+	// its ID (made by Encode, or checked with Open). Putting a block that
+	// is present is a no-op. When Put returns nil every block is durable
+	// (on stable storage); on error, any subset may be.
+	Put(ctx context.Context, blocks ...Block) error
+}
+
+// Checker tells which blocks a store lacks.
+type Checker interface {
+	// Missing returns the IDs of ids that are not in the store, in the
+	// order given. Holes are never missing.
+	Missing(ctx context.Context, ids []ID) ([]ID, error)
+}
+
+// Deleter removes blocks.
+type Deleter interface {
+	// Delete removes the blocks; absent ones are ignored.
+	Delete(ctx context.Context, ids ...ID) error
+}
+
+// Walker lists blocks.
+type Walker interface {
+	// Walk calls fn for every stored block ID, in no set order, until fn
+	// returns an error, which Walk returns. fn must not call the store.
+	Walk(ctx context.Context, fn func(ID) error) error
+}
+
+// Store is a whole block store.
+type Store interface {
+	Getter
+	FrameGetter
+	Putter
+	Checker
+	Deleter
+	Walker
+	io.Closer
+}
+
+// MetaOp is one step of an atomic metadata commit.
+type MetaOp struct {
+	// Key is the metadata key.
+	Key string
+	// Value is the new value; nil deletes the key.
+	Value []byte
+	// Check makes the commit conditional on the key's current value
+	// being Old (nil Old: the key must be absent).
+	Check bool
+	// Old is the value expected when Check is set.
+	Old []byte
+}
+
+// MetaStore is a small transactional key-value store for metadata
+// (manifests, version pointers, tokens) kept beside the blocks.
+type MetaStore interface {
+	// GetMeta returns a copy of the value of key, or ErrNotFound.
+	GetMeta(ctx context.Context, key string) ([]byte, error)
+	// ListMeta calls fn for each key with the prefix, in key order.
+	// The value is valid only during the call.
+	ListMeta(ctx context.Context, prefix string, fn func(key string, value []byte) error) error
+	// CommitMeta applies all ops atomically and durably, or none: if any
+	// op's Check fails it returns an error wrapping ErrConflict.
+	CommitMeta(ctx context.Context, ops ...MetaOp) error
+}

@@ -1,0 +1,98 @@
+// Package api defines what crosses the wire between a dvfs server and its
+// clients: the HTTP routes, the JSON documents, and the binary encodings of
+// ID lists and block batches. Both sync/server and sync/client use it, so the
+// two cannot drift apart.
+package api
+
+import (
+	"errors"
+	"time"
+)
+
+// Routes, relative to the server's base URL. {name} is a template name and
+// {version} a decimal version number or "latest".
+const (
+	PathPubKey    = "/v1/pubkey"                                     // GET: the server's ed25519 public key (raw 32 bytes)
+	PathTemplates = "/v1/templates"                                  // GET: []TemplateInfo
+	PathTemplate  = "/v1/templates/{name}"                           // DELETE: remove every version
+	PathVersions  = "/v1/templates/{name}/versions"                  // POST: commit an unsigned manifest, returns VersionInfo
+	PathVersion   = "/v1/templates/{name}/versions/{version}"        // GET: VersionInfo; DELETE: remove the version
+	PathManifest  = "/v1/templates/{name}/versions/{version}/signed" // GET: the signed manifest
+	PathMissing   = "/v1/blocks/missing"                             // POST IDs: the IDs the server lacks
+	PathFetch     = "/v1/blocks/fetch"                               // POST IDs: a block batch
+	PathUpload    = "/v1/blocks"                                     // POST a block batch: stored durably before 204
+	PathGC        = "/v1/gc"                                         // POST: collect unreferenced blocks, returns GCResult
+	PathTokens    = "/v1/tokens"                                     // POST TokenRequest: returns TokenResponse
+)
+
+// Request bounds. A request beyond them gets 413 or 400.
+const (
+	// MaxIDsPerRequest bounds an ID list (2 MiB of IDs).
+	MaxIDsPerRequest = 1 << 16
+	// MaxFetchIDs bounds one fetch, so a response stays near 64 MiB.
+	MaxFetchIDs = 1024
+	// MaxUploadBytes bounds one upload body.
+	MaxUploadBytes = 64 << 20
+	// MaxManifestBytes bounds an uploaded manifest (a 1 TiB template of
+	// 64 KiB blocks needs 512 MiB of IDs: far beyond any lab template).
+	MaxManifestBytes = 256 << 20
+	// MaxJSONBytes bounds small JSON requests.
+	MaxJSONBytes = 1 << 20
+)
+
+// Roles a token can have.
+const (
+	RoleAdmin = "admin" // publishes and removes templates, makes tokens
+	RoleUser  = "user"  // reads templates
+)
+
+// TemplateInfo lists one template and its versions, oldest first.
+type TemplateInfo struct {
+	Name     string        `json:"name"`
+	Versions []VersionInfo `json:"versions"`
+}
+
+// VersionInfo describes one committed version.
+type VersionInfo struct {
+	Name       string    `json:"name"`
+	Version    uint64    `json:"version"`
+	Parent     uint64    `json:"parent,omitempty"`
+	Created    time.Time `json:"created"`
+	Files      int       `json:"files"`
+	Bytes      int64     `json:"bytes"`       // logical size of all files
+	Blocks     int       `json:"blocks"`      // distinct data blocks
+	HoleBlocks int       `json:"hole_blocks"` // blocks of zeros, stored nowhere
+	NewBlocks  int       `json:"new_blocks"`  // blocks no earlier version of this template had
+	KeyID      string    `json:"key_id"`      // fingerprint of the signing key
+}
+
+// GCResult reports a garbage collection.
+type GCResult struct {
+	Kept    int   `json:"kept"`
+	Deleted int   `json:"deleted"`
+	Skipped int   `json:"skipped_recent"` // unreferenced but uploaded recently
+	Freed   int64 `json:"freed_bytes"`    // frame bytes deleted
+}
+
+// TokenRequest asks for a new token.
+type TokenRequest struct {
+	Name string `json:"name"` // who it is for
+	Role string `json:"role"` // RoleAdmin or RoleUser
+}
+
+// TokenResponse carries a new token; the server keeps only its hash.
+type TokenResponse struct {
+	Token string `json:"token"`
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+}
+
+// Error is the JSON body of every 4xx and 5xx response.
+type Error struct {
+	Error string `json:"error"`
+	// Missing lists blocks a commit referred to that the server lacks.
+	Missing []string `json:"missing,omitempty"`
+}
+
+// ErrMalformed is wrapped by every decoding error of this package.
+var ErrMalformed = errors.New("malformed message")

@@ -1,0 +1,318 @@
+// Package publish imports a directory (a VMware or QEMU VM folder) into a
+// dvfs server as a new template version.
+//
+// Each regular file is cut into blocks; holes (by SEEK_HOLE, and blocks that
+// read as zeros) cost nothing. Blocks are hashed, the server is asked which
+// it lacks, and only those are compressed and uploaded, several batches in
+// flight. The manifest is committed last, so an interrupted publish leaves
+// no version behind, and running it again sends only what is still missing.
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+	"github.com/dvfs-project/dvfs/sync/api"
+)
+
+type blockID = blockstore.ID
+
+// Server is what a publish needs of the server (sync/client.Client).
+type Server interface {
+	Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore.ID, error)
+	Upload(ctx context.Context, batch []byte) error
+	Commit(ctx context.Context, m *manifest.Manifest) (api.VersionInfo, error)
+}
+
+// Config configures a publish.
+type Config struct {
+	// Server receives the blocks and the manifest.
+	Server Server
+	// Name is the template's name.
+	Name string
+	// Dir is the directory published; it is the template's root.
+	Dir string
+	// BlockSize is the block size; 0 means blockstore.DefaultBlockSize.
+	BlockSize int
+	// Workers is how many goroutines read and hash; 0 means GOMAXPROCS.
+	Workers int
+	// Uploads is how many batches may be in flight; 0 means 3.
+	Uploads int
+	// BatchBlocks is how many blocks are asked about and uploaded at once;
+	// 0 means 256 (16 MiB of 64 KiB blocks).
+	BatchBlocks int
+	// Progress, if set, is called with the running totals now and then
+	// from one goroutine, and once at the end.
+	Progress func(Progress)
+	// Logger receives the publish's log.
+	Logger *slog.Logger
+}
+
+// Progress is a running count of a publish.
+type Progress struct {
+	// TotalBytes is the logical size of all regular files.
+	TotalBytes int64
+	// DoneBytes is how much of TotalBytes has been hashed (holes count).
+	DoneBytes int64
+	// SentBytes is the frame bytes uploaded so far.
+	SentBytes int64
+}
+
+// Result summarises a publish.
+type Result struct {
+	// Info describes the committed version.
+	Info api.VersionInfo
+	// Files is the number of entries (files, directories, symlinks).
+	Files int
+	// Bytes is the logical size of all regular files.
+	Bytes int64
+	// Blocks counts data blocks (not holes), duplicates included.
+	Blocks int
+	// HoleBlocks counts blocks of zeros, which cost nothing.
+	HoleBlocks int
+	// NewBlocks and NewBytes count the blocks the server lacked and their
+	// plain size: what this publish added.
+	NewBlocks int
+	NewBytes  int64
+	// ReusedBlocks counts data blocks the server had already (or that
+	// occur twice in the tree).
+	ReusedBlocks int
+	// SentBytes is the frame bytes uploaded (after compression).
+	SentBytes int64
+}
+
+// job is one block to read and hash.
+type job struct {
+	file  int // index into files
+	block int
+	off   int64
+	n     int
+	f     *fileRef
+}
+
+// fileRef closes a file when the producer and every job reading it are
+// done with it, so a tree of many files keeps only a few open.
+type fileRef struct {
+	f    *os.File
+	refs atomic.Int32
+}
+
+func (r *fileRef) release() {
+	if r.refs.Add(-1) == 0 {
+		r.f.Close()
+	}
+}
+
+// hashed is a job's outcome; data is nil for a hole.
+type hashed struct {
+	job
+	id   blockID
+	data *[]byte
+}
+
+// Publish imports cfg.Dir as the next version of cfg.Name.
+func Publish(ctx context.Context, cfg Config) (Result, error) {
+	p, err := newPublisher(cfg)
+	if err != nil {
+		return Result{}, err
+	}
+	return p.run(ctx)
+}
+
+type publisher struct {
+	cfg   Config
+	bs    int
+	log   *slog.Logger
+	files []manifest.File
+	pool  sync.Pool
+
+	total, done, sent atomic.Int64
+	res               Result
+	resMu             sync.Mutex
+	seen              map[blockID]struct{} // data blocks already batched
+}
+
+func newPublisher(cfg Config) (*publisher, error) {
+	if err := manifest.ValidName(cfg.Name); err != nil {
+		return nil, err
+	}
+	if cfg.BlockSize == 0 {
+		cfg.BlockSize = blockstore.DefaultBlockSize
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Uploads == 0 {
+		cfg.Uploads = 3
+	}
+	if cfg.BatchBlocks == 0 {
+		cfg.BatchBlocks = 256
+	}
+	p := &publisher{cfg: cfg, bs: cfg.BlockSize, log: cfg.Logger, seen: make(map[blockID]struct{})}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.pool.New = func() any { b := make([]byte, p.bs); return &b }
+	return p, nil
+}
+
+func (p *publisher) run(ctx context.Context) (Result, error) {
+	st, err := os.Stat(p.cfg.Dir)
+	if err != nil {
+		return Result{}, err
+	}
+	if !st.IsDir() {
+		return Result{}, fmt.Errorf("%s is not a directory", p.cfg.Dir)
+	}
+	p.files, err = scanTree(p.cfg.Dir, uint32(p.bs))
+	if err != nil {
+		return Result{}, err
+	}
+	for _, f := range p.files {
+		p.total.Add(f.Size)
+	}
+	p.res.Files, p.res.Bytes = len(p.files), p.total.Load()
+
+	g, gctx := errgroup.WithContext(ctx)
+	jobs := make(chan job, 4*p.cfg.Workers)
+	results := make(chan hashed, 4*p.cfg.Workers)
+	batches := make(chan []hashed, p.cfg.Uploads)
+
+	g.Go(func() error { defer close(jobs); return p.produce(gctx, jobs) })
+	var hashers sync.WaitGroup
+	for range p.cfg.Workers {
+		hashers.Add(1)
+		g.Go(func() error { defer hashers.Done(); return p.hash(gctx, jobs, results) })
+	}
+	go func() { hashers.Wait(); close(results) }()
+	g.Go(func() error { defer close(batches); return p.collect(gctx, results, batches) })
+	for range p.cfg.Uploads {
+		g.Go(func() error { return p.upload(gctx, batches) })
+	}
+	stopProgress := p.reportProgress()
+	err = g.Wait()
+	stopProgress()
+	if err != nil {
+		return p.res, err
+	}
+	m := &manifest.Manifest{
+		Kind:      manifest.KindTemplate,
+		Name:      p.cfg.Name,
+		BlockSize: uint32(p.bs),
+		Files:     p.files,
+	}
+	info, err := p.cfg.Server.Commit(ctx, m)
+	if err != nil {
+		return p.res, fmt.Errorf("commit %s: %w", p.cfg.Name, err)
+	}
+	p.res.Info = info
+	p.res.SentBytes = p.sent.Load()
+	return p.res, nil
+}
+
+// produce opens each regular file and queues its data blocks; whole blocks
+// inside holes are recorded as holes without reading.
+func (p *publisher) produce(ctx context.Context, jobs chan<- job) error {
+	for i := range p.files {
+		f := &p.files[i]
+		if !f.Mode.IsRegular() || f.Size == 0 {
+			continue
+		}
+		if err := p.produceFile(ctx, i, jobs); err != nil {
+			return fmt.Errorf("%s: %w", f.Path, err)
+		}
+	}
+	return nil
+}
+
+func (p *publisher) produceFile(ctx context.Context, i int, jobs chan<- job) error {
+	mf := &p.files[i]
+	fh, err := os.Open(filepath.Join(p.cfg.Dir, filepath.FromSlash(mf.Path)))
+	if err != nil {
+		return err
+	}
+	ref := &fileRef{f: fh}
+	ref.refs.Store(1)
+	defer ref.release()
+	st, err := fh.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() != mf.Size {
+		return fmt.Errorf("changed size while publishing (%d, was %d)", st.Size(), mf.Size)
+	}
+	extents, err := dataExtents(fh, mf.Size)
+	if err != nil {
+		return err
+	}
+	bs := int64(p.bs)
+	ext := 0
+	for b := range mf.Blocks {
+		off := int64(b) * bs
+		n := min(bs, mf.Size-off)
+		for ext < len(extents) && extents[ext][1] <= off {
+			ext++
+		}
+		if ext == len(extents) || extents[ext][0] >= off+n {
+			mf.Blocks[b] = blockstore.Hole
+			p.countHole(n)
+			continue
+		}
+		ref.refs.Add(1)
+		select {
+		case jobs <- job{file: i, block: b, off: off, n: int(n), f: ref}:
+		case <-ctx.Done():
+			ref.release()
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (p *publisher) countHole(n int64) {
+	p.resMu.Lock()
+	p.res.HoleBlocks++
+	p.resMu.Unlock()
+	p.done.Add(n)
+}
+
+// hash reads and hashes blocks.
+func (p *publisher) hash(ctx context.Context, jobs <-chan job, out chan<- hashed) error {
+	for j := range jobs {
+		bp := p.pool.Get().(*[]byte)
+		buf := (*bp)[:j.n]
+		_, err := j.f.f.ReadAt(buf, j.off)
+		j.f.release()
+		if err != nil && !(errors.Is(err, io.EOF)) {
+			p.pool.Put(bp)
+			return fmt.Errorf("%s: read at %d: %w", p.files[j.file].Path, j.off, err)
+		}
+		h := hashed{job: j}
+		if blockstore.IsZero(buf) {
+			p.pool.Put(bp)
+			h.id = blockstore.Hole
+		} else {
+			h.id = blockstore.Sum(buf)
+			*bp = buf
+			h.data = bp
+		}
+		select {
+		case out <- h:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

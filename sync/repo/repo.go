@@ -1,0 +1,145 @@
+// Package repo is the server's template repository: versions of templates
+// as signed manifests over a content-addressed block store. It knows nothing
+// of HTTP; sync/server puts it on the network.
+//
+// Commit order is data before metadata: blocks are stored durably first (by
+// PutBlocks), and Commit refuses a manifest that names a block the store
+// lacks. A version becomes visible in one atomic metadata commit, so a
+// publish cut off at any point leaves no partial version behind.
+package repo
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+)
+
+// Sentinel errors.
+var (
+	// ErrNoTemplate: no such template or version.
+	ErrNoTemplate = errors.New("no such template or version")
+	// ErrMissingBlocks: a manifest names blocks the store lacks.
+	ErrMissingBlocks = errors.New("manifest names blocks the server lacks")
+	// ErrInvalid: a request that can never succeed as sent.
+	ErrInvalid = errors.New("invalid request")
+)
+
+// MissingError lists the blocks a commit lacked.
+type MissingError struct {
+	IDs []blockstore.ID
+}
+
+func (e *MissingError) Error() string {
+	return fmt.Sprintf("%v: %d blocks", ErrMissingBlocks, len(e.IDs))
+}
+
+func (e *MissingError) Unwrap() error { return ErrMissingBlocks }
+
+// Store is what the repository keeps its blocks and metadata in.
+type Store interface {
+	blockstore.Store
+	blockstore.MetaStore
+}
+
+// Config configures a Repo.
+type Config struct {
+	// Store holds blocks and metadata.
+	Store Store
+	// Key signs every committed manifest.
+	Key ed25519.PrivateKey
+	// Logger receives the repository's log.
+	Logger *slog.Logger
+	// GCGrace keeps unreferenced blocks uploaded less than this long ago,
+	// so a collection does not take the blocks of a publish in progress.
+	GCGrace time.Duration
+	// Now tells the time (tests set it); nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultGCGrace is Config.GCGrace's default.
+const DefaultGCGrace = time.Hour
+
+// Repo is a template repository. Its methods are safe for concurrent use.
+type Repo struct {
+	store Store
+	key   ed25519.PrivateKey
+	keyID string
+	log   *slog.Logger
+	grace time.Duration
+	now   func() time.Time
+
+	// mu orders commits and removals against garbage collection: a
+	// collection sees either all of a commit or none of it.
+	mu sync.Mutex
+
+	// recent records when blocks were last uploaded, for GCGrace.
+	recentMu sync.Mutex
+	recent   map[blockstore.ID]time.Time
+}
+
+// New returns a repository over cfg.Store.
+func New(cfg Config) (*Repo, error) {
+	if cfg.Store == nil || len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("repo: a store and an ed25519 key are required")
+	}
+	r := &Repo{
+		store:  cfg.Store,
+		key:    cfg.Key,
+		keyID:  manifest.KeyID(cfg.Key.Public().(ed25519.PublicKey)),
+		log:    cfg.Logger,
+		grace:  cfg.GCGrace,
+		now:    cfg.Now,
+		recent: make(map[blockstore.ID]time.Time),
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.grace == 0 {
+		r.grace = DefaultGCGrace
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	return r, nil
+}
+
+// PublicKey returns the key that verifies this repository's manifests.
+func (r *Repo) PublicKey() ed25519.PublicKey { return r.key.Public().(ed25519.PublicKey) }
+
+// Missing returns the IDs of ids the store lacks.
+func (r *Repo) Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore.ID, error) {
+	return r.store.Missing(ctx, ids)
+}
+
+// PutBlocks verifies each block against its ID and stores them all
+// durably. A block that does not hash to its ID is refused with an error
+// wrapping blockstore.ErrCorrupt, and none of the batch is stored.
+func (r *Repo) PutBlocks(ctx context.Context, blocks []blockstore.Block) error {
+	for _, b := range blocks {
+		if b.ID.IsHole() {
+			return fmt.Errorf("%w: the hole ID is never uploaded", ErrInvalid)
+		}
+		if err := blockstore.Verify(b.ID, b.Frame); err != nil {
+			return err
+		}
+	}
+	now := r.now()
+	r.recentMu.Lock()
+	for _, b := range blocks {
+		r.recent[b.ID] = now
+	}
+	r.recentMu.Unlock()
+	return r.store.Put(ctx, blocks...)
+}
+
+// Frame appends the verified frame of block id to dst.
+func (r *Repo) Frame(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error) {
+	return r.store.GetFrame(ctx, id, dst)
+}

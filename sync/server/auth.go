@@ -1,0 +1,42 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/dvfs-project/dvfs/sync/api"
+	"github.com/dvfs-project/dvfs/sync/repo"
+)
+
+type principalKey struct{}
+
+// handle registers h behind authentication: the bearer token must name a
+// principal whose role is role, or admin (which may do everything).
+func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.Request) error) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			s.fail(w, r, http.StatusUnauthorized, errors.New("missing bearer token (give --token or DVFS_TOKEN)"))
+			return
+		}
+		p, err := s.repo.Authenticate(r.Context(), token)
+		if errors.Is(err, repo.ErrBadToken) {
+			s.fail(w, r, http.StatusUnauthorized, errors.New("unknown token"))
+			return
+		}
+		if err != nil {
+			s.fail(w, r, http.StatusInternalServerError, err)
+			return
+		}
+		if p.Role != api.RoleAdmin && p.Role != role {
+			s.fail(w, r, http.StatusForbidden, errors.New("this needs a token with role "+role))
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+		if err := h(w, r); err != nil {
+			s.fail(w, r, statusOf(err), err)
+		}
+	})
+}

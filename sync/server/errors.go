@@ -1,0 +1,54 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+	"github.com/dvfs-project/dvfs/sync/api"
+	"github.com/dvfs-project/dvfs/sync/repo"
+)
+
+// statusOf maps an error to its HTTP status: one table for every handler.
+func statusOf(err error) int {
+	var maxBytes *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxBytes):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, repo.ErrNoTemplate), errors.Is(err, blockstore.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, repo.ErrMissingBlocks), errors.Is(err, blockstore.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, repo.ErrInvalid), errors.Is(err, api.ErrMalformed),
+		errors.Is(err, manifest.ErrMalformed), errors.Is(err, errBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, blockstore.ErrCorrupt):
+		// A corrupt upload is the client's fault; corrupt stored data is
+		// found before any byte is sent and is ours, but both must be
+		// refused loudly. Uploads are checked first, in PutBlocks.
+		return http.StatusUnprocessableEntity
+	}
+	return http.StatusInternalServerError
+}
+
+var errBadRequest = errors.New("bad request")
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
+	body := api.Error{Error: err.Error()}
+	var missing *repo.MissingError
+	if errors.As(err, &missing) {
+		for i, id := range missing.IDs {
+			if i == 1000 {
+				break
+			}
+			body.Missing = append(body.Missing, id.String())
+		}
+	}
+	level := slogLevel(status)
+	s.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}

@@ -1,0 +1,245 @@
+package server
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+	"github.com/dvfs-project/dvfs/sync/api"
+)
+
+func slogLevel(status int) slog.Level {
+	if status >= 500 {
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// readBody reads a whole request body of at most max bytes.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+}
+
+// nameVersion parses the {name} and {version} path values; a missing or
+// "latest" version is 0.
+func nameVersion(r *http.Request) (string, uint64, error) {
+	name := r.PathValue("name")
+	if err := manifest.ValidName(name); err != nil {
+		return "", 0, fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	vs := r.PathValue("version")
+	if vs == "" || vs == "latest" {
+		return name, 0, nil
+	}
+	v, err := strconv.ParseUint(vs, 10, 64)
+	if err != nil || v == 0 {
+		return "", 0, fmt.Errorf("%w: version %q is not a positive number or \"latest\"", errBadRequest, vs)
+	}
+	return name, v, nil
+}
+
+func (s *Server) pubKey(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, err := w.Write(s.repo.PublicKey())
+	return err
+}
+
+func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.repo.List(r.Context())
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []api.TemplateInfo{}
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) version(w http.ResponseWriter, r *http.Request) error {
+	name, v, err := nameVersion(r)
+	if err != nil {
+		return err
+	}
+	info, err := s.repo.Version(r.Context(), name, v)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) signedManifest(w http.ResponseWriter, r *http.Request) error {
+	name, v, err := nameVersion(r)
+	if err != nil {
+		return err
+	}
+	b, err := s.repo.Signed(r.Context(), name, v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, err = w.Write(b)
+	return err
+}
+
+func (s *Server) commit(w http.ResponseWriter, r *http.Request) error {
+	name, _, err := nameVersion(r)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(w, r, api.MaxManifestBytes)
+	if err != nil {
+		return err
+	}
+	m, err := manifest.Unmarshal(body)
+	if err != nil {
+		return err
+	}
+	if m.Name != name {
+		return fmt.Errorf("%w: manifest names template %q, URL %q", errBadRequest, m.Name, name)
+	}
+	info, err := s.repo.Commit(r.Context(), m)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, info)
+}
+
+func (s *Server) removeTemplate(w http.ResponseWriter, r *http.Request) error {
+	name, v, err := nameVersion(r)
+	if err != nil {
+		return err
+	}
+	if r.PathValue("version") == "latest" {
+		return fmt.Errorf("%w: remove a version by its number", errBadRequest)
+	}
+	if _, err := s.repo.Remove(r.Context(), name, v); err != nil {
+		return err
+	}
+	// Removing is what frees space, so collect right away.
+	res, err := s.repo.GC(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) gc(w http.ResponseWriter, r *http.Request) error {
+	res, err := s.repo.GC(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) missing(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r, api.MaxIDsPerRequest*blockstore.IDSize)
+	if err != nil {
+		return err
+	}
+	ids, err := api.DecodeIDs(body, api.MaxIDsPerRequest)
+	if err != nil {
+		return err
+	}
+	missing, err := s.repo.Missing(r.Context(), ids)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, err = w.Write(api.AppendIDs(nil, missing))
+	return err
+}
+
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, blockstore.DefaultBlockSize+64); return &b }}
+
+func (s *Server) fetch(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r, api.MaxFetchIDs*blockstore.IDSize)
+	if err != nil {
+		return err
+	}
+	ids, err := api.DecodeIDs(body, api.MaxFetchIDs)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	// Refuse up front what we lack, while a status can still be sent.
+	missing, err := s.repo.Missing(ctx, ids)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("block %s: %w", missing[0], blockstore.ErrNotFound)
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	bw := bufio.NewWriterSize(w, 256<<10)
+	bp := framePool.Get().(*[]byte)
+	defer framePool.Put(bp)
+	var rec []byte
+	for i, id := range ids {
+		frame, err := s.repo.Frame(ctx, id, (*bp)[:0])
+		if err != nil {
+			if i == 0 {
+				return err
+			}
+			// The status is gone; cut the stream so the client sees a
+			// truncated batch instead of a short one that looks whole.
+			s.log.Error("fetch: block unreadable, aborting response", "block", id, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		*bp = frame
+		rec = api.AppendBlock(rec[:0], id, frame)
+		if _, err := bw.Write(rec); err != nil {
+			return nil // client went away
+		}
+	}
+	return bw.Flush()
+}
+
+func (s *Server) upload(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r, api.MaxUploadBytes)
+	if err != nil {
+		return err
+	}
+	var blocks []blockstore.Block
+	err = api.ParseBatch(body, func(id blockstore.ID, frame []byte) error {
+		blocks = append(blocks, blockstore.Block{ID: id, Frame: frame})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.repo.PutBlocks(r.Context(), blocks); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r, api.MaxJSONBytes)
+	if err != nil {
+		return err
+	}
+	var req api.TokenRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return fmt.Errorf("%w: token request: %v", errBadRequest, err)
+	}
+	token, err := s.repo.CreateToken(r.Context(), req.Name, req.Role)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, api.TokenResponse{Token: token, Name: req.Name, Role: req.Role})
+}

@@ -1,0 +1,52 @@
+// Package server puts a template repository (sync/repo) on HTTP: routing,
+// token authentication, request bounds, and the mapping of errors to status
+// codes. Handlers decode, call the repository, and encode; nothing else.
+package server
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/dvfs-project/dvfs/sync/api"
+	"github.com/dvfs-project/dvfs/sync/repo"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Repo is the repository served.
+	Repo *repo.Repo
+	// Logger receives request errors.
+	Logger *slog.Logger
+}
+
+// Server is the repository's HTTP handler.
+type Server struct {
+	repo *repo.Repo
+	log  *slog.Logger
+	mux  *http.ServeMux
+}
+
+// New returns the handler for cfg.Repo.
+func New(cfg Config) *Server {
+	s := &Server{repo: cfg.Repo, log: cfg.Logger, mux: http.NewServeMux()}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	user, admin := api.RoleUser, api.RoleAdmin
+	s.handle("GET "+api.PathPubKey, user, s.pubKey)
+	s.handle("GET "+api.PathTemplates, user, s.listTemplates)
+	s.handle("DELETE "+api.PathTemplate, admin, s.removeTemplate)
+	s.handle("POST "+api.PathVersions, admin, s.commit)
+	s.handle("GET "+api.PathVersion, user, s.version)
+	s.handle("DELETE "+api.PathVersion, admin, s.removeTemplate)
+	s.handle("GET "+api.PathManifest, user, s.signedManifest)
+	s.handle("POST "+api.PathMissing, user, s.missing)
+	s.handle("POST "+api.PathFetch, user, s.fetch)
+	s.handle("POST "+api.PathUpload, admin, s.upload)
+	s.handle("POST "+api.PathGC, admin, s.gc)
+	s.handle("POST "+api.PathTokens, admin, s.createToken)
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }

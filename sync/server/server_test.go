@@ -1,0 +1,203 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/memstore"
+	"github.com/dvfs-project/dvfs/sync/api"
+	"github.com/dvfs-project/dvfs/sync/client"
+	"github.com/dvfs-project/dvfs/sync/export"
+	"github.com/dvfs-project/dvfs/sync/publish"
+	"github.com/dvfs-project/dvfs/sync/repo"
+	"github.com/dvfs-project/dvfs/sync/server"
+)
+
+type env struct {
+	srv   *httptest.Server
+	store *memstore.Store
+	admin *client.Client
+	token string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	_, key, _ := ed25519.GenerateKey(nil)
+	st := memstore.New()
+	r, err := repo.New(repo.Config{Store: st, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := server.EnsureAdminToken(context.Background(), r, dir); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
+	srv := httptest.NewServer(server.New(server.Config{Repo: r}))
+	t.Cleanup(srv.Close)
+	e := &env{srv: srv, store: st, token: strings.TrimSpace(string(tok))}
+	e.admin, err = client.New(client.Config{Server: srv.URL, Token: e.token, ServerKey: key.Public().(ed25519.PublicKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func writeTree(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "xp.vmdk.lck"), 0o755)
+	os.WriteFile(filepath.Join(dir, "xp.vmx"), []byte("displayName = \"xp\"\n"), 0o644)
+	os.Symlink("xp.vmx", filepath.Join(dir, "link.vmx"))
+	f, _ := os.Create(filepath.Join(dir, "xp.vmdk"))
+	f.Truncate(3<<20 + 1234) // sparse, with a short last block
+	f.WriteAt(bytes.Repeat([]byte("guest data "), 20000), 1<<20)
+	f.WriteAt(bytes.Repeat([]byte{0}, 64<<10), 2<<20) // written zeros: a hole too
+	f.WriteAt([]byte("tail"), 3<<20+1000)
+	f.Close()
+	return dir
+}
+
+func TestPublishExportRoundTrip(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	src := writeTree(t)
+	res, err := publish.Publish(ctx, publish.Config{Server: e.admin, Name: "xp", Dir: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Info.Version != 1 || res.NewBlocks == 0 || res.HoleBlocks == 0 {
+		t.Fatalf("result %+v", res)
+	}
+	again, err := publish.Publish(ctx, publish.Config{Server: e.admin, Name: "xp", Dir: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.NewBlocks != 0 || again.SentBytes != 0 || again.Info.Version != 2 {
+		t.Fatalf("republishing an unchanged tree sent data: %+v", again)
+	}
+	m, _, err := e.admin.Manifest(ctx, "xp", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if err := export.Export(ctx, e.admin, m, out); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"xp.vmx", "xp.vmdk"} {
+		a, _ := os.ReadFile(filepath.Join(src, name))
+		b, _ := os.ReadFile(filepath.Join(out, name))
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs after export", name)
+		}
+	}
+	if target, _ := os.Readlink(filepath.Join(out, "link.vmx")); target != "xp.vmx" {
+		t.Errorf("symlink target %q", target)
+	}
+	if st, err := os.Stat(filepath.Join(out, "xp.vmdk.lck")); err != nil || !st.IsDir() {
+		t.Errorf("directory not exported: %v", err)
+	}
+}
+
+// A client that pins another key refuses the server's manifests.
+func TestForeignKeyRefused(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := publish.Publish(ctx, publish.Config{Server: e.admin, Name: "xp", Dir: writeTree(t)}); err != nil {
+		t.Fatal(err)
+	}
+	other, _, _ := ed25519.GenerateKey(nil)
+	c, _ := client.New(client.Config{Server: e.srv.URL, Token: e.token, ServerKey: other})
+	if _, _, err := c.Manifest(ctx, "xp", 0); err == nil || !strings.Contains(err.Error(), "signature") {
+		t.Fatalf("manifest under a foreign key: %v", err)
+	}
+}
+
+func TestUploadRefusesForgedBlock(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := blockstore.Sum([]byte("what the id says"))
+	batch := api.AppendBlock(nil, id, blockstore.Encode(nil, []byte("something else")))
+	err := e.admin.Upload(ctx, batch)
+	var he *client.HTTPError
+	if !errors.As(err, &he) || he.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("forged upload: %v", err)
+	}
+	if missing, _ := e.store.Missing(ctx, []blockstore.ID{id}); len(missing) != 1 {
+		t.Fatal("forged block was stored")
+	}
+}
+
+func TestFetchVerifiesAndDetectsCorruption(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	plain := bytes.Repeat([]byte("block"), 1000)
+	id := blockstore.Sum(plain)
+	if err := e.admin.Upload(ctx, api.AppendBlock(nil, id, blockstore.Encode(nil, plain))); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	if err := e.admin.Fetch(ctx, []blockstore.ID{id}, func(_ blockstore.ID, p []byte) error {
+		got = append([]byte(nil), p...)
+		return nil
+	}); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("fetch: %v", err)
+	}
+	e.store.Corrupt(id)
+	err := e.admin.Fetch(ctx, []blockstore.ID{id}, func(blockstore.ID, []byte) error {
+		t.Fatal("corrupt block handed out")
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("corrupt block: %v", err)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	e := newEnv(t)
+	post := func(path string, body io.Reader) int {
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+path, body)
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	cases := []struct {
+		name string
+		path string
+		body io.Reader
+		want int
+	}{
+		{"ragged id list", api.PathMissing, bytes.NewReader(make([]byte, 33)), 400},
+		{"too many ids", api.PathMissing, bytes.NewReader(make([]byte, 32*(api.MaxIDsPerRequest+1))), 413},
+		{"truncated batch", api.PathUpload, bytes.NewReader(make([]byte, 40)), 400},
+		{"huge upload", api.PathUpload, io.LimitReader(zeros{}, api.MaxUploadBytes+1), 413},
+		{"garbage manifest", "/v1/templates/xp/versions", strings.NewReader("not a manifest"), 400},
+		{"bad template name", "/v1/templates/.hidden/versions", strings.NewReader(""), 400},
+		{"unknown block", api.PathFetch, bytes.NewReader(make([]byte, 32)), 404},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := post(c.path, c.body); got != c.want {
+				t.Fatalf("status %d, want %d", got, c.want)
+			}
+		})
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }

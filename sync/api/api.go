@@ -96,3 +96,23 @@ type Error struct {
 
 // ErrMalformed is wrapped by every decoding error of this package.
 var ErrMalformed = errors.New("malformed message")
+
+// Clone routes. A clone belongs to the principal that made it; {name} is
+// the clone's name within its owner's clones.
+const (
+	PathClones      = "/v1/clones"               // GET: []CloneInfo of the caller
+	PathClone       = "/v1/clones/{name}"        // POST unsigned manifest (?template=T&version=V): create; GET: CloneInfo; DELETE
+	PathCloneSigned = "/v1/clones/{name}/signed" // GET: the signed manifest of the latest generation
+)
+
+// CloneInfo describes a clone.
+type CloneInfo struct {
+	Name            string    `json:"name"`
+	Owner           string    `json:"owner"`
+	Template        string    `json:"template"`
+	TemplateVersion uint64    `json:"template_version"`
+	Generation      uint64    `json:"generation"` // the latest committed generation, from 1
+	Created         time.Time `json:"created"`
+	Updated         time.Time `json:"updated"`
+	Bytes           int64     `json:"bytes"` // logical size of all files
+}

@@ -10,7 +10,8 @@ import (
 	"github.com/dvfs-project/dvfs/sync/api"
 )
 
-// GC deletes every block that no kept manifest names, except blocks
+// GC deletes every block that no kept manifest (template version or clone
+// generation) names, except blocks
 // uploaded within the grace period (they may belong to a publish that has
 // not committed yet). It holds the commit lock throughout, so no version
 // can appear half-marked.
@@ -21,8 +22,10 @@ func (r *Repo) GC(ctx context.Context) (api.GCResult, error) {
 
 	live := make(map[blockstore.ID]struct{})
 	pub := r.PublicKey()
-	err := r.store.ListMeta(ctx, prefixTemplates, func(key string, value []byte) error {
-		if !strings.Contains(key, "/v/") {
+	// Every signed manifest is a root: template versions and every
+	// generation of every clone.
+	mark := func(key string, value []byte) error {
+		if !strings.Contains(key, "/v/") && !strings.Contains(key, "/g/") {
 			return nil
 		}
 		m, _, err := manifest.Open(value, pub)
@@ -34,15 +37,17 @@ func (r *Repo) GC(ctx context.Context) (api.GCResult, error) {
 			live[id] = struct{}{}
 		}
 		return nil
-	})
-	if err != nil {
-		return res, err
+	}
+	for _, prefix := range []string{prefixTemplates, prefixClones} {
+		if err := r.store.ListMeta(ctx, prefix, mark); err != nil {
+			return res, err
+		}
 	}
 
 	var dead []blockstore.ID
 	cutoff := r.now().Add(-r.grace)
 	r.recentMu.Lock()
-	err = r.store.Walk(ctx, func(id blockstore.ID) error {
+	err := r.store.Walk(ctx, func(id blockstore.ID) error {
 		if _, ok := live[id]; ok {
 			res.Kept++
 			return nil

@@ -23,8 +23,8 @@ import (
 
 // Sentinel errors.
 var (
-	// ErrNoTemplate: no such template or version.
-	ErrNoTemplate = errors.New("no such template or version")
+	// ErrNotFound: no such template, version or clone.
+	ErrNotFound = errors.New("no such template, version or clone")
 	// ErrMissingBlocks: a manifest names blocks the store lacks.
 	ErrMissingBlocks = errors.New("manifest names blocks the server lacks")
 	// ErrInvalid: a request that can never succeed as sent.

@@ -139,7 +139,7 @@ func TestGCKeepsLiveAndRecent(t *testing.T) {
 	if len(missing) != 0 {
 		t.Fatal("gc deleted a block a kept version uses")
 	}
-	if _, err := r.Remove(ctx, "xp", 7); !errors.Is(err, ErrNoTemplate) {
+	if _, err := r.Remove(ctx, "xp", 7); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("removing an absent version: %v", err)
 	}
 }

@@ -52,7 +52,7 @@ func (r *Repo) Commit(ctx context.Context, m *manifest.Manifest) (api.VersionInf
 		}
 	}
 	latest, err := r.latest(ctx, m.Name)
-	if err != nil && !errors.Is(err, ErrNoTemplate) {
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return api.VersionInfo{}, err
 	}
 	m.Version, m.Parent, m.Created = next, latest, r.now().UTC()
@@ -108,7 +108,7 @@ func (r *Repo) latest(ctx context.Context, name string) (uint64, error) {
 		return 0, err
 	}
 	if v == 0 {
-		return 0, fmt.Errorf("template %q: %w", name, ErrNoTemplate)
+		return 0, fmt.Errorf("template %q: %w", name, ErrNotFound)
 	}
 	return v, nil
 }
@@ -130,7 +130,7 @@ func (r *Repo) Version(ctx context.Context, name string, version uint64) (api.Ve
 	}
 	b, err := r.store.GetMeta(ctx, infoKey(name, v))
 	if errors.Is(err, blockstore.ErrNotFound) {
-		return info, fmt.Errorf("template %s@%d: %w", name, v, ErrNoTemplate)
+		return info, fmt.Errorf("template %s@%d: %w", name, v, ErrNotFound)
 	}
 	if err != nil {
 		return info, err
@@ -147,7 +147,7 @@ func (r *Repo) Signed(ctx context.Context, name string, version uint64) ([]byte,
 	}
 	b, err := r.store.GetMeta(ctx, manifestKey(name, v))
 	if errors.Is(err, blockstore.ErrNotFound) {
-		return nil, fmt.Errorf("template %s@%d: %w", name, v, ErrNoTemplate)
+		return nil, fmt.Errorf("template %s@%d: %w", name, v, ErrNotFound)
 	}
 	return b, err
 }
@@ -195,9 +195,9 @@ func (r *Repo) Remove(ctx context.Context, name string, version uint64) (removed
 	}
 	if len(removed) == 0 {
 		if version == 0 {
-			return nil, fmt.Errorf("template %q: %w", name, ErrNoTemplate)
+			return nil, fmt.Errorf("template %q: %w", name, ErrNotFound)
 		}
-		return nil, fmt.Errorf("template %s@%d: %w", name, version, ErrNoTemplate)
+		return nil, fmt.Errorf("template %s@%d: %w", name, version, ErrNotFound)
 	}
 	ops := make([]blockstore.MetaOp, 0, 2*len(removed))
 	for _, v := range removed {

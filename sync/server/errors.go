@@ -17,9 +17,9 @@ func statusOf(err error) int {
 	switch {
 	case errors.As(err, &maxBytes):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, repo.ErrNoTemplate), errors.Is(err, blockstore.ErrNotFound):
+	case errors.Is(err, repo.ErrNotFound), errors.Is(err, blockstore.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, repo.ErrMissingBlocks), errors.Is(err, blockstore.ErrConflict):
+	case errors.Is(err, repo.ErrMissingBlocks), errors.Is(err, blockstore.ErrConflict), errors.Is(err, repo.ErrExists):
 		return http.StatusConflict
 	case errors.Is(err, repo.ErrInvalid), errors.Is(err, api.ErrMalformed),
 		errors.Is(err, manifest.ErrMalformed), errors.Is(err, errBadRequest):

@@ -42,9 +42,15 @@ func New(cfg Config) *Server {
 	s.handle("GET "+api.PathManifest, user, s.signedManifest)
 	s.handle("POST "+api.PathMissing, user, s.missing)
 	s.handle("POST "+api.PathFetch, user, s.fetch)
-	s.handle("POST "+api.PathUpload, admin, s.upload)
+	// Users upload the blocks of their clones' changes.
+	s.handle("POST "+api.PathUpload, user, s.upload)
 	s.handle("POST "+api.PathGC, admin, s.gc)
 	s.handle("POST "+api.PathTokens, admin, s.createToken)
+	s.handle("GET "+api.PathClones, user, s.listClones)
+	s.handle("POST "+api.PathClone, user, s.createClone)
+	s.handle("GET "+api.PathClone, user, s.clone)
+	s.handle("DELETE "+api.PathClone, user, s.removeClone)
+	s.handle("GET "+api.PathCloneSigned, user, s.cloneSigned)
 	return s
 }
 

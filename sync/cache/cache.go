@@ -1,0 +1,294 @@
+// Package cache is a workstation's block cache: one verified block store per
+// machine, shared by every mount on it, filled on demand from the server
+// (and, later, by multicast). It holds only clean blocks (blocks the
+// server has), so any of them may be evicted when the cache is over its
+// size limit; a clone's unsynced data lives in the overlay, never here.
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+)
+
+// Remote is where missing blocks come from (sync/client.Client). fn gets
+// each block's plain bytes, already verified against its ID.
+type Remote interface {
+	Fetch(ctx context.Context, ids []blockstore.ID, fn func(id blockstore.ID, plain []byte) error) error
+}
+
+// Config configures a Cache.
+type Config struct {
+	// Store holds the cached blocks.
+	Store blockstore.Store
+	// Remote supplies blocks the store lacks; nil makes the cache
+	// local-only (a miss is an error wrapping blockstore.ErrNotFound).
+	Remote Remote
+	// Limit is the most bytes of block frames kept; 0 means no limit.
+	Limit int64
+	// PrefetchWorkers is how many batches are fetched ahead at once;
+	// 0 means 2.
+	PrefetchWorkers int
+	// PrefetchBatch is how many blocks one prefetch request asks for; 0
+	// means 32 (2 MiB of 64 KiB blocks).
+	PrefetchBatch int
+	// Logger receives the cache's log.
+	Logger *slog.Logger
+}
+
+// Stats counts what the cache did.
+type Stats struct {
+	Hits, Misses, Fetched, Evicted, Corrupt int64
+	Blocks                                  int
+	Bytes                                   int64
+}
+
+// Cache reads blocks through a local store. Safe for concurrent use.
+type Cache struct {
+	cfg    Config
+	log    *slog.Logger
+	flight singleflight.Group
+	lru    *clock
+
+	prefetchQ  chan blockstore.ID
+	queued     sync.Map // ID -> struct{}: in the prefetch queue
+	stop       context.CancelFunc
+	wg         sync.WaitGroup
+	hits, miss atomic.Int64
+	fetched    atomic.Int64
+	corrupt    atomic.Int64
+}
+
+// New opens a cache over cfg.Store, learning what it holds.
+func New(ctx context.Context, cfg Config) (*Cache, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("cache: no store")
+	}
+	if cfg.PrefetchWorkers == 0 {
+		cfg.PrefetchWorkers = 2
+	}
+	if cfg.PrefetchBatch == 0 {
+		cfg.PrefetchBatch = 32
+	}
+	c := &Cache{cfg: cfg, log: cfg.Logger, lru: newClock(), prefetchQ: make(chan blockstore.ID, 4096)}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	// Sizes of blocks already stored are not known without reading them;
+	// count each as a full block, which errs towards evicting early.
+	err := cfg.Store.Walk(ctx, func(id blockstore.ID) error {
+		c.lru.add(id, blockstore.DefaultBlockSize)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: scan: %w", err)
+	}
+	bg, stop := context.WithCancel(context.Background())
+	c.stop = stop
+	for range cfg.PrefetchWorkers {
+		c.wg.Add(1)
+		go c.prefetcher(bg)
+	}
+	return c, nil
+}
+
+// Close stops the prefetchers; the store stays open (its owner closes it).
+func (c *Cache) Close() error {
+	c.stop()
+	c.wg.Wait()
+	return nil
+}
+
+// ReadBlock appends the verified plain bytes of block id to dst, fetching
+// the block from the remote when the store lacks it. A block that is
+// corrupt on local disk is dropped and fetched again.
+func (c *Cache) ReadBlock(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error) {
+	out, err := c.cfg.Store.Get(ctx, id, dst)
+	if err == nil {
+		c.hits.Add(1)
+		c.lru.touch(id)
+		return out, nil
+	}
+	if errors.Is(err, blockstore.ErrCorrupt) {
+		c.corrupt.Add(1)
+		c.log.Error("cached block is corrupt on disk; fetching it again", "block", id, "err", err)
+		if derr := c.cfg.Store.Delete(ctx, id); derr != nil {
+			return dst, errors.Join(err, derr)
+		}
+		c.lru.remove(id)
+	} else if !errors.Is(err, blockstore.ErrNotFound) {
+		return dst, err
+	}
+	c.miss.Add(1)
+	if err := c.Fill(ctx, []blockstore.ID{id}); err != nil {
+		return dst, err
+	}
+	out, err = c.cfg.Store.Get(ctx, id, dst)
+	if errors.Is(err, blockstore.ErrNotFound) {
+		// Evicted between the fill and this read, or the disk is full:
+		// fetch once more straight to the caller.
+		err = c.fetchInto(ctx, id, &out, dst)
+	}
+	return out, err
+}
+
+func (c *Cache) fetchInto(ctx context.Context, id blockstore.ID, out *[]byte, dst []byte) error {
+	if c.cfg.Remote == nil {
+		return fmt.Errorf("block %s: %w", id.Short(), blockstore.ErrNotFound)
+	}
+	return c.cfg.Remote.Fetch(ctx, []blockstore.ID{id}, func(_ blockstore.ID, plain []byte) error {
+		*out = append(dst, plain...)
+		return nil
+	})
+}
+
+// Fill makes sure the store holds every block of ids, fetching the
+// missing ones in batches. Concurrent fills of the same block share one
+// fetch.
+func (c *Cache) Fill(ctx context.Context, ids []blockstore.ID) error {
+	missing, err := c.cfg.Store.Missing(ctx, ids)
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	if c.cfg.Remote == nil {
+		return fmt.Errorf("block %s: %w (no server)", missing[0].Short(), blockstore.ErrNotFound)
+	}
+	if len(missing) == 1 {
+		_, err, _ := c.flight.Do(string(missing[0][:]), func() (any, error) {
+			return nil, c.fetch(ctx, missing)
+		})
+		return err
+	}
+	return c.fetch(ctx, missing)
+}
+
+// fetch gets blocks from the remote and stores them. The remote verified
+// each block against its ID, so the frames made here are trusted.
+func (c *Cache) fetch(ctx context.Context, ids []blockstore.ID) error {
+	var blocks []blockstore.Block
+	var size int64
+	flush := func() error {
+		if len(blocks) == 0 {
+			return nil
+		}
+		if err := c.put(ctx, blocks); err != nil {
+			return err
+		}
+		blocks, size = blocks[:0], 0
+		return nil
+	}
+	err := c.cfg.Remote.Fetch(ctx, ids, func(id blockstore.ID, plain []byte) error {
+		frame := blockstore.Encode(nil, plain)
+		blocks = append(blocks, blockstore.Block{ID: id, Frame: frame})
+		size += int64(len(frame))
+		if size >= 8<<20 {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return flush()
+}
+
+// put stores blocks, evicting clean blocks first when over the limit.
+func (c *Cache) put(ctx context.Context, blocks []blockstore.Block) error {
+	var size int64
+	for _, b := range blocks {
+		size += int64(len(b.Frame))
+	}
+	if err := c.evict(ctx, size); err != nil {
+		return err
+	}
+	if err := c.cfg.Store.Put(ctx, blocks...); err != nil {
+		return fmt.Errorf("cache: store %d blocks: %w", len(blocks), err)
+	}
+	for _, b := range blocks {
+		c.lru.add(b.ID, int64(len(b.Frame)))
+	}
+	c.fetched.Add(int64(len(blocks)))
+	return nil
+}
+
+// evict deletes least recently used blocks until size more bytes fit
+// under the limit (down to 90% of it, so eviction runs in batches).
+func (c *Cache) evict(ctx context.Context, size int64) error {
+	if c.cfg.Limit == 0 || c.lru.bytes()+size <= c.cfg.Limit {
+		return nil
+	}
+	target := c.cfg.Limit*9/10 - size
+	victims := c.lru.evict(max(target, 0))
+	if len(victims) == 0 {
+		return nil
+	}
+	if err := c.cfg.Store.Delete(ctx, victims...); err != nil {
+		return fmt.Errorf("cache: evict: %w", err)
+	}
+	c.log.Debug("evicted clean blocks", "blocks", len(victims), "cached_bytes", c.lru.bytes())
+	return nil
+}
+
+// Prefetch queues blocks to be fetched in the background. It never blocks:
+// when the queue is full the rest are dropped (they will be read on demand).
+func (c *Cache) Prefetch(ids []blockstore.ID) {
+	for _, id := range ids {
+		if id.IsHole() || c.lru.has(id) {
+			continue
+		}
+		if _, dup := c.queued.LoadOrStore(id, struct{}{}); dup {
+			continue
+		}
+		select {
+		case c.prefetchQ <- id:
+		default:
+			c.queued.Delete(id)
+			return
+		}
+	}
+}
+
+func (c *Cache) prefetcher(ctx context.Context) {
+	defer c.wg.Done()
+	batch := make([]blockstore.ID, 0, c.cfg.PrefetchBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case id := <-c.prefetchQ:
+			batch = append(batch, id)
+		case <-ctx.Done():
+			return
+		}
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case id := <-c.prefetchQ:
+				batch = append(batch, id)
+			default:
+				break more
+			}
+		}
+		if err := c.Fill(ctx, batch); err != nil && ctx.Err() == nil {
+			c.log.Warn("prefetch failed", "blocks", len(batch), "err", err)
+		}
+		for _, id := range batch {
+			c.queued.Delete(id)
+		}
+	}
+}
+
+// Stats reports the cache's counters.
+func (c *Cache) Stats() Stats {
+	return Stats{
+		Hits: c.hits.Load(), Misses: c.miss.Load(), Fetched: c.fetched.Load(),
+		Evicted: c.lru.evicted.Load(), Corrupt: c.corrupt.Load(),
+		Blocks: c.lru.len(), Bytes: c.lru.bytes(),
+	}
+}

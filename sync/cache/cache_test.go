@@ -1,0 +1,168 @@
+package cache_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/memstore"
+	"github.com/dvfs-project/dvfs/sync/api"
+	"github.com/dvfs-project/dvfs/sync/cache"
+	"github.com/dvfs-project/dvfs/sync/client"
+	"github.com/dvfs-project/dvfs/sync/repo"
+	"github.com/dvfs-project/dvfs/sync/server"
+)
+
+// remote is a real server over HTTP, with its store exposed for faults.
+type remote struct {
+	store  *memstore.Store
+	client *client.Client
+	ids    []blockstore.ID
+	plains [][]byte
+}
+
+func newRemote(t *testing.T, blocks int) *remote {
+	t.Helper()
+	_, key, _ := ed25519.GenerateKey(nil)
+	st := memstore.New()
+	r, _ := repo.New(repo.Config{Store: st, Key: key})
+	dir := t.TempDir()
+	server.EnsureAdminToken(context.Background(), r, dir)
+	tok, _ := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
+	srv := httptest.NewServer(server.New(server.Config{Repo: r}))
+	t.Cleanup(srv.Close)
+	c, err := client.New(client.Config{Server: srv.URL, Token: strings.TrimSpace(string(tok))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm := &remote{store: st, client: c}
+	var batch []byte
+	for i := range blocks {
+		p := bytes.Repeat([]byte(fmt.Sprintf("block %d ", i)), 10000)[:64<<10]
+		id := blockstore.Sum(p)
+		rm.ids, rm.plains = append(rm.ids, id), append(rm.plains, p)
+		batch = api.AppendBlock(batch, id, blockstore.Encode(nil, p))
+	}
+	if err := c.Upload(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	return rm
+}
+
+func TestMissFetchesThenHits(t *testing.T) {
+	rm := newRemote(t, 4)
+	local := memstore.New()
+	c, err := cache.New(context.Background(), cache.Config{Store: local, Remote: rm.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for round := range 2 {
+		for i, id := range rm.ids {
+			got, err := c.ReadBlock(ctx, id, nil)
+			if err != nil || !bytes.Equal(got, rm.plains[i]) {
+				t.Fatalf("round %d block %d: %v", round, i, err)
+			}
+		}
+	}
+	st := c.Stats()
+	if st.Misses != 4 || st.Hits != 4 || st.Fetched != 4 {
+		t.Fatalf("stats %+v, want 4 misses then 4 hits", st)
+	}
+}
+
+func TestCorruptLocalBlockIsFetchedAgain(t *testing.T) {
+	rm := newRemote(t, 1)
+	local := memstore.New()
+	c, _ := cache.New(context.Background(), cache.Config{Store: local, Remote: rm.client})
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.ReadBlock(ctx, rm.ids[0], nil); err != nil {
+		t.Fatal(err)
+	}
+	local.Corrupt(rm.ids[0])
+	got, err := c.ReadBlock(ctx, rm.ids[0], nil)
+	if err != nil || !bytes.Equal(got, rm.plains[0]) {
+		t.Fatalf("after local corruption: %v", err)
+	}
+	if c.Stats().Corrupt != 1 {
+		t.Fatal("corruption not counted")
+	}
+}
+
+// A block that is corrupt on the server is refused by the client and never
+// enters the cache.
+func TestCorruptRemoteBlockNeverCached(t *testing.T) {
+	rm := newRemote(t, 1)
+	rm.store.Corrupt(rm.ids[0])
+	local := memstore.New()
+	c, _ := cache.New(context.Background(), cache.Config{Store: local, Remote: rm.client})
+	defer c.Close()
+	_, err := c.ReadBlock(context.Background(), rm.ids[0], nil)
+	if err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("got %v, want a corruption error", err)
+	}
+	if missing, _ := local.Missing(context.Background(), rm.ids); len(missing) != 1 {
+		t.Fatal("a corrupt block entered the cache")
+	}
+}
+
+func TestLimitEvictsCleanBlocks(t *testing.T) {
+	rm := newRemote(t, 40)
+	local := memstore.New()
+	c, _ := cache.New(context.Background(), cache.Config{Store: local, Remote: rm.client, Limit: 300})
+	defer c.Close()
+	ctx := context.Background()
+	for i, id := range rm.ids {
+		got, err := c.ReadBlock(ctx, id, nil)
+		if err != nil || !bytes.Equal(got, rm.plains[i]) {
+			t.Fatalf("block %d: %v", i, err)
+		}
+	}
+	st := c.Stats()
+	if st.Bytes > 300 || st.Evicted == 0 {
+		t.Fatalf("stats %+v: want at most 300 bytes of frames cached and evictions", st)
+	}
+	missing, _ := local.Missing(ctx, rm.ids)
+	if len(missing) != 40-st.Blocks {
+		t.Fatalf("store holds %d blocks, cache counts %d", 40-len(missing), st.Blocks)
+	}
+}
+
+func TestPrefetchFillsInBackground(t *testing.T) {
+	rm := newRemote(t, 64)
+	local := memstore.New()
+	c, _ := cache.New(context.Background(), cache.Config{Store: local, Remote: rm.client})
+	defer c.Close()
+	c.Prefetch(rm.ids)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		missing, _ := local.Missing(context.Background(), rm.ids)
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d blocks still missing after prefetch", len(missing))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestNoRemote(t *testing.T) {
+	c, _ := cache.New(context.Background(), cache.Config{Store: memstore.New()})
+	defer c.Close()
+	_, err := c.ReadBlock(context.Background(), blockstore.Sum([]byte("x")), nil)
+	if !errors.Is(err, blockstore.ErrNotFound) {
+		t.Fatalf("got %v, want ErrNotFound", err)
+	}
+}

@@ -1,0 +1,168 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+	"github.com/dvfs-project/dvfs/sync/api"
+)
+
+// Clone metadata. A clone is a chain of generations, each a signed manifest
+// of kind KindClone; generation 1 is made from a template version.
+//
+//	cln/OWNER/NAME/info    JSON api.CloneInfo (the latest generation in it)
+//	cln/OWNER/NAME/g/GGG   the signed manifest of a generation
+const prefixClones = "cln/"
+
+func clonePrefix(owner, name string) string { return prefixClones + owner + "/" + name + "/" }
+func cloneInfoKey(owner, name string) string {
+	return clonePrefix(owner, name) + "info"
+}
+func cloneGenKey(owner, name string, g uint64) string {
+	return fmt.Sprintf("%sg/%020d", clonePrefix(owner, name), g)
+}
+
+// ErrExists: the name is taken.
+var ErrExists = errors.New("already exists")
+
+// CreateClone records a new clone of template@version for owner. m is the
+// clone's first tree: the template's manifest with the changes the client
+// made at creation (such as the .vmx's displayName); its blocks must be
+// stored. The clone's manifest may not name blocks the template's does not
+// unless they are stored, like any commit.
+func (r *Repo) CreateClone(ctx context.Context, owner string, m *manifest.Manifest, template string, version uint64) (api.CloneInfo, error) {
+	var info api.CloneInfo
+	if err := manifest.ValidName(m.Name); err != nil {
+		return info, fmt.Errorf("%w: clone name: %v", ErrInvalid, err)
+	}
+	if err := validOwner(owner); err != nil {
+		return info, err
+	}
+	tv, err := r.Version(ctx, template, version)
+	if err != nil {
+		return info, err
+	}
+	m.Kind, m.Version, m.Parent = manifest.KindClone, 1, 0
+	if err := m.Validate(); err != nil {
+		return info, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	missing, err := r.store.Missing(ctx, slices.Collect(m.BlockIDs()))
+	if err != nil {
+		return info, err
+	}
+	if len(missing) > 0 {
+		return info, &MissingError{IDs: missing}
+	}
+	now := r.now().UTC()
+	m.Created = now
+	body, err := m.MarshalBinary()
+	if err != nil {
+		return info, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	info = api.CloneInfo{
+		Name: m.Name, Owner: owner, Template: template, TemplateVersion: tv.Version,
+		Generation: 1, Created: now, Updated: now, Bytes: m.Stats().Bytes,
+	}
+	infoJSON, err := json.Marshal(info)
+	if err != nil {
+		return info, err
+	}
+	err = r.store.CommitMeta(ctx,
+		blockstore.MetaOp{Key: cloneInfoKey(owner, m.Name), Value: infoJSON, Check: true},
+		blockstore.MetaOp{Key: cloneGenKey(owner, m.Name, 1), Value: manifest.Sign(body, r.key)},
+	)
+	if errors.Is(err, blockstore.ErrConflict) {
+		return info, fmt.Errorf("clone %q of %s: %w", m.Name, owner, ErrExists)
+	}
+	if err != nil {
+		return info, err
+	}
+	r.log.Info("created clone", "clone", m.Name, "owner", owner, "template", template, "version", tv.Version)
+	return info, nil
+}
+
+func validOwner(owner string) error {
+	if owner == "" || strings.ContainsAny(owner, "/\x00") {
+		return fmt.Errorf("%w: owner %q", ErrInvalid, owner)
+	}
+	return nil
+}
+
+// Clones lists owner's clones.
+func (r *Repo) Clones(ctx context.Context, owner string) ([]api.CloneInfo, error) {
+	if err := validOwner(owner); err != nil {
+		return nil, err
+	}
+	out := []api.CloneInfo{}
+	err := r.store.ListMeta(ctx, prefixClones+owner+"/", func(key string, value []byte) error {
+		if !strings.HasSuffix(key, "/info") {
+			return nil
+		}
+		var info api.CloneInfo
+		if err := json.Unmarshal(value, &info); err != nil {
+			return fmt.Errorf("clone record %s: %w", key, err)
+		}
+		out = append(out, info)
+		return nil
+	})
+	return out, err
+}
+
+// Clone describes one of owner's clones.
+func (r *Repo) Clone(ctx context.Context, owner, name string) (api.CloneInfo, error) {
+	var info api.CloneInfo
+	if err := validOwner(owner); err != nil {
+		return info, err
+	}
+	b, err := r.store.GetMeta(ctx, cloneInfoKey(owner, name))
+	if errors.Is(err, blockstore.ErrNotFound) {
+		return info, fmt.Errorf("clone %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return info, err
+	}
+	return info, json.Unmarshal(b, &info)
+}
+
+// CloneSigned returns the signed manifest of the clone's latest generation.
+func (r *Repo) CloneSigned(ctx context.Context, owner, name string) ([]byte, error) {
+	info, err := r.Clone(ctx, owner, name)
+	if err != nil {
+		return nil, err
+	}
+	return r.store.GetMeta(ctx, cloneGenKey(owner, name, info.Generation))
+}
+
+// RemoveClone deletes a clone and all its generations. Its blocks go at the
+// next garbage collection.
+func (r *Repo) RemoveClone(ctx context.Context, owner, name string) error {
+	if err := validOwner(owner); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ops []blockstore.MetaOp
+	err := r.store.ListMeta(ctx, clonePrefix(owner, name), func(key string, _ []byte) error {
+		ops = append(ops, blockstore.MetaOp{Key: key})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(ops) == 0 {
+		return fmt.Errorf("clone %q: %w", name, ErrNotFound)
+	}
+	if err := r.store.CommitMeta(ctx, ops...); err != nil {
+		return err
+	}
+	r.log.Info("removed clone", "clone", name, "owner", owner)
+	return nil
+}

@@ -1,0 +1,104 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+	"github.com/dvfs-project/dvfs/sync/api"
+	"github.com/dvfs-project/dvfs/sync/repo"
+)
+
+// owner is the principal a request speaks for: clones are per owner.
+func owner(r *http.Request) string {
+	return r.Context().Value(principalKey{}).(repo.Principal).Name
+}
+
+func cloneName(r *http.Request) (string, error) {
+	name := r.PathValue("name")
+	if err := manifest.ValidName(name); err != nil {
+		return "", fmt.Errorf("%w: clone name: %v", errBadRequest, err)
+	}
+	return name, nil
+}
+
+func (s *Server) listClones(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.repo.Clones(r.Context(), owner(r))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) createClone(w http.ResponseWriter, r *http.Request) error {
+	name, err := cloneName(r)
+	if err != nil {
+		return err
+	}
+	template := r.URL.Query().Get("template")
+	if err := manifest.ValidName(template); err != nil {
+		return fmt.Errorf("%w: template: %v", errBadRequest, err)
+	}
+	var version uint64
+	if vs := r.URL.Query().Get("version"); vs != "" && vs != "latest" {
+		if version, err = strconv.ParseUint(vs, 10, 64); err != nil || version == 0 {
+			return fmt.Errorf("%w: version %q", errBadRequest, vs)
+		}
+	}
+	body, err := readBody(w, r, api.MaxManifestBytes)
+	if err != nil {
+		return err
+	}
+	m, err := manifest.Unmarshal(body)
+	if err != nil {
+		return err
+	}
+	if m.Name != name {
+		return fmt.Errorf("%w: manifest names %q, URL %q", errBadRequest, m.Name, name)
+	}
+	info, err := s.repo.CreateClone(r.Context(), owner(r), m, template, version)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, info)
+}
+
+func (s *Server) clone(w http.ResponseWriter, r *http.Request) error {
+	name, err := cloneName(r)
+	if err != nil {
+		return err
+	}
+	info, err := s.repo.Clone(r.Context(), owner(r), name)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) cloneSigned(w http.ResponseWriter, r *http.Request) error {
+	name, err := cloneName(r)
+	if err != nil {
+		return err
+	}
+	b, err := s.repo.CloneSigned(r.Context(), owner(r), name)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, err = w.Write(b)
+	return err
+}
+
+func (s *Server) removeClone(w http.ResponseWriter, r *http.Request) error {
+	name, err := cloneName(r)
+	if err != nil {
+		return err
+	}
+	if err := s.repo.RemoveClone(r.Context(), owner(r), name); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

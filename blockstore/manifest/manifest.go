@@ -4,10 +4,17 @@
 // A template version (and later a clone generation) is a Manifest. The
 // server signs every manifest it commits with its ed25519 key; workstations
 // trust that key and accept a block only when a signed manifest names it.
+//
+// Validate states the rules a manifest keeps (validate.go). MarshalBinary
+// and Unmarshal convert it to and from its one binary form (encode.go), and
+// Sign and Open wrap that form in a signed envelope (sign.go). The package
+// does no I/O.
 package manifest
 
 import (
+	"fmt"
 	"io/fs"
+	"iter"
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -19,6 +26,9 @@ type Kind uint8
 const (
 	// KindTemplate is a version of a read-only template.
 	KindTemplate Kind = 1
+	// KindClone is a generation of a clone: Name is the clone's name,
+	// Version its generation and Parent the generation it was made from.
+	KindClone Kind = 2
 )
 
 // Manifest is one version of a tree of files.
@@ -58,4 +68,107 @@ type File struct {
 	// Blocks lists a regular file's blocks: ceil(Size/BlockSize) IDs,
 	// blockstore.Hole for blocks of zeros.
 	Blocks []blockstore.ID
+}
+
+// Lookup returns the entry at path (in the form File.Path uses), by binary
+// search. The *File points into m.Files. m must be sorted, as Validate
+// requires.
+func (m *Manifest) Lookup(path string) (*File, bool) {
+	lo, hi := 0, len(m.Files)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if m.Files[mid].Path < path {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo < len(m.Files) && m.Files[lo].Path == path {
+		return &m.Files[lo], true
+	}
+	return nil, false
+}
+
+// BlockIDs yields every distinct block ID that m names, holes left out, in
+// the order they first appear (files by path, blocks by offset), so a caller
+// that fetches or uploads them in that order reads each file front to back.
+// It is what the store must hold for this version: the input of
+// Checker.Missing and the live set of a garbage collection. The iteration
+// keeps a set of the IDs seen so far (about 64 bytes per distinct block).
+func (m *Manifest) BlockIDs() iter.Seq[blockstore.ID] {
+	return func(yield func(blockstore.ID) bool) {
+		seen := make(map[blockstore.ID]struct{})
+		for i := range m.Files {
+			for _, id := range m.Files[i].Blocks {
+				if id.IsHole() {
+					continue
+				}
+				if _, dup := seen[id]; dup {
+					continue
+				}
+				seen[id] = struct{}{}
+				if !yield(id) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// BlockRange returns the byte range of block i of the regular file f in a
+// manifest of the given block size: it starts at off and is n bytes long,
+// blockSize for every block but the last, which ends at f.Size. It panics
+// when i is not an index of f.Blocks, like indexing the slice would.
+func (f *File) BlockRange(blockSize uint32, i int) (off int64, n int) {
+	if i < 0 || i >= len(f.Blocks) {
+		panic(fmt.Sprintf("manifest: block %d of %q out of range [0,%d)", i, f.Path, len(f.Blocks)))
+	}
+	off = int64(i) * int64(blockSize)
+	return off, int(min(int64(blockSize), f.Size-off))
+}
+
+// Stats counts what a manifest holds.
+type Stats struct {
+	// Files counts regular files.
+	Files int
+	// Dirs counts directories.
+	Dirs int
+	// Symlinks counts symbolic links.
+	Symlinks int
+	// Bytes is the sum of the regular files' sizes.
+	Bytes int64
+	// Blocks counts the block IDs listed, holes and repeats included.
+	Blocks int
+	// DistinctBlocks counts the distinct non-hole IDs: the blocks a store
+	// must hold for this version.
+	DistinctBlocks int
+	// HoleBlocks counts the holes (blocks of zeros, stored nowhere).
+	HoleBlocks int
+}
+
+// Stats counts the entries, bytes and blocks of m.
+func (m *Manifest) Stats() Stats {
+	var s Stats
+	for i := range m.Files {
+		f := &m.Files[i]
+		switch f.Mode.Type() {
+		case fs.ModeDir:
+			s.Dirs++
+		case fs.ModeSymlink:
+			s.Symlinks++
+		default:
+			s.Files++
+			s.Bytes += f.Size
+		}
+		s.Blocks += len(f.Blocks)
+		for _, id := range f.Blocks {
+			if id.IsHole() {
+				s.HoleBlocks++
+			}
+		}
+	}
+	for range m.BlockIDs() {
+		s.DistinctBlocks++
+	}
+	return s
 }

@@ -24,6 +24,11 @@ const (
 // maxFrameOverhead bounds the header: one codec byte and a uvarint.
 const maxFrameOverhead = 1 + binary.MaxVarintLen32
 
+// decodeSlack is room Decode leaves past a block: with at least 16 bytes
+// spare the zstd decoder copies in 16-byte strides instead of its
+// bounds-exact ("safe") loop, which decoded 64 KiB blocks up to twice as slowly.
+const decodeSlack = 64
+
 var (
 	encOnce sync.Once
 	enc     *zstd.Encoder
@@ -47,6 +52,7 @@ func codecs() (*zstd.Encoder, *zstd.Decoder) {
 		dec, err = zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(0),
 			zstd.WithDecoderMaxMemory(MaxBlockSize),
+			zstd.WithDecodeAllCapLimit(true),
 			zstd.IgnoreChecksum(true))
 		if err != nil {
 			panic(err)
@@ -115,18 +121,28 @@ func Decode(dst, frame []byte) ([]byte, error) {
 		_, d := codecs()
 		start := len(dst)
 		if cap(dst)-start < n {
-			grown := make([]byte, start, start+n)
+			grown := make([]byte, start, start+n+decodeSlack)
 			copy(grown, dst)
 			dst = grown
 		}
-		out, err := d.DecodeAll(payload, dst)
+		// Decode into an empty slice over dst's spare room, capped just
+		// past n. Empty: the zstd library counts bytes already in dst
+		// against its MaxBlockSize limit, which refused blocks near
+		// MaxBlockSize behind a prefix. Capped (WithDecodeAllCapLimit): a
+		// payload that decodes to more than its header says fails there,
+		// without allocating.
+		limit := min(cap(dst), start+n+decodeSlack)
+		out, err := d.DecodeAll(payload, dst[start:start:limit])
 		if err != nil {
 			return dst[:start], fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
 		}
-		if len(out)-start != n {
-			return dst[:start], fmt.Errorf("%w: zstd payload decodes to %d bytes, header says %d", ErrCorrupt, len(out)-start, n)
+		if len(out) != n {
+			return dst[:start], fmt.Errorf("%w: zstd payload decodes to %d bytes, header says %d", ErrCorrupt, len(out), n)
 		}
-		return out, nil
+		if n > 0 && &out[0] != &dst[start : start+1][0] {
+			copy(dst[start:start+n], out) // the decoder used a buffer of its own
+		}
+		return dst[:start+n], nil
 	}
 }
 
@@ -154,4 +170,4 @@ func Verify(id ID, frame []byte) error {
 	return err
 }
 
-var scratch = sync.Pool{New: func() any { b := make([]byte, 0, DefaultBlockSize); return &b }}
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, DefaultBlockSize+decodeSlack); return &b }}

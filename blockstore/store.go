@@ -86,7 +86,8 @@ type Store interface {
 type MetaOp struct {
 	// Key is the metadata key.
 	Key string
-	// Value is the new value; nil deletes the key.
+	// Value is the new value; nil deletes the key ([]byte{} stores an
+	// empty value).
 	Value []byte
 	// Check makes the commit conditional on the key's current value
 	// being Old (nil Old: the key must be absent).
@@ -104,6 +105,7 @@ type MetaStore interface {
 	// The value is valid only during the call.
 	ListMeta(ctx context.Context, prefix string, fn func(key string, value []byte) error) error
 	// CommitMeta applies all ops atomically and durably, or none: if any
-	// op's Check fails it returns an error wrapping ErrConflict.
+	// op's Check fails it returns an error wrapping ErrConflict. Ops apply
+	// in order: a Check sees the writes of the ops before it.
 	CommitMeta(ctx context.Context, ops ...MetaOp) error
 }

@@ -1,0 +1,279 @@
+// Package badgerstore is dvfs's embedded block store: blocks and metadata in
+// one badger database in a local directory. It is the only package that
+// imports badger.
+//
+// Keys: "b" + the 32-byte block ID holds a block's frame; "m" + key holds a
+// metadata value. Frames of 64 KiB live in badger's value log, not its LSM
+// tree (see Config), so compactions move 45-byte keys and value pointers,
+// never block data.
+package badgerstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+)
+
+var (
+	_ blockstore.Store     = (*Store)(nil)
+	_ blockstore.MetaStore = (*Store)(nil)
+)
+
+// Config tunes a Store. The zero value is usable: Open fills in defaults.
+type Config struct {
+	// Logger receives badger's messages (its chatter at Debug) and the
+	// store's own; nil discards them.
+	Logger *slog.Logger
+	// ValueThreshold is the value size from which badger keeps a value in
+	// the value log instead of the LSM tree.
+	ValueThreshold int64
+	// MemTableSize is the size of each of badger's memtables.
+	MemTableSize int64
+	// BlockCacheSize is the size of badger's cache of LSM table blocks.
+	BlockCacheSize int64
+	// IndexCacheSize bounds the memory of LSM table indexes and bloom filters.
+	IndexCacheSize int64
+	// ValueLogFileSize is the size at which a value log file is closed and
+	// a new one started; value log GC works a file at a time.
+	ValueLogFileSize int64
+	// NumCompactors is the number of badger's compaction goroutines.
+	NumCompactors int
+	// GCInterval is how often value log GC runs; negative disables it.
+	GCInterval time.Duration
+	// GCDiscardRatio is the fraction of a value log file that must be
+	// garbage before GC rewrites the file.
+	GCDiscardRatio float64
+}
+
+// Defaults, chosen for a 2-core machine with modest memory and a store of
+// 64 KiB block frames.
+const (
+	// 1 KiB: block frames (up to 64 KiB, or more for big blocks) go to
+	// the value log, written once and moved again only by value log GC.
+	// Badger v4's default (1 MiB) would keep them in the LSM tree, where
+	// every compaction would rewrite them. Small metadata values and the
+	// odd tiny frame stay in the tree, next to their keys.
+	defaultValueThreshold = 1 << 10
+	// 16 MiB instead of 64 MiB: with values in the value log a memtable
+	// holds only keys and value pointers (about 100 bytes an entry with
+	// skiplist overhead), so 16 MiB still takes ~150k blocks, ~10 GiB of
+	// data, between flushes; and badger keeps up to 5 of them.
+	defaultMemTableSize = 16 << 20
+	// 32 MiB instead of 256 MiB: the LSM tree holds keys and pointers
+	// only, and block data is read from the value log through the page
+	// cache, which the kernel sizes better than we can.
+	defaultBlockCacheSize = 32 << 20
+	// 16 MiB instead of unbounded: indexes and bloom filters of a large
+	// store stay within a fixed budget.
+	defaultIndexCacheSize = 16 << 20
+	// 256 MiB instead of 1 GiB: GC rewrites a whole file to reclaim its
+	// garbage, so smaller files make each GC pass cheaper and let space
+	// come back sooner after blocks are deleted.
+	defaultValueLogFileSize = 256 << 20
+	// 2 instead of 4: one per core; badger requires at least 2 (the first
+	// one gives priority to level 0).
+	defaultNumCompactors = 2
+	// Value log GC runs every 5 minutes, badger's documented example.
+	defaultGCInterval = 5 * time.Minute
+	// 0.5: rewrite a value log file when half of it is garbage, badger's
+	// recommendation; lower rewrites more for little space.
+	defaultGCDiscardRatio = 0.5
+)
+
+// withDefaults returns c with zero fields set to the defaults.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.ValueThreshold == 0 {
+		c.ValueThreshold = defaultValueThreshold
+	}
+	if c.MemTableSize == 0 {
+		c.MemTableSize = defaultMemTableSize
+	}
+	if c.BlockCacheSize == 0 {
+		c.BlockCacheSize = defaultBlockCacheSize
+	}
+	if c.IndexCacheSize == 0 {
+		c.IndexCacheSize = defaultIndexCacheSize
+	}
+	if c.ValueLogFileSize == 0 {
+		c.ValueLogFileSize = defaultValueLogFileSize
+	}
+	if c.NumCompactors == 0 {
+		c.NumCompactors = defaultNumCompactors
+	}
+	if c.GCInterval == 0 {
+		c.GCInterval = defaultGCInterval
+	}
+	if c.GCDiscardRatio == 0 {
+		c.GCDiscardRatio = defaultGCDiscardRatio
+	}
+	return c
+}
+
+// options maps c onto badger's options for dir.
+func (c Config) options(dir string) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithLogger(slogAdapter{c.Logger}).
+		WithValueThreshold(c.ValueThreshold).
+		WithMemTableSize(c.MemTableSize).
+		WithBlockCacheSize(c.BlockCacheSize).
+		WithIndexCacheSize(c.IndexCacheSize).
+		WithValueLogFileSize(c.ValueLogFileSize).
+		WithNumCompactors(c.NumCompactors).
+		// Every commit is synced before it returns (Put and CommitMeta are
+		// durable on return). SyncWrites=false with db.Sync() afterwards
+		// is not enough: Sync flushes only the active memtable's WAL and
+		// the newest value log file, and with SyncWrites=false badger syncs
+		// neither a memtable WAL nor a value log file when it rotates to the
+		// next one, so a batch that crossed a rotation could be lost on
+		// power failure. Badger coalesces concurrent commits into one sync.
+		WithSyncWrites(true).
+		// Keys are random hashes and values are zstd frames or small
+		// metadata: Snappy would spend CPU for nothing.
+		WithCompression(options.None).
+		// Off (badger's default): Get hashes every block it returns, a
+		// stronger check than the value log's CRC.
+		WithVerifyValueChecksum(false)
+}
+
+// Store is a block store and metadata store in a badger database.
+type Store struct {
+	db  *badger.DB
+	log *slog.Logger
+
+	// mu guards closed and active; cond wakes Close when active drops
+	// to zero. Every method counts itself in active while it uses db, so
+	// Close waits for them, and a method called after Close (even from a
+	// callback of a running one) gets ErrClosed instead of a deadlock.
+	mu     sync.Mutex
+	cond   sync.Cond
+	closed bool
+	active int
+
+	stopGC chan struct{}
+	gcDone sync.WaitGroup
+}
+
+// Open opens or creates the store in dir.
+func Open(dir string, cfg Config) (*Store, error) {
+	cfg = cfg.withDefaults()
+	db, err := badger.Open(cfg.options(dir))
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
+	}
+	s := &Store{db: db, log: cfg.Logger, stopGC: make(chan struct{})}
+	s.cond.L = &s.mu
+	if cfg.GCInterval > 0 {
+		s.gcDone.Go(func() { s.gcLoop(cfg.GCInterval, cfg.GCDiscardRatio) })
+	}
+	return s, nil
+}
+
+// gcLoop runs value log GC every interval until Close. Each round calls
+// RunValueLogGC until it has nothing left to rewrite, as badger advises.
+func (s *Store) gcLoop(interval time.Duration, ratio float64) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		case <-t.C:
+		}
+		rewrites := 0
+		for {
+			err := s.db.RunValueLogGC(ratio)
+			if err == nil {
+				rewrites++
+				select {
+				case <-s.stopGC:
+					return
+				default:
+					continue
+				}
+			}
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				s.log.Warn("value log GC", "err", err)
+			}
+			break
+		}
+		if rewrites > 0 {
+			s.log.Info("value log GC", "files_rewritten", rewrites)
+		}
+	}
+}
+
+// enter checks ctx and Close and counts the caller as active; the caller
+// must call exit.
+func (s *Store) enter(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return blockstore.ErrClosed
+	}
+	s.active++
+	return nil
+}
+
+func (s *Store) exit() {
+	s.mu.Lock()
+	s.active--
+	if s.active == 0 && s.closed {
+		s.cond.Broadcast()
+	}
+	s.mu.Unlock()
+}
+
+// Close waits for running calls, stops GC and closes the database. It is
+// idempotent; every other method then returns ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for s.active > 0 {
+		s.cond.Wait()
+	}
+	s.mu.Unlock()
+	close(s.stopGC)
+	s.gcDone.Wait()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("badgerstore: close: %w", err)
+	}
+	return nil
+}
+
+// slogAdapter passes badger's log to slog. Badger logs routine events
+// (tables opened, memtables flushed) at Info: they go to Debug. Its own
+// Debug lines come on every write, so they go one step below Debug
+// (slog.LevelDebug-4), out of a Debug log unless asked for.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) log(level slog.Level, format string, args []any) {
+	ctx := context.Background()
+	if !a.l.Enabled(ctx, level) {
+		return
+	}
+	a.l.Log(ctx, level, strings.TrimSpace(fmt.Sprintf(format, args...)), "component", "badger")
+}
+
+func (a slogAdapter) Errorf(f string, args ...any)   { a.log(slog.LevelError, f, args) }
+func (a slogAdapter) Warningf(f string, args ...any) { a.log(slog.LevelWarn, f, args) }
+func (a slogAdapter) Infof(f string, args ...any)    { a.log(slog.LevelDebug, f, args) }
+func (a slogAdapter) Debugf(f string, args ...any)   { a.log(slog.LevelDebug-4, f, args) }

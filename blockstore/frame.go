@@ -24,11 +24,6 @@ const (
 // maxFrameOverhead bounds the header: one codec byte and a uvarint.
 const maxFrameOverhead = 1 + binary.MaxVarintLen32
 
-// decodeSlack is room Decode leaves past a block: with at least 16 bytes
-// spare the zstd decoder copies in 16-byte strides instead of its
-// bounds-exact ("safe") loop, which decoded 64 KiB blocks up to twice as slowly.
-const decodeSlack = 64
-
 var (
 	encOnce sync.Once
 	enc     *zstd.Encoder
@@ -121,18 +116,16 @@ func Decode(dst, frame []byte) ([]byte, error) {
 		_, d := codecs()
 		start := len(dst)
 		if cap(dst)-start < n {
-			grown := make([]byte, start, start+n+decodeSlack)
+			grown := make([]byte, start, start+n)
 			copy(grown, dst)
 			dst = grown
 		}
-		// Decode into an empty slice over dst's spare room, capped just
-		// past n. Empty: the zstd library counts bytes already in dst
-		// against its MaxBlockSize limit, which refused blocks near
-		// MaxBlockSize behind a prefix. Capped (WithDecodeAllCapLimit): a
-		// payload that decodes to more than its header says fails there,
-		// without allocating.
-		limit := min(cap(dst), start+n+decodeSlack)
-		out, err := d.DecodeAll(payload, dst[start:start:limit])
+		// Decode into an empty slice over dst's spare room, capped at n.
+		// Empty: the zstd library counts bytes already in dst against its
+		// MaxBlockSize limit, which refused blocks near MaxBlockSize behind
+		// a prefix. Capped (WithDecodeAllCapLimit): a payload that decodes
+		// to more than its header says fails there, without allocating.
+		out, err := d.DecodeAll(payload, dst[start:start:start+n])
 		if err != nil {
 			return dst[:start], fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
 		}
@@ -170,4 +163,4 @@ func Verify(id ID, frame []byte) error {
 	return err
 }
 
-var scratch = sync.Pool{New: func() any { b := make([]byte, 0, DefaultBlockSize+decodeSlack); return &b }}
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, DefaultBlockSize); return &b }}

@@ -23,6 +23,7 @@ const (
 	PathUpload    = "/v1/blocks"                                     // POST a block batch: stored durably before 204
 	PathGC        = "/v1/gc"                                         // POST: collect unreferenced blocks, returns GCResult
 	PathTokens    = "/v1/tokens"                                     // POST TokenRequest: returns TokenResponse
+	PathWhoAmI    = "/v1/whoami"                                     // GET: the caller's Principal
 )
 
 // Request bounds. A request beyond them gets 413 or 400.
@@ -85,6 +86,13 @@ type TokenResponse struct {
 	Token string `json:"token"`
 	Name  string `json:"name"`
 	Role  string `json:"role"`
+}
+
+// Principal is who a token speaks for.
+type Principal struct {
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	Created time.Time `json:"created"`
 }
 
 // Error is the JSON body of every 4xx and 5xx response.

@@ -11,6 +11,13 @@ import (
 	"github.com/dvfs-project/dvfs/sync/api"
 )
 
+// WhoAmI returns the principal the client's token speaks for.
+func (c *Client) WhoAmI(ctx context.Context) (api.Principal, error) {
+	var out api.Principal
+	err := c.doJSON(ctx, http.MethodGet, c.url(api.PathWhoAmI), nil, &out)
+	return out, err
+}
+
 // Clones lists the caller's clones.
 func (c *Client) Clones(ctx context.Context) ([]api.CloneInfo, error) {
 	var out []api.CloneInfo

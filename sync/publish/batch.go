@@ -62,7 +62,10 @@ func (p *publisher) reuse(h hashed) {
 // compresses and sends those.
 func (p *publisher) upload(ctx context.Context, in <-chan []hashed) error {
 	ids := make([]blockstore.ID, 0, p.cfg.BatchBlocks)
-	var body, frame []byte
+	// One body per uploader, sized for a whole batch, so appending never
+	// reallocates.
+	body := make([]byte, 0, min(p.cfg.BatchBlocks*(p.bs+64), api.MaxUploadBytes))
+	frame := make([]byte, 0, p.bs+64)
 	for batch := range in {
 		ids = ids[:0]
 		for _, h := range batch {

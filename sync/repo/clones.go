@@ -54,7 +54,8 @@ func (r *Repo) CreateClone(ctx context.Context, owner string, m *manifest.Manife
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	missing, err := r.store.Missing(ctx, slices.Collect(m.BlockIDs()))
+	ids := slices.Collect(m.BlockIDs())
+	missing, err := r.store.Missing(ctx, ids)
 	if err != nil {
 		return info, err
 	}
@@ -85,6 +86,7 @@ func (r *Repo) CreateClone(ctx context.Context, owner string, m *manifest.Manife
 	if err != nil {
 		return info, err
 	}
+	r.committed(ids)
 	r.log.Info("created clone", "clone", m.Name, "owner", owner, "template", template, "version", tv.Version)
 	return info, nil
 }

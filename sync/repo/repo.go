@@ -139,6 +139,17 @@ func (r *Repo) PutBlocks(ctx context.Context, blocks []blockstore.Block) error {
 	return r.store.Put(ctx, blocks...)
 }
 
+// committed ends the grace of blocks a commit now protects: once a
+// manifest names them they live as long as it does, and when it is removed
+// they must be collectable at once.
+func (r *Repo) committed(ids []blockstore.ID) {
+	r.recentMu.Lock()
+	for _, id := range ids {
+		delete(r.recent, id)
+	}
+	r.recentMu.Unlock()
+}
+
 // Frame appends the verified frame of block id to dst.
 func (r *Repo) Frame(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error) {
 	return r.store.GetFrame(ctx, id, dst)

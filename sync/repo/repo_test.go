@@ -131,6 +131,17 @@ func TestGCKeepsLiveAndRecent(t *testing.T) {
 	if res.Deleted != 1 || res.Skipped != 1 || res.Kept != 2 {
 		t.Fatalf("gc %+v, want 1 deleted (block 2), 1 recent, 2 kept", res)
 	}
+	// Blocks of a removed version go at once, recent or not.
+	put(t, r, "xp", block(5))
+	if _, err := r.Commit(ctx, put(t, r, "xp", block(5))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Remove(ctx, "xp", 3); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := r.GC(ctx); res.Deleted != 1 {
+		t.Fatalf("a removed version's fresh block was spared: %+v", res)
+	}
 	*now = now.Add(2 * time.Minute)
 	if res, _ = r.GC(ctx); res.Deleted != 1 {
 		t.Fatalf("after the grace period the uncommitted block should go: %+v", res)

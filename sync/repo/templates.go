@@ -74,6 +74,7 @@ func (r *Repo) Commit(ctx context.Context, m *manifest.Manifest) (api.VersionInf
 	if err != nil {
 		return api.VersionInfo{}, fmt.Errorf("commit %s@%d: %w", m.Name, next, err)
 	}
+	r.committed(ids)
 	r.log.Info("committed template version", "template", m.Name, "version", next,
 		"parent", latest, "files", info.Files, "bytes", info.Bytes, "blocks", info.Blocks)
 	return info, nil

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/sync/api"
@@ -21,11 +20,7 @@ var ErrBadToken = errors.New("unknown token")
 const prefixTokens = "tok/"
 
 // Principal is who a token speaks for.
-type Principal struct {
-	Name    string    `json:"name"`
-	Role    string    `json:"role"`
-	Created time.Time `json:"created"`
-}
+type Principal = api.Principal
 
 // tokenKey stores only a hash of the token, so a copy of the metadata does
 // not hand out credentials.

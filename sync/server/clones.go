@@ -15,6 +15,10 @@ func owner(r *http.Request) string {
 	return r.Context().Value(principalKey{}).(repo.Principal).Name
 }
 
+func (s *Server) whoAmI(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, r.Context().Value(principalKey{}).(repo.Principal))
+}
+
 func cloneName(r *http.Request) (string, error) {
 	name := r.PathValue("name")
 	if err := manifest.ValidName(name); err != nil {

@@ -31,6 +31,9 @@ func TestCloneLifecycle(t *testing.T) {
 		return c
 	}
 	alice, bob := user("alice"), user("bob")
+	if p, err := alice.WhoAmI(ctx); err != nil || p.Name != "alice" || p.Role != "user" {
+		t.Fatalf("whoami: %v %+v", err, p)
+	}
 
 	info, err := clones.Create(ctx, alice, "xp", 0, "lab1")
 	if err != nil {

@@ -46,6 +46,7 @@ func New(cfg Config) *Server {
 	s.handle("POST "+api.PathUpload, user, s.upload)
 	s.handle("POST "+api.PathGC, admin, s.gc)
 	s.handle("POST "+api.PathTokens, admin, s.createToken)
+	s.handle("GET "+api.PathWhoAmI, user, s.whoAmI)
 	s.handle("GET "+api.PathClones, user, s.listClones)
 	s.handle("POST "+api.PathClone, user, s.createClone)
 	s.handle("GET "+api.PathClone, user, s.clone)

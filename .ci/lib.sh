@@ -1,0 +1,54 @@
+# Sourced by the scripts in .ci/: makes sure this machine has what dvfs
+# needs, installing it when it does not. Safe to run again.
+
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+GO_WANT=$(awk '/^go /{print $2}' "$ROOT/go.mod")
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# apt_install installs the Debian packages that are not installed yet.
+apt_install() {
+	local missing=()
+	for p in "$@"; do
+		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+go_ok() {
+	command -v go >/dev/null 2>&1 || return 1
+	local have
+	have=$(go env GOVERSION 2>/dev/null | sed 's/^go//')
+	[ -n "$have" ] && [ "$(printf '%s\n%s\n' "$GO_WANT" "$have" | sort -V | head -1)" = "$GO_WANT" ]
+}
+
+# ensure_go puts a Go toolchain of at least go.mod's version on PATH. Debian's
+# golang-go is older, so when no such Go is installed the toolchain is taken
+# from the Go module proxy (golang.org/toolchain) with whatever Go is there.
+ensure_go() {
+	export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
+	go_ok && return 0
+	command -v go >/dev/null 2>&1 || apt_install golang-go ca-certificates
+	log "fetching Go $GO_WANT from the module proxy"
+	local tmp dir
+	tmp=$(mktemp -d)
+	(cd "$tmp" && go mod init fetch >/dev/null 2>&1 &&
+		GOFLAGS=-mod=mod go mod download "golang.org/toolchain@v0.0.1-go$GO_WANT.linux-amd64")
+	dir=$(go env GOMODCACHE)/golang.org/toolchain@v0.0.1-go$GO_WANT.linux-amd64
+	chmod +x "$dir"/bin/* "$dir"/pkg/tool/*/* 2>/dev/null || true
+	export PATH="$dir/bin:$PATH" GOROOT="$dir"
+	rm -rf "$tmp"
+	go_ok || { echo "could not get Go $GO_WANT" >&2; exit 1; }
+}
+
+# ensure_deps installs the packages the tests and the demo use.
+ensure_deps() {
+	ensure_go
+	apt_install ca-certificates
+	(cd "$ROOT" && go mod download)
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// buildDvfs builds the binary under test into dir.
+func buildDvfs(dir string) (string, error) {
+	bin := filepath.Join(dir, "dvfs")
+	out, err := exec.Command("go", "build", "-o", bin, "./cmd/dvfs").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// dropCaches writes dirty pages back and empties the page cache, so each
+// measurement starts cold.
+func dropCaches() error {
+	syscall.Sync()
+	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
+}
+
+// server is a running `dvfs serve`.
+type server struct {
+	cmd   *exec.Cmd
+	url   string
+	token string
+	log   bytes.Buffer
+}
+
+var servingRE = regexp.MustCompile(`msg=serving url=(\S+)`)
+
+func startServer(bin, data string) (*server, error) {
+	s := &server{cmd: exec.Command(bin, "serve", "--data", data, "--listen", "127.0.0.1:0")}
+	pr, err := s.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		s.log.WriteString(sc.Text() + "\n")
+		if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
+			s.url = m[1]
+			break
+		}
+	}
+	if s.url == "" {
+		return nil, fmt.Errorf("server did not start:\n%s", s.log.String())
+	}
+	go io.Copy(io.Discard, pr)
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		return nil, err
+	}
+	s.token = strings.TrimSpace(string(tok))
+	return s, nil
+}
+
+// peakRSS returns the process's peak resident set (VmHWM) in bytes.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM for pid %d", pid)
+}
+
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Wait()
+}
+
+// run runs a command and returns how long it took.
+func run(env []string, name string, args ...string) (time.Duration, string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	d := time.Since(start)
+	if err != nil {
+		return d, string(out), fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return d, string(out), nil
+}
+
+// writeVMImage writes a file of size bytes shaped like a used VM disk, in
+// 1 MiB extents: 25% never written (holes), 15% zeros written out (a
+// wiped or preallocated region), 30% compressible (text, code, logs), and
+// 30% incompressible (media, compressed files, encrypted data).
+func writeVMImage(path string, size int64, seed uint64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	src := rand.NewChaCha8([32]byte{byte(seed)})
+	r := rand.New(src)
+	buf := make([]byte, 1<<20)
+	words := []string{"kernel32.dll ", "HKEY_LOCAL_MACHINE ", "0x00007ffe ", "ntfs ", "[INFO] ", "svchost ", "\r\n", "MZ\x90\x00"}
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		n := min(int64(len(buf)), size-off)
+		switch k := r.IntN(20); {
+		case k < 5:
+			continue
+		case k < 8:
+			clear(buf[:n])
+		case k < 14:
+			b := buf[:0]
+			for int64(len(b)) < n {
+				b = append(b, words[r.IntN(len(words))]...)
+			}
+		default:
+			src.Read(buf[:n])
+		}
+		if _, err := f.WriteAt(buf[:n], off); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
+
+func mib(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d.Seconds() }

@@ -1,0 +1,33 @@
+// Command bench is dvfs's benchmark harness. Each subcommand measures dvfs
+// against a reference measured in the same run and prints a table of
+// numbers and ratios; nothing here asserts a time.
+//
+//	go run ./bench publish [-size 2GiB] [-dir /var/tmp] [-runs 3]
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "publish":
+		err = benchPublish(os.Args[2:])
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish [flags]")
+	os.Exit(2)
+}

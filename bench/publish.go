@@ -1,0 +1,88 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dustin/go-humanize"
+)
+
+// benchPublish measures `dvfs template publish` of a VM-disk-like image
+// against `cp` of the same file on the same disk (followed by sync, since a
+// publish is durable when it returns), page cache dropped before each.
+func benchPublish(args []string) error {
+	fl := flag.NewFlagSet("publish", flag.ExitOnError)
+	sizeStr := fl.String("size", "2GiB", "image size")
+	dir := fl.String("dir", "/var/tmp", "scratch directory (on the disk measured)")
+	runs := fl.Int("runs", 3, "measurements of each")
+	fl.Parse(args)
+	size, err := humanize.ParseBytes(*sizeStr)
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp(*dir, "dvfs-bench-publish")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	bin, err := buildDvfs(work)
+	if err != nil {
+		return err
+	}
+	vm := filepath.Join(work, "vm")
+	os.Mkdir(vm, 0o755)
+	img := filepath.Join(vm, "disk-flat.vmdk")
+	fmt.Printf("writing a %s VM-disk-like image in %s\n", humanize.IBytes(size), work)
+	if err := writeVMImage(img, int64(size), 1); err != nil {
+		return err
+	}
+
+	fmt.Printf("%-4s %-22s %10s %12s %14s\n", "run", "what", "seconds", "MiB/s", "server peak")
+	var cpBest, pubBest time.Duration
+	var peakMax int64
+	for i := 1; i <= *runs; i++ {
+		dst := filepath.Join(work, "copy")
+		if err := dropCaches(); err != nil {
+			return err
+		}
+		d, _, err := run(nil, "sh", "-c", fmt.Sprintf("cp --reflink=never --sparse=always %q %q && sync %q", img, dst, dst))
+		if err != nil {
+			return err
+		}
+		os.Remove(dst)
+		fmt.Printf("%-4d %-22s %10.2f %12.0f %14s\n", i, "cp --sparse + sync", d.Seconds(), mib(int64(size), d), "")
+		if cpBest == 0 || d < cpBest {
+			cpBest = d
+		}
+
+		data := filepath.Join(work, fmt.Sprintf("server%d", i))
+		srv, err := startServer(bin, data)
+		if err != nil {
+			return err
+		}
+		if err := dropCaches(); err != nil {
+			return err
+		}
+		d, _, err = run([]string{"DVFS_SERVER=" + srv.url, "DVFS_TOKEN=" + srv.token}, bin, "template", "publish", "--name", "bench", vm)
+		peak, perr := peakRSS(srv.cmd.Process.Pid)
+		srv.stop()
+		os.RemoveAll(data)
+		if err != nil {
+			return err
+		}
+		if perr != nil {
+			return perr
+		}
+		fmt.Printf("%-4d %-22s %10.2f %12.0f %14s\n", i, "dvfs template publish", d.Seconds(), mib(int64(size), d), humanize.IBytes(uint64(peak)))
+		if pubBest == 0 || d < pubBest {
+			pubBest = d
+		}
+		peakMax = max(peakMax, peak)
+	}
+	fmt.Printf("\nbest of %d: cp %.2fs, publish %.2fs; publish/cp throughput ratio %.2f (goal >= 0.5); server peak RSS %s\n",
+		*runs, cpBest.Seconds(), pubBest.Seconds(), cpBest.Seconds()/pubBest.Seconds(), humanize.IBytes(uint64(peakMax)))
+	return nil
+}

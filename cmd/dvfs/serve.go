@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+	"github.com/dvfs-project/dvfs/sync/repo"
+	"github.com/dvfs-project/dvfs/sync/server"
+)
+
+// serveConfig holds the flags of dvfs serve.
+type serveConfig struct {
+	data    string // data directory: store, keys, admin token
+	listen  string // address to listen on
+	tlsCert string // PEM certificate; with tlsKey, serve HTTPS
+	tlsKey  string // PEM private key of tlsCert
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	var c serveConfig
+	cmd := &cobra.Command{
+		Use:   "serve --data DIR [--listen ADDR]",
+		Short: "Run the template repository server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), g, c)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.data, "data", "", "data directory (created if absent)")
+	f.StringVar(&c.listen, "listen", ":7420", "address to listen on")
+	f.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate (PEM); serve HTTPS with --tls-key")
+	f.StringVar(&c.tlsKey, "tls-key", "", "TLS private key (PEM)")
+	_ = cmd.MarkFlagRequired("data")
+	return cmd
+}
+
+func runServe(ctx context.Context, g *globals, c serveConfig) error {
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if err := os.MkdirAll(c.data, 0o700); err != nil {
+		return err
+	}
+	key, fresh, err := server.LoadOrCreateKey(c.data)
+	if err != nil {
+		return err
+	}
+	pubKey := manifest.KeyID(key.Public().(ed25519.PublicKey))
+	if fresh {
+		g.log.Info("made a new signing key; workstations trust its public half", "file", filepath.Join(c.data, server.PubKeyFile), "key_id", pubKey)
+	}
+	store, err := badgerstore.Open(filepath.Join(c.data, "store"), badgerstore.Config{Logger: g.log})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	r, err := repo.New(repo.Config{Store: store, Key: key, Logger: g.log})
+	if err != nil {
+		return err
+	}
+	tokenFile, err := server.EnsureAdminToken(ctx, r, c.data)
+	if err != nil {
+		return err
+	}
+	if tokenFile != "" {
+		g.log.Info("wrote the first admin token", "file", tokenFile)
+	}
+
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           server.New(server.Config{Repo: r, Logger: g.log}),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if c.tlsCert != "" {
+		scheme = "https"
+	} else if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		g.log.Warn("serving plain HTTP beyond loopback: tokens cross the network in the clear; give --tls-cert and --tls-key")
+	}
+	g.log.Info("serving", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "data", c.data, "key_id", pubKey)
+
+	errc := make(chan error, 1)
+	go func() {
+		if c.tlsCert != "" {
+			errc <- srv.ServeTLS(ln, c.tlsCert, c.tlsKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	g.log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutCtx)
+}

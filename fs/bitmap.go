@@ -1,0 +1,154 @@
+package fs
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+)
+
+// A bitmap says which blocks of a regular file are in its local data file.
+// Meta keeps it in chunks of chunkBits blocks (512 MiB of file at 64 KiB
+// blocks), so a sync commits only the chunks that changed.
+const (
+	chunkWords = 128
+	chunkBytes = chunkWords * 8
+	chunkBits  = chunkBytes * 8
+)
+
+type bitmap struct {
+	words  []uint64
+	dirty  map[int]bool // chunks changed since the last commit
+	stored map[int]bool // chunks that have a key in Meta
+}
+
+// chunkUpdate is one chunk as it goes to Meta; nil data deletes the key.
+type chunkUpdate struct {
+	idx  int
+	data []byte
+}
+
+func (b *bitmap) get(i int64) bool {
+	w := i / 64
+	return w < int64(len(b.words)) && b.words[w]&(1<<(i%64)) != 0
+}
+
+// set sets bit i and reports whether it changed.
+func (b *bitmap) set(i int64) bool {
+	w := int(i / 64)
+	if w >= len(b.words) {
+		b.words = append(b.words, make([]uint64, w+1-len(b.words))...)
+	}
+	m := uint64(1) << (i % 64)
+	if b.words[w]&m != 0 {
+		return false
+	}
+	b.words[w] |= m
+	b.markDirty(w / chunkWords)
+	return true
+}
+
+// clearFrom clears every bit from i on.
+func (b *bitmap) clearFrom(i int64) {
+	for w := int(i / 64); w < len(b.words); w++ {
+		m := ^uint64(0)
+		if w == int(i/64) {
+			m <<= i % 64
+		}
+		if b.words[w]&m != 0 {
+			b.words[w] &^= m
+			b.markDirty(w / chunkWords)
+		}
+	}
+	if n := int((i + 63) / 64); n < len(b.words) {
+		b.words = b.words[:n]
+	}
+}
+
+func (b *bitmap) markDirty(chunk int) {
+	if b.dirty == nil {
+		b.dirty = make(map[int]bool)
+	}
+	b.dirty[chunk] = true
+}
+
+// count returns the number of bits set.
+func (b *bitmap) count() int {
+	n := 0
+	for _, w := range b.words {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
+// encode returns chunk c, trailing zero bytes left off; nil if it is all
+// zeros.
+func (b *bitmap) encode(c int) []byte {
+	out := make([]byte, 0, chunkBytes)
+	for w := c * chunkWords; w < (c+1)*chunkWords && w < len(b.words); w++ {
+		out = binary.LittleEndian.AppendUint64(out, b.words[w])
+	}
+	for len(out) > 0 && out[len(out)-1] == 0 {
+		out = out[:len(out)-1]
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// load sets chunk c from its encoded form, as read from Meta.
+func (b *bitmap) load(c int, data []byte) error {
+	if len(data) > chunkBytes || c < 0 || c >= MaxFileSize/chunkBits/512 {
+		return fmt.Errorf("%w: bitmap chunk %d of %d bytes", ErrCorrupt, c, len(data))
+	}
+	var buf [chunkBytes]byte
+	copy(buf[:], data)
+	base := c * chunkWords
+	if need := base + chunkWords; need > len(b.words) {
+		b.words = append(b.words, make([]uint64, need-len(b.words))...)
+	}
+	for i := range chunkWords {
+		b.words[base+i] = binary.LittleEndian.Uint64(buf[i*8:])
+	}
+	if b.stored == nil {
+		b.stored = make(map[int]bool)
+	}
+	b.stored[c] = true
+	return nil
+}
+
+// takeDirty returns the changed chunks and forgets that they changed.
+// Chunks that are zero and not stored need no update and are left out.
+func (b *bitmap) takeDirty() []chunkUpdate {
+	var out []chunkUpdate
+	for c := range b.dirty {
+		data := b.encode(c)
+		if data == nil && !b.stored[c] {
+			continue
+		}
+		out = append(out, chunkUpdate{c, data})
+	}
+	b.dirty = nil
+	return out
+}
+
+// untake marks chunks dirty again after a failed commit.
+func (b *bitmap) untake(u []chunkUpdate) {
+	for _, ch := range u {
+		b.markDirty(ch.idx)
+	}
+}
+
+// committed records that the updates reached Meta.
+func (b *bitmap) committed(u []chunkUpdate) {
+	if b.stored == nil {
+		b.stored = make(map[int]bool)
+	}
+	for _, ch := range u {
+		if ch.data == nil {
+			delete(b.stored, ch.idx)
+		} else {
+			b.stored[ch.idx] = true
+		}
+	}
+}

@@ -1,0 +1,153 @@
+package fs
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+)
+
+// readBase fills p with the bytes of the base file f from off, reading
+// bytes at or past limit (and all of them when f is nil) as zeros, and
+// holes as zeros.
+func (fsys *FS) readBase(ctx context.Context, bs int64, f *manifest.File, p []byte, off, limit int64) error {
+	for len(p) > 0 {
+		bi := off / bs
+		in := off - bi*bs
+		n := min(int64(len(p)), bs-in)
+		chunk := p[:n]
+		avail := min(n, limit-off) // bytes of chunk that come from the base
+		if f == nil || avail <= 0 || bi >= int64(len(f.Blocks)) || f.Blocks[bi].IsHole() {
+			clear(chunk)
+		} else {
+			_, want := f.BlockRange(uint32(bs), int(bi))
+			b, err := fsys.block(ctx, f.Blocks[bi], want)
+			if err != nil {
+				return err
+			}
+			c := copy(chunk[:avail], b[min(in, int64(len(b))):])
+			clear(chunk[c:])
+		}
+		p = p[n:]
+		off += n
+	}
+	return nil
+}
+
+// block returns the plain bytes of block id, which must be want bytes
+// long. The slice is shared: callers must not modify it.
+func (fsys *FS) block(ctx context.Context, id blockstore.ID, want int) ([]byte, error) {
+	if b, ok := fsys.cache.get(id); ok {
+		return b, nil
+	}
+	b, err := fsys.cfg.Blocks.ReadBlock(ctx, id, make([]byte, 0, want))
+	if err != nil {
+		return nil, fmt.Errorf("block %s: %w", id.Short(), err)
+	}
+	if len(b) != want {
+		return nil, fmt.Errorf("block %s: %w: %d bytes, the manifest says %d", id.Short(), ErrCorrupt, len(b), want)
+	}
+	fsys.cache.put(id, b)
+	return b, nil
+}
+
+// readAhead follows one open file's reads to tell sequential ones.
+type readAhead struct {
+	mu   sync.Mutex
+	next int64 // just past the last read
+	upTo int64 // blocks below this index were handed to Prefetch
+}
+
+// seqSlack is how far a read may land from the end of the previous one
+// and still count as sequential: the kernel sends readahead in parallel,
+// so consecutive requests arrive a little out of order.
+const seqSlack = 512 << 10
+
+// readAheadBase hands the base blocks ahead of a sequential read of
+// [off, off+n) to Prefetch, a batch at a time. Blocks at or past limit,
+// holes, and blocks local says are local are left out.
+func (fsys *FS) readAheadBase(ra *readAhead, bs int64, f *manifest.File, off, n, limit int64, local func(int64) bool) {
+	if f == nil || fsys.cfg.PrefetchBlocks <= 0 {
+		return
+	}
+	ra.mu.Lock()
+	seq := ra.next > 0 && off <= ra.next+seqSlack && off+seqSlack >= ra.next
+	ra.next = off + n
+	if !seq {
+		ra.upTo = 0
+		ra.mu.Unlock()
+		return
+	}
+	window := int64(fsys.cfg.PrefetchBlocks)
+	next := (off + n + bs - 1) / bs
+	if ra.upTo-next > window/2 {
+		ra.mu.Unlock()
+		return // still far enough ahead
+	}
+	from := max(ra.upTo, next)
+	to := min(next+window, int64(len(f.Blocks)), (limit+bs-1)/bs)
+	if from >= to {
+		ra.mu.Unlock()
+		return
+	}
+	ra.upTo = to
+	ra.mu.Unlock()
+	ids := make([]blockstore.ID, 0, to-from)
+	for i := from; i < to; i++ {
+		if id := f.Blocks[i]; !id.IsHole() && (local == nil || !local(i)) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) > 0 {
+		fsys.cfg.Blocks.Prefetch(ids)
+	}
+}
+
+// blockCache is a small LRU of decoded blocks. Blocks are named by their
+// hash, so an entry is never stale.
+type blockCache struct {
+	mu    sync.Mutex
+	max   int
+	ll    *list.List
+	items map[blockstore.ID]*list.Element
+}
+
+type cacheEntry struct {
+	id blockstore.ID
+	b  []byte
+}
+
+func newBlockCache(n int) *blockCache {
+	return &blockCache{max: n, ll: list.New(), items: make(map[blockstore.ID]*list.Element)}
+}
+
+func (c *blockCache) get(id blockstore.ID) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[id]
+	if !ok {
+		return nil, false
+	}
+	c.ll.MoveToFront(e)
+	return e.Value.(*cacheEntry).b, true
+}
+
+func (c *blockCache) put(id blockstore.ID, b []byte) {
+	if c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.items[id]; ok {
+		return
+	}
+	c.items[id] = c.ll.PushFront(&cacheEntry{id, b})
+	for c.ll.Len() > c.max {
+		e := c.ll.Back()
+		c.ll.Remove(e)
+		delete(c.items, e.Value.(*cacheEntry).id)
+	}
+}

@@ -1,0 +1,119 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+)
+
+// BlockReader reads base blocks (template or clone-generation blocks) by ID.
+// It is safe for concurrent use.
+type BlockReader interface {
+	// ReadBlock appends the verified plain bytes of block id to dst. It is
+	// never called with blockstore.Hole.
+	ReadBlock(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error)
+	// Prefetch hints that the blocks will be read soon (a sequential
+	// reader is ahead of them). It must not block.
+	Prefetch(ids []blockstore.ID)
+}
+
+// TemplateInfo names a template and its versions.
+type TemplateInfo struct {
+	Name     string
+	Versions []uint64
+}
+
+// Catalog tells the mount what exists. Manifests it returns are
+// signature-verified. An unknown name or version gives an error wrapping
+// io/fs.ErrNotExist or blockstore.ErrNotFound. Safe for concurrent use.
+type Catalog interface {
+	// Templates lists the templates and their versions.
+	Templates(ctx context.Context) ([]TemplateInfo, error)
+	// Template returns the manifest of name@version; version 0 is the latest.
+	Template(ctx context.Context, name string, version uint64) (*manifest.Manifest, error)
+	// Clones lists the user's clones.
+	Clones(ctx context.Context) ([]string, error)
+	// Clone returns a clone's base tree: its committed generation.
+	Clone(ctx context.Context, name string) (*manifest.Manifest, error)
+}
+
+// Config configures an FS. Blocks, Catalog, Meta and StateDir are required;
+// New fills in the other fields' defaults.
+type Config struct {
+	// Blocks reads the blocks of templates and clone bases.
+	Blocks BlockReader
+	// Catalog lists templates and clones and hands out their manifests.
+	Catalog Catalog
+	// Meta keeps the overlays' metadata (keys under "ovl/"), durably and
+	// atomically; it may be shared with other users of other prefixes.
+	Meta blockstore.MetaStore
+	// StateDir holds the overlays' data files, one directory per clone.
+	StateDir string
+	// Logger receives the filesystem's log; nil discards it.
+	Logger *slog.Logger
+	// CatalogTTL is how long the lists of templates and clones are
+	// trusted before the Catalog is asked again.
+	CatalogTTL time.Duration
+	// FlushInterval is how often changed clone files are made durable
+	// (data synced, then metadata committed); negative disables it.
+	FlushInterval time.Duration
+	// PrefetchBlocks is how many blocks ahead of a sequential reader are
+	// passed to BlockReader.Prefetch.
+	PrefetchBlocks int
+	// CacheBlocks is how many decoded base blocks are kept in memory, for
+	// readers that come back to the block they just read.
+	CacheBlocks int
+}
+
+// Defaults, in one place.
+const (
+	// 5 s: a template published or a clone made on the server shows up
+	// within seconds, while ls in a loop costs the server nothing.
+	defaultCatalogTTL = 5 * time.Second
+	// 5 s: the most a crash loses of writes nobody fsynced, as ext4's
+	// default commit interval.
+	defaultFlushInterval = 5 * time.Second
+	// 32 blocks (2 MiB at 64 KiB): enough to keep a remote fetch ahead of
+	// a reader at disk speed, little to waste when the reader stops.
+	defaultPrefetchBlocks = 32
+	// 64 blocks (4 MiB at 64 KiB): the kernel's page cache does the real
+	// caching; this catches the 4 KiB reads that land in one block.
+	defaultCacheBlocks = 64
+)
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.CatalogTTL == 0 {
+		c.CatalogTTL = defaultCatalogTTL
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = defaultFlushInterval
+	}
+	if c.PrefetchBlocks == 0 {
+		c.PrefetchBlocks = defaultPrefetchBlocks
+	}
+	if c.CacheBlocks == 0 {
+		c.CacheBlocks = defaultCacheBlocks
+	}
+	return c
+}
+
+func (c Config) check() error {
+	switch {
+	case c.Blocks == nil:
+		return errors.New("fs: Config.Blocks is nil")
+	case c.Catalog == nil:
+		return errors.New("fs: Config.Catalog is nil")
+	case c.Meta == nil:
+		return errors.New("fs: Config.Meta is nil")
+	case c.StateDir == "":
+		return errors.New("fs: Config.StateDir is empty")
+	}
+	return nil
+}

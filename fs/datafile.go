@@ -1,0 +1,57 @@
+package fs
+
+import (
+	"errors"
+	"os"
+)
+
+// dataFile is an overlay's local data file: a regular file's local blocks
+// at their natural offsets. It is an interface so that tests can inject
+// the failures of a full or failing disk.
+type dataFile interface {
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
+	// Truncate sets the length.
+	Truncate(size int64) error
+	// Sync makes the written data durable (fdatasync).
+	Sync() error
+	// Punch makes [off, off+n) read as zeros without changing the length,
+	// freeing the space where the disk can.
+	Punch(off, n int64) error
+	Close() error
+}
+
+// osDataFile is a dataFile on the local disk.
+type osDataFile struct{ *os.File }
+
+func openOSDataFile(path string) (dataFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return osDataFile{f}, nil
+}
+
+// zeroFill writes zeros over [off, off+n), for disks that cannot punch.
+func zeroFill(f dataFile, off, n int64) error {
+	buf := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		if _, err := f.WriteAt(buf[:k], off); err != nil {
+			return err
+		}
+		off += k
+		n -= k
+	}
+	return nil
+}
+
+// syncDir makes the entries of a directory durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
+}

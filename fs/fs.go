@@ -1,0 +1,142 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// FS is a mounted dvfs tree. Its methods and the nodes it hands out are
+// safe for concurrent use.
+type FS struct {
+	cfg      Config
+	log      *slog.Logger
+	started  time.Time
+	cache    *blockCache
+	openData func(path string) (dataFile, error) // tests inject faults here
+
+	root      *rootDir
+	templates *templatesDir
+	clones    *clonesDir
+
+	// spaces hands out inode number spaces, one per template view and
+	// per clone.
+	spaces atomic.Uint64
+
+	mu     sync.Mutex // guards the fields below
+	views  map[viewKey]*tmplView
+	loaded map[string]*clone
+	closed bool
+
+	loadMu sync.Mutex // one clone load at a time
+
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+// New returns an FS. It starts the background flusher, which Close stops.
+func New(cfg Config) (*FS, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("fs: state dir: %w", err)
+	}
+	fsys := &FS{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		started:  time.Now(),
+		cache:    newBlockCache(cfg.CacheBlocks),
+		openData: openOSDataFile,
+		views:    make(map[viewKey]*tmplView),
+		loaded:   make(map[string]*clone),
+		stop:     make(chan struct{}),
+	}
+	fsys.root = &rootDir{fsys}
+	fsys.templates = &templatesDir{fsys: fsys}
+	fsys.clones = &clonesDir{fsys: fsys}
+	if cfg.FlushInterval > 0 {
+		fsys.done.Go(func() { fsys.flushLoop(cfg.FlushInterval) })
+	}
+	return fsys, nil
+}
+
+// Root returns the top directory, which holds templates/ and clones/.
+func (fsys *FS) Root() Dir { return fsys.root }
+
+// Flush makes every change made so far durable, as an fsync of every
+// changed clone file.
+func (fsys *FS) Flush(ctx context.Context) error {
+	fsys.mu.Lock()
+	clones := make([]*clone, 0, len(fsys.loaded))
+	for _, c := range fsys.loaded {
+		clones = append(clones, c)
+	}
+	fsys.mu.Unlock()
+	var errs []error
+	for _, c := range clones {
+		errs = append(errs, c.flush(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops the flusher, flushes every clone and closes their data
+// files. Call it after the adapter has stopped serving.
+func (fsys *FS) Close(ctx context.Context) error {
+	fsys.mu.Lock()
+	if fsys.closed {
+		fsys.mu.Unlock()
+		return nil
+	}
+	fsys.closed = true
+	fsys.mu.Unlock()
+	close(fsys.stop)
+	fsys.done.Wait()
+	err := fsys.Flush(ctx)
+	fsys.mu.Lock()
+	defer fsys.mu.Unlock()
+	for _, c := range fsys.loaded {
+		err = errors.Join(err, c.close())
+	}
+	return err
+}
+
+// flushLoop flushes every interval until Close.
+func (fsys *FS) flushLoop(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-fsys.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), interval*4)
+		if err := fsys.Flush(ctx); err != nil {
+			fsys.log.Warn("periodic flush", "err", err)
+		}
+		cancel()
+	}
+}
+
+// Inode numbers: the top 24 bits name a space (0 for the fixed top of the
+// tree, then one per template view and per clone), the low 40 bits a node
+// in it.
+const inoLocalBits = 40
+
+func makeIno(space, local uint64) uint64 { return space<<inoLocalBits | local }
+
+// Inode numbers of the fixed top of the tree; 1 is FUSE's root.
+const (
+	inoRoot      = 1
+	inoTemplates = 2
+	inoClones    = 3
+)
+
+func (fsys *FS) newSpace() uint64 { return fsys.spaces.Add(1) }

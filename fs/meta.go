@@ -1,0 +1,216 @@
+package fs
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"strconv"
+	"time"
+)
+
+// An overlay's metadata lives in Config.Meta under "ovl/CLONE/":
+//
+//	ovl/CLONE/hdr              header: format version, the base generation
+//	ovl/CLONE/i/INO            inode record (INO: 16 hex digits; 1 is the root)
+//	ovl/CLONE/d/PARENT/NAME    directory entry: the child's INO, 8 bytes big-endian
+//	ovl/CLONE/b/INO/CHUNK      bitmap of a regular file's local blocks, chunkBits
+//	                           blocks per chunk (CHUNK: 8 hex digits); absent = none
+//
+// A namespace change (create, mkdir, symlink, rename, unlink, rmdir) is one
+// CommitMeta of the records and entries it touches. A regular file's record
+// (size, base size, times, mode) and its bitmap chunks are committed together
+// by a sync, after the data file has been synced. Nothing else writes them,
+// so whatever Meta holds after a crash describes data that is on disk.
+func (c *clone) hdrKey() string              { return c.prefix + "hdr" }
+func (c *clone) inodeKey(ino uint64) string  { return c.prefix + "i/" + hex16(ino) }
+func (c *clone) dentPrefix(dir uint64) string { return c.prefix + "d/" + hex16(dir) + "/" }
+func (c *clone) dentKey(dir uint64, name string) string {
+	return c.dentPrefix(dir) + name
+}
+func (c *clone) chunkKey(ino uint64, chunk int) string {
+	return fmt.Sprintf("%sb/%016x/%08x", c.prefix, ino, chunk)
+}
+
+func hex16(v uint64) string { return fmt.Sprintf("%016x", v) }
+
+func parseHex(s string, digits int) (uint64, bool) {
+	if len(s) != digits {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(s, 16, 64)
+	return v, err == nil
+}
+
+func inoValue(ino uint64) []byte { return binary.BigEndian.AppendUint64(nil, ino) }
+
+// Encoded forms start with a tag and a format version.
+const (
+	tagRecord = 'i'
+	tagHeader = 'h'
+	formatV1  = 1
+)
+
+// record is an inode as Meta keeps it.
+type record struct {
+	mode     iofs.FileMode
+	size     int64
+	baseSize int64 // base data at or past this offset reads as zeros
+	mtime    int64 // Unix nanoseconds
+	ctime    int64
+	target   string // symlinks
+	basePath string // regular files copied from the base: their path there
+}
+
+func (r *record) marshal() []byte {
+	b := make([]byte, 0, 48+len(r.target)+len(r.basePath))
+	b = append(b, tagRecord, formatV1)
+	b = binary.AppendUvarint(b, uint64(r.mode))
+	b = binary.AppendVarint(b, r.size)
+	b = binary.AppendVarint(b, r.baseSize)
+	b = binary.AppendVarint(b, r.mtime)
+	b = binary.AppendVarint(b, r.ctime)
+	b = binary.AppendUvarint(b, uint64(len(r.target)))
+	b = append(b, r.target...)
+	b = binary.AppendUvarint(b, uint64(len(r.basePath)))
+	b = append(b, r.basePath...)
+	return b
+}
+
+// maxRecordString bounds a record's target and base path (PATH_MAX).
+const maxRecordString = 4096
+
+var errShort = errors.New("truncated")
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > maxRecordString || n > uint64(len(d.b)) {
+		d.err = fmt.Errorf("string of %d bytes", n)
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) tag(tag byte) {
+	if len(d.b) < 2 || d.b[0] != tag || d.b[1] != formatV1 {
+		d.err = fmt.Errorf("not a %q record of format %d", tag, formatV1)
+		return
+	}
+	d.b = d.b[2:]
+}
+
+func (d *decoder) finish() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
+	}
+	return d.err
+}
+
+// allowedMode is what a record's mode may hold.
+const allowedMode = iofs.ModeDir | iofs.ModeSymlink | iofs.ModePerm | iofs.ModeSetuid | iofs.ModeSetgid | iofs.ModeSticky
+
+func unmarshalRecord(b []byte) (record, error) {
+	d := decoder{b: b}
+	d.tag(tagRecord)
+	var r record
+	mode := d.uvarint()
+	r.mode = iofs.FileMode(mode)
+	r.size = d.varint()
+	r.baseSize = d.varint()
+	r.mtime = d.varint()
+	r.ctime = d.varint()
+	r.target = d.str()
+	r.basePath = d.str()
+	if err := d.finish(); err != nil {
+		return record{}, fmt.Errorf("%w: inode record: %v", ErrCorrupt, err)
+	}
+	switch {
+	case mode > uint64(^uint32(0)) || r.mode&^allowedMode != 0 || r.mode&iofs.ModeDir != 0 && r.mode&iofs.ModeSymlink != 0:
+		return record{}, fmt.Errorf("%w: inode record: mode %v", ErrCorrupt, r.mode)
+	case r.size < 0 || r.size > MaxFileSize || r.baseSize < 0 || r.baseSize > r.size:
+		return record{}, fmt.Errorf("%w: inode record: size %d, base size %d", ErrCorrupt, r.size, r.baseSize)
+	case r.mode.Type() != iofs.ModeSymlink && r.target != "",
+		r.mode.Type() == iofs.ModeSymlink && r.target == "":
+		return record{}, fmt.Errorf("%w: inode record: mode %v with target %q", ErrCorrupt, r.mode, r.target)
+	case r.mode.Type() != 0 && (r.basePath != "" || r.size != 0):
+		return record{}, fmt.Errorf("%w: inode record: a %v with size or base", ErrCorrupt, r.mode.Type())
+	}
+	return r, nil
+}
+
+// header is an overlay's ovl/CLONE/hdr.
+type header struct {
+	baseVersion uint64 // the clone generation the overlay was made on
+	blockSize   uint32
+}
+
+func (h *header) marshal() []byte {
+	b := []byte{tagHeader, formatV1}
+	b = binary.AppendUvarint(b, h.baseVersion)
+	return binary.AppendUvarint(b, uint64(h.blockSize))
+}
+
+func unmarshalHeader(b []byte) (header, error) {
+	d := decoder{b: b}
+	d.tag(tagHeader)
+	h := header{baseVersion: d.uvarint()}
+	bs := d.uvarint()
+	if err := d.finish(); err != nil {
+		return header{}, fmt.Errorf("%w: overlay header: %v", ErrCorrupt, err)
+	}
+	if bs < 512 || bs > 64<<20 || bs&(bs-1) != 0 {
+		return header{}, fmt.Errorf("%w: overlay header: block size %d", ErrCorrupt, bs)
+	}
+	h.blockSize = uint32(bs)
+	return h, nil
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}

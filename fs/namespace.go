@@ -1,0 +1,321 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	iofs "io/fs"
+	"os"
+	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+)
+
+// Namespace changes of a clone. Each holds c.ns for writing, commits the
+// records and entries it touches in one CommitMeta, and changes the tree
+// in memory only when the commit succeeded.
+
+var _ MutableDir = (*cloneDir)(nil)
+
+// parentRecord returns the op that stores dir with a new mtime.
+func (n *cinode) touchOp(now time.Time) blockstore.MetaOp {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r := n.recordLocked()
+	r.mtime, r.ctime = nanos(now), nanos(now)
+	return blockstore.MetaOp{Key: n.c.inodeKey(n.ino), Value: r.marshal()}
+}
+
+func (n *cinode) touch(now time.Time) {
+	n.mu.Lock()
+	n.mtime, n.ctime = now, now
+	n.mu.Unlock()
+}
+
+// add makes a new inode from r called name in d.
+func (d *cloneDir) add(ctx context.Context, name string, r record) (*cinode, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	c := d.n.c
+	if !d.n.linked {
+		return nil, fmt.Errorf("directory removed: %w", ErrNotExist)
+	}
+	if d.n.children[name] != nil {
+		return nil, fmt.Errorf("%q: %w", name, ErrExist)
+	}
+	ino := c.nextIno
+	n, err := c.newInode(ino, r)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	err = c.fsys.cfg.Meta.CommitMeta(ctx,
+		blockstore.MetaOp{Key: c.inodeKey(ino), Value: r.marshal(), Check: true},
+		blockstore.MetaOp{Key: c.dentKey(d.n.ino, name), Value: inoValue(ino), Check: true},
+		d.n.touchOp(now))
+	if err != nil {
+		return nil, fmt.Errorf("create %q: %w", name, err)
+	}
+	c.nextIno++
+	n.parent, n.name, n.linked = d.n, name, true
+	d.n.children[name] = n
+	c.inodes[ino] = n
+	d.n.touch(now)
+	return n, nil
+}
+
+func newRecord(mode iofs.FileMode) record {
+	now := nanos(time.Now())
+	return record{mode: mode, mtime: now, ctime: now}
+}
+
+func (d *cloneDir) Create(ctx context.Context, name string, mode iofs.FileMode, flags int) (Node, Handle, error) {
+	c := d.n.c
+	c.ns.Lock()
+	if ch := d.n.children[name]; ch != nil && flags&os.O_EXCL == 0 {
+		c.ns.Unlock()
+		if !ch.mode.IsRegular() {
+			return nil, nil, fmt.Errorf("%q: %w", name, ErrExist)
+		}
+		h, err := ch.open(ctx, flags)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c.node(ch), h, nil
+	}
+	n, err := d.add(ctx, name, newRecord(mode.Perm()|mode&(iofs.ModeSetuid|iofs.ModeSetgid|iofs.ModeSticky)))
+	c.ns.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := n.open(ctx, flags&^os.O_TRUNC)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.node(n), h, nil
+}
+
+func (d *cloneDir) Mkdir(ctx context.Context, name string, mode iofs.FileMode) (Node, error) {
+	c := d.n.c
+	c.ns.Lock()
+	defer c.ns.Unlock()
+	n, err := d.add(ctx, name, newRecord(iofs.ModeDir|mode&(iofs.ModePerm|iofs.ModeSetgid|iofs.ModeSticky)))
+	if err != nil {
+		return nil, err
+	}
+	return c.node(n), nil
+}
+
+func (d *cloneDir) Symlink(ctx context.Context, target, name string) (Node, error) {
+	if target == "" || len(target) > maxRecordString {
+		return nil, fmt.Errorf("symlink target of %d bytes: %w", len(target), ErrInvalid)
+	}
+	c := d.n.c
+	c.ns.Lock()
+	defer c.ns.Unlock()
+	r := newRecord(iofs.ModeSymlink | 0o777)
+	r.target = target
+	n, err := d.add(ctx, name, r)
+	if err != nil {
+		return nil, err
+	}
+	return c.node(n), nil
+}
+
+// removal is an inode leaving the tree: the ops that delete it from Meta,
+// and what to do once they are committed. Its syncMu is held from
+// prepare to done, so no sync commits its record again.
+type removal struct {
+	n   *cinode
+	ops []blockstore.MetaOp
+}
+
+func (n *cinode) prepareRemoval() *removal {
+	n.syncMu.Lock()
+	ops := []blockstore.MetaOp{{Key: n.c.inodeKey(n.ino)}}
+	n.mu.Lock()
+	for idx := range n.bits.stored {
+		ops = append(ops, blockstore.MetaOp{Key: n.c.chunkKey(n.ino, idx)})
+	}
+	n.mu.Unlock()
+	return &removal{n: n, ops: ops}
+}
+
+// done finishes the removal; committed says whether its ops were. It
+// returns whether the inode's data must now be discarded (call discard
+// without c.ns held).
+func (r *removal) done(committed bool) (discard bool) {
+	n := r.n
+	defer n.syncMu.Unlock()
+	if !committed {
+		return false
+	}
+	n.linked = false
+	if n.parent != nil {
+		delete(n.parent.children, n.name)
+		n.parent = nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.gone = true
+	n.ctime = time.Now()
+	if !n.mode.IsRegular() {
+		delete(n.c.inodes, n.ino)
+		return false
+	}
+	if n.opens == 0 && !n.discarded {
+		n.discarded = true
+		return true
+	}
+	return false
+}
+
+func (d *cloneDir) Unlink(ctx context.Context, name string) error {
+	c := d.n.c
+	c.ns.Lock()
+	ch := d.n.children[name]
+	if ch == nil {
+		c.ns.Unlock()
+		return fmt.Errorf("%q: %w", name, ErrNotExist)
+	}
+	if ch.mode.IsDir() {
+		c.ns.Unlock()
+		return fmt.Errorf("%q: %w", name, ErrIsDir)
+	}
+	discard, err := d.remove(ctx, name, ch)
+	c.ns.Unlock()
+	if discard {
+		if derr := ch.discard(); derr != nil {
+			c.fsys.log.Warn("removing an unlinked file's data", "clone", c.name, "inode", ch.ino, "err", derr)
+		}
+	}
+	return err
+}
+
+func (d *cloneDir) Rmdir(ctx context.Context, name string) error {
+	c := d.n.c
+	c.ns.Lock()
+	defer c.ns.Unlock()
+	ch := d.n.children[name]
+	switch {
+	case ch == nil:
+		return fmt.Errorf("%q: %w", name, ErrNotExist)
+	case !ch.mode.IsDir():
+		return fmt.Errorf("%q: %w", name, ErrNotDir)
+	case len(ch.children) > 0:
+		return fmt.Errorf("%q: %w", name, ErrNotEmpty)
+	}
+	_, err := d.remove(ctx, name, ch)
+	return err
+}
+
+// remove commits the removal of entry name (inode ch) from d; c.ns is
+// held.
+func (d *cloneDir) remove(ctx context.Context, name string, ch *cinode) (discard bool, err error) {
+	c := d.n.c
+	now := time.Now()
+	r := ch.prepareRemoval()
+	ops := append(r.ops,
+		blockstore.MetaOp{Key: c.dentKey(d.n.ino, name)},
+		d.n.touchOp(now))
+	err = c.fsys.cfg.Meta.CommitMeta(ctx, ops...)
+	discard = r.done(err == nil)
+	if err != nil {
+		return false, fmt.Errorf("remove %q: %w", name, err)
+	}
+	d.n.touch(now)
+	return discard, nil
+}
+
+func (d *cloneDir) Rename(ctx context.Context, name string, newDir MutableDir, newName string, flags RenameFlags) error {
+	nd, ok := newDir.(*cloneDir)
+	if !ok || nd.n.c != d.n.c {
+		return ErrCrossDevice
+	}
+	if flags&^RenameNoReplace != 0 {
+		return fmt.Errorf("rename flags %#x: %w", uint32(flags), ErrInvalid)
+	}
+	if err := checkName(newName); err != nil {
+		return err
+	}
+	c := d.n.c
+	c.ns.Lock()
+	src := d.n.children[name]
+	if src == nil {
+		c.ns.Unlock()
+		return fmt.Errorf("%q: %w", name, ErrNotExist)
+	}
+	if !nd.n.linked {
+		c.ns.Unlock()
+		return fmt.Errorf("target directory removed: %w", ErrNotExist)
+	}
+	victim := nd.n.children[newName]
+	if victim == src {
+		c.ns.Unlock()
+		return nil
+	}
+	if victim != nil {
+		var err error
+		switch {
+		case flags&RenameNoReplace != 0:
+			err = ErrExist
+		case src.mode.IsDir() && !victim.mode.IsDir():
+			err = ErrNotDir
+		case !src.mode.IsDir() && victim.mode.IsDir():
+			err = ErrIsDir
+		case victim.mode.IsDir() && len(victim.children) > 0:
+			err = ErrNotEmpty
+		}
+		if err != nil {
+			c.ns.Unlock()
+			return fmt.Errorf("rename over %q: %w", newName, err)
+		}
+	}
+	if src.mode.IsDir() {
+		for p := nd.n; p != nil; p = p.parent {
+			if p == src {
+				c.ns.Unlock()
+				return fmt.Errorf("rename %q into itself: %w", name, ErrInvalid)
+			}
+		}
+	}
+	now := time.Now()
+	ops := []blockstore.MetaOp{
+		{Key: c.dentKey(d.n.ino, name)},
+		{Key: c.dentKey(nd.n.ino, newName), Value: inoValue(src.ino)},
+		d.n.touchOp(now),
+	}
+	if nd != d {
+		ops = append(ops, nd.n.touchOp(now))
+	}
+	var r *removal
+	if victim != nil {
+		r = victim.prepareRemoval()
+		ops = append(ops, r.ops...)
+	}
+	err := c.fsys.cfg.Meta.CommitMeta(ctx, ops...)
+	discard := false
+	if r != nil {
+		discard = r.done(err == nil)
+	}
+	if err == nil {
+		delete(d.n.children, name)
+		nd.n.children[newName] = src
+		src.parent, src.name = nd.n, newName
+		d.n.touch(now)
+		nd.n.touch(now)
+		src.mu.Lock()
+		src.ctime = now
+		src.mu.Unlock()
+	}
+	c.ns.Unlock()
+	if discard {
+		if derr := victim.discard(); derr != nil {
+			c.fsys.log.Warn("removing a replaced file's data", "clone", c.name, "inode", victim.ino, "err", derr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("rename %q to %q: %w", name, newName, err)
+	}
+	return nil
+}

@@ -1,0 +1,28 @@
+//go:build unix
+
+package fs
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// Statfs describes the disk that holds the overlays, where a clone's
+// writes go.
+func (fsys *FS) Statfs(ctx context.Context) (Statfs, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(fsys.cfg.StateDir, &st); err != nil {
+		return Statfs{}, fmt.Errorf("statfs %s: %w", fsys.cfg.StateDir, err)
+	}
+	return Statfs{
+		BlockSize: int64(st.Bsize),
+		Blocks:    st.Blocks,
+		Free:      st.Bfree,
+		Avail:     st.Bavail,
+		Files:     st.Files,
+		FilesFree: st.Ffree,
+		NameLen:   MaxNameLen,
+	}, nil
+}

@@ -22,8 +22,8 @@ import (
 // (size, base size, times, mode) and its bitmap chunks are committed together
 // by a sync, after the data file has been synced. Nothing else writes them,
 // so whatever Meta holds after a crash describes data that is on disk.
-func (c *clone) hdrKey() string              { return c.prefix + "hdr" }
-func (c *clone) inodeKey(ino uint64) string  { return c.prefix + "i/" + hex16(ino) }
+func (c *clone) hdrKey() string               { return c.prefix + "hdr" }
+func (c *clone) inodeKey(ino uint64) string   { return c.prefix + "i/" + hex16(ino) }
 func (c *clone) dentPrefix(dir uint64) string { return c.prefix + "d/" + hex16(dir) + "/" }
 func (c *clone) dentKey(dir uint64, name string) string {
 	return c.dentPrefix(dir) + name

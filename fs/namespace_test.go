@@ -45,9 +45,9 @@ func TestNamespace(t *testing.T) {
 		files map[string]string
 	}{
 		{
-			name: "create",
-			do:   func(t *testing.T, fsys *fs.FS) { create(t, fsys, root, "new.txt", []byte("hello")) },
-			root: []string{"big.vmdk", "current.vmdk", "disk.vmdk", "empty", "logs", "new.txt", "winxp.nvram", "winxp.vmx"},
+			name:  "create",
+			do:    func(t *testing.T, fsys *fs.FS) { create(t, fsys, root, "new.txt", []byte("hello")) },
+			root:  []string{"big.vmdk", "current.vmdk", "disk.vmdk", "empty", "logs", "new.txt", "winxp.nvram", "winxp.vmx"},
 			files: map[string]string{"new.txt": "hello"},
 		},
 		{

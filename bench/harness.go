@@ -72,19 +72,44 @@ func startServer(bin, data string) (*server, error) {
 	return s, nil
 }
 
-// peakRSS returns the process's peak resident set (VmHWM) in bytes.
-func peakRSS(pid int) (int64, error) {
+// procStatus returns a field of /proc/PID/status (a size in kB) in bytes.
+func procStatus(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
 			kb, err := strconv.ParseInt(f[1], 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM for pid %d", pid)
+	return 0, fmt.Errorf("no %s for pid %d", field, pid)
+}
+
+// memWatch samples a process's anonymous resident memory (heap, stacks:
+// what the process itself allocated, unlike VmHWM, which also counts the
+// pages of files it maps) until stopped, and returns the peak.
+func memWatch(pid int) (stop func() int64) {
+	done := make(chan struct{})
+	peak := make(chan int64)
+	go func() {
+		var max int64
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v, err := procStatus(pid, "RssAnon"); err == nil && v > max {
+				max = v
+			}
+			select {
+			case <-t.C:
+			case <-done:
+				peak <- max
+				return
+			}
+		}
+	}()
+	return func() int64 { close(done); return <-peak }
 }
 
 func (s *server) stop() {

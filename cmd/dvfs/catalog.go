@@ -1,0 +1,32 @@
+package main
+
+import (
+	"context"
+
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+	"github.com/dvfs-project/dvfs/fs"
+	"github.com/dvfs-project/dvfs/sync/cache"
+)
+
+// catalogAdapter gives the filesystem (which declares fs.Catalog) the
+// workstation catalog of sync/cache: fs and sync do not import each other.
+type catalogAdapter struct{ c *cache.Catalog }
+
+func (a catalogAdapter) Templates(ctx context.Context) ([]fs.TemplateInfo, error) {
+	list, err := a.c.Templates(ctx)
+	out := make([]fs.TemplateInfo, len(list))
+	for i, t := range list {
+		out[i] = fs.TemplateInfo{Name: t.Name, Versions: t.Versions}
+	}
+	return out, err
+}
+
+func (a catalogAdapter) Template(ctx context.Context, name string, version uint64) (*manifest.Manifest, error) {
+	return a.c.Template(ctx, name, version)
+}
+
+func (a catalogAdapter) Clones(ctx context.Context) ([]string, error) { return a.c.Clones(ctx) }
+
+func (a catalogAdapter) Clone(ctx context.Context, name string) (*manifest.Manifest, error) {
+	return a.c.Clone(ctx, name)
+}

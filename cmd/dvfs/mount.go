@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
+	"github.com/dvfs-project/dvfs/fs"
+	"github.com/dvfs-project/dvfs/fs/gofuse"
+	"github.com/dvfs-project/dvfs/sync/cache"
+)
+
+// mountConfig holds the flags of dvfs mount.
+type mountConfig struct {
+	cache      string // the workstation's cache directory
+	cacheSize  string // limit of cached template blocks
+	allowOther bool   // let other local users into the mount
+	debug      bool   // log every FUSE request
+}
+
+func newMountCmd(g *globals) *cobra.Command {
+	var c mountConfig
+	cmd := &cobra.Command{
+		Use:   "mount --cache DIR MOUNTPOINT",
+		Short: "Mount templates (read-only) and your clones (read-write) at MOUNTPOINT",
+		Long: `Mount shows templates/NAME/ (latest version), templates/NAME@VERSION/ and
+clones/CLONE/ under MOUNTPOINT, and serves them until SIGINT, SIGTERM or
+'dvfs umount MOUNTPOINT'.
+
+One dvfs mount per workstation owns the cache directory (a second one on the
+same cache is refused): templates are cached once per machine, shared by every
+user who logs in there. Run it at login with the user's token; each user's
+clone overlays are kept apart inside the cache.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runMount(cmd.Context(), g, c, args[0])
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.cache, "cache", "", "workstation cache directory (created if absent)")
+	f.StringVar(&c.cacheSize, "cache-size", "0", "most template data to cache, e.g. 200GiB (0: no limit but the disk)")
+	f.BoolVar(&c.allowOther, "allow-other", false, "let other local users into the mount (kernel permission checks apply)")
+	f.BoolVar(&c.debug, "debug-fuse", false, "log every FUSE request")
+	_ = cmd.MarkFlagRequired("cache")
+	return cmd
+}
+
+func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string) error {
+	limit, err := humanize.ParseBytes(c.cacheSize)
+	if err != nil {
+		return fmt.Errorf("--cache-size: %w", err)
+	}
+	mountpoint, err = filepath.Abs(mountpoint)
+	if err != nil {
+		return err
+	}
+	cl, err := g.newClient()
+	if err != nil {
+		return err
+	}
+	who, err := cl.WhoAmI(ctx)
+	if err != nil {
+		return fmt.Errorf("asking the server who this token is: %w", err)
+	}
+	if err := os.MkdirAll(c.cache, 0o700); err != nil {
+		return err
+	}
+	store, err := badgerstore.Open(filepath.Join(c.cache, "store"), badgerstore.Config{Logger: g.log})
+	if err != nil {
+		if strings.Contains(err.Error(), "lock") {
+			return fmt.Errorf("the cache %s is in use by another dvfs mount (one mount per workstation owns it): %w", c.cache, err)
+		}
+		return err
+	}
+	defer store.Close()
+	blocks, err := cache.New(ctx, cache.Config{Store: store, Remote: cl, Limit: int64(limit), Logger: g.log})
+	if err != nil {
+		return err
+	}
+	defer blocks.Close()
+	// Each user's overlays and catalog live under their own prefix; the
+	// blocks are shared.
+	userMeta := blockstore.PrefixMeta(store, "u/"+who.Name+"/")
+	catalog, err := cache.NewCatalog(cache.CatalogConfig{Server: cl, Meta: userMeta, Logger: g.log, TTL: time.Second})
+	if err != nil {
+		return err
+	}
+	core, err := fs.New(fs.Config{
+		Blocks:   blocks,
+		Catalog:  catalogAdapter{catalog},
+		Meta:     userMeta,
+		StateDir: filepath.Join(c.cache, "overlay", who.Name),
+		Logger:   g.log,
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := gofuse.Mount(mountpoint, core, gofuse.Options{AllowOther: c.allowOther, Debug: c.debug, Logger: g.log})
+	if err != nil {
+		core.Close(context.Background())
+		return err
+	}
+	pidFile := mountPIDFile(mountpoint)
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		g.log.Warn("cannot record the mount's pid; dvfs umount will not wait for the flush", "file", pidFile, "err", err)
+	}
+	defer os.Remove(pidFile)
+	g.log.Info("mounted", "mountpoint", mountpoint, "user", who.Name, "cache", c.cache)
+
+	unmounted := make(chan struct{})
+	go func() { srv.Wait(); close(unmounted) }()
+	select {
+	case <-ctx.Done():
+		g.log.Info("unmounting", "mountpoint", mountpoint)
+		if err := srv.Unmount(); err != nil {
+			g.log.Error("unmount failed; the mount stays until it is not busy", "err", err)
+			<-unmounted
+		}
+	case <-unmounted:
+		g.log.Info("unmounted from outside", "mountpoint", mountpoint)
+	}
+	flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := core.Close(flushCtx); err != nil {
+		return fmt.Errorf("flushing the overlays: %w", err)
+	}
+	g.log.Info("clean exit: overlays flushed")
+	return nil
+}
+
+// mountPIDFile is where a mount records its pid, so dvfs umount can wait
+// for the flush that follows the unmount.
+func mountPIDFile(mountpoint string) string {
+	sum := sha256.Sum256([]byte(mountpoint))
+	dir := "/run/dvfs"
+	if os.Getuid() != 0 {
+		dir = filepath.Join(os.TempDir(), "dvfs-"+strconv.Itoa(os.Getuid()))
+	}
+	os.MkdirAll(dir, 0o755)
+	return filepath.Join(dir, hex.EncodeToString(sum[:8])+".pid")
+}
+
+func newUmountCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "umount MOUNTPOINT",
+		Short: "Unmount and wait until the mount has flushed its overlays",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mp, err := filepath.Abs(args[0])
+			if err != nil {
+				return err
+			}
+			pid := 0
+			if b, err := os.ReadFile(mountPIDFile(mp)); err == nil {
+				pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			}
+			if err := syscall.Unmount(mp, 0); err != nil {
+				// Not root: the setuid helper of fuse3 may unmount.
+				out, ferr := exec.Command("fusermount3", "-u", mp).CombinedOutput()
+				if ferr != nil {
+					return fmt.Errorf("unmount %s: %w (fusermount3: %s)", mp, err, strings.TrimSpace(string(out)))
+				}
+			}
+			if pid == 0 {
+				return nil
+			}
+			// The mount process flushes after the kernel lets go; wait
+			// for it to finish.
+			for syscall.Kill(pid, 0) == nil {
+				select {
+				case <-cmd.Context().Done():
+					return errors.New("interrupted while the mount was still flushing")
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			fmt.Printf("unmounted %s\n", mp)
+			return nil
+		},
+	}
+}

@@ -22,6 +22,10 @@ import (
 var dvfsBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv("DVFS_E2E_WRITER") != "" {
+		writerMain()
+		return
+	}
 	dir, err := os.MkdirTemp("", "dvfs-e2e-bin")
 	if err != nil {
 		panic(err)

@@ -1,0 +1,153 @@
+package gofuse
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/dvfs-project/dvfs/fs"
+)
+
+// CacheMode says how the kernel caches clone files.
+type CacheMode int
+
+const (
+	// CacheWriteback keeps reads in the page cache and gathers writes
+	// there too, sending them on in large requests, at fsync, and under
+	// memory pressure. The default: see Options.CloneCache.
+	CacheWriteback CacheMode = iota
+	// CacheWritethrough keeps reads in the page cache; every write(2)
+	// becomes a request of its own before it returns.
+	CacheWritethrough
+	// CacheDirect bypasses the page cache: every read and write becomes a
+	// request. Shared writable mmap fails with ENODEV in this mode.
+	CacheDirect
+)
+
+// Options configure a mount.
+type Options struct {
+	// AllowOther lets users other than the one who mounted in; the kernel
+	// then checks permissions (default_permissions).
+	AllowOther bool
+	// Debug logs every FUSE request and reply at Debug level.
+	Debug bool
+	// Logger receives the adapter's log; nil discards it.
+	Logger *slog.Logger
+	// UID and GID own every file; 0 means the mounting process's.
+	UID, GID uint32
+	// CloneCache is how clone files are cached. The default, writeback,
+	// measured on 4 KiB writes (bench notes in cache_bench_test.go): it
+	// turns a VM's small writes into requests of up to MaxWrite, and
+	// fsync, O_DIRECT and shared mmap keep working.
+	CloneCache CacheMode
+	// MaxWrite is the largest read or write request, 1 MiB by default:
+	// 16 blocks per request on sequential I/O.
+	MaxWrite int
+}
+
+// Timeouts of the kernel's caches.
+const (
+	// immutableTimeout: template nodes never change.
+	immutableTimeout = time.Hour
+	// cloneTimeout: a clone changes only through this mount, so the
+	// kernel's view is never stale; the timeout bounds how long a node
+	// changed by the core itself (a future rebase) could look old.
+	cloneTimeout = time.Second
+	// listTimeout: templates/ and clones/ follow the server's catalog.
+	listTimeout = time.Second
+	// negativeTimeout: how long a missing name is remembered.
+	negativeTimeout = time.Second
+)
+
+// mount is the state every node points back to.
+type mount struct {
+	core     *fs.FS
+	log      *slog.Logger
+	opts     Options
+	uid, gid uint32
+}
+
+// Server is a mounted filesystem.
+type Server struct {
+	srv        *fuse.Server
+	mountpoint string
+}
+
+// Mount mounts core at mountpoint and starts serving it; it returns once
+// the kernel has the mount. Unmount it with Server.Unmount, then Close the
+// core.
+func Mount(mountpoint string, core *fs.FS, opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxWrite == 0 {
+		opts.MaxWrite = 1 << 20
+	}
+	m := &mount{core: core, log: opts.Logger, opts: opts, uid: opts.UID, gid: opts.GID}
+	if m.uid == 0 {
+		m.uid = uint32(os.Getuid())
+	}
+	if m.gid == 0 {
+		m.gid = uint32(os.Getgid())
+	}
+	neg := negativeTimeout
+	mo := fuse.MountOptions{
+		AllowOther:   opts.AllowOther,
+		FsName:       "dvfs",
+		Name:         "dvfs",
+		Debug:        opts.Debug,
+		Logger:       slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+		MaxWrite:     opts.MaxWrite,
+		MaxReadAhead: opts.MaxWrite,
+		// The kernel caches data until dvfs says otherwise, and dvfs never
+		// needs to: templates are immutable and clones change only
+		// through this mount. Without this, every mtime change seen in a
+		// GETATTR would drop a clone file's cached pages.
+		ExplicitDataCacheControl: true,
+		// ENOSYS for xattrs: the kernel stops asking, which saves a
+		// getxattr(security.capability) before every write.
+		DisableXAttrs: true,
+	}
+	// As root, mount(2) directly, without needing fusermount; go-fuse
+	// falls back to fusermount when that fails.
+	mo.DirectMount = os.Geteuid() == 0
+	if opts.AllowOther {
+		mo.Options = append(mo.Options, "default_permissions")
+	}
+	if opts.CloneCache == CacheWriteback {
+		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
+	}
+	root := &node{m: m, core: core.Root()}
+	srv, err := gofs.Mount(mountpoint, root, &gofs.Options{
+		MountOptions:    mo,
+		NegativeTimeout: &neg,
+		NullPermissions: true,
+		UID:             m.uid,
+		GID:             m.gid,
+		Logger:          mo.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	return &Server{srv: srv, mountpoint: mountpoint}, nil
+}
+
+// Unmount unmounts, retrying while the mount is busy, and waits for the
+// serving goroutines to end.
+func (s *Server) Unmount() error {
+	var err error
+	for try := 0; try < 10; try++ {
+		if err = s.srv.Unmount(); err == nil {
+			return nil
+		}
+		time.Sleep(time.Duration(try+1) * 50 * time.Millisecond)
+	}
+	return fmt.Errorf("unmount %s: %w", s.mountpoint, err)
+}
+
+// Wait blocks until the filesystem is unmounted.
+func (s *Server) Wait() { s.srv.Wait() }

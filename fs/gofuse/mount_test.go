@@ -129,15 +129,15 @@ func TestMount(t *testing.T) {
 
 	t.Run("template files are read-only", func(t *testing.T) {
 		for what, err := range map[string]error{
-			"open for writing": func() error { _, err := os.OpenFile(tpl+"/disk.vmdk", os.O_WRONLY, 0); return err }(),
-			"create":           os.WriteFile(tpl+"/new", []byte("x"), 0o644),
-			"mkdir":            os.Mkdir(tpl+"/dir", 0o755),
-			"unlink":           os.Remove(tpl + "/winxp.vmx"),
-			"rmdir":            os.Remove(tpl + "/logs"),
-			"rename":           os.Rename(tpl+"/winxp.vmx", tpl+"/x.vmx"),
-			"chmod":            os.Chmod(tpl+"/winxp.vmx", 0o600),
-			"truncate":         os.Truncate(tpl+"/winxp.vmx", 0),
-			"symlink":          os.Symlink("x", tpl+"/link"),
+			"open for writing":     func() error { _, err := os.OpenFile(tpl+"/disk.vmdk", os.O_WRONLY, 0); return err }(),
+			"create":               os.WriteFile(tpl+"/new", []byte("x"), 0o644),
+			"mkdir":                os.Mkdir(tpl+"/dir", 0o755),
+			"unlink":               os.Remove(tpl + "/winxp.vmx"),
+			"rmdir":                os.Remove(tpl + "/logs"),
+			"rename":               os.Rename(tpl+"/winxp.vmx", tpl+"/x.vmx"),
+			"chmod":                os.Chmod(tpl+"/winxp.vmx", 0o600),
+			"truncate":             os.Truncate(tpl+"/winxp.vmx", 0),
+			"symlink":              os.Symlink("x", tpl+"/link"),
 			"create in templates/": os.Mkdir(tm.path("templates/new"), 0o755),
 		} {
 			if !errors.Is(err, syscall.EROFS) {

@@ -40,7 +40,7 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if !ok {
 		return 0
 	}
-	return h.m.errno("fsync", w.Sync(ctx, flags&1 != 0))
+	return h.m.errno("fsync", w.Sync(uninterrupted(ctx), flags&1 != 0))
 }
 
 // Flush (each close(2)) does nothing: Release commits, and fsync is the
@@ -50,7 +50,7 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno { return 0 }
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	// The kernel does not wait for RELEASE, and the caller is gone: the
 	// commit runs on its own context.
-	return h.m.errno("release", h.h.Release(context.WithoutCancel(ctx)))
+	return h.m.errno("release", h.h.Release(uninterrupted(ctx)))
 }
 
 func (h *handle) Allocate(ctx context.Context, off uint64, size uint64, mode uint32) syscall.Errno {
@@ -58,5 +58,5 @@ func (h *handle) Allocate(ctx context.Context, off uint64, size uint64, mode uin
 	if !ok {
 		return syscall.EBADF
 	}
-	return h.m.errno("fallocate", w.Allocate(ctx, int64(off), int64(size), fs.AllocMode(mode)))
+	return h.m.errno("fallocate", w.Allocate(uninterrupted(ctx), int64(off), int64(size), fs.AllocMode(mode)))
 }

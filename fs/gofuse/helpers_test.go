@@ -45,7 +45,7 @@ var helpers = map[string]func(arg string){
 
 // requireFuse skips the test where FUSE is missing, unless CI is set:
 // there a missing /dev/fuse is a failure.
-func requireFuse(t *testing.T) {
+func requireFuse(t testing.TB) {
 	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		if os.Getenv("CI") != "" {
@@ -69,14 +69,14 @@ type testMount struct {
 }
 
 // mountStandard mounts the standard world on fresh state.
-func mountStandard(t *testing.T, opts gofuse.Options) *testMount {
+func mountStandard(t testing.TB, opts gofuse.Options) *testMount {
 	t.Helper()
 	return remount(t, memstore.New(), t.TempDir(), opts)
 }
 
 // remount mounts the standard world on the given state under
 // t.TempDir(); t.Cleanup unmounts it (retrying) and closes the core.
-func remount(t *testing.T, meta blockstore.MetaStore, state string, opts gofuse.Options) *testMount {
+func remount(t testing.TB, meta blockstore.MetaStore, state string, opts gofuse.Options) *testMount {
 	t.Helper()
 	requireFuse(t)
 	w, err := standardWorld()
@@ -98,7 +98,7 @@ func remount(t *testing.T, meta blockstore.MetaStore, state string, opts gofuse.
 }
 
 // unmount unmounts and closes the core; it may be called again.
-func (tm *testMount) unmount(t *testing.T) {
+func (tm *testMount) unmount(t testing.TB) {
 	t.Helper()
 	if tm.srv == nil {
 		return
@@ -231,3 +231,5 @@ func check(err error) {
 func isErrno(err error, errno syscall.Errno) bool {
 	return errors.Is(err, errno)
 }
+
+func benchMount(b *testing.B, opts gofuse.Options) *testMount { return mountStandard(b, opts) }

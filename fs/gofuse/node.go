@@ -93,7 +93,7 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	}
 	// Owners are not kept (every file belongs to the mounting user), and
 	// atime is mtime: both are accepted and ignored.
-	a, err := s.SetAttr(ctx, sa)
+	a, err := s.SetAttr(uninterrupted(ctx), sa)
 	if err != nil {
 		return n.m.errno("setattr", err)
 	}
@@ -135,7 +135,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if !ok {
 		return nil, 0, syscall.EISDIR
 	}
-	h, err := f.Open(ctx, int(flags))
+	h, err := f.Open(uninterrupted(ctx), int(flags))
 	if err != nil {
 		return nil, 0, n.m.errno("open", err)
 	}
@@ -167,3 +167,11 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	out.NameLen = uint32(st.NameLen)
 	return 0
 }
+
+// uninterrupted detaches ctx from the kernel's interrupts for operations
+// that commit metadata (fsync, namespace changes, truncate): they are
+// short, and callers rarely retry them on EINTR; go-fuse turns every
+// signal the caller gets into an interrupt, even the Go runtime's
+// preemption signal. Reads and writes stay interruptible: they may wait
+// on the network for base blocks.
+func uninterrupted(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }

@@ -27,7 +27,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	c, h, err := d.Create(ctx, name, fsMode(mode), int(flags))
+	c, h, err := d.Create(uninterrupted(ctx), name, fsMode(mode), int(flags))
 	if err != nil {
 		return nil, nil, 0, n.m.errno("create", err)
 	}
@@ -44,7 +44,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if errno != 0 {
 		return nil, errno
 	}
-	c, err := d.Mkdir(ctx, name, fsMode(mode))
+	c, err := d.Mkdir(uninterrupted(ctx), name, fsMode(mode))
 	if err != nil {
 		return nil, n.m.errno("mkdir", err)
 	}
@@ -56,7 +56,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	if errno != 0 {
 		return nil, errno
 	}
-	c, err := d.Symlink(ctx, target, name)
+	c, err := d.Symlink(uninterrupted(ctx), target, name)
 	if err != nil {
 		return nil, n.m.errno("symlink", err)
 	}
@@ -84,7 +84,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if errno != 0 {
 		return errno
 	}
-	return n.m.errno("unlink", d.Unlink(ctx, name))
+	return n.m.errno("unlink", d.Unlink(uninterrupted(ctx), name))
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
@@ -92,7 +92,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if errno != 0 {
 		return errno
 	}
-	return n.m.errno("rmdir", d.Rmdir(ctx, name))
+	return n.m.errno("rmdir", d.Rmdir(uninterrupted(ctx), name))
 }
 
 func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
@@ -108,5 +108,5 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if !ok {
 		return syscall.EXDEV
 	}
-	return n.m.errno("rename", d.Rename(ctx, name, nd, newName, fs.RenameFlags(flags)))
+	return n.m.errno("rename", d.Rename(uninterrupted(ctx), name, nd, newName, fs.RenameFlags(flags)))
 }

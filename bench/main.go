@@ -3,6 +3,7 @@
 // numbers and ratios; nothing here asserts a time.
 //
 //	go run ./bench publish [-size 2GiB] [-dir /var/tmp] [-runs 3]
+//	go run ./bench fio [-size 2GiB] [-dir /var/tmp] [-runtime 10s]
 package main
 
 import (
@@ -18,6 +19,8 @@ func main() {
 	switch os.Args[1] {
 	case "publish":
 		err = benchPublish(os.Args[2:])
+	case "fio":
+		err = benchFio(os.Args[2:])
 	default:
 		usage()
 	}
@@ -28,6 +31,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish [flags]")
+	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio [flags]")
 	os.Exit(2)
 }

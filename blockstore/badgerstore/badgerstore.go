@@ -52,6 +52,12 @@ type Config struct {
 	// GCDiscardRatio is the fraction of a value log file that must be
 	// garbage before GC rewrites the file.
 	GCDiscardRatio float64
+	// Volatile drops the durability promise of Put and CommitMeta: writes
+	// are not synced, so a crash may lose the latest ones (never corrupt
+	// what remains: badger truncates a torn log tail, and Get verifies
+	// every block). For a cache whose every block can be fetched again,
+	// where a sync per fill would cost more than the fill.
+	Volatile bool
 }
 
 // Defaults, chosen for a 2-core machine with modest memory and a store of
@@ -138,7 +144,7 @@ func (c Config) options(dir string) badger.Options {
 		// neither a memtable WAL nor a value log file when it rotates to the
 		// next one, so a batch that crossed a rotation could be lost on
 		// power failure. Badger coalesces concurrent commits into one sync.
-		WithSyncWrites(true).
+		WithSyncWrites(!c.Volatile).
 		// Keys are random hashes and values are zstd frames or small
 		// metadata: Snappy would spend CPU for nothing.
 		WithCompression(options.None).

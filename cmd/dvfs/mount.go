@@ -79,15 +79,24 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	if err := os.MkdirAll(c.cache, 0o700); err != nil {
 		return err
 	}
-	store, err := badgerstore.Open(filepath.Join(c.cache, "store"), badgerstore.Config{Logger: g.log})
+	// Two badger stores: the block cache, whose blocks can always be
+	// fetched again and so is not synced on every fill (a sync per fill
+	// cost more than the fill), and the metadata (overlays, pinned
+	// manifests), whose every commit is durable.
+	blockStore, err := badgerstore.Open(filepath.Join(c.cache, "blocks"), badgerstore.Config{Logger: g.log, Volatile: true})
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
 			return fmt.Errorf("the cache %s is in use by another dvfs mount (one mount per workstation owns it): %w", c.cache, err)
 		}
 		return err
 	}
+	defer blockStore.Close()
+	store, err := badgerstore.Open(filepath.Join(c.cache, "meta"), badgerstore.Config{Logger: g.log})
+	if err != nil {
+		return err
+	}
 	defer store.Close()
-	blocks, err := cache.New(ctx, cache.Config{Store: store, Remote: cl, Limit: int64(limit), Logger: g.log})
+	blocks, err := cache.New(ctx, cache.Config{Store: blockStore, Remote: cl, Limit: int64(limit), Logger: g.log})
 	if err != nil {
 		return err
 	}

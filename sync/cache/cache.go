@@ -13,15 +13,13 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/dvfs-project/dvfs/blockstore"
 )
 
 // Remote is where missing blocks come from (sync/client.Client). fn gets
-// each block's plain bytes, already verified against its ID.
+// each block's frame and plain bytes, already verified against its ID.
 type Remote interface {
-	Fetch(ctx context.Context, ids []blockstore.ID, fn func(id blockstore.ID, plain []byte) error) error
+	FetchFrames(ctx context.Context, ids []blockstore.ID, fn func(id blockstore.ID, frame, plain []byte) error) error
 }
 
 // Config configures a Cache.
@@ -52,10 +50,15 @@ type Stats struct {
 
 // Cache reads blocks through a local store. Safe for concurrent use.
 type Cache struct {
-	cfg    Config
-	log    *slog.Logger
-	flight singleflight.Group
-	lru    *clock
+	cfg Config
+	log *slog.Logger
+	lru *clock
+
+	// inflight holds a call for each block being fetched, by a demand
+	// miss or a prefetch alike, so nobody fetches a block twice: a reader
+	// that misses a block already on its way waits for it.
+	inflightMu sync.Mutex
+	inflight   map[blockstore.ID]*call
 
 	prefetchQ  chan blockstore.ID
 	queued     sync.Map // ID -> struct{}: in the prefetch queue
@@ -77,7 +80,8 @@ func New(ctx context.Context, cfg Config) (*Cache, error) {
 	if cfg.PrefetchBatch == 0 {
 		cfg.PrefetchBatch = 32
 	}
-	c := &Cache{cfg: cfg, log: cfg.Logger, lru: newClock(), prefetchQ: make(chan blockstore.ID, 4096)}
+	c := &Cache{cfg: cfg, log: cfg.Logger, lru: newClock(), prefetchQ: make(chan blockstore.ID, 4096),
+		inflight: make(map[blockstore.ID]*call)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -127,31 +131,85 @@ func (c *Cache) ReadBlock(ctx context.Context, id blockstore.ID, dst []byte) ([]
 		return dst, err
 	}
 	c.miss.Add(1)
-	if err := c.Fill(ctx, []blockstore.ID{id}); err != nil {
+	if c.cfg.Remote == nil {
+		return dst, fmt.Errorf("block %s: %w (no server)", id.Short(), blockstore.ErrNotFound)
+	}
+	// A block already being fetched is waited for, then read from the
+	// store; otherwise this reader fetches it and keeps the bytes it
+	// verified, without reading them back.
+	if cl := c.joinInflight(id); cl != nil {
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+			return dst, ctx.Err()
+		}
+		if cl.err == nil {
+			if out, err := c.cfg.Store.Get(ctx, id, dst); err == nil {
+				return out, nil
+			}
+		}
+		// The fetch failed or the block was evicted at once: fetch it
+		// ourselves.
+	}
+	var out2 []byte
+	err = c.fetch(ctx, []blockstore.ID{id}, func(_ blockstore.ID, p []byte) {
+		out2 = append(dst, p...)
+	})
+	if err != nil {
 		return dst, err
 	}
-	out, err = c.cfg.Store.Get(ctx, id, dst)
-	if errors.Is(err, blockstore.ErrNotFound) {
-		// Evicted between the fill and this read, or the disk is full:
-		// fetch once more straight to the caller.
-		err = c.fetchInto(ctx, id, &out, dst)
+	if out2 == nil {
+		// Another fetch took the block between our look and ours.
+		return c.ReadBlock(ctx, id, dst)
 	}
-	return out, err
+	return out2, nil
 }
 
-func (c *Cache) fetchInto(ctx context.Context, id blockstore.ID, out *[]byte, dst []byte) error {
-	if c.cfg.Remote == nil {
-		return fmt.Errorf("block %s: %w", id.Short(), blockstore.ErrNotFound)
+// call is one block's fetch in flight.
+type call struct {
+	done chan struct{}
+	err  error
+}
+
+func (c *Cache) joinInflight(id blockstore.ID) *call {
+	c.inflightMu.Lock()
+	defer c.inflightMu.Unlock()
+	return c.inflight[id]
+}
+
+// claim registers calls for the ids nobody is fetching yet and returns
+// those ids with their calls.
+func (c *Cache) claim(ids []blockstore.ID) ([]blockstore.ID, []*call) {
+	c.inflightMu.Lock()
+	defer c.inflightMu.Unlock()
+	var mine []blockstore.ID
+	var calls []*call
+	for _, id := range ids {
+		if _, busy := c.inflight[id]; busy {
+			continue
+		}
+		cl := &call{done: make(chan struct{})}
+		c.inflight[id] = cl
+		mine, calls = append(mine, id), append(calls, cl)
 	}
-	return c.cfg.Remote.Fetch(ctx, []blockstore.ID{id}, func(_ blockstore.ID, plain []byte) error {
-		*out = append(dst, plain...)
-		return nil
-	})
+	return mine, calls
+}
+
+func (c *Cache) release(ids []blockstore.ID, calls []*call, err error) {
+	c.inflightMu.Lock()
+	for _, id := range ids {
+		delete(c.inflight, id)
+	}
+	c.inflightMu.Unlock()
+	for _, cl := range calls {
+		cl.err = err
+		close(cl.done)
+	}
 }
 
 // Fill makes sure the store holds every block of ids, fetching the
-// missing ones in batches. Concurrent fills of the same block share one
-// fetch.
+// missing ones in batches; blocks another caller is fetching are left to
+// it (Fill does not wait for them).
 func (c *Cache) Fill(ctx context.Context, ids []blockstore.ID) error {
 	missing, err := c.cfg.Store.Missing(ctx, ids)
 	if err != nil || len(missing) == 0 {
@@ -160,18 +218,18 @@ func (c *Cache) Fill(ctx context.Context, ids []blockstore.ID) error {
 	if c.cfg.Remote == nil {
 		return fmt.Errorf("block %s: %w (no server)", missing[0].Short(), blockstore.ErrNotFound)
 	}
-	if len(missing) == 1 {
-		_, err, _ := c.flight.Do(string(missing[0][:]), func() (any, error) {
-			return nil, c.fetch(ctx, missing)
-		})
-		return err
-	}
-	return c.fetch(ctx, missing)
+	return c.fetch(ctx, missing, nil)
 }
 
-// fetch gets blocks from the remote and stores them. The remote verified
-// each block against its ID, so the frames made here are trusted.
-func (c *Cache) fetch(ctx context.Context, ids []blockstore.ID) error {
+// fetch gets blocks from the remote and stores the frames as sent: the
+// remote verified each against its ID, and compressing again would only
+// cost CPU. each, if set, sees every block's plain bytes.
+func (c *Cache) fetch(ctx context.Context, ids []blockstore.ID, each func(blockstore.ID, []byte)) (err error) {
+	ids, calls := c.claim(ids)
+	if len(ids) == 0 {
+		return nil
+	}
+	defer func() { c.release(ids, calls, err) }()
 	var blocks []blockstore.Block
 	var size int64
 	flush := func() error {
@@ -184,8 +242,11 @@ func (c *Cache) fetch(ctx context.Context, ids []blockstore.ID) error {
 		blocks, size = blocks[:0], 0
 		return nil
 	}
-	err := c.cfg.Remote.Fetch(ctx, ids, func(id blockstore.ID, plain []byte) error {
-		frame := blockstore.Encode(nil, plain)
+	err = c.cfg.Remote.FetchFrames(ctx, ids, func(id blockstore.ID, frame, plain []byte) error {
+		if each != nil {
+			each(id, plain)
+		}
+		frame = append([]byte(nil), frame...) // the remote reuses its buffer
 		blocks = append(blocks, blockstore.Block{ID: id, Frame: frame})
 		size += int64(len(frame))
 		if size >= 8<<20 {
@@ -240,7 +301,7 @@ func (c *Cache) evict(ctx context.Context, size int64) error {
 // when the queue is full the rest are dropped (they will be read on demand).
 func (c *Cache) Prefetch(ids []blockstore.ID) {
 	for _, id := range ids {
-		if id.IsHole() || c.lru.has(id) {
+		if id.IsHole() || c.lru.has(id) || c.joinInflight(id) != nil {
 			continue
 		}
 		if _, dup := c.queued.LoadOrStore(id, struct{}{}); dup {

@@ -52,6 +52,13 @@ func (c *Client) Upload(ctx context.Context, batch []byte) error {
 // fails verification stops the fetch with an error wrapping
 // blockstore.ErrCorrupt; fn never sees it.
 func (c *Client) Fetch(ctx context.Context, ids []blockstore.ID, fn func(id blockstore.ID, plain []byte) error) error {
+	return c.FetchFrames(ctx, ids, func(id blockstore.ID, _, plain []byte) error { return fn(id, plain) })
+}
+
+// FetchFrames is Fetch that also hands fn the block's frame as the server
+// sent it (verified with plain), for callers that store frames: they need
+// not compress the block again.
+func (c *Client) FetchFrames(ctx context.Context, ids []blockstore.ID, fn func(id blockstore.ID, frame, plain []byte) error) error {
 	var plain []byte
 	for len(ids) > 0 {
 		n := min(len(ids), api.MaxFetchIDs)
@@ -78,7 +85,7 @@ func (c *Client) Fetch(ctx context.Context, ids []blockstore.ID, fn func(id bloc
 				resp.Body.Close()
 				return fmt.Errorf("fetch: %w", err)
 			}
-			if err := fn(id, plain); err != nil {
+			if err := fn(id, frame, plain); err != nil {
 				resp.Body.Close()
 				return err
 			}

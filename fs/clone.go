@@ -66,7 +66,7 @@ func (fsys *FS) clone(ctx context.Context, name string) (*clone, error) {
 		space:  fsys.newSpace(),
 		base:   m,
 		bs:     int64(m.BlockSize),
-		dir:    filepath.Join(fsys.cfg.StateDir, name),
+		dir:    fsys.cloneDir(name),
 		prefix: "ovl/" + name + "/",
 		inodes: make(map[uint64]*cinode),
 		dirty:  make(map[*cinode]struct{}),
@@ -307,6 +307,8 @@ func (c *clone) checkDataFiles() error {
 	}
 	return nil
 }
+
+func (fsys *FS) cloneDir(name string) string { return filepath.Join(fsys.cfg.StateDir, name) }
 
 func (c *clone) dataPath(ino uint64) string {
 	return filepath.Join(c.dir, hex16(ino)+".data")

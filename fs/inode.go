@@ -40,6 +40,7 @@ type cinode struct {
 	baseSize  int64  // base data at or past this offset reads as zeros; <= size
 	bits      bitmap // local blocks
 	dirty     bool   // changed since the last commit
+	changes   uint64 // changes since the clone was loaded
 	gone      bool   // record deleted from Meta: never commit it again
 	opens     int    // open handles
 	discarded bool   // gone, closed and its data file removed
@@ -83,6 +84,7 @@ func (n *cinode) recordLocked() record {
 
 // setDirtyLocked notes a change to commit; n.mu is held.
 func (n *cinode) setDirtyLocked() {
+	n.changes++
 	if !n.dirty {
 		n.dirty = true
 		n.c.addDirty(n)

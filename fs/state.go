@@ -1,0 +1,81 @@
+package fs
+
+import (
+	"context"
+	iofs "io/fs"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// OverlayEntry is one entry of a clone as this workstation has it: what a
+// later upload of the clone's changes (a new generation) starts from.
+type OverlayEntry struct {
+	// Path is the entry's current path in the clone, slash-separated.
+	Path string
+	// Ino is the overlay's inode number: stable across renames and
+	// remounts, and the name of the data file (DataPath).
+	Ino uint64
+	// Mode holds the type and permission bits.
+	Mode iofs.FileMode
+	// MTime is the modification time.
+	MTime time.Time
+	// Target is a symlink's target.
+	Target string
+	// Size is a regular file's length.
+	Size int64
+	// BasePath is the base manifest's file a regular file started as; ""
+	// for a file made in the clone.
+	BasePath string
+	// BaseSize: base data at or past this offset reads as zeros.
+	BaseSize int64
+	// Local is the bitmap of the blocks in the data file: block i is
+	// local when bit i%64 of Local[i/64] is set. Other blocks below
+	// BaseSize are the base file's; the rest are zeros.
+	Local []uint64
+	// Changes counts the changes made to the entry since the clone was
+	// loaded; two snapshots with equal Changes saw the same content.
+	Changes uint64
+}
+
+// Overlay lists every entry of clone name (loading it if needed), parents
+// before children, sorted by path. Blocks of a file are read through the
+// mounted tree as usual.
+func (fsys *FS) Overlay(ctx context.Context, name string) ([]OverlayEntry, error) {
+	c, err := fsys.clone(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	c.ns.RLock()
+	defer c.ns.RUnlock()
+	var out []OverlayEntry
+	var walk func(dir *cinode, prefix string)
+	walk = func(dir *cinode, prefix string) {
+		for name, n := range dir.children {
+			p := path.Join(prefix, name)
+			n.mu.Lock()
+			e := OverlayEntry{
+				Path: p, Ino: n.ino, Mode: n.mode, MTime: n.mtime, Target: n.target,
+				Size: n.size, BasePath: n.basePath, BaseSize: n.baseSize,
+				Local: slices.Clone(n.bits.words), Changes: n.changes,
+			}
+			n.mu.Unlock()
+			if !e.Mode.IsRegular() {
+				e.Size = 0
+			}
+			out = append(out, e)
+			if n.mode.IsDir() {
+				walk(n, p)
+			}
+		}
+	}
+	walk(c.root, "")
+	slices.SortFunc(out, func(a, b OverlayEntry) int { return strings.Compare(a.Path, b.Path) })
+	return out, nil
+}
+
+// DataPath is the local data file of inode ino of clone name.
+func (fsys *FS) DataPath(cloneName string, ino uint64) string {
+	return (&clone{dir: fsys.cloneDir(cloneName)}).dataPath(ino)
+}

@@ -4,6 +4,7 @@
 //
 //	go run ./bench publish [-size 2GiB] [-dir /var/tmp] [-runs 3]
 //	go run ./bench fio [-size 2GiB] [-dir /var/tmp] [-runtime 10s]
+//	go run ./bench mem [-size 20GiB] [-dir /var/tmp]
 package main
 
 import (
@@ -21,6 +22,8 @@ func main() {
 		err = benchPublish(os.Args[2:])
 	case "fio":
 		err = benchFio(os.Args[2:])
+	case "mem":
+		err = benchMem(os.Args[2:])
 	default:
 		usage()
 	}
@@ -31,6 +34,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio [flags]")
+	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio|mem [flags]")
 	os.Exit(2)
 }

@@ -173,6 +173,8 @@ func (e cnode) SetAttr(ctx context.Context, a SetAttr) (Attr, error) {
 	return n.attr(), nil
 }
 
+func (e cnode) Sync(ctx context.Context) error { return e.n.sync(ctx) }
+
 // cloneDir is a directory of a clone.
 type cloneDir struct{ cnode }
 

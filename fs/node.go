@@ -124,6 +124,15 @@ type Setter interface {
 	SetAttr(ctx context.Context, a SetAttr) (Attr, error)
 }
 
+// Syncer is a node whose pending attribute changes can be made durable
+// on their own (fsync of a directory; namespace changes need no sync,
+// they are durable when made).
+type Syncer interface {
+	Node
+	// Sync commits the node's pending changes.
+	Sync(ctx context.Context) error
+}
+
 // Handle is an open regular file. Its methods are safe for concurrent use.
 type Handle interface {
 	// ReadAt reads into p from off, as pread(2): a short count means end

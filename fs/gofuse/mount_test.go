@@ -319,6 +319,10 @@ func TestMount(t *testing.T) {
 		}
 		// What fsync made durable is in the core, past the kernel's cache.
 		sameBytes(t, "core after fsync", coreRead(t, tm.core, "clones/alice/synced"), random(100000, 2))
+		d := openFile(t, cl, os.O_RDONLY)
+		if err := d.Sync(); err != nil {
+			t.Fatalf("fsync of a directory: %v", err)
+		}
 	})
 
 	t.Run("a file over 4 GiB", func(t *testing.T) {

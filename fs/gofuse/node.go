@@ -175,3 +175,16 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 // preemption signal. Reads and writes stay interruptible: they may wait
 // on the network for base blocks.
 func uninterrupted(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
+// Fsync syncs an open file through its handle; a directory (FSYNCDIR
+// comes here too) commits its own pending attribute changes, its entries
+// being durable already.
+func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
+	if h, ok := f.(*handle); ok {
+		return h.Fsync(ctx, flags)
+	}
+	if s, ok := n.core.(fs.Syncer); ok {
+		return n.m.errno("fsync", s.Sync(uninterrupted(ctx)))
+	}
+	return 0
+}

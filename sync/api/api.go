@@ -100,6 +100,8 @@ type Error struct {
 	Error string `json:"error"`
 	// Missing lists blocks a commit referred to that the server lacks.
 	Missing []string `json:"missing,omitempty"`
+	// Lease is the lease that refused a request (409).
+	Lease *Lease `json:"lease,omitempty"`
 }
 
 // ErrMalformed is wrapped by every decoding error of this package.
@@ -123,4 +125,64 @@ type CloneInfo struct {
 	Created         time.Time `json:"created"`
 	Updated         time.Time `json:"updated"`
 	Bytes           int64     `json:"bytes"` // logical size of all files
+}
+
+// Clone writeback routes: leases, generations, snapshots.
+const (
+	PathCloneLease       = "/v1/clones/{name}/lease"                    // POST LeaseRequest: acquire or renew; DELETE ?holder=H&epoch=E: release
+	PathCloneGenerations = "/v1/clones/{name}/generations"              // POST unsigned manifest ?parent=G&epoch=E: commit the next generation
+	PathCloneGeneration  = "/v1/clones/{name}/generations/{gen}/signed" // GET: a generation's signed manifest
+	PathCloneSnapshots   = "/v1/clones/{name}/snapshots"                // POST SnapshotRequest: name the latest generation
+	PathCloneRevert      = "/v1/clones/{name}/revert"                   // POST RevertRequest: a new generation equal to a snapshot
+	PathCloneHistory     = "/v1/clones/{name}/history"                  // GET: CloneHistory
+)
+
+// LeaseRequest asks for the right to write a clone.
+type LeaseRequest struct {
+	Holder string `json:"holder"`      // who asks: a workstation's name
+	TTL    int    `json:"ttl_seconds"` // how long the lease lasts unless renewed
+	Force  bool   `json:"force"`       // take the lease from another holder (bumps the epoch)
+}
+
+// Lease is the right of one holder to write a clone until Expires. Every
+// generation commit carries the lease's Epoch; a takeover bumps it, so a
+// former holder's late commits are refused.
+type Lease struct {
+	Holder  string    `json:"holder"`
+	Epoch   uint64    `json:"epoch"`
+	Expires time.Time `json:"expires"`
+}
+
+// SnapshotRequest names the clone's latest generation.
+type SnapshotRequest struct {
+	Name string `json:"name"`
+}
+
+// RevertRequest makes a snapshot's tree the clone's next generation.
+type RevertRequest struct {
+	Snapshot string `json:"snapshot"`
+	Holder   string `json:"holder"` // the lease holder doing it, or a new holder when none
+}
+
+// GenerationInfo describes one generation of a clone.
+type GenerationInfo struct {
+	Generation uint64    `json:"generation"`
+	Created    time.Time `json:"created"`
+	Bytes      int64     `json:"bytes"`
+	Blocks     int       `json:"blocks"`
+}
+
+// SnapshotInfo names a generation.
+type SnapshotInfo struct {
+	Name       string    `json:"name"`
+	Generation uint64    `json:"generation"`
+	Created    time.Time `json:"created"`
+}
+
+// CloneHistory lists a clone's generations and snapshots, oldest first.
+type CloneHistory struct {
+	Clone       CloneInfo        `json:"clone"`
+	Lease       *Lease           `json:"lease,omitempty"`
+	Generations []GenerationInfo `json:"generations"`
+	Snapshots   []SnapshotInfo   `json:"snapshots"`
 }

@@ -95,6 +95,8 @@ type HTTPError struct {
 	Message string
 	// Missing lists blocks a commit lacked (409).
 	Missing []string
+	// Lease is the lease that refused the request (409).
+	Lease *api.Lease
 }
 
 func (e *HTTPError) Error() string {
@@ -142,7 +144,7 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte) (*http.R
 	var apiErr api.Error
 	he := &HTTPError{Status: resp.StatusCode}
 	if json.Unmarshal(b, &apiErr) == nil && apiErr.Error != "" {
-		he.Message, he.Missing = apiErr.Error, apiErr.Missing
+		he.Message, he.Missing, he.Lease = apiErr.Error, apiErr.Missing, apiErr.Lease
 	} else {
 		he.Message = strings.TrimSpace(string(b))
 	}

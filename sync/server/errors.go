@@ -19,8 +19,13 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, repo.ErrNotFound), errors.Is(err, blockstore.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, repo.ErrMissingBlocks), errors.Is(err, blockstore.ErrConflict), errors.Is(err, repo.ErrExists):
+	case errors.Is(err, repo.ErrMissingBlocks), errors.Is(err, blockstore.ErrConflict), errors.Is(err, repo.ErrExists),
+		errors.Is(err, repo.ErrLeased):
 		return http.StatusConflict
+	case errors.Is(err, repo.ErrFenced):
+		// 412: the request's precondition (its lease epoch) no longer
+		// holds; the client must not retry it as it is.
+		return http.StatusPreconditionFailed
 	case errors.Is(err, repo.ErrInvalid), errors.Is(err, api.ErrMalformed),
 		errors.Is(err, manifest.ErrMalformed), errors.Is(err, errBadRequest):
 		return http.StatusBadRequest
@@ -45,6 +50,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, err er
 			}
 			body.Missing = append(body.Missing, id.String())
 		}
+	}
+	var leased *repo.LeaseError
+	if errors.As(err, &leased) {
+		body.Lease = &leased.Lease
 	}
 	level := slogLevel(status)
 	s.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)

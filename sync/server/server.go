@@ -52,6 +52,13 @@ func New(cfg Config) *Server {
 	s.handle("GET "+api.PathClone, user, s.clone)
 	s.handle("DELETE "+api.PathClone, user, s.removeClone)
 	s.handle("GET "+api.PathCloneSigned, user, s.cloneSigned)
+	s.handle("POST "+api.PathCloneLease, user, s.acquireLease)
+	s.handle("DELETE "+api.PathCloneLease, user, s.releaseLease)
+	s.handle("POST "+api.PathCloneGenerations, user, s.commitGeneration)
+	s.handle("GET "+api.PathCloneGeneration, user, s.generationSigned)
+	s.handle("POST "+api.PathCloneSnapshots, user, s.snapshot)
+	s.handle("POST "+api.PathCloneRevert, user, s.revert)
+	s.handle("GET "+api.PathCloneHistory, user, s.history)
 	return s
 }
 

@@ -1,0 +1,156 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+	"github.com/dvfs-project/dvfs/sync/api"
+)
+
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := readBody(w, r, api.MaxJSONBytes)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	return nil
+}
+
+func queryUint(r *http.Request, name string) (uint64, error) {
+	v, err := strconv.ParseUint(r.URL.Query().Get(name), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: query parameter %s: %v", errBadRequest, name, err)
+	}
+	return v, nil
+}
+
+func (s *Server) acquireLease(w http.ResponseWriter, r *http.Request) error {
+	name, err := cloneName(r)
+	if err != nil {
+		return err
+	}
+	var req api.LeaseRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	l, err := s.repo.AcquireLease(r.Context(), owner(r), name, req.Holder, time.Duration(req.TTL)*time.Second, req.Force)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, l)
+}
+
+func (s *Server) releaseLease(w http.ResponseWriter, r *http.Request) error {
+	name, err := cloneName(r)
+	if err != nil {
+		return err
+	}
+	epoch, err := queryUint(r, "epoch")
+	if err != nil {
+		return err
+	}
+	if err := s.repo.ReleaseLease(r.Context(), owner(r), name, r.URL.Query().Get("holder"), epoch); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) commitGeneration(w http.ResponseWriter, r *http.Request) error {
+	name, err := cloneName(r)
+	if err != nil {
+		return err
+	}
+	parent, err := queryUint(r, "parent")
+	if err != nil {
+		return err
+	}
+	epoch, err := queryUint(r, "epoch")
+	if err != nil {
+		return err
+	}
+	body, err := readBody(w, r, api.MaxManifestBytes)
+	if err != nil {
+		return err
+	}
+	m, err := manifest.Unmarshal(body)
+	if err != nil {
+		return err
+	}
+	if m.Name != name {
+		return fmt.Errorf("%w: manifest names %q, URL %q", errBadRequest, m.Name, name)
+	}
+	info, err := s.repo.CommitGeneration(r.Context(), owner(r), m, parent, epoch)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, info)
+}
+
+func (s *Server) generationSigned(w http.ResponseWriter, r *http.Request) error {
+	name, err := cloneName(r)
+	if err != nil {
+		return err
+	}
+	gen, err := strconv.ParseUint(r.PathValue("gen"), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%w: generation %q", errBadRequest, r.PathValue("gen"))
+	}
+	b, err := s.repo.GenerationSigned(r.Context(), owner(r), name, gen)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, err = w.Write(b)
+	return err
+}
+
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) error {
+	name, err := cloneName(r)
+	if err != nil {
+		return err
+	}
+	var req api.SnapshotRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	si, err := s.repo.Snapshot(r.Context(), owner(r), name, req.Name)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, si)
+}
+
+func (s *Server) revert(w http.ResponseWriter, r *http.Request) error {
+	name, err := cloneName(r)
+	if err != nil {
+		return err
+	}
+	var req api.RevertRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	info, err := s.repo.Revert(r.Context(), owner(r), name, req.Snapshot, req.Holder)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
+	name, err := cloneName(r)
+	if err != nil {
+		return err
+	}
+	h, err := s.repo.History(r.Context(), owner(r), name)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, h)
+}

@@ -16,7 +16,7 @@ import (
 
 var _ MutableDir = (*cloneDir)(nil)
 
-// parentRecord returns the op that stores dir with a new mtime.
+// touchOp returns the op that stores directory n with a new mtime.
 func (n *cinode) touchOp(now time.Time) blockstore.MetaOp {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -6,11 +6,17 @@ import (
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 	"github.com/dvfs-project/dvfs/fs"
 	"github.com/dvfs-project/dvfs/sync/cache"
+	"github.com/dvfs-project/dvfs/sync/writeback"
 )
 
 // catalogAdapter gives the filesystem (which declares fs.Catalog) the
 // workstation catalog of sync/cache: fs and sync do not import each other.
-type catalogAdapter struct{ c *cache.Catalog }
+// A clone's tree is the one its local overlay is based on, which the
+// writeback knows.
+type catalogAdapter struct {
+	c  *cache.Catalog
+	wb *writeback.Writeback
+}
 
 func (a catalogAdapter) Templates(ctx context.Context) ([]fs.TemplateInfo, error) {
 	list, err := a.c.Templates(ctx)
@@ -28,5 +34,5 @@ func (a catalogAdapter) Template(ctx context.Context, name string, version uint6
 func (a catalogAdapter) Clones(ctx context.Context) ([]string, error) { return a.c.Clones(ctx) }
 
 func (a catalogAdapter) Clone(ctx context.Context, name string) (*manifest.Manifest, error) {
-	return a.c.Clone(ctx, name)
+	return a.wb.BaseManifest(ctx, name, func() (*manifest.Manifest, error) { return a.c.Clone(ctx, name) })
 }

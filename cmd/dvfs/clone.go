@@ -78,5 +78,6 @@ func newCloneCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(create, list, rm)
+	cmd.AddCommand(newCloneHistoryCmds(g)...)
 	return cmd
 }

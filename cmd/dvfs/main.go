@@ -80,6 +80,6 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.token, "token", "", "access token (default $"+envToken+")")
 	pf.StringVar(&g.caCert, "ca-cert", "", "PEM file of the CA that signed the server's TLS certificate")
 	pf.StringVar(&g.cpuProf, "cpuprofile", "", "write a CPU profile (pprof) of the command to this file")
-	root.AddCommand(newServeCmd(g), newTemplateCmd(g), newTokenCmd(g), newCloneCmd(g), newMountCmd(g), newUmountCmd(g), newLoopbackCmd(g))
+	root.AddCommand(newServeCmd(g), newTemplateCmd(g), newTokenCmd(g), newCloneCmd(g), newMountCmd(g), newUmountCmd(g), newLoopbackCmd(g), newStatusCmd(g))
 	return root
 }

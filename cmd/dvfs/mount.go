@@ -22,14 +22,17 @@ import (
 	"github.com/dvfs-project/dvfs/fs"
 	"github.com/dvfs-project/dvfs/fs/gofuse"
 	"github.com/dvfs-project/dvfs/sync/cache"
+	"github.com/dvfs-project/dvfs/sync/writeback"
 )
 
 // mountConfig holds the flags of dvfs mount.
 type mountConfig struct {
-	cache      string // the workstation's cache directory
-	cacheSize  string // limit of cached template blocks
-	allowOther bool   // let other local users into the mount
-	debug      bool   // log every FUSE request
+	cache        string        // the workstation's cache directory
+	cacheSize    string        // limit of cached template blocks
+	allowOther   bool          // let other local users into the mount
+	debug        bool          // log every FUSE request
+	syncInterval time.Duration // how often clone changes are sealed and uploaded
+	flushTimeout time.Duration // how long an unmount waits for the final upload
 }
 
 func newMountCmd(g *globals) *cobra.Command {
@@ -55,6 +58,8 @@ clone overlays are kept apart inside the cache.`,
 	f.StringVar(&c.cacheSize, "cache-size", "0", "most template data to cache, e.g. 200GiB (0: no limit but the disk)")
 	f.BoolVar(&c.allowOther, "allow-other", false, "let other local users into the mount (kernel permission checks apply)")
 	f.BoolVar(&c.debug, "debug-fuse", false, "log every FUSE request")
+	f.DurationVar(&c.syncInterval, "sync-interval", 5*time.Second, "how often clone changes are sealed and uploaded (also at every fsync)")
+	f.DurationVar(&c.flushTimeout, "flush-timeout", 10*time.Minute, "how long unmounting waits for clone changes to reach the server")
 	_ = cmd.MarkFlagRequired("cache")
 	return cmd
 }
@@ -108,20 +113,61 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	if err != nil {
 		return err
 	}
-	core, err := fs.New(fs.Config{
+	// The writeback's state and outbox live in the durable store, in the
+	// user's prefix; its blocks (the outbox) in that store's block space.
+	wbStore := struct {
+		blockstore.Store
+		blockstore.MetaStore
+	}{store, userMeta}
+	var core *fs.FS
+	wb, err := writeback.New(writeback.Config{
+		Server:   cl,
+		Overlay:  overlayAdapter{fs: nil},
+		Store:    wbStore,
 		Blocks:   blocks,
-		Catalog:  catalogAdapter{catalog},
-		Meta:     userMeta,
-		StateDir: filepath.Join(c.cache, "overlay", who.Name),
+		Holder:   holderName(c.cache),
+		Interval: c.syncInterval,
 		Logger:   g.log,
+		Progress: func(clone string, done, total int64) {
+			g.log.Info("uploading clone changes", "clone", clone, "blocks", fmt.Sprintf("%d/%d", done, total))
+		},
 	})
 	if err != nil {
 		return err
 	}
+	core, err = fs.New(fs.Config{
+		Blocks:   blocks,
+		Catalog:  catalogAdapter{c: catalog, wb: wb},
+		Meta:     userMeta,
+		StateDir: filepath.Join(c.cache, "overlay", who.Name),
+		Logger:   g.log,
+		OnSync:   wb.Synced,
+		Writable: wb.Writable,
+	})
+	if err != nil {
+		return err
+	}
+	wb.SetOverlay(overlayAdapter{fs: core})
+	// Before serving: overlays of clones another workstation moved on
+	// are saved as conflict clones and dropped; what a crash left unsynced
+	// starts uploading.
+	if err := wb.Reconcile(ctx); err != nil {
+		g.log.Error("reconciling local clone overlays with the server", "err", err)
+	}
 	srv, err := gofuse.Mount(mountpoint, core, gofuse.Options{AllowOther: c.allowOther, Debug: c.debug, Logger: g.log})
 	if err != nil {
+		wb.Close(context.Background())
 		core.Close(context.Background())
 		return err
+	}
+	stopStatus, err := serveStatus(ctx, mountpoint, func(ctx context.Context) mountStatus {
+		return mountStatus{Mountpoint: mountpoint, User: who.Name, Cache: blocks.Stats(),
+			Templates: templateFills(ctx, catalog, blockStore), Clones: wb.Status(ctx)}
+	})
+	if err != nil {
+		g.log.Warn("no status socket; dvfs status will not see this mount", "err", err)
+	} else {
+		defer stopStatus()
 	}
 	pidFile := mountPIDFile(mountpoint)
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
@@ -142,12 +188,22 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	case <-unmounted:
 		g.log.Info("unmounted from outside", "mountpoint", mountpoint)
 	}
-	flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// The kernel has let go and handed over every dirty page: seal and
+	// upload what the clones hold, then close the overlays.
+	flushCtx, cancel := context.WithTimeout(context.Background(), c.flushTimeout)
 	defer cancel()
+	g.log.Info("syncing clone changes to the server")
+	wbErr := wb.Close(flushCtx)
+	if wbErr != nil {
+		g.log.Error("some clone changes are not on the server yet; they stay in the cache and sync at the next mount", "err", wbErr)
+	}
 	if err := core.Close(flushCtx); err != nil {
 		return fmt.Errorf("flushing the overlays: %w", err)
 	}
-	g.log.Info("clean exit: overlays flushed")
+	if wbErr != nil {
+		return fmt.Errorf("clone changes not synced: %w", wbErr)
+	}
+	g.log.Info("clean exit: overlays flushed and synced")
 	return nil
 }
 

@@ -169,3 +169,14 @@ func versionString(v uint64) string {
 	}
 	return strconv.FormatUint(v, 10)
 }
+
+// StatusCode is the HTTP status of the answer.
+func (e *HTTPError) StatusCode() int { return e.Status }
+
+// LeaseHolder is the lease that refused the request, if one did.
+func (e *HTTPError) LeaseHolder() (api.Lease, bool) {
+	if e.Lease == nil {
+		return api.Lease{}, false
+	}
+	return *e.Lease, true
+}

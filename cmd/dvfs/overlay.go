@@ -1,0 +1,27 @@
+package main
+
+import (
+	"context"
+
+	"github.com/dvfs-project/dvfs/fs"
+	"github.com/dvfs-project/dvfs/sync/writeback"
+)
+
+// overlayAdapter gives the writeback (which declares writeback.Overlay) the
+// filesystem's overlays: fs and sync do not import each other.
+type overlayAdapter struct{ fs *fs.FS }
+
+func (a overlayAdapter) Seal(ctx context.Context, clone string, fn func([]writeback.Entry, func(uint64, int64, []byte) ([]byte, error)) error) error {
+	return a.fs.Seal(ctx, clone, func(entries []fs.SealedEntry, read func(uint64, int64, []byte) ([]byte, error)) error {
+		out := make([]writeback.Entry, len(entries))
+		for i, e := range entries {
+			out[i] = writeback.Entry{
+				Path: e.Path, Ino: e.Ino, Mode: e.Mode, MTime: e.MTime, Target: e.Target, Size: e.Size,
+				BasePath: e.BasePath, BaseSize: e.BaseSize, Local: e.Local, Dirty: e.Dirty,
+			}
+		}
+		return fn(out, read)
+	})
+}
+
+func (a overlayAdapter) Drop(ctx context.Context, clone string) error { return a.fs.Drop(ctx, clone) }

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/sync/cache"
+	"github.com/dvfs-project/dvfs/sync/writeback"
+)
+
+// mountStatus is what a running mount reports to dvfs status.
+type mountStatus struct {
+	Mountpoint string             `json:"mountpoint"`
+	User       string             `json:"user"`
+	Cache      cache.Stats        `json:"cache"`
+	Templates  []templateFill     `json:"templates"`
+	Clones     []writeback.Status `json:"clones"`
+}
+
+type templateFill struct {
+	Template string `json:"template"`
+	Blocks   int    `json:"blocks"`
+	Cached   int    `json:"cached"`
+}
+
+// statusSocket is where a mount answers dvfs status.
+func statusSocket(mountpoint string) string {
+	return strings.TrimSuffix(mountPIDFile(mountpoint), ".pid") + ".sock"
+}
+
+// serveStatus answers on the mount's status socket until ctx ends.
+func serveStatus(ctx context.Context, mountpoint string, report func(context.Context) mountStatus) (func(), error) {
+	path := statusSocket(mountpoint)
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(report(r.Context()))
+	})}
+	go srv.Serve(ln)
+	return func() { srv.Close(); os.Remove(path) }, nil
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status [MOUNTPOINT]",
+		Short: "Show a mount's clones (unsynced changes, lease) and template cache fill",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var socks []string
+			if len(args) == 1 {
+				mp, err := filepath.Abs(args[0])
+				if err != nil {
+					return err
+				}
+				socks = []string{statusSocket(mp)}
+			} else {
+				socks, _ = filepath.Glob(filepath.Join(filepath.Dir(mountPIDFile("/")), "*.sock"))
+				if len(socks) == 0 {
+					return errors.New("no dvfs mount is running here")
+				}
+			}
+			for _, sock := range socks {
+				st, err := queryStatus(cmd.Context(), sock)
+				if err != nil {
+					return err
+				}
+				printStatus(st)
+			}
+			return nil
+		},
+	}
+}
+
+func queryStatus(ctx context.Context, sock string) (mountStatus, error) {
+	var st mountStatus
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://mount/status", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("asking the mount (%s): %w", sock, err)
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func printStatus(st mountStatus) {
+	fmt.Printf("%s (user %s)\n", st.Mountpoint, st.User)
+	fmt.Printf("  cache: %d blocks, %s; %d hits, %d misses, %d fetched, %d evicted\n", st.Cache.Blocks,
+		humanize.IBytes(uint64(st.Cache.Bytes)), st.Cache.Hits, st.Cache.Misses, st.Cache.Fetched, st.Cache.Evicted)
+	for _, t := range st.Templates {
+		pct := 100.0
+		if t.Blocks > 0 {
+			pct = 100 * float64(t.Cached) / float64(t.Blocks)
+		}
+		fmt.Printf("  template %-24s %5.1f%% cached (%d of %d blocks)\n", t.Template, pct, t.Cached, t.Blocks)
+	}
+	for _, c := range st.Clones {
+		sync := "synced"
+		if c.Pending {
+			sync = fmt.Sprintf("%d blocks waiting to upload", c.PendingBlocks)
+		}
+		fmt.Printf("  clone %-27s generation %d, %s; lease: %s\n", c.Clone, c.Generation, sync, c.Lease)
+		if c.Conflict != "" {
+			fmt.Printf("    taken over elsewhere; changes made here were saved as clone %s\n", c.Conflict)
+		}
+	}
+}
+
+// templateFills reports how much of each template's latest version the
+// cache holds.
+func templateFills(ctx context.Context, catalog *cache.Catalog, store interface {
+	Missing(context.Context, []blockstore.ID) ([]blockstore.ID, error)
+}) []templateFill {
+	list, err := catalog.Templates(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []templateFill
+	for _, t := range list {
+		m, err := catalog.Template(ctx, t.Name, 0)
+		if err != nil {
+			continue
+		}
+		ids := slices.Collect(m.BlockIDs())
+		missing, err := store.Missing(ctx, ids)
+		if err != nil {
+			continue
+		}
+		out = append(out, templateFill{Template: fmt.Sprintf("%s@%d", t.Name, m.Version), Blocks: len(ids), Cached: len(ids) - len(missing)})
+	}
+	return out
+}

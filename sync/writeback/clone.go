@@ -1,0 +1,389 @@
+package writeback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+	"github.com/dvfs-project/dvfs/sync/api"
+)
+
+// cloneWB is the writeback of one clone. One goroutine (loop) seals,
+// uploads and commits; Writable and Synced only read and poke it.
+type cloneWB struct {
+	w    *Writeback
+	name string
+
+	kick     chan struct{}   // a seal is due
+	flushReq chan chan error // flush now and answer
+
+	// mu guards what Writable reads and the loop writes.
+	mu      sync.Mutex
+	st      state
+	loaded  bool
+	lease   api.Lease
+	holdErr error // why this workstation may not write, if it may not
+
+	// Used by the loop (and BaseManifest before the loop writes) only.
+	base  *manifest.Manifest
+	known known
+}
+
+func (c *cloneWB) poke() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// load reads the clone's saved state; a clone seen for the first time
+// starts from base, the server's latest generation.
+func (c *cloneWB) load(ctx context.Context, latest func() (*manifest.Manifest, error)) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.loaded {
+		return nil
+	}
+	s := c.w.cfg.Store
+	ok, err := getJSON(ctx, s, key(c.name, "state"), &c.st)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if c.base, err = getManifest(ctx, s, key(c.name, "base")); err != nil {
+			return fmt.Errorf("writeback state of %s: base: %w", c.name, err)
+		}
+		c.loaded = true
+		return nil
+	}
+	if latest == nil {
+		return fmt.Errorf("clone %s: %w", c.name, blockstore.ErrNotFound)
+	}
+	m, err := latest()
+	if err != nil {
+		return err
+	}
+	info, err := c.w.cfg.Server.Clone(ctx, c.name)
+	if err != nil {
+		return err
+	}
+	c.st = state{Base: m.Version, Committed: m.Version, Template: info.Template, TemplateVersion: info.TemplateVersion}
+	stOp, err := putOp(key(c.name, "state"), c.st)
+	if err != nil {
+		return err
+	}
+	baseOp, err := manifestOp(key(c.name, "base"), m)
+	if err != nil {
+		return err
+	}
+	comOp, _ := manifestOp(key(c.name, "committed"), m)
+	if err := s.CommitMeta(ctx, stOp, baseOp, comOp); err != nil {
+		return err
+	}
+	c.base, c.loaded = m, true
+	return nil
+}
+
+func (c *cloneWB) saveState(ctx context.Context, extra ...blockstore.MetaOp) error {
+	c.mu.Lock()
+	st := c.st
+	c.mu.Unlock()
+	op, err := putOp(key(c.name, "state"), st)
+	if err != nil {
+		return err
+	}
+	return c.w.cfg.Store.CommitMeta(ctx, append(extra, op)...)
+}
+
+// writable is the filesystem's question before every change: fast while
+// the lease is good; otherwise it asks for the lease once.
+func (c *cloneWB) writable(ctx context.Context) error {
+	c.mu.Lock()
+	if c.st.Lost {
+		defer c.mu.Unlock()
+		return fmt.Errorf("clone %s was taken over by another workstation; the changes made here were saved as clone %s; open it there or reopen this one", c.name, c.st.ConflictClone)
+	}
+	if c.lease.Epoch != 0 {
+		c.mu.Unlock()
+		return nil // held (renewed by the loop, which also keeps it offline)
+	}
+	c.mu.Unlock()
+	return c.acquire(ctx, false)
+}
+
+// acquire takes or renews the lease.
+func (c *cloneWB) acquire(ctx context.Context, force bool) error {
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	l, err := c.w.cfg.Server.AcquireLease(actx, c.name, c.w.cfg.Holder, c.w.cfg.LeaseTTL, force)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		var he interface{ LeaseHolder() (api.Lease, bool) }
+		if errors.As(err, &he) {
+			if l, ok := he.LeaseHolder(); ok {
+				c.lease = api.Lease{}
+				c.holdErr = fmt.Errorf("clone %s is leased to %s until %s; opened read-only (take it over with dvfs clone takeover)",
+					c.name, l.Holder, l.Expires.Local().Format(time.TimeOnly))
+				return c.holdErr
+			}
+		}
+		if c.st.Epoch != 0 && !c.st.Lost {
+			// Offline, and this workstation held the lease last: keep
+			// working locally; the commits will tell if it was lost.
+			c.lease = api.Lease{Holder: c.w.cfg.Holder, Epoch: c.st.Epoch}
+			return nil
+		}
+		return fmt.Errorf("clone %s: cannot take its lease: %w", c.name, err)
+	}
+	if c.st.Epoch != 0 && l.Epoch != c.st.Epoch {
+		// The lease moved on without us (expired and taken, then given
+		// back): what we did not commit belongs to an old epoch.
+		c.w.log.Warn("clone lease was held by another workstation meanwhile", "clone", c.name, "old_epoch", c.st.Epoch, "epoch", l.Epoch)
+	}
+	c.lease, c.holdErr = l, nil
+	c.st.Epoch = l.Epoch
+	return nil
+}
+
+// loop seals and syncs the clone on pokes, on a timer, and on flushes,
+// and renews the lease.
+func (c *cloneWB) loop(ctx context.Context) {
+	defer c.w.wg.Done()
+	t := time.NewTicker(c.w.cfg.Interval)
+	defer t.Stop()
+	renew := time.NewTicker(c.w.cfg.LeaseTTL / 3)
+	defer renew.Stop()
+	backoff := time.Second
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		var reply chan error
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+		case <-t.C:
+		case <-retry.C:
+		case reply = <-c.flushReq:
+		case <-renew.C:
+			c.mu.Lock()
+			held := c.lease.Epoch != 0 && !c.st.Lost
+			c.mu.Unlock()
+			if held {
+				if err := c.acquire(ctx, false); err != nil {
+					c.w.log.Warn("lease renewal failed", "clone", c.name, "err", err)
+				}
+			}
+			continue
+		}
+		err := c.cycle(ctx)
+		if reply != nil {
+			reply <- err
+		}
+		if err != nil && ctx.Err() == nil {
+			c.w.log.Warn("writeback will retry", "clone", c.name, "in", backoff, "err", err)
+			retry.Reset(backoff + time.Duration(rand.Int64N(int64(backoff/4)+1)))
+			backoff = min(2*backoff, time.Minute)
+		} else {
+			backoff = time.Second
+		}
+	}
+}
+
+// flush asks the loop for a cycle and waits for its outcome.
+func (c *cloneWB) flush(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case c.flushReq <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// cycle commits a pending generation, then seals and commits a new one if
+// the clone changed. Until the clone is written here, it does nothing.
+func (c *cloneWB) cycle(ctx context.Context) error {
+	c.mu.Lock()
+	loaded, lost, epoch, held := c.loaded, c.st.Lost, c.st.Epoch, c.lease.Epoch != 0
+	c.mu.Unlock()
+	if !loaded || lost || (!held && epoch == 0) {
+		return nil // not written here yet
+	}
+	if !held {
+		// Written here before a restart: take the lease back (a renewal,
+		// same epoch, unless another workstation has had it since).
+		if err := c.acquire(ctx, false); err != nil {
+			return err
+		}
+	}
+	var p pending
+	has, err := getJSON(ctx, c.w.cfg.Store, key(c.name, "pending"), &p)
+	if err != nil {
+		return err
+	}
+	if has {
+		if err := c.commit(ctx, &p); err != nil {
+			return err
+		}
+	}
+	m, outbox, err := c.seal(ctx)
+	if err != nil {
+		return fmt.Errorf("seal: %w", err)
+	}
+	committed, err := getManifest(ctx, c.w.cfg.Store, key(c.name, "committed"))
+	if err != nil {
+		return err
+	}
+	if sameTree(m, committed) {
+		return c.dropOutbox(ctx, outbox, committed)
+	}
+	body, err := m.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	p = pending{Parent: c.st.Committed, Manifest: body, Outbox: outbox}
+	c.mu.Unlock()
+	op, err := putOp(key(c.name, "pending"), p)
+	if err != nil {
+		return err
+	}
+	if err := c.w.cfg.Store.CommitMeta(ctx, op); err != nil {
+		return err
+	}
+	return c.commit(ctx, &p)
+}
+
+// dropOutbox deletes outbox blocks that no kept manifest needs.
+func (c *cloneWB) dropOutbox(ctx context.Context, ids []blockstore.ID, keep *manifest.Manifest) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	need := make(map[blockstore.ID]bool)
+	if keep != nil {
+		for id := range keep.BlockIDs() {
+			need[id] = true
+		}
+	}
+	var drop []blockstore.ID
+	for _, id := range ids {
+		if !need[id] {
+			drop = append(drop, id)
+		}
+	}
+	return c.w.cfg.Store.Delete(ctx, drop...)
+}
+
+// commit uploads a pending generation's blocks and commits it. A takeover
+// (the server fences our epoch off) saves it as a conflict clone instead.
+func (c *cloneWB) commit(ctx context.Context, p *pending) error {
+	m, err := manifest.Unmarshal(p.Manifest)
+	if err != nil {
+		return fmt.Errorf("pending generation: %w", err)
+	}
+	if err := c.upload(ctx, m); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	epoch := c.lease.Epoch
+	c.mu.Unlock()
+	info, err := c.w.cfg.Server.CommitGeneration(ctx, m, p.Parent, epoch)
+	if err != nil {
+		if isRefused(err) {
+			return c.conflict(ctx, m, p)
+		}
+		return fmt.Errorf("commit: %w", err)
+	}
+	c.mu.Lock()
+	c.st.Committed = info.Generation
+	c.mu.Unlock()
+	m.Version = info.Generation
+	comOp, err := manifestOp(key(c.name, "committed"), m)
+	if err != nil {
+		return err
+	}
+	if err := c.saveState(ctx, comOp, blockstore.MetaOp{Key: key(c.name, "pending")}); err != nil {
+		return err
+	}
+	c.w.log.Debug("clone generation committed", "clone", c.name, "generation", info.Generation)
+	return c.w.cfg.Store.Delete(ctx, p.Outbox...)
+}
+
+// upload sends the blocks of m the server lacks, from the outbox.
+func (c *cloneWB) upload(ctx context.Context, m *manifest.Manifest) error {
+	missing, err := c.w.cfg.Server.Missing(ctx, slices.Collect(m.BlockIDs()))
+	if err != nil {
+		return err
+	}
+	var total int64
+	var batch []byte
+	var frame []byte
+	for i, id := range missing {
+		frame, err = c.w.cfg.Store.GetFrame(ctx, id, frame[:0])
+		if err != nil {
+			return fmt.Errorf("outbox block %s: %w", id.Short(), err)
+		}
+		batch = appendBlock(batch, id, frame)
+		if len(batch) >= 16<<20 || i == len(missing)-1 {
+			if err := c.w.cfg.Server.Upload(ctx, batch); err != nil {
+				return err
+			}
+			total += int64(len(batch))
+			if c.w.cfg.Progress != nil {
+				c.w.cfg.Progress(c.name, int64(i+1), int64(len(missing)))
+			}
+			batch = batch[:0]
+		}
+	}
+	return nil
+}
+
+// conflict saves a generation the server refused (another workstation took
+// the clone over) as a new clone, so no change is ever dropped, and stops
+// writing here.
+func (c *cloneWB) conflict(ctx context.Context, m *manifest.Manifest, p *pending) error {
+	name := fmt.Sprintf("%s-conflict-%s", c.name, time.Now().UTC().Format("20060102-150405"))
+	cm := *m
+	cm.Name = name
+	c.mu.Lock()
+	tpl, tv := c.st.Template, c.st.TemplateVersion
+	c.mu.Unlock()
+	if _, err := c.w.cfg.Server.CreateClone(ctx, &cm, tpl, tv); err != nil {
+		return fmt.Errorf("saving the refused changes as clone %s: %w", name, err)
+	}
+	c.mu.Lock()
+	c.st.Lost, c.st.ConflictClone = true, name
+	c.lease = api.Lease{}
+	c.mu.Unlock()
+	c.w.log.Warn("clone taken over by another workstation; unsynced changes saved as a new clone", "clone", c.name, "conflict_clone", name)
+	if err := c.saveState(ctx, blockstore.MetaOp{Key: key(c.name, "pending")}); err != nil {
+		return err
+	}
+	return c.w.cfg.Store.Delete(ctx, p.Outbox...)
+}
+
+// release gives the lease back after a clean flush.
+func (c *cloneWB) release(ctx context.Context) {
+	c.mu.Lock()
+	l := c.lease
+	c.mu.Unlock()
+	if l.Epoch == 0 {
+		return
+	}
+	if err := c.w.cfg.Server.ReleaseLease(ctx, c.name, c.w.cfg.Holder, l.Epoch); err != nil {
+		c.w.log.Warn("lease release failed (it will expire)", "clone", c.name, "err", err)
+	}
+}

@@ -1,0 +1,164 @@
+package writeback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+)
+
+// BaseManifest is what the filesystem's catalog should present as clone
+// name's committed tree: the generation this workstation's overlay started
+// from (its own later commits are already in the overlay), or, for a clone
+// not seen here before, the server's latest (from latest), which becomes
+// the overlay's base.
+func (w *Writeback) BaseManifest(ctx context.Context, name string, latest func() (*manifest.Manifest, error)) (*manifest.Manifest, error) {
+	c := w.clone(name)
+	if err := c.load(ctx, latest); err != nil {
+		return nil, err
+	}
+	return c.base, nil
+}
+
+// Reconcile runs before the mount serves: for each clone with a local
+// overlay, it checks the server. Where another workstation committed newer
+// generations, the overlay is out of date: whatever it holds that the last
+// generation committed from here does not (changes written while offline,
+// or fsynced just before a crash) is saved as a conflict clone, and the
+// overlay is dropped, so the clone opens as the server has it. A clone the
+// server no longer has is dropped likewise. An unreachable server leaves
+// everything as it is.
+func (w *Writeback) Reconcile(ctx context.Context) error {
+	var names []string
+	err := w.cfg.Store.ListMeta(ctx, "wb/", func(k string, _ []byte) error {
+		if name, ok := strings.CutSuffix(strings.TrimPrefix(k, "wb/"), "/state"); ok {
+			names = append(names, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range names {
+		if err := w.reconcile(ctx, name); err != nil {
+			errs = append(errs, fmt.Errorf("clone %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (w *Writeback) reconcile(ctx context.Context, name string) error {
+	c := w.clone(name)
+	if err := c.load(ctx, nil); err != nil {
+		return err
+	}
+	info, err := w.cfg.Server.Clone(ctx, name)
+	gone := false
+	if err != nil {
+		var se interface{ StatusCode() int }
+		if !errors.As(err, &se) || se.StatusCode() != 404 {
+			w.log.Warn("server unreachable; keeping the local overlay as it is", "clone", name, "err", err)
+			return nil
+		}
+		gone = true
+	}
+	c.mu.Lock()
+	st := c.st
+	c.mu.Unlock()
+	if !gone && info.Generation == st.Committed && !st.Lost {
+		// Up to date: the overlay is the latest generation plus local
+		// changes; sync what a crash left behind, in the background.
+		c.poke()
+		return nil
+	}
+	m, outbox, err := c.seal(ctx)
+	if err != nil {
+		return fmt.Errorf("seal: %w", err)
+	}
+	committed, err := getManifest(ctx, w.cfg.Store, key(name, "committed"))
+	if err != nil {
+		return err
+	}
+	if !sameTree(m, committed) {
+		if err := c.upload(ctx, m); err != nil {
+			return err
+		}
+		cm := *m
+		cm.Name = fmt.Sprintf("%s-conflict-%s", name, time.Now().UTC().Format("20060102-150405"))
+		if _, err := w.cfg.Server.CreateClone(ctx, &cm, st.Template, st.TemplateVersion); err != nil {
+			return fmt.Errorf("saving local changes as clone %s: %w", cm.Name, err)
+		}
+		w.log.Warn("clone changed elsewhere; this workstation's unsynced changes were saved as a new clone",
+			"clone", name, "conflict_clone", cm.Name)
+	}
+	if err := w.cfg.Overlay.Drop(ctx, name); err != nil {
+		return err
+	}
+	var p pending
+	if has, _ := getJSON(ctx, w.cfg.Store, key(name, "pending"), &p); has {
+		outbox = append(outbox, p.Outbox...)
+	}
+	if err := w.cfg.Store.Delete(ctx, outbox...); err != nil {
+		return err
+	}
+	ops := []blockstore.MetaOp{{Key: key(name, "state")}, {Key: key(name, "base")}, {Key: key(name, "committed")}, {Key: key(name, "pending")}}
+	if err := w.cfg.Store.CommitMeta(ctx, ops...); err != nil {
+		return err
+	}
+	w.forget(name)
+	return nil
+}
+
+// forget stops a clone's loop and drops it from memory.
+func (w *Writeback) forget(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.clones, name)
+	// The loop of a forgotten clone idles until Close: it has no state
+	// (loaded stays false in the new entry made on next use).
+}
+
+// Status is what dvfs status shows of a clone.
+type Status struct {
+	Clone         string
+	Generation    uint64 // latest generation committed from here
+	Pending       bool   // a sealed generation awaits upload
+	PendingBlocks int    // its blocks in the outbox
+	Lease         string // holder and expiry, or why writes are refused
+	Conflict      string // the conflict clone, after a takeover
+}
+
+// Status reports every clone the writeback knows.
+func (w *Writeback) Status(ctx context.Context) []Status {
+	w.mu.Lock()
+	cs := make([]*cloneWB, 0, len(w.clones))
+	for _, c := range w.clones {
+		cs = append(cs, c)
+	}
+	w.mu.Unlock()
+	var out []Status
+	for _, c := range cs {
+		c.mu.Lock()
+		s := Status{Clone: c.name, Generation: c.st.Committed, Conflict: c.st.ConflictClone}
+		switch {
+		case c.lease.Epoch != 0:
+			s.Lease = fmt.Sprintf("held by this workstation (epoch %d) until %s", c.lease.Epoch, c.lease.Expires.Local().Format(time.TimeOnly))
+		case c.holdErr != nil:
+			s.Lease = c.holdErr.Error()
+		default:
+			s.Lease = "not taken (no writes yet)"
+		}
+		c.mu.Unlock()
+		var p pending
+		if has, _ := getJSON(ctx, w.cfg.Store, key(c.name, "pending"), &p); has {
+			s.Pending, s.PendingBlocks = true, len(p.Outbox)
+		}
+		out = append(out, s)
+	}
+	return out
+}

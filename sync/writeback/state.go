@@ -1,0 +1,68 @@
+package writeback
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+)
+
+// What a workstation keeps of each clone it writes back, under its Store:
+//
+//	wb/CLONE/state      JSON state
+//	wb/CLONE/base       the manifest the local overlay started from
+//	wb/CLONE/committed  the manifest of the latest generation committed here
+//	wb/CLONE/pending    JSON pending: a sealed generation not yet committed
+//
+// The outbox holds the pending generation's new blocks as the Store's
+// blocks, until the commit.
+type state struct {
+	Base            uint64 `json:"base"`      // generation the overlay started from
+	Committed       uint64 `json:"committed"` // latest generation committed from here (or Base)
+	Epoch           uint64 `json:"epoch"`     // the lease epoch last held
+	Template        string `json:"template"`
+	TemplateVersion uint64 `json:"template_version"`
+	// Lost is set when another workstation took the lease over; the
+	// changes made here since were saved as ConflictClone.
+	Lost          bool   `json:"lost,omitempty"`
+	ConflictClone string `json:"conflict_clone,omitempty"`
+}
+
+type pending struct {
+	Parent   uint64          `json:"parent"`
+	Manifest []byte          `json:"manifest"` // unsigned manifest body
+	Outbox   []blockstore.ID `json:"outbox"`   // blocks put in the outbox for it
+}
+
+func key(clone, what string) string { return "wb/" + clone + "/" + what }
+
+func getJSON(ctx context.Context, s blockstore.MetaStore, k string, v any) (bool, error) {
+	b, err := s.GetMeta(ctx, k)
+	if errors.Is(err, blockstore.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, json.Unmarshal(b, v)
+}
+
+func putOp(k string, v any) (blockstore.MetaOp, error) {
+	b, err := json.Marshal(v)
+	return blockstore.MetaOp{Key: k, Value: b}, err
+}
+
+func getManifest(ctx context.Context, s blockstore.MetaStore, k string) (*manifest.Manifest, error) {
+	b, err := s.GetMeta(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return manifest.Unmarshal(b)
+}
+
+func manifestOp(k string, m *manifest.Manifest) (blockstore.MetaOp, error) {
+	b, err := m.MarshalBinary()
+	return blockstore.MetaOp{Key: k, Value: b}, err
+}

@@ -1,0 +1,205 @@
+// Package writeback makes a workstation's clone changes live on the server
+// while the clone runs at local speed. It seals the clone's overlay into a
+// generation at crash-consistent points (every fsync, every few seconds
+// under writes, and at unmount), keeps the sealed blocks durably in a local
+// outbox, uploads them, and commits the generation on the server as a
+// compare-and-swap under the clone's lease. Nothing waits on the network
+// but an unmount's final flush: the write path only marks blocks dirty.
+//
+// Order, as everywhere in dvfs: blocks before metadata. A sealed
+// generation's new blocks are in the outbox (synced) before its manifest is
+// saved as pending, and on the server before the commit.
+package writeback
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+	"github.com/dvfs-project/dvfs/sync/api"
+)
+
+// Entry is one entry of a sealed clone, as the filesystem reports it.
+type Entry struct {
+	Path     string
+	Ino      uint64
+	Mode     fs.FileMode
+	MTime    time.Time
+	Target   string
+	Size     int64
+	BasePath string   // the base file a regular file started as ("": new)
+	BaseSize int64    // base data at or past this offset reads as zeros
+	Local    []uint64 // bitmap of local blocks
+	Dirty    []int64  // local blocks changed since the last successful seal
+}
+
+func (e *Entry) local(i int64) bool {
+	w := i / 64
+	return w < int64(len(e.Local)) && e.Local[w]&(1<<(i%64)) != 0
+}
+
+// Overlay is what the writeback needs of the filesystem (fs.FS, adapted in
+// cmd/dvfs).
+type Overlay interface {
+	// Seal holds off changes to the clone and calls fn with its entries
+	// and a reader of local blocks; dirty marks clear when fn succeeds.
+	Seal(ctx context.Context, clone string, fn func(entries []Entry, read func(ino uint64, block int64, dst []byte) ([]byte, error)) error) error
+	// Drop discards the clone's local overlay.
+	Drop(ctx context.Context, clone string) error
+}
+
+// Server is what the writeback asks of the server (sync/client.Client).
+type Server interface {
+	Clone(ctx context.Context, name string) (api.CloneInfo, error)
+	GenerationManifest(ctx context.Context, name string, gen uint64) (*manifest.Manifest, error)
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration, force bool) (api.Lease, error)
+	ReleaseLease(ctx context.Context, name, holder string, epoch uint64) error
+	Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore.ID, error)
+	Upload(ctx context.Context, batch []byte) error
+	CommitGeneration(ctx context.Context, m *manifest.Manifest, parent, epoch uint64) (api.CloneInfo, error)
+	CreateClone(ctx context.Context, m *manifest.Manifest, template string, version uint64) (api.CloneInfo, error)
+}
+
+// Store is where the writeback keeps its state and its outbox of sealed
+// blocks: durable (every Put and CommitMeta synced).
+type Store interface {
+	blockstore.Store
+	blockstore.MetaStore
+}
+
+// Config configures a Writeback.
+type Config struct {
+	// Server receives the generations.
+	Server Server
+	// Overlay is the filesystem whose clones are written back.
+	Overlay Overlay
+	// Store keeps the writeback's state and outbox (durable).
+	Store Store
+	// Blocks reads base blocks (the workstation cache), for the rare block
+	// a seal must rebuild from its base (a file shrunk mid-block).
+	Blocks interface {
+		ReadBlock(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error)
+	}
+	// Holder names this workstation in leases.
+	Holder string
+	// LeaseTTL is how long a lease lasts unless renewed; 0 means 60 s.
+	LeaseTTL time.Duration
+	// Interval is how often a clone with changes is sealed; 0 means 5 s.
+	Interval time.Duration
+	// Logger receives the writeback's log.
+	Logger *slog.Logger
+	// Progress, if set, is told about flushes (bytes to upload, done).
+	Progress func(clone string, done, total int64)
+}
+
+// Writeback runs the writeback of every clone this workstation opens.
+type Writeback struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	clones map[string]*cloneWB
+	bg     context.Context
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a Writeback; Start runs its background loops.
+func New(cfg Config) (*Writeback, error) {
+	if cfg.Server == nil || cfg.Store == nil || cfg.Holder == "" {
+		return nil, errors.New("writeback: Server, Store and Holder are required")
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = 60 * time.Second
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	w := &Writeback{cfg: cfg, log: cfg.Logger, clones: make(map[string]*cloneWB)}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	w.bg, w.stop = context.WithCancel(context.Background())
+	return w, nil
+}
+
+// HolderName makes a stable lease holder name for a workstation from its
+// host name and cache directory.
+func HolderName(host, cacheDir string) string {
+	sum := sha256.Sum256([]byte(cacheDir))
+	return host + "/" + hex.EncodeToString(sum[:3])
+}
+
+func (w *Writeback) clone(name string) *cloneWB {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.clones[name]
+	if c == nil {
+		c = &cloneWB{w: w, name: name, kick: make(chan struct{}, 1), flushReq: make(chan chan error)}
+		w.clones[name] = c
+		w.wg.Add(1)
+		go c.loop(w.bg)
+	}
+	return c
+}
+
+// Synced tells the writeback that a file of clone was fsynced: a seal is
+// due. It never blocks (the filesystem calls it on its fsync path).
+func (w *Writeback) Synced(clone string) { w.clone(clone).poke() }
+
+// Writable says whether this workstation may change clone: it must hold
+// the clone's lease, taking it when nobody else has it. The error says who
+// holds it.
+func (w *Writeback) Writable(clone string) error {
+	return w.clone(clone).writable(w.bg)
+}
+
+// Flush seals every clone with changes and waits until each generation is
+// committed on the server (or ctx ends).
+func (w *Writeback) Flush(ctx context.Context) error {
+	w.mu.Lock()
+	var cs []*cloneWB
+	for _, c := range w.clones {
+		cs = append(cs, c)
+	}
+	w.mu.Unlock()
+	var errs []error
+	for _, c := range cs {
+		if err := c.flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("clone %s: %w", c.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close flushes (bounded by ctx), releases the leases and stops.
+func (w *Writeback) Close(ctx context.Context) error {
+	err := w.Flush(ctx)
+	w.mu.Lock()
+	cs := make([]*cloneWB, 0, len(w.clones))
+	for _, c := range w.clones {
+		cs = append(cs, c)
+	}
+	w.mu.Unlock()
+	if err == nil {
+		for _, c := range cs {
+			c.release(ctx)
+		}
+	}
+	w.stop()
+	w.wg.Wait()
+	return err
+}
+
+// SetOverlay sets the filesystem after New (the two refer to each other:
+// the filesystem asks the writeback before changes, the writeback seals
+// the filesystem). Call it before the filesystem serves.
+func (w *Writeback) SetOverlay(o Overlay) { w.cfg.Overlay = o }

@@ -152,3 +152,39 @@ func (b *bitmap) committed(u []chunkUpdate) {
 		}
 	}
 }
+
+// blockSet is a plain set of block indexes, kept in memory only.
+type blockSet []uint64
+
+func (s *blockSet) add(i int64) {
+	w := int(i / 64)
+	if w >= len(*s) {
+		*s = append(*s, make([]uint64, w+1-len(*s))...)
+	}
+	(*s)[w] |= 1 << (i % 64)
+}
+
+// clearFrom removes every index from i on.
+func (s *blockSet) clearFrom(i int64) {
+	w := int(i / 64)
+	if w >= len(*s) {
+		return
+	}
+	(*s)[w] &^= ^uint64(0) << (i % 64)
+	*s = (*s)[:w+1]
+}
+
+// and returns the indexes in both s and words, in order, below limit.
+func (s blockSet) and(words []uint64, limit int64) []int64 {
+	var out []int64
+	for w := range min(len(s), len(words)) {
+		for m := s[w] & words[w]; m != 0; m &= m - 1 {
+			i := int64(w)*64 + int64(bits.TrailingZeros64(m))
+			if i >= limit {
+				return out
+			}
+			out = append(out, i)
+		}
+	}
+	return out
+}

@@ -8,8 +8,10 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -25,6 +27,17 @@ type clone struct {
 	bs     int64
 	dir    string // StateDir/NAME: the data files
 	prefix string // "ovl/NAME/": the metadata keys
+
+	// change is held shared by every change to the clone for its whole
+	// length (begin, end), and alone by Seal and Drop, which so hold
+	// changes off. It comes before every other lock of the clone.
+	change sync.RWMutex
+	// openMu is held shared while an open counts its handle, alone while
+	// Drop checks that no file is open.
+	openMu sync.RWMutex
+	// dropped: Drop discarded the overlay; changes and opens fail. Set
+	// with change and openMu held alone.
+	dropped atomic.Bool
 
 	// ns guards the tree: every inode's parent, name, children and
 	// linked, and inodes and nextIno.
@@ -85,13 +98,20 @@ func (fsys *FS) clone(ctx context.Context, name string) (*clone, error) {
 // load reads the overlay from Meta, making it from the base the first
 // time, and checks the data files against it.
 func (c *clone) load(ctx context.Context) error {
+	hb, err := c.fsys.cfg.Meta.GetMeta(ctx, c.hdrKey())
+	if errors.Is(err, blockstore.ErrNotFound) {
+		// Whatever is left without a header (an init or a Drop cut
+		// short) goes before the overlay is made afresh.
+		if err := c.fsys.purge(ctx, c.name); err != nil {
+			return fmt.Errorf("remove leftovers: %w", err)
+		}
+	}
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
 		return err
 	}
 	if err := syncDir(filepath.Dir(c.dir)); err != nil {
 		return err
 	}
-	hb, err := c.fsys.cfg.Meta.GetMeta(ctx, c.hdrKey())
 	switch {
 	case errors.Is(err, blockstore.ErrNotFound):
 		if err := c.initFromBase(ctx); err != nil {
@@ -248,6 +268,11 @@ func (c *clone) loadMeta(ctx context.Context) error {
 			return err
 		}
 	}
+	// Nothing tells which local blocks the last Seal saw: all of them
+	// count as changed once.
+	for _, n := range c.inodes {
+		n.marks = slices.Clone(blockSet(n.bits.words))
+	}
 	// Everything must hang from the root; what does not (a cycle, or a
 	// record left without an entry) is reported, not guessed at.
 	var walk func(n *cinode)
@@ -312,6 +337,30 @@ func (fsys *FS) cloneDir(name string) string { return filepath.Join(fsys.cfg.Sta
 
 func (c *clone) dataPath(ino uint64) string {
 	return filepath.Join(c.dir, hex16(ino)+".data")
+}
+
+// begin starts a change to c (a write, truncate, fallocate, setattr, open
+// for writing, namespace change): it asks Config.Writable, then holds Seal
+// and Drop off until end. A change never begins another: a shared lock
+// is not taken twice.
+func (c *clone) begin() error {
+	if err := c.fsys.writable(c.name); err != nil {
+		return err
+	}
+	c.change.RLock()
+	if c.dropped.Load() {
+		c.change.RUnlock()
+		return c.errDropped()
+	}
+	return nil
+}
+
+// end ends a change begun with begin.
+func (c *clone) end() { c.change.RUnlock() }
+
+// errDropped is the error of nodes of a clone that Drop discarded.
+func (c *clone) errDropped() error {
+	return fmt.Errorf("clone %s was dropped: %w", c.name, ErrNotExist)
 }
 
 // addDirty notes that n has changes to commit.

@@ -67,6 +67,18 @@ type Config struct {
 	// CacheBlocks is how many decoded base blocks are kept in memory, for
 	// readers that come back to the block they just read.
 	CacheBlocks int
+	// OnSync, if set, is called with the clone's name after every
+	// successful fsync or fdatasync of a file or directory of a clone, from
+	// the syncing goroutine, with no lock of the clone held: it must not
+	// block.
+	OnSync func(clone string)
+	// Writable, if set, is asked before every change to a clone (an open
+	// for writing, create, mkdir, symlink, rename, unlink, rmdir, setattr,
+	// fallocate, each write), with no lock of the clone held; it must be
+	// cheap. A non-nil error makes the change fail with ErrReadOnly, and
+	// its text is logged at Warn, once per clone per minute. Reads are
+	// never refused.
+	Writable func(clone string) error
 }
 
 // Defaults, in one place.

@@ -19,8 +19,8 @@ var (
 	ErrInvalid = iofs.ErrInvalid
 	// ErrPermission: the operation is not allowed on this entry (EPERM).
 	ErrPermission = iofs.ErrPermission
-	// ErrReadOnly: a change to a template, or to the fixed top of the tree
-	// (EROFS).
+	// ErrReadOnly: a change to a template, to the fixed top of the tree,
+	// or to a clone that Config.Writable refuses (EROFS).
 	ErrReadOnly = errors.New("read-only file system")
 	// ErrNotEmpty: rmdir or rename over a directory that holds entries
 	// (ENOTEMPTY).
@@ -42,6 +42,9 @@ var (
 	// the clone than the Catalog now serves; it is not opened, so that
 	// local blocks are never laid over a base they were not copied from.
 	ErrBaseChanged = errors.New("clone base generation changed under its local overlay")
+	// ErrBusy: the clone has open files, so its overlay cannot be dropped
+	// (EBUSY).
+	ErrBusy = errors.New("clone has open files")
 	// ErrCorrupt: overlay metadata that does not decode or does not fit
 	// together. Such a clone is not opened.
 	ErrCorrupt = blockstore.ErrCorrupt

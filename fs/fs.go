@@ -33,7 +33,10 @@ type FS struct {
 	loaded map[string]*clone
 	closed bool
 
-	loadMu sync.Mutex // one clone load at a time
+	loadMu sync.Mutex // one clone load (or Drop) at a time
+
+	roMu     sync.Mutex           // guards roWarned
+	roWarned map[string]time.Time // when a refusal of Writable was last logged, per clone
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -56,6 +59,7 @@ func New(cfg Config) (*FS, error) {
 		openData: openOSDataFile,
 		views:    make(map[viewKey]*tmplView),
 		loaded:   make(map[string]*clone),
+		roWarned: make(map[string]time.Time),
 		stop:     make(chan struct{}),
 	}
 	fsys.root = &rootDir{fsys}
@@ -105,6 +109,31 @@ func (fsys *FS) Close(ctx context.Context) error {
 		err = errors.Join(err, c.close())
 	}
 	return err
+}
+
+// writable asks Config.Writable whether clone name may change, logging a
+// refusal once per clone per minute.
+func (fsys *FS) writable(name string) error {
+	if fsys.cfg.Writable == nil {
+		return nil
+	}
+	err := fsys.cfg.Writable(name)
+	if err == nil {
+		return nil
+	}
+	now := time.Now()
+	fsys.roMu.Lock()
+	last, seen := fsys.roWarned[name]
+	warn := !seen || now.Sub(last) >= time.Minute
+	if warn {
+		fsys.roWarned[name] = now
+	}
+	fsys.roMu.Unlock()
+	if warn {
+		fsys.log.Warn("clone is read-only", "clone", name, "reason", err.Error())
+	}
+	// The reason is text only: what it wraps must not change the errno.
+	return fmt.Errorf("clone %s: %w: %v", name, ErrReadOnly, err)
 }
 
 // flushLoop flushes every interval until Close.

@@ -16,9 +16,9 @@ import (
 // cinode is a clone's inode: a directory, a symlink or a regular file with
 // its overlay.
 //
-// Lock order: c.ns, then syncMu, then rw, then a stripe, then fileMu,
-// then mu; c.dirtyMu is taken under mu and never held while taking
-// another.
+// Lock order: c.change, then c.openMu, then c.ns, then syncMu, then rw,
+// then a stripe, then fileMu, then mu; c.dirtyMu is taken under mu and
+// never held while taking another.
 type cinode struct {
 	c   *clone
 	ino uint64
@@ -37,13 +37,14 @@ type cinode struct {
 	basePath  string
 	base      *manifest.File // nil: no base data
 	size      int64
-	baseSize  int64  // base data at or past this offset reads as zeros; <= size
-	bits      bitmap // local blocks
-	dirty     bool   // changed since the last commit
-	changes   uint64 // changes since the clone was loaded
-	gone      bool   // record deleted from Meta: never commit it again
-	opens     int    // open handles
-	discarded bool   // gone, closed and its data file removed
+	baseSize  int64    // base data at or past this offset reads as zeros; <= size
+	bits      bitmap   // local blocks
+	marks     blockSet // local blocks changed since the last Seal; a subset of bits
+	dirty     bool     // changed since the last commit
+	changes   uint64   // changes since the clone was loaded
+	gone      bool     // record deleted from Meta: never commit it again
+	opens     int      // open handles
+	discarded bool     // gone, closed and its data file removed
 
 	syncMu  sync.Mutex     // one commit of this inode at a time
 	rw      sync.RWMutex   // reads and writes share it; truncate and zeroing take it alone
@@ -147,6 +148,10 @@ func (e cnode) Attr(ctx context.Context) (Attr, error) { return e.n.attr(), nil 
 
 func (e cnode) SetAttr(ctx context.Context, a SetAttr) (Attr, error) {
 	n := e.n
+	if err := n.c.begin(); err != nil {
+		return Attr{}, err
+	}
+	defer n.c.end()
 	if a.Size != nil {
 		if !n.mode.IsRegular() {
 			if n.mode.IsDir() {
@@ -173,7 +178,7 @@ func (e cnode) SetAttr(ctx context.Context, a SetAttr) (Attr, error) {
 	return n.attr(), nil
 }
 
-func (e cnode) Sync(ctx context.Context) error { return e.n.sync(ctx) }
+func (e cnode) Sync(ctx context.Context) error { return e.n.userSync(ctx) }
 
 // cloneDir is a directory of a clone.
 type cloneDir struct{ cnode }
@@ -214,18 +219,40 @@ func (l *cloneLink) Readlink(ctx context.Context) (string, error) {
 type cloneFile struct{ cnode }
 
 func (f *cloneFile) Open(ctx context.Context, flags int) (Handle, error) {
+	if !forWriting(flags) {
+		return f.n.open(ctx, flags)
+	}
+	c := f.n.c
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	defer c.end()
 	return f.n.open(ctx, flags)
 }
 
-// open counts a new handle on n; O_TRUNC truncates.
+// forWriting reports whether open flags ask for a change.
+func forWriting(flags int) bool {
+	return flags&(os.O_WRONLY|os.O_RDWR|os.O_TRUNC|os.O_APPEND) != 0
+}
+
+// open counts a new handle on n; O_TRUNC truncates. For writing, the
+// caller has begun a change.
 func (n *cinode) open(ctx context.Context, flags int) (Handle, error) {
+	c := n.c
+	c.openMu.RLock()
+	if c.dropped.Load() {
+		c.openMu.RUnlock()
+		return nil, c.errDropped()
+	}
 	n.mu.Lock()
 	if n.discarded {
 		n.mu.Unlock()
+		c.openMu.RUnlock()
 		return nil, fmt.Errorf("inode %d: %w", n.ino, ErrNotExist)
 	}
 	n.opens++
 	n.mu.Unlock()
+	c.openMu.RUnlock()
 	h := &cloneHandle{n: n}
 	if flags&os.O_TRUNC != 0 && flags&(os.O_WRONLY|os.O_RDWR) != 0 {
 		if err := n.truncate(ctx, 0); err != nil {
@@ -247,13 +274,34 @@ func (h *cloneHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, err
 }
 
 func (h *cloneHandle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
+	c := h.n.c
+	if err := c.begin(); err != nil {
+		return 0, err
+	}
+	defer c.end()
 	return h.n.writeAt(ctx, p, off)
 }
 
-func (h *cloneHandle) Sync(ctx context.Context, dataOnly bool) error { return h.n.sync(ctx) }
+func (h *cloneHandle) Sync(ctx context.Context, dataOnly bool) error { return h.n.userSync(ctx) }
 
 func (h *cloneHandle) Allocate(ctx context.Context, off, length int64, mode AllocMode) error {
+	c := h.n.c
+	if err := c.begin(); err != nil {
+		return err
+	}
+	defer c.end()
 	return h.n.allocate(ctx, off, length, mode)
+}
+
+// userSync is fsync(2) or fdatasync(2): sync, then tell Config.OnSync.
+func (n *cinode) userSync(ctx context.Context) error {
+	if err := n.sync(ctx); err != nil {
+		return err
+	}
+	if f := n.c.fsys.cfg.OnSync; f != nil {
+		f(n.c.name)
+	}
+	return nil
 }
 
 // Release commits what the handle wrote (so a clean unmount loses

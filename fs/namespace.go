@@ -10,9 +10,10 @@ import (
 	"github.com/dvfs-project/dvfs/blockstore"
 )
 
-// Namespace changes of a clone. Each holds c.ns for writing, commits the
-// records and entries it touches in one CommitMeta, and changes the tree
-// in memory only when the commit succeeded.
+// Namespace changes of a clone. Each begins a change (c.begin), holds c.ns
+// for writing, commits the records and entries it touches in one
+// CommitMeta, and changes the tree in memory only when the commit
+// succeeded.
 
 var _ MutableDir = (*cloneDir)(nil)
 
@@ -71,6 +72,10 @@ func newRecord(mode iofs.FileMode) record {
 
 func (d *cloneDir) Create(ctx context.Context, name string, mode iofs.FileMode, flags int) (Node, Handle, error) {
 	c := d.n.c
+	if err := c.begin(); err != nil {
+		return nil, nil, err
+	}
+	defer c.end()
 	c.ns.Lock()
 	if ch := d.n.children[name]; ch != nil && flags&os.O_EXCL == 0 {
 		c.ns.Unlock()
@@ -97,6 +102,10 @@ func (d *cloneDir) Create(ctx context.Context, name string, mode iofs.FileMode, 
 
 func (d *cloneDir) Mkdir(ctx context.Context, name string, mode iofs.FileMode) (Node, error) {
 	c := d.n.c
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	defer c.end()
 	c.ns.Lock()
 	defer c.ns.Unlock()
 	n, err := d.add(ctx, name, newRecord(iofs.ModeDir|mode&(iofs.ModePerm|iofs.ModeSetgid|iofs.ModeSticky)))
@@ -111,6 +120,10 @@ func (d *cloneDir) Symlink(ctx context.Context, target, name string) (Node, erro
 		return nil, fmt.Errorf("symlink target of %d bytes: %w", len(target), ErrInvalid)
 	}
 	c := d.n.c
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	defer c.end()
 	c.ns.Lock()
 	defer c.ns.Unlock()
 	r := newRecord(iofs.ModeSymlink | 0o777)
@@ -172,6 +185,10 @@ func (r *removal) done(committed bool) (discard bool) {
 
 func (d *cloneDir) Unlink(ctx context.Context, name string) error {
 	c := d.n.c
+	if err := c.begin(); err != nil {
+		return err
+	}
+	defer c.end()
 	c.ns.Lock()
 	ch := d.n.children[name]
 	if ch == nil {
@@ -194,6 +211,10 @@ func (d *cloneDir) Unlink(ctx context.Context, name string) error {
 
 func (d *cloneDir) Rmdir(ctx context.Context, name string) error {
 	c := d.n.c
+	if err := c.begin(); err != nil {
+		return err
+	}
+	defer c.end()
 	c.ns.Lock()
 	defer c.ns.Unlock()
 	ch := d.n.children[name]
@@ -239,6 +260,10 @@ func (d *cloneDir) Rename(ctx context.Context, name string, newDir MutableDir, n
 		return err
 	}
 	c := d.n.c
+	if err := c.begin(); err != nil {
+		return err
+	}
+	defer c.end()
 	c.ns.Lock()
 	src := d.n.children[name]
 	if src == nil {

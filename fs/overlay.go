@@ -140,7 +140,7 @@ func (n *cinode) writeLocked(ctx context.Context, p []byte, off int64) (int, err
 			if _, err := f.WriteAt(p[pos-off:next-off], pos); err != nil {
 				return int(pos - off), err
 			}
-			n.wrote(-1, next)
+			n.wrote(-1, pos, next)
 		} else if err := n.copyUp(ctx, f, bi, p[pos-off:next-off], pos); err != nil {
 			return int(pos - off), err
 		}
@@ -162,7 +162,7 @@ func (n *cinode) copyUp(ctx context.Context, f dataFile, bi int64, part []byte, 
 		if _, err := f.WriteAt(part, pos); err != nil {
 			return err
 		}
-		n.wrote(-1, pos+int64(len(part)))
+		n.wrote(-1, pos, pos+int64(len(part)))
 		return nil
 	}
 	bs := n.c.bs
@@ -187,22 +187,36 @@ func (n *cinode) copyUp(ctx context.Context, f dataFile, bi int64, part []byte, 
 	if _, err := f.WriteAt(block, start); err != nil {
 		return err
 	}
-	n.wrote(bi, pos+int64(len(part)))
+	n.wrote(bi, pos, pos+int64(len(part)))
 	return nil
 }
 
-// wrote records a write that ended at end and, when bi >= 0, made block
-// bi local.
-func (n *cinode) wrote(bi, end int64) {
+// wrote records a write of [start, end), within local blocks or, when
+// bi >= 0, making block bi local.
+func (n *cinode) wrote(bi, start, end int64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if bi >= 0 {
 		n.bits.set(bi)
 	}
-	n.size = max(n.size, end)
+	bs := n.c.bs
+	for b := start / bs; b*bs < end; b++ {
+		n.marks.add(b)
+	}
+	n.setSizeLocked(max(n.size, end))
 	n.mtime = time.Now()
 	n.ctime = n.mtime
 	n.setDirtyLocked()
+}
+
+// setSizeLocked sets the size; n.mu is held. A local block that the old
+// or the new size cuts short changes content (it ends elsewhere), so it
+// is marked for the next Seal.
+func (n *cinode) setSizeLocked(size int64) {
+	if edge := min(n.size, size); size != n.size && edge%n.c.bs != 0 && n.bits.get(edge/n.c.bs) {
+		n.marks.add(edge / n.c.bs)
+	}
+	n.size = size
 }
 
 // truncate sets the size. A shrink is committed at once, before the data
@@ -219,11 +233,12 @@ func (n *cinode) truncate(ctx context.Context, size int64) error {
 	bs := n.c.bs
 	n.mu.Lock()
 	shrink := size < n.size
-	n.size = size
-	n.baseSize = min(n.baseSize, size)
 	if shrink {
 		n.bits.clearFrom((size + bs - 1) / bs)
+		n.marks.clearFrom((size + bs - 1) / bs)
 	}
+	n.setSizeLocked(size)
+	n.baseSize = min(n.baseSize, size)
 	n.mtime = time.Now()
 	n.ctime = n.mtime
 	n.setDirtyLocked()
@@ -262,7 +277,7 @@ func (n *cinode) allocate(ctx context.Context, off, length int64, mode AllocMode
 		n.rw.Lock()
 		n.mu.Lock()
 		if end > n.size {
-			n.size = end
+			n.setSizeLocked(end)
 			n.ctime = time.Now()
 			n.setDirtyLocked()
 		}
@@ -324,8 +339,11 @@ func (n *cinode) zero(ctx context.Context, off, end int64, keep bool) error {
 		if bi*bs < n.baseSize {
 			n.bits.set(bi)
 		}
+		if n.bits.get(bi) {
+			n.marks.add(bi)
+		}
 	}
-	n.size = max(n.size, end)
+	n.setSizeLocked(max(n.size, end))
 	n.mtime = time.Now()
 	n.ctime = n.mtime
 	n.setDirtyLocked()

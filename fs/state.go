@@ -48,17 +48,37 @@ func (fsys *FS) Overlay(ctx context.Context, name string) ([]OverlayEntry, error
 		return nil, err
 	}
 	c.ns.RLock()
-	defer c.ns.RUnlock()
-	var out []OverlayEntry
+	items := c.listLocked()
+	c.ns.RUnlock()
+	out := make([]OverlayEntry, len(items))
+	for i, it := range items {
+		out[i] = it.OverlayEntry
+	}
+	return out, nil
+}
+
+// listed is an entry as listLocked lists it.
+type listed struct {
+	SealedEntry
+	n *cinode
+}
+
+// listLocked lists every entry of c, sorted by path, with its inode and
+// its local blocks changed since the last Seal; c.ns is held.
+func (c *clone) listLocked() []listed {
+	var out []listed
 	var walk func(dir *cinode, prefix string)
 	walk = func(dir *cinode, prefix string) {
 		for name, n := range dir.children {
 			p := path.Join(prefix, name)
 			n.mu.Lock()
-			e := OverlayEntry{
+			e := listed{n: n, SealedEntry: SealedEntry{OverlayEntry: OverlayEntry{
 				Path: p, Ino: n.ino, Mode: n.mode, MTime: n.mtime, Target: n.target,
 				Size: n.size, BasePath: n.basePath, BaseSize: n.baseSize,
 				Local: slices.Clone(n.bits.words), Changes: n.changes,
+			}}}
+			if n.mode.IsRegular() {
+				e.Dirty = n.marks.and(n.bits.words, (n.size+c.bs-1)/c.bs)
 			}
 			n.mu.Unlock()
 			if !e.Mode.IsRegular() {
@@ -71,8 +91,8 @@ func (fsys *FS) Overlay(ctx context.Context, name string) ([]OverlayEntry, error
 		}
 	}
 	walk(c.root, "")
-	slices.SortFunc(out, func(a, b OverlayEntry) int { return strings.Compare(a.Path, b.Path) })
-	return out, nil
+	slices.SortFunc(out, func(a, b listed) int { return strings.Compare(a.Path, b.Path) })
+	return out
 }
 
 // DataPath is the local data file of inode ino of clone name.

@@ -1,0 +1,138 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+)
+
+// SealedEntry is one entry of a sealed clone.
+type SealedEntry struct {
+	OverlayEntry
+	// Dirty lists the local blocks (indexes into the file) written, copied up,
+	// or otherwise changed since the last successful Seal of this clone. After
+	// the clone is loaded (mount, remount, crash), every local block counts as
+	// dirty once. A block whose bit is clear is never listed.
+	Dirty []int64
+}
+
+// Seal captures clone name at one instant. With every change to the clone
+// held off (writes, truncates, fallocate/punch, setattr, opens for writing,
+// namespace changes; reads and read-only opens go on), it calls fn once with
+// every entry (as Overlay lists them: parents first, sorted by path) and a
+// read function that reads local block `block` of the regular file with
+// inode ino from its data file into dst (full block, or the short last
+// block: exactly BlockRange-sized by the clone's block size; blocks past
+// Size are not asked for). read returns dst resliced to the block's length,
+// or a new slice when dst's capacity is too small; it may be called from
+// several goroutines at once, until fn returns. fn copies what it needs
+// (hashes, frames) and returns; changes resume when fn returns. fn must not
+// change the clone itself, nor call Seal or Drop: that would wait for
+// itself. If fn returns nil, the dirty marks it was shown are cleared;
+// otherwise they all stay, and Seal returns fn's error. The clone is loaded
+// if it is not. BlockSize returns the clone's block size for fn's use.
+//
+// A change in progress when Seal is called finishes first; one that starts
+// later waits until fn returns. Syncs (fsync, the periodic flush) go on.
+func (fsys *FS) Seal(ctx context.Context, name string, fn func(entries []SealedEntry, read func(ino uint64, block int64, dst []byte) ([]byte, error)) error) error {
+	c, err := fsys.freeze(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer c.change.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.ns.RLock()
+	items := c.listLocked()
+	c.ns.RUnlock()
+	entries := make([]SealedEntry, len(items))
+	files := make(map[uint64]*cinode)
+	for i, it := range items {
+		entries[i] = it.SealedEntry
+		if it.Mode.IsRegular() {
+			files[it.Ino] = it.n
+		}
+	}
+	var over atomic.Bool
+	read := func(ino uint64, block int64, dst []byte) ([]byte, error) {
+		if over.Load() {
+			return nil, fmt.Errorf("seal of clone %s: read after fn returned: %w", name, ErrInvalid)
+		}
+		n := files[ino]
+		if n == nil {
+			return nil, fmt.Errorf("seal of clone %s: no regular file with inode %d: %w", name, ino, ErrNotExist)
+		}
+		return n.readLocal(block, dst)
+	}
+	err = fn(entries, read)
+	over.Store(true)
+	if err != nil {
+		return err
+	}
+	// Nothing changed since the listing: every mark was shown.
+	for _, it := range items {
+		if it.Mode.IsRegular() {
+			it.n.mu.Lock()
+			it.n.marks = nil
+			it.n.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// freeze returns clone name, loaded, with its changes held off.
+func (fsys *FS) freeze(ctx context.Context, name string) (*clone, error) {
+	for {
+		c, err := fsys.clone(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		c.change.Lock()
+		if !c.dropped.Load() {
+			return c, nil
+		}
+		c.change.Unlock() // dropped meanwhile: load it afresh
+	}
+}
+
+// readLocal reads local block bi from the data file into dst, as Seal's
+// read; changes are held off.
+func (n *cinode) readLocal(bi int64, dst []byte) ([]byte, error) {
+	bs := n.c.bs
+	n.mu.Lock()
+	size, local := n.size, n.bits.get(bi)
+	n.mu.Unlock()
+	if bi < 0 || bi*bs >= size {
+		return nil, fmt.Errorf("inode %d: block %d is past the size %d: %w", n.ino, bi, size, ErrInvalid)
+	}
+	if !local {
+		return nil, fmt.Errorf("inode %d: block %d is not local: %w", n.ino, bi, ErrInvalid)
+	}
+	want := min(bs, size-bi*bs)
+	if int64(cap(dst)) < want {
+		dst = make([]byte, want)
+	}
+	dst = dst[:want]
+	f, err := n.file()
+	if err != nil {
+		return nil, err
+	}
+	k, err := f.ReadAt(dst, bi*bs)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("inode %d block %d: %w", n.ino, bi, err)
+	}
+	clear(dst[k:]) // past the data file's end: zeros, as readAt
+	return dst, nil
+}
+
+// BlockSize is the block size of a loaded or loadable clone.
+func (fsys *FS) BlockSize(ctx context.Context, name string) (int, error) {
+	c, err := fsys.clone(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	return int(c.bs), nil
+}

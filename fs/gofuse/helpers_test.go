@@ -78,13 +78,21 @@ func mountStandard(t testing.TB, opts gofuse.Options) *testMount {
 // t.TempDir(); t.Cleanup unmounts it (retrying) and closes the core.
 func remount(t testing.TB, meta blockstore.MetaStore, state string, opts gofuse.Options) *testMount {
 	t.Helper()
+	return remountWith(t, meta, state, opts, func(*fs.Config) {})
+}
+
+// remountWith is remount with edit applied to the core's Config.
+func remountWith(t testing.TB, meta blockstore.MetaStore, state string, opts gofuse.Options, edit func(*fs.Config)) *testMount {
+	t.Helper()
 	requireFuse(t)
 	w, err := standardWorld()
 	if err != nil {
 		t.Fatal(err)
 	}
 	tm := &testMount{dir: t.TempDir(), meta: meta, state: state}
-	tm.core, err = fs.New(fs.Config{Blocks: w.Blocks, Catalog: w.Catalog, Meta: meta, StateDir: state})
+	cfg := fs.Config{Blocks: w.Blocks, Catalog: w.Catalog, Meta: meta, StateDir: state}
+	edit(&cfg)
+	tm.core, err = fs.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

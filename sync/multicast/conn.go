@@ -1,0 +1,94 @@
+package multicast
+
+import (
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+// PacketConn is the socket a sender or receiver uses: batched reads and
+// writes (recvmmsg/sendmmsg on Linux). *ipv4.PacketConn implements it;
+// LossyConn wraps one to drop packets in tests.
+type PacketConn interface {
+	// ReadBatch reads up to len(ms) packets, at least one, into ms.
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	// WriteBatch sends ms, returning how many went out.
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+	// SetReadDeadline bounds the next reads.
+	SetReadDeadline(t time.Time) error
+	// Close closes the socket.
+	Close() error
+}
+
+// socketBuffer is the kernel buffer asked for in each direction: at
+// 1 Gbit/s it holds about 130 ms of packets, enough to ride out a
+// scheduling hiccup of a receiver sharing two cores with others.
+const socketBuffer = 16 << 20
+
+// ListenGroup opens a receiver's socket: bound to the group's port on
+// every address (unicast control replies arrive on it too) and joined to
+// the group on ifi (nil: the system's choice).
+func ListenGroup(group *net.UDPAddr, ifi *net.Interface) (*ipv4.PacketConn, error) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: group.Port})
+	if err != nil {
+		return nil, fmt.Errorf("multicast: listen: %w", err)
+	}
+	growBuffers(c)
+	p := ipv4.NewPacketConn(c)
+	if err := p.JoinGroup(ifi, &net.UDPAddr{IP: group.IP}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("multicast: join %s: %w", group.IP, err)
+	}
+	return p, nil
+}
+
+// DialGroup opens a sender's socket bound to laddr (its port receives the
+// receivers' control messages), sending multicast out of ifi (nil: by the
+// routing table) with the given TTL (0 means 1: the local network).
+func DialGroup(laddr *net.UDPAddr, ifi *net.Interface, ttl int) (*ipv4.PacketConn, error) {
+	c, err := net.ListenUDP("udp4", laddr)
+	if err != nil {
+		return nil, fmt.Errorf("multicast: listen: %w", err)
+	}
+	growBuffers(c)
+	p := ipv4.NewPacketConn(c)
+	if ifi != nil {
+		if err := p.SetMulticastInterface(ifi); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("multicast: interface %s: %w", ifi.Name, err)
+		}
+	}
+	if ttl <= 0 {
+		ttl = 1
+	}
+	if err := p.SetMulticastTTL(ttl); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := p.SetMulticastLoopback(true); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// growBuffers asks for large socket buffers, past rmem_max/wmem_max when
+// the process may (CAP_NET_ADMIN), else as large as the limits allow.
+func growBuffers(c *net.UDPConn) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_RCVBUFFORCE, socketBuffer) != nil {
+			_ = unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_RCVBUF, socketBuffer)
+		}
+		if unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_SNDBUFFORCE, socketBuffer) != nil {
+			_ = unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
+		}
+	})
+}

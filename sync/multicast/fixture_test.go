@@ -1,0 +1,264 @@
+package multicast
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+	"github.com/dvfs-project/dvfs/blockstore/memstore"
+)
+
+const bs = blockstore.DefaultBlockSize
+
+// template is a test template: its blocks in a memstore (the server's
+// store) and its signed-and-opened manifest.
+type template struct {
+	store  *memstore.Store
+	m      *manifest.Manifest
+	signed []byte
+	pub    ed25519.PublicKey
+	key    ed25519.PrivateKey
+	plain  [][]byte // plain bytes of the file's blocks, by block index
+}
+
+// newTemplate makes a template of one file of n blocks: random blocks,
+// with one in 16 compressible and one in 64 a hole.
+func newTemplate(t testing.TB, n int, seed uint64) *template {
+	t.Helper()
+	pub, key, _ := ed25519.GenerateKey(rand.NewChaCha8([32]byte{byte(seed)}))
+	tp := &template{store: memstore.New(), pub: pub, key: key}
+	rng := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), 1})
+	for i := range n {
+		tp.plain = append(tp.plain, makeBlock(rng, i))
+	}
+	tp.commit(t, 1)
+	return tp
+}
+
+func makeBlock(rng *rand.ChaCha8, i int) []byte {
+	b := make([]byte, bs)
+	switch {
+	case i%64 == 63:
+		// a hole
+	case i%16 == 5:
+		for j := range b {
+			b[j] = byte(j / 100)
+		}
+		_, _ = rng.Read(b[:64])
+	default:
+		_, _ = rng.Read(b)
+	}
+	return b
+}
+
+// commit stores the blocks and makes version v's manifest.
+func (tp *template) commit(t testing.TB, v uint64) {
+	t.Helper()
+	f := manifest.File{Path: "disk.img", Mode: 0o644, Size: int64(len(tp.plain)) * bs}
+	var blocks []blockstore.Block
+	for _, p := range tp.plain {
+		if blockstore.IsZero(p) {
+			f.Blocks = append(f.Blocks, blockstore.Hole)
+			continue
+		}
+		id := blockstore.Sum(p)
+		f.Blocks = append(f.Blocks, id)
+		blocks = append(blocks, blockstore.Block{ID: id, Frame: blockstore.Encode(nil, p)})
+		if len(blocks) == 256 {
+			if err := tp.store.Put(context.Background(), blocks...); err != nil {
+				t.Fatal(err)
+			}
+			blocks = blocks[:0]
+		}
+	}
+	if err := tp.store.Put(context.Background(), blocks...); err != nil {
+		t.Fatal(err)
+	}
+	m := &manifest.Manifest{Kind: manifest.KindTemplate, Name: "winxp", Version: v, BlockSize: bs,
+		Created: time.Unix(1700000000, 0).UTC(), Files: []manifest.File{f}}
+	if v > 1 {
+		m.Parent = v - 1
+	}
+	body, err := m.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.signed = manifest.Sign(body, tp.key)
+	tp.m, _, err = manifest.Open(tp.signed, tp.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// frames adapts the template's store to FrameSource and Fetcher.
+type frames struct{ s *memstore.Store }
+
+func (f frames) Frame(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error) {
+	return f.s.GetFrame(ctx, id, dst)
+}
+
+func (f frames) FetchFrames(ctx context.Context, ids []blockstore.ID, fn func(id blockstore.ID, frame, plain []byte) error) error {
+	for _, id := range ids {
+		fr, err := f.s.GetFrame(ctx, id, nil)
+		if err != nil {
+			return err
+		}
+		plain, err := blockstore.Open(id, fr, nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(id, fr, plain); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkExact reads the file back out of a receiver's store and compares
+// every byte with the template.
+func checkExact(t testing.TB, name string, tp *template, s blockstore.Getter) {
+	t.Helper()
+	f, _ := tp.m.Lookup("disk.img")
+	var buf []byte
+	for i, id := range f.Blocks {
+		if id.IsHole() {
+			if !blockstore.IsZero(tp.plain[i]) {
+				t.Fatalf("%s: block %d is a hole in the manifest", name, i)
+			}
+			continue
+		}
+		var err error
+		buf, err = s.Get(context.Background(), id, buf[:0])
+		if err != nil {
+			t.Fatalf("%s: block %d: %v", name, i, err)
+		}
+		if !bytes.Equal(buf, tp.plain[i]) {
+			t.Fatalf("%s: block %d differs", name, i)
+		}
+	}
+}
+
+// rxSpec describes one receiver of a session.
+type rxSpec struct {
+	loss  float64         // injected loss on its socket
+	store *memstore.Store // nil: a new empty store
+	wrap  func(PacketConn) PacketConn
+	late  time.Duration // join this long after the sender starts
+}
+
+type sessionResult struct {
+	sender SenderStats
+	rx     []ReceiverStats
+	stores []*memstore.Store
+	wall   time.Duration
+}
+
+var group = &net.UDPAddr{IP: net.IPv4(239, 77, 0, 1), Port: 47001}
+
+// runSession sends tp to receivers in namespaces 1..len(specs) of tn.
+// extra, if set, runs beside the sender (in the sender's namespace thread
+// of its choosing) until the session ends.
+func runSession(t testing.TB, tn *testNet, tp *template, scfg SenderConfig, specs []rxSpec, extra ...func(ctx context.Context)) sessionResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	res := sessionResult{rx: make([]ReceiverStats, len(specs)), stores: make([]*memstore.Store, len(specs))}
+	errs := make([]error, len(specs)+1)
+	var sconn PacketConn
+	if err := tn.in(0, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		c, err := DialGroup(&net.UDPAddr{IP: tn.addr(0)}, ifi, 1)
+		sconn = c
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer sconn.Close()
+	conns := make([]PacketConn, len(specs))
+	for i, sp := range specs {
+		if err := tn.in(i+1, func() error {
+			ifi, err := net.InterfaceByName("eth0")
+			if err != nil {
+				return err
+			}
+			c, err := ListenGroup(group, ifi)
+			conns[i] = c
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer conns[i].Close()
+		if sp.loss > 0 {
+			conns[i] = NewLossyConn(conns[i], sp.loss, uint64(i+1))
+		}
+		if sp.wrap != nil {
+			conns[i] = sp.wrap(conns[i])
+		}
+		res.stores[i] = sp.store
+		if res.stores[i] == nil {
+			res.stores[i] = memstore.New()
+		}
+	}
+	scfg.Conn, scfg.Group, scfg.Source, scfg.Manifest = sconn, group, frames{tp.store}, tp.m
+	if raceEnabled && scfg.MaxRate == 0 {
+		scfg.MaxRate = 30 << 20
+	}
+	if scfg.JoinWindow == 0 {
+		scfg.JoinWindow = 300 * time.Millisecond
+	}
+	snd, err := NewSender(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, sp := range specs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(sp.late)
+			r, err := NewReceiver(ReceiverConfig{Conn: conns[i], Manifest: tp.m, Store: res.stores[i],
+				Unicast: frames{tp.store}, ID: uint32(i + 1), Key: scfg.Key, JoinTimeout: 30 * time.Second})
+			if err != nil {
+				errs[i+1] = err
+				return
+			}
+			res.rx[i], errs[i+1] = r.Run(ctx)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		res.sender, errs[0] = snd.Run(ctx)
+	}()
+	xctx, xcancel := context.WithCancel(ctx)
+	var xwg sync.WaitGroup
+	for _, fn := range extra {
+		xwg.Add(1)
+		go func() { defer xwg.Done(); fn(xctx) }()
+	}
+	wg.Wait()
+	xcancel()
+	xwg.Wait()
+	res.wall = time.Since(start)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	for i := range specs {
+		checkExact(t, fmt.Sprintf("receiver %d", i+1), tp, res.stores[i])
+	}
+	return res
+}

@@ -1,0 +1,839 @@
+package multicast
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/ipv4"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+)
+
+// BlockStore is where received blocks go: the workstation's cache store.
+type BlockStore interface {
+	blockstore.Putter
+	blockstore.Checker
+}
+
+// Fetcher fetches blocks by unicast (sync/client.Client): fn gets each
+// block's frame and plain bytes, verified against its ID.
+type Fetcher interface {
+	FetchFrames(ctx context.Context, ids []blockstore.ID, fn func(id blockstore.ID, frame, plain []byte) error) error
+}
+
+// ErrIncomplete: the session ended without delivering every block and
+// there was no unicast fallback.
+var ErrIncomplete = errors.New("multicast session ended with blocks missing")
+
+// ReceiverConfig configures a receiver.
+type ReceiverConfig struct {
+	// Conn is the socket joined to the group (ListenGroup).
+	Conn PacketConn
+	// Manifest is the template version to receive, already verified
+	// against the server's key (manifest.Open): every block is checked
+	// against its IDs before it is stored.
+	Manifest *manifest.Manifest
+	// Store receives the blocks.
+	Store BlockStore
+	// Unicast fetches what the session did not deliver; nil makes that
+	// an error wrapping ErrIncomplete.
+	Unicast Fetcher
+	// ID names the receiver to the sender; 0 picks a random one.
+	ID uint32
+	// Key decrypts payloads when the session is encrypted.
+	Key []byte
+	// LeaveLoss is the loss rate above which the receiver leaves for
+	// unicast; 0 means DefaultLeaveLoss, negative never leaves.
+	LeaveLoss float64
+	// Timeout ends the session when the sender is silent this long; 0
+	// means DefaultReceiverTimeout.
+	Timeout time.Duration
+	// JoinTimeout bounds the wait for the session's announcement; 0
+	// waits until ctx ends.
+	JoinTimeout time.Duration
+	// MaxPartial bounds the blocks being assembled at once (memory: about
+	// 2 x the block size each); 0 means 512.
+	MaxPartial int
+	// Logger receives the receiver's log.
+	Logger *slog.Logger
+}
+
+// ReceiverStats counts what a receiver did.
+type ReceiverStats struct {
+	// Needed counts the blocks the store lacked at the start.
+	Needed int
+	// Multicast and Unicast count the blocks stored from each path.
+	Multicast, Unicast int
+	// Bytes counts the frame bytes stored from multicast.
+	Bytes int64
+	// Packets counts the packets read; Dropped the malformed, forged or
+	// foreign ones; Duplicates the shards already held.
+	Packets, Dropped, Duplicates int64
+	// Corrupt counts assembled blocks that failed verification.
+	Corrupt int64
+	// Repaired counts blocks rebuilt from parity.
+	Repaired int64
+	// Nacks counts the repair requests sent.
+	Nacks int64
+	// Left says the receiver left the session for unicast; Reason why.
+	Left   bool
+	Reason string
+	// Loss is the last loss rate measured.
+	Loss float64
+	// Duration is how long Run took.
+	Duration time.Duration
+}
+
+// Receiver receives one template version.
+type Receiver struct {
+	cfg    ReceiverConfig
+	log    *slog.Logger
+	id     uint32
+	ids    []blockstore.ID
+	digest [32]byte
+	open   *sealer
+
+	// progress, readable while Run runs
+	needed, stored atomic.Int64
+}
+
+// NewReceiver checks cfg.
+func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
+	if cfg.Conn == nil || cfg.Manifest == nil || cfg.Store == nil {
+		return nil, errors.New("multicast: receiver needs a conn, manifest and store")
+	}
+	if cfg.LeaveLoss == 0 {
+		cfg.LeaveLoss = DefaultLeaveLoss
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultReceiverTimeout
+	}
+	if cfg.MaxPartial == 0 {
+		cfg.MaxPartial = 512
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Receiver{cfg: cfg, log: cfg.Logger, id: cfg.ID}
+	var err error
+	if r.open, err = newSealer(cfg.Key); err != nil {
+		return nil, err
+	}
+	for r.id == 0 {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		r.id = binary.BigEndian.Uint32(b[:])
+	}
+	r.ids = slices.Collect(cfg.Manifest.BlockIDs())
+	r.digest = listDigest(r.ids)
+	return r, nil
+}
+
+// Progress returns how many blocks the receiver needed and how many it
+// has stored so far (by either path).
+func (r *Receiver) Progress() (stored, needed int64) { return r.stored.Load(), r.needed.Load() }
+
+// Block states.
+const (
+	stHave     = 0 // not needed, or stored
+	stWant     = 1 // needed, nothing held
+	stPartial  = 2 // some shards held
+	stAssembed = 3 // handed to the writer
+)
+
+// partial is a block being assembled.
+type partial struct {
+	frameLen  int
+	k, m      int
+	count     int
+	have      [MaxShards]bool
+	buf       []byte // (k+m) shards of shardSize
+	last      time.Time
+	lastShard int
+}
+
+// written is an assembled block on its way to the store.
+type written struct {
+	blk   uint32
+	frame []byte
+	buf   []byte
+}
+
+// rx is the state of one Run.
+type rx struct {
+	r         *Receiver
+	ctx       context.Context
+	st        ReceiverStats
+	sender    net.Addr
+	session   uint32
+	shardSize int
+	state     []uint8
+	nackAt    []time.Time
+	partials  map[uint32]*partial
+	chunks    []chunk
+	sweep     uint16
+	cursor    uint32
+	delay     time.Duration
+	ended     bool
+	lastHeard time.Time
+	joined    time.Time
+	remaining int
+
+	// loss measurement: packets seen against the sequence span
+	seqMax    uint32
+	seqSeen   bool
+	winGot    int64
+	winStart  uint32
+	lossEWMA  float64
+	lossSince time.Time
+
+	writeCh chan written
+	failCh  chan uint32
+	okCount atomic.Int64
+	okBytes atomic.Int64
+	corrupt atomic.Int64
+	pool    sync.Pool
+
+	shards  [][]byte
+	dp      dataPacket
+	an      announce
+	ack     needAck
+	ctl     []byte
+	ctlMsg  []ipv4.Message
+	seq     uint32
+	entries []nack
+}
+
+// chunk is one need message: the blocks of [base, base+8*len(bitmap)).
+type chunk struct {
+	base   uint32
+	bitmap []byte
+	acked  bool
+	sweep  uint16
+	cursor uint32
+	sentAt time.Time
+}
+
+// chunkBlocks is how many blocks one need message covers.
+const chunkBlocks = 8 * 1024
+
+// Run joins the session for the manifest, stores every block the store
+// lacks as it arrives (verified first), and fetches by unicast whatever
+// the session did not deliver: when it leaves the session for loss or
+// slowness, when the session ends, or when the sender falls silent.
+func (r *Receiver) Run(ctx context.Context) (ReceiverStats, error) {
+	start := time.Now()
+	x := &rx{r: r, ctx: ctx, partials: make(map[uint32]*partial), shards: make([][]byte, MaxShards),
+		ctlMsg: make([]ipv4.Message, 1)}
+	st, err := x.run()
+	st.Duration = time.Since(start)
+	return st, err
+}
+
+func (x *rx) run() (ReceiverStats, error) {
+	r := x.r
+	if err := x.await(); err != nil {
+		return x.st, err
+	}
+	missing, err := r.cfg.Store.Missing(x.ctx, r.ids)
+	if err != nil {
+		return x.st, fmt.Errorf("multicast: %w", err)
+	}
+	x.st.Needed = len(missing)
+	x.remaining = len(missing)
+	r.needed.Store(int64(len(missing)))
+	x.state = make([]uint8, len(r.ids))
+	x.nackAt = make([]time.Time, len(r.ids))
+	j := 0
+	for i, id := range r.ids {
+		if j < len(missing) && missing[j] == id {
+			x.state[i] = stWant
+			j++
+		}
+	}
+	x.makeChunks()
+	r.log.Info("multicast: joined", "session", x.session, "template", r.cfg.Manifest.Name, "version", r.cfg.Manifest.Version,
+		"blocks", len(r.ids), "missing", len(missing))
+
+	if len(missing) > 0 && !x.ended {
+		x.writeCh = make(chan written, 64)
+		x.failCh = make(chan uint32, 4096)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); x.writer() }()
+		err = x.receive()
+		close(x.writeCh)
+		wg.Wait()
+		x.drainFailed()
+		if err != nil && x.ctx.Err() != nil {
+			return x.stats(), err
+		}
+	}
+	x.report(true)
+	return x.finish(missing)
+}
+
+func (x *rx) stats() ReceiverStats {
+	x.st.Multicast = int(x.okCount.Load())
+	x.st.Bytes = x.okBytes.Load()
+	x.st.Corrupt = x.corrupt.Load()
+	x.st.Loss = x.lossEWMA
+	return x.st
+}
+
+// await reads until the announcement of a session for our manifest.
+func (x *rx) await() error {
+	r := x.r
+	msgs := newMsgs(4)
+	var deadline time.Time
+	if r.cfg.JoinTimeout > 0 {
+		deadline = time.Now().Add(r.cfg.JoinTimeout)
+	}
+	for {
+		if err := x.ctx.Err(); err != nil {
+			return err
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return fmt.Errorf("multicast: no session for %s@%d within %v", r.cfg.Manifest.Name, r.cfg.Manifest.Version, r.cfg.JoinTimeout)
+		}
+		_ = r.cfg.Conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, err := r.cfg.Conn.ReadBatch(msgs, 0)
+		if err != nil {
+			if isTimeout(err) {
+				continue
+			}
+			return fmt.Errorf("multicast: read: %w", err)
+		}
+		for i := range n {
+			b := msgs[i].Buffers[0][:msgs[i].N]
+			if parseAnnounce(b, &x.an) != nil || x.an.Digest != r.digest {
+				continue
+			}
+			if (x.an.Flags&flagEncrypted != 0) != (r.open != nil) {
+				return fmt.Errorf("multicast: session %d encrypted=%v, receiver has a key=%v", x.an.Session, x.an.Flags&flagEncrypted != 0, r.open != nil)
+			}
+			if x.an.Flags&flagEnded != 0 {
+				continue // an old session's end; wait for a live one
+			}
+			if int(x.an.Blocks) != len(r.ids) {
+				continue
+			}
+			x.session = x.an.Session
+			x.sender = msgs[i].Addr
+			x.shardSize = int(x.an.ShardSize)
+			x.sweep, x.cursor = x.an.Sweep, x.an.Cursor
+			x.lastHeard = time.Now()
+			x.joined = x.lastHeard
+			x.lossSince = x.lastHeard
+			return nil
+		}
+	}
+}
+
+func newMsgs(n int) []ipv4.Message {
+	ms := make([]ipv4.Message, n)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, MaxPacketSize)}
+	}
+	return ms
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// makeChunks builds the need messages: one per 8192 blocks holding any
+// block the store lacks.
+func (x *rx) makeChunks() {
+	n := len(x.state)
+	for base := 0; base < n; base += chunkBlocks {
+		end := min(n, base+chunkBlocks)
+		bm := make([]byte, (end-base+7)/8)
+		any := false
+		for i := base; i < end; i++ {
+			if x.state[i] == stWant {
+				bm[(i-base)/8] |= 1 << ((i - base) % 8)
+				any = true
+			}
+		}
+		if any {
+			x.chunks = append(x.chunks, chunk{base: uint32(base), bitmap: bm})
+		}
+	}
+}
+
+// receive runs the session until every block is stored or the receiver
+// leaves.
+func (x *rx) receive() error {
+	r := x.r
+	msgs := newMsgs(batchLen)
+	var nextTick, nextReport time.Time
+	for {
+		if err := x.ctx.Err(); err != nil {
+			return err
+		}
+		now := time.Now()
+		if !now.Before(nextTick) {
+			x.drainFailed()
+			if x.remaining == 0 {
+				return nil
+			}
+			x.sendNeeds(now)
+			x.nack(now)
+			nextTick = now.Add(20 * time.Millisecond)
+		}
+		if !now.Before(nextReport) {
+			x.measureLoss(now)
+			x.report(false)
+			nextReport = now.Add(100 * time.Millisecond)
+			if r.cfg.LeaveLoss > 0 && now.Sub(x.joined) > time.Second && x.lossEWMA > r.cfg.LeaveLoss {
+				x.leave("loss %.0f%% above %.0f%%", 100*x.lossEWMA, 100*r.cfg.LeaveLoss)
+				return nil
+			}
+		}
+		if x.ended {
+			x.st.Reason = "session ended"
+			return nil
+		}
+		if now.Sub(x.lastHeard) > r.cfg.Timeout {
+			x.leave("sender silent for %v", r.cfg.Timeout)
+			return nil
+		}
+		_ = r.cfg.Conn.SetReadDeadline(now.Add(10 * time.Millisecond))
+		n, err := r.cfg.Conn.ReadBatch(msgs, 0)
+		if err != nil {
+			if isTimeout(err) {
+				continue
+			}
+			return fmt.Errorf("multicast: read: %w", err)
+		}
+		for i := range n {
+			x.packet(msgs[i].Buffers[0][:msgs[i].N])
+		}
+	}
+}
+
+func (x *rx) leave(format string, args ...any) {
+	x.st.Left = true
+	x.st.Reason = fmt.Sprintf(format, args...)
+	x.r.log.Warn("multicast: leaving the session for unicast", "session", x.session, "reason", x.st.Reason)
+	x.report(false)
+}
+
+// packet handles one packet from the socket.
+func (x *rx) packet(b []byte) {
+	x.st.Packets++
+	h, err := parseHeader(b)
+	if err != nil || h.Session != x.session {
+		x.st.Dropped++
+		return
+	}
+	switch h.Type {
+	case typeData:
+		x.data(b)
+	case typeAnnounce:
+		if parseAnnounce(b, &x.an) != nil || x.an.Digest != x.r.digest {
+			x.st.Dropped++
+			return
+		}
+		x.heard(h.Seq, x.an.Sweep, x.an.Cursor)
+		x.delay = time.Duration(x.an.RepairDelay) * time.Millisecond
+		if x.an.Flags&flagEnded != 0 {
+			x.ended = true
+		}
+	case typeNeedAck:
+		if parseNeedAck(b, &x.ack) != nil || x.ack.Receiver != x.r.id {
+			x.st.Dropped++
+			return
+		}
+		for i := range x.chunks {
+			c := &x.chunks[i]
+			if c.base == x.ack.Base && !c.acked {
+				c.acked, c.sweep, c.cursor = true, x.ack.Sweep, x.ack.Cursor
+			}
+		}
+	default:
+		x.st.Dropped++
+	}
+}
+
+// heard notes a multicast packet from the sender: liveness, loss, and
+// where its sweep stands.
+func (x *rx) heard(seq uint32, sweep uint16, cursor uint32) {
+	x.lastHeard = time.Now()
+	x.winGot++
+	if !x.seqSeen {
+		x.seqSeen, x.seqMax, x.winStart = true, seq, seq-1
+	} else if int32(seq-x.seqMax) > 0 {
+		x.seqMax = seq
+	}
+	if int16(sweep-x.sweep) > 0 || (sweep == x.sweep && cursor > x.cursor) {
+		x.sweep, x.cursor = sweep, cursor
+	}
+}
+
+// measureLoss updates the loss estimate from the sequence numbers of the
+// last window.
+func (x *rx) measureLoss(now time.Time) {
+	if !x.seqSeen {
+		return
+	}
+	span := int64(x.seqMax - x.winStart)
+	if span < 32 {
+		return // too few packets to say
+	}
+	loss := 1 - float64(x.winGot)/float64(span)
+	loss = min(max(loss, 0), 1)
+	x.lossEWMA = 0.7*x.lossEWMA + 0.3*loss
+	x.winStart, x.winGot = x.seqMax, 0
+}
+
+// data takes one shard.
+func (x *rx) data(b []byte) {
+	d := &x.dp
+	if err := parseData(b, d); err != nil {
+		x.st.Dropped++
+		return
+	}
+	if (d.Flags&flagEncrypted != 0) != (x.r.open != nil) || int(d.ShardSize) != x.shardSize || int(d.Block) >= len(x.state) {
+		x.st.Dropped++
+		return
+	}
+	if x.r.open != nil {
+		p, err := x.r.open.open(d.Payload, b[:dataLen], d.Session, d.Seq)
+		if err != nil {
+			x.st.Dropped++ // forged or damaged
+			return
+		}
+		d.Payload = p
+	}
+	x.heard(d.Seq, d.Sweep, d.Cursor)
+	blk := d.Block
+	if p := x.partials[blk]; p != nil && p.frameLen != int(d.FrameLen) {
+		// Two geometries for one block: one of them is forged. Start over
+		// with the newer; the hash decides in the end, and a forgery only
+		// costs a repair.
+		x.st.Dropped++
+		x.release(p.buf)
+		delete(x.partials, blk)
+		x.state[blk] = stWant
+	}
+	switch x.state[blk] {
+	case stWant:
+		if len(x.partials) >= x.r.cfg.MaxPartial {
+			x.evictOldest()
+		}
+		p := &partial{frameLen: int(d.FrameLen), k: int(d.K), m: int(d.M)}
+		size := (p.k + p.m) * x.shardSize
+		if bp, ok := x.pool.Get().(*[]byte); ok && cap(*bp) >= size {
+			p.buf = (*bp)[:size]
+		} else {
+			p.buf = make([]byte, size)
+		}
+		x.partials[blk] = p
+		x.state[blk] = stPartial
+	case stPartial:
+	default:
+		x.st.Duplicates++
+		return
+	}
+	p := x.partials[blk]
+	sh := int(d.Shard)
+	if p.have[sh] {
+		x.st.Duplicates++
+		return
+	}
+	off := sh * x.shardSize
+	n := copy(p.buf[off:off+x.shardSize], d.Payload)
+	clear(p.buf[off+n : off+x.shardSize])
+	p.have[sh] = true
+	p.count++
+	p.last = x.lastHeard
+	if p.count >= p.k {
+		x.assemble(blk, p)
+	}
+}
+
+// assemble rebuilds a block's frame from any k shards and hands it to the
+// writer, which verifies it.
+func (x *rx) assemble(blk uint32, p *partial) {
+	delete(x.partials, blk)
+	complete := true
+	for i := range p.k {
+		if !p.have[i] {
+			complete = false
+			break
+		}
+	}
+	if !complete {
+		ss := x.shardSize
+		for i := range p.k + p.m {
+			if p.have[i] {
+				x.shards[i] = p.buf[i*ss : (i+1)*ss]
+			} else {
+				x.shards[i] = p.buf[i*ss : i*ss : (i+1)*ss]
+			}
+		}
+		enc, err := coder(p.k, p.m)
+		if err == nil {
+			err = enc.ReconstructData(x.shards[:p.k+p.m])
+		}
+		if err != nil {
+			x.r.log.Debug("multicast: reconstruct", "block", blk, "err", err)
+			x.corrupt.Add(1)
+			x.release(p.buf)
+			x.state[blk] = stWant
+			return
+		}
+		for i := range p.k {
+			if !p.have[i] && &x.shards[i][0] != &p.buf[i*ss] {
+				copy(p.buf[i*ss:(i+1)*ss], x.shards[i])
+			}
+		}
+		x.st.Repaired++
+	}
+	x.state[blk] = stAssembed
+	x.writeCh <- written{blk: blk, frame: p.buf[:p.frameLen], buf: p.buf}
+}
+
+func (x *rx) release(buf []byte) {
+	b := buf[:0]
+	x.pool.Put(&b)
+}
+
+// evictOldest drops the partial block heard from longest ago; it will be
+// asked for again.
+func (x *rx) evictOldest() {
+	var (
+		oldest uint32
+		at     time.Time
+		found  bool
+	)
+	for blk, p := range x.partials {
+		if !found || p.last.Before(at) {
+			oldest, at, found = blk, p.last, true
+		}
+	}
+	if found {
+		x.release(x.partials[oldest].buf)
+		delete(x.partials, oldest)
+		x.state[oldest] = stWant
+	}
+}
+
+// writer verifies assembled blocks against the manifest's IDs and stores
+// them in batches. A block that does not verify is never stored: it goes
+// back to the receive loop to be asked for again.
+func (x *rx) writer() {
+	var batch []blockstore.Block
+	var bufs [][]byte
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := x.r.cfg.Store.Put(x.ctx, batch...); err != nil {
+			x.r.log.Warn("multicast: store", "err", err)
+			// The blocks stay missing; the unicast pass finds them.
+		} else {
+			for _, b := range batch {
+				x.okBytes.Add(int64(len(b.Frame)))
+			}
+			x.okCount.Add(int64(len(batch)))
+			x.r.stored.Add(int64(len(batch)))
+		}
+		for _, b := range bufs {
+			x.release(b)
+		}
+		batch, bufs = batch[:0], bufs[:0]
+	}
+	for w := range x.writeCh {
+		id := x.r.ids[w.blk]
+		if err := blockstore.Verify(id, w.frame); err != nil {
+			x.corrupt.Add(1)
+			x.r.log.Warn("multicast: block failed verification; dropped", "block", id.Short(), "err", err)
+			x.release(w.buf)
+			x.failCh <- w.blk
+			continue
+		}
+		batch = append(batch, blockstore.Block{ID: id, Frame: w.frame})
+		bufs = append(bufs, w.buf)
+		if len(batch) >= 32 || len(x.writeCh) == 0 {
+			flush()
+		}
+	}
+	flush()
+}
+
+// drainFailed takes back blocks that failed verification and counts
+// stored ones.
+func (x *rx) drainFailed() {
+	for {
+		select {
+		case blk := <-x.failCh:
+			x.state[blk] = stWant
+			x.nackAt[blk] = time.Time{}
+		default:
+			x.remaining = x.st.Needed - int(x.okCount.Load())
+			return
+		}
+	}
+}
+
+// sendNeeds sends the need messages not yet acknowledged, every 200 ms.
+func (x *rx) sendNeeds(now time.Time) {
+	for i := range x.chunks {
+		c := &x.chunks[i]
+		if c.acked || now.Sub(c.sentAt) < 200*time.Millisecond {
+			continue
+		}
+		c.sentAt = now
+		nd := need{header: header{Type: typeNeed, Session: x.session, Seq: x.seq}, Receiver: x.r.id, Base: c.base, Bitmap: c.bitmap}
+		x.seq++
+		x.ctl = nd.append(x.ctl[:0])
+		x.send(x.ctl)
+	}
+}
+
+func (x *rx) send(b []byte) {
+	x.ctlMsg[0].Buffers = [][]byte{b}
+	x.ctlMsg[0].Addr = x.sender
+	if _, err := x.r.cfg.Conn.WriteBatch(x.ctlMsg, 0); err != nil {
+		x.r.log.Debug("multicast: control send", "err", err)
+	}
+}
+
+// nack asks for the blocks the sweep has passed that are still
+// incomplete, at most once per hold-off each.
+func (x *rx) nack(now time.Time) {
+	holdoff := 30*time.Millisecond + 2*x.delay
+	x.entries = x.entries[:0]
+	perPacket := (DefaultPacketSize - reportLen) / entryLen
+	for ci := range x.chunks {
+		c := &x.chunks[ci]
+		if !c.acked {
+			continue
+		}
+		end := min(int(c.base)+8*len(c.bitmap), len(x.state))
+		for i := int(c.base); i < end; i++ {
+			s := x.state[i]
+			if s != stWant && s != stPartial {
+				continue
+			}
+			blk := uint32(i)
+			sweepDue := c.sweep
+			if blk < c.cursor {
+				sweepDue++
+			}
+			if !(int16(x.sweep-sweepDue) > 0 || (x.sweep == sweepDue && x.cursor > blk)) {
+				continue
+			}
+			last := x.nackAt[i]
+			want := uint8(unknownNeed)
+			if p := x.partials[blk]; p != nil {
+				if p.last.After(last) {
+					last = p.last
+				}
+				want = uint8(p.k - p.count)
+			}
+			if now.Sub(last) < holdoff {
+				continue
+			}
+			x.nackAt[i] = now
+			x.entries = append(x.entries, nack{Block: blk, Shards: want})
+			x.st.Nacks++
+			if len(x.entries) == perPacket {
+				x.sendReport(0)
+				x.entries = x.entries[:0]
+			}
+		}
+	}
+	if len(x.entries) > 0 {
+		x.sendReport(0)
+		x.entries = x.entries[:0]
+	}
+}
+
+// report sends a heartbeat: progress and loss, and done or leaving.
+func (x *rx) report(final bool) {
+	var flags uint8
+	if x.st.Left {
+		flags |= flagLeaving
+	} else if final && x.remaining == 0 {
+		flags |= flagDone
+	}
+	n := 1
+	if flags != 0 {
+		n = 3 // the last word is repeated: it may be lost
+	}
+	x.entries = x.entries[:0]
+	for range n {
+		x.sendReport(flags)
+	}
+}
+
+func (x *rx) sendReport(flags uint8) {
+	if x.sender == nil {
+		return
+	}
+	rp := report{header: header{Type: typeReport, Session: x.session, Seq: x.seq}, Receiver: x.r.id,
+		Remaining: uint32(max(x.remaining, 0)), Loss: uint16(x.lossEWMA * 1000), Flags: flags, Entries: x.entries}
+	x.seq++
+	x.ctl = rp.append(x.ctl[:0])
+	x.send(x.ctl)
+}
+
+// finish fetches by unicast whatever of missing the store still lacks.
+func (x *rx) finish(missing []blockstore.ID) (ReceiverStats, error) {
+	r := x.r
+	if len(missing) == 0 {
+		return x.stats(), nil
+	}
+	still, err := r.cfg.Store.Missing(x.ctx, missing)
+	if err != nil {
+		return x.stats(), fmt.Errorf("multicast: %w", err)
+	}
+	if len(still) == 0 {
+		return x.stats(), nil
+	}
+	if r.cfg.Unicast == nil {
+		return x.stats(), fmt.Errorf("%w: %d of %d blocks", ErrIncomplete, len(still), len(missing))
+	}
+	r.log.Info("multicast: fetching the rest by unicast", "blocks", len(still), "reason", x.st.Reason)
+	var batch []blockstore.Block
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := r.cfg.Store.Put(x.ctx, batch...)
+		r.stored.Add(int64(len(batch)))
+		x.st.Unicast += len(batch)
+		batch = batch[:0]
+		return err
+	}
+	err = r.cfg.Unicast.FetchFrames(x.ctx, still, func(id blockstore.ID, frame, _ []byte) error {
+		batch = append(batch, blockstore.Block{ID: id, Frame: bytes.Clone(frame)})
+		if len(batch) == 32 {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return x.stats(), fmt.Errorf("multicast: unicast: %w", err)
+	}
+	return x.stats(), nil
+}

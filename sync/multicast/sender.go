@@ -1,0 +1,806 @@
+package multicast
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/zeebo/blake3"
+	"golang.org/x/net/ipv4"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+)
+
+// FrameSource gives the verified frame of a block (sync/repo.Repo).
+type FrameSource interface {
+	// Frame appends the frame of block id to dst.
+	Frame(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error)
+}
+
+// SenderConfig configures a session's sender.
+type SenderConfig struct {
+	// Conn is the socket (DialGroup); receivers send control messages to
+	// its address.
+	Conn PacketConn
+	// Group is the multicast group and port the session goes to.
+	Group *net.UDPAddr
+	// Source gives the blocks' frames.
+	Source FrameSource
+	// Manifest is the template version to send.
+	Manifest *manifest.Manifest
+	// Session names the session on the wire; 0 picks a random one.
+	Session uint32
+	// PacketSize is the largest UDP payload sent; 0 means
+	// DefaultPacketSize (a 1500-byte Ethernet MTU). 8972 fits a
+	// 9000-byte jumbo MTU.
+	PacketSize int
+	// MaxRate caps the sending rate in bytes of UDP payload per second;
+	// 0 means DefaultMaxRate.
+	MaxRate int64
+	// Parity is the fraction of extra parity shards sent with every block
+	// before anyone asks (forward error correction); 0 sends parity only
+	// on request.
+	Parity float64
+	// JoinWindow is how long the session is announced before data goes
+	// out, so receivers join together; 0 means DefaultJoinWindow.
+	JoinWindow time.Duration
+	// ReceiverTimeout forgets a receiver silent this long; 0 means
+	// DefaultReceiverTimeout.
+	ReceiverTimeout time.Duration
+	// MaxDuration ends the session after this long whatever the state;
+	// receivers not done fetch the rest by unicast. 0: no limit.
+	MaxDuration time.Duration
+	// LeaveLoss is the loss above which a receiver's reports do not slow
+	// the group (such a receiver leaves for unicast); 0 means
+	// DefaultLeaveLoss.
+	LeaveLoss float64
+	// Key, when set, encrypts payloads with AES-GCM (16, 24 or 32 bytes).
+	Key []byte
+	// Logger receives the session's log.
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultPacketSize      = 1472
+	JumboPacketSize        = 8972
+	DefaultMaxRate         = 125_000_000 // 1 Gbit/s
+	DefaultJoinWindow      = time.Second
+	DefaultReceiverTimeout = 3 * time.Second
+	DefaultLeaveLoss       = 0.5
+	announceEvery          = 100 * time.Millisecond
+	batchLen               = 64
+)
+
+// SenderStats counts what a session sent.
+type SenderStats struct {
+	// Bytes counts every UDP payload byte sent; Packets the packets.
+	Bytes, Packets int64
+	// FreshBytes and RepairBytes split the data packets' bytes into
+	// first sends and repairs.
+	FreshBytes, RepairBytes int64
+	// NeededBytes sums the frames of the blocks some receiver lacked:
+	// what a perfect session would send once.
+	NeededBytes int64
+	// Blocks counts the distinct blocks sent.
+	Blocks int
+	// Receivers counts the receivers that joined; Done those that
+	// finished; Left those that left for unicast or went silent.
+	Receivers, Done, Left int
+	// Dropped counts control packets that were malformed or foreign.
+	Dropped int64
+	// Rate is the rate at the end, bytes per second.
+	Rate int64
+	// Duration is the session's length.
+	Duration time.Duration
+}
+
+// Overhead is Bytes / NeededBytes: 1 is the floor, repairs and headers
+// add to it.
+func (s SenderStats) Overhead() float64 {
+	if s.NeededBytes == 0 {
+		return 0
+	}
+	return float64(s.Bytes) / float64(s.NeededBytes)
+}
+
+// Sender runs one session.
+type Sender struct {
+	cfg       SenderConfig
+	log       *slog.Logger
+	ids       []blockstore.ID
+	digest    [32]byte
+	session   uint32
+	shardSize int
+	seal      *sealer
+
+	mu         sync.Mutex
+	fresh      []bool // blocks some receiver needs and this sweep or the next sends whole
+	freshCount int
+	sweep      uint16
+	cursor     uint32 // the block the sweep is at (len(ids): none)
+	pos        uint32 // where the sweep looks next
+	repairQ    []uint32
+	repairWant []uint8 // shards asked for by NACKs (0: not queued)
+	nextShard  []uint8 // where the repair rotation of a block stands
+	frameLen   []uint32
+	peers      map[uint32]*peer
+	lastAdjust time.Time
+	wake       chan struct{}
+	stats      SenderStats
+
+	rate atomic.Int64
+	seq  uint32 // owned by the sending goroutine
+}
+
+// peer is what the sender knows of a receiver.
+type peer struct {
+	addr     net.Addr
+	lastSeen time.Time
+	loss     float64
+	done     bool
+	left     bool
+	acks     map[uint32]needAck // by base block: repeated needs are answered alike
+}
+
+// NewSender checks cfg and prepares a session.
+func NewSender(cfg SenderConfig) (*Sender, error) {
+	if cfg.Conn == nil || cfg.Group == nil || cfg.Source == nil || cfg.Manifest == nil {
+		return nil, errors.New("multicast: sender needs a conn, group, source and manifest")
+	}
+	if cfg.PacketSize == 0 {
+		cfg.PacketSize = DefaultPacketSize
+	}
+	if cfg.PacketSize < MinPacketSize || cfg.PacketSize > MaxPacketSize {
+		return nil, fmt.Errorf("multicast: packet size %d outside [%d, %d]", cfg.PacketSize, MinPacketSize, MaxPacketSize)
+	}
+	if cfg.MaxRate <= 0 {
+		cfg.MaxRate = DefaultMaxRate
+	}
+	if cfg.JoinWindow == 0 {
+		cfg.JoinWindow = DefaultJoinWindow
+	}
+	if cfg.ReceiverTimeout == 0 {
+		cfg.ReceiverTimeout = DefaultReceiverTimeout
+	}
+	if cfg.LeaveLoss == 0 {
+		cfg.LeaveLoss = DefaultLeaveLoss
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Sender{cfg: cfg, log: cfg.Logger, session: cfg.Session, peers: make(map[uint32]*peer), wake: make(chan struct{}, 1)}
+	var err error
+	if s.seal, err = newSealer(cfg.Key); err != nil {
+		return nil, err
+	}
+	for s.session == 0 {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		s.session = binary.BigEndian.Uint32(b[:])
+	}
+	s.shardSize = cfg.PacketSize - dataLen
+	if s.seal != nil {
+		s.shardSize -= tagLen
+	}
+	if bs := int(cfg.Manifest.BlockSize); bs+16 > MaxDataShards*s.shardSize {
+		return nil, fmt.Errorf("multicast: blocks of %d bytes need more than %d shards of %d bytes: use a larger packet size", bs, MaxDataShards, s.shardSize)
+	}
+	s.ids = slices.Collect(cfg.Manifest.BlockIDs())
+	s.digest = listDigest(s.ids)
+	n := len(s.ids)
+	s.fresh = make([]bool, n)
+	s.repairWant = make([]uint8, n)
+	s.nextShard = make([]uint8, n)
+	s.frameLen = make([]uint32, n)
+	s.cursor, s.pos = uint32(n), uint32(n)
+	s.rate.Store(cfg.MaxRate)
+	return s, nil
+}
+
+// Session returns the session's ID.
+func (s *Sender) Session() uint32 { return s.session }
+
+// Stats returns the counters so far.
+func (s *Sender) Stats() SenderStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Rate = s.rate.Load()
+	return st
+}
+
+// listDigest names a block list: receivers join only a session whose
+// digest is that of the manifest they verified.
+func listDigest(ids []blockstore.ID) [32]byte {
+	h := blake3.New()
+	for i := range ids {
+		_, _ = h.Write(ids[i][:])
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// Run announces the session, sends what receivers lack, repairs what
+// they lost, and returns when every receiver is done or gone (or ctx
+// ends, or MaxDuration passes).
+func (s *Sender) Run(ctx context.Context) (SenderStats, error) {
+	start := time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.control(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+
+	tx := newTxState(s)
+	nextAnnounce := time.Time{}
+	for {
+		if err := ctx.Err(); err != nil {
+			return s.Stats(), err
+		}
+		now := time.Now()
+		if !now.Before(nextAnnounce) {
+			if err := tx.announce(false); err != nil {
+				return s.Stats(), err
+			}
+			nextAnnounce = now.Add(announceEvery)
+		}
+		if s.cfg.MaxDuration > 0 && now.Sub(start) > s.cfg.MaxDuration {
+			s.log.Warn("multicast session reached its time limit", "session", s.session)
+			break
+		}
+		if now.Sub(start) < s.cfg.JoinWindow {
+			s.idle(ctx, min(nextAnnounce.Sub(now), 10*time.Millisecond))
+			continue
+		}
+		blk, shards, fresh, ok := s.next()
+		if !ok {
+			if s.finished(now, start) {
+				break
+			}
+			s.idle(ctx, min(nextAnnounce.Sub(now), 20*time.Millisecond))
+			continue
+		}
+		if err := tx.sendBlock(ctx, blk, shards, fresh); err != nil {
+			return s.Stats(), err
+		}
+	}
+	for range 3 {
+		if err := tx.announce(true); err != nil {
+			return s.Stats(), err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.mu.Lock()
+	for _, p := range s.peers {
+		if !p.done {
+			s.stats.Left++
+		}
+	}
+	s.stats.Duration = time.Since(start)
+	s.mu.Unlock()
+	st := s.Stats()
+	s.log.Info("multicast session done", "session", s.session, "receivers", st.Receivers, "done", st.Done,
+		"left", st.Left, "sent", st.Bytes, "needed", st.NeededBytes, "overhead", st.Overhead(), "took", st.Duration)
+	return st, nil
+}
+
+// idle waits for control traffic or d.
+func (s *Sender) idle(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-s.wake:
+	case <-t.C:
+	}
+}
+
+// next picks the next block to send: queued repairs first, then the
+// sweep's next fresh block. shards is how many to send (0 for a fresh
+// block: all data shards and the proactive parity).
+func (s *Sender) next() (blk uint32, shards uint8, fresh, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.repairQ) > 0 {
+		blk = s.repairQ[0]
+		s.repairQ = s.repairQ[1:]
+		if n := s.repairWant[blk]; n > 0 {
+			s.repairWant[blk] = 0
+			return blk, n, false, true
+		}
+	}
+	if len(s.repairQ) == 0 {
+		s.repairQ = s.repairQ[:0:0] // let the array go
+	}
+	n := uint32(len(s.ids))
+	for range 2 {
+		for ; s.pos < n; s.pos++ {
+			if s.fresh[s.pos] {
+				blk = s.pos
+				s.fresh[blk] = false
+				s.freshCount--
+				s.cursor = blk
+				s.pos++
+				return blk, 0, true, true
+			}
+		}
+		s.cursor = n
+		if s.freshCount == 0 {
+			return 0, 0, false, false
+		}
+		s.sweep++
+		s.pos, s.cursor = 0, 0
+	}
+	return 0, 0, false, false
+}
+
+// finished reports whether the session can end: nothing queued, the join
+// window over, and every receiver done, gone or silent.
+func (s *Sender) finished(now, start time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.freshCount > 0 || len(s.repairQ) > 0 {
+		return false
+	}
+	for _, p := range s.peers {
+		if !p.done && !p.left && now.Sub(p.lastSeen) < s.cfg.ReceiverTimeout {
+			return false
+		}
+	}
+	return true
+}
+
+// repairDelay estimates how long the queued repairs take to go out.
+func (s *Sender) repairDelay() uint16 {
+	s.mu.Lock()
+	q := len(s.repairQ)
+	s.mu.Unlock()
+	ms := float64(q) * float64(s.cfg.Manifest.BlockSize) / float64(s.rate.Load()) * 1000
+	return uint16(min(ms, math.MaxUint16))
+}
+
+// txState is the sending goroutine's buffers: nothing on the hot path
+// allocates.
+type txState struct {
+	s      *Sender
+	frame  []byte
+	last   []byte   // the last data shard, padded for the encoder
+	parity [][]byte // parity shards
+	shards [][]byte // the code's view: data then parity
+	hdrs   [batchLen][dataLen]byte
+	bufs   [batchLen][2][]byte
+	seals  [batchLen][]byte
+	msgs   []ipv4.Message
+	n      int
+	ctl    []byte
+	pace   pacer
+}
+
+func newTxState(s *Sender) *txState {
+	t := &txState{s: s, msgs: make([]ipv4.Message, batchLen), shards: make([][]byte, MaxShards)}
+	t.last = make([]byte, s.shardSize)
+	t.parity = make([][]byte, MaxShards-1)
+	for i := range t.msgs {
+		t.msgs[i].Addr = s.cfg.Group
+		if s.seal != nil {
+			t.seals[i] = make([]byte, 0, s.shardSize+tagLen)
+		}
+	}
+	t.pace.rate = &s.rate
+	return t
+}
+
+// announce multicasts the session's description.
+func (t *txState) announce(ended bool) error {
+	s := t.s
+	s.mu.Lock()
+	a := announce{
+		header:    header{Type: typeAnnounce, Session: s.session, Seq: s.seq},
+		Blocks:    uint32(len(s.ids)),
+		Digest:    s.digest,
+		ShardSize: uint16(s.shardSize),
+		Sweep:     s.sweep,
+		Cursor:    s.cursor,
+		Version:   s.cfg.Manifest.Version,
+		Name:      s.cfg.Manifest.Name,
+	}
+	s.mu.Unlock()
+	a.RepairDelay = s.repairDelay()
+	if len(a.Name) > maxNameLen {
+		a.Name = a.Name[:maxNameLen]
+	}
+	if s.seal != nil {
+		a.Flags |= flagEncrypted
+	}
+	if ended {
+		a.Flags |= flagEnded
+	}
+	s.seq++
+	t.ctl = a.append(t.ctl[:0])
+	return t.writeOne(t.ctl, s.cfg.Group)
+}
+
+func (t *txState) writeOne(b []byte, to net.Addr) error {
+	m := []ipv4.Message{{Buffers: [][]byte{b}, Addr: to}}
+	if _, err := t.s.cfg.Conn.WriteBatch(m, 0); err != nil {
+		return fmt.Errorf("multicast: send: %w", err)
+	}
+	t.s.mu.Lock()
+	t.s.stats.Bytes += int64(len(b))
+	t.s.stats.Packets++
+	t.s.mu.Unlock()
+	return nil
+}
+
+// sendBlock sends a block's shards: all data shards and the proactive
+// parity when fresh, else the next shards of its repair rotation.
+func (t *txState) sendBlock(ctx context.Context, blk uint32, want uint8, fresh bool) error {
+	s := t.s
+	var err error
+	t.frame, err = s.cfg.Source.Frame(ctx, s.ids[blk], t.frame[:0])
+	if err != nil {
+		return fmt.Errorf("multicast: block %d (%s): %w", blk, s.ids[blk].Short(), err)
+	}
+	fl := len(t.frame)
+	k, m, ok := shardGeometry(fl, s.shardSize)
+	if !ok {
+		return fmt.Errorf("multicast: block %s: frame of %d bytes needs too many shards", s.ids[blk].Short(), fl)
+	}
+	s.mu.Lock()
+	if s.frameLen[blk] == 0 {
+		s.frameLen[blk] = uint32(fl)
+		s.stats.NeededBytes += int64(fl)
+		s.stats.Blocks++
+	}
+	sweep, cursor := s.sweep, s.cursor
+	first := int(s.nextShard[blk])
+	count := int(want)
+	if fresh {
+		p := min(m, int(math.Ceil(s.cfg.Parity*float64(k))))
+		first, count = 0, k+p
+	} else if want == unknownNeed || int(want) > k {
+		count = k
+	}
+	s.nextShard[blk] = uint8((first + count) % (k + m))
+	if fresh && first+count == k {
+		s.nextShard[blk] = uint8(k) // repairs start with parity
+	}
+	s.mu.Unlock()
+
+	// Encode parity only when a parity shard goes out.
+	needParity := false
+	for i := range count {
+		if (first+i)%(k+m) >= k {
+			needParity = true
+			break
+		}
+	}
+	if needParity {
+		if err := t.encode(k, m); err != nil {
+			return err
+		}
+	}
+	hdr := dataPacket{
+		header:    header{Type: typeData, Session: s.session},
+		Block:     blk,
+		FrameLen:  uint32(fl),
+		ShardSize: uint16(s.shardSize),
+		K:         uint8(k),
+		M:         uint8(m),
+		Sweep:     sweep,
+		Cursor:    cursor,
+	}
+	if s.seal != nil {
+		hdr.Flags = flagEncrypted
+	}
+	var bytes int64
+	for i := range count {
+		sh := (first + i) % (k + m)
+		var payload []byte
+		if sh < k {
+			off := sh * s.shardSize
+			payload = t.frame[off : off+shardLen(fl, s.shardSize, k, sh)]
+		} else {
+			payload = t.parity[sh-k]
+		}
+		hdr.Shard = uint8(sh)
+		hdr.Seq = s.seq
+		s.seq++
+		j := t.n
+		h := hdr.appendHeader(t.hdrs[j][:0])
+		if s.seal != nil {
+			payload = s.seal.seal(t.seals[j][:0], payload, h, s.session, hdr.Seq)
+		}
+		t.bufs[j][0], t.bufs[j][1] = h, payload
+		t.msgs[j].Buffers = t.bufs[j][:]
+		t.n++
+		bytes += int64(len(h) + len(payload))
+		if t.n == batchLen {
+			if err := t.flush(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if fresh {
+		s.stats.FreshBytes += bytes
+	} else {
+		s.stats.RepairBytes += bytes
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// encode computes the parity shards of t.frame.
+func (t *txState) encode(k, m int) error {
+	enc, err := coder(k, m)
+	if err != nil {
+		return err
+	}
+	ss := t.s.shardSize
+	fl := len(t.frame)
+	for i := range k - 1 {
+		t.shards[i] = t.frame[i*ss : (i+1)*ss]
+	}
+	lastOff := (k - 1) * ss
+	n := copy(t.last, t.frame[lastOff:fl])
+	clear(t.last[n:])
+	t.shards[k-1] = t.last
+	for i := range m {
+		if t.parity[i] == nil {
+			t.parity[i] = make([]byte, ss)
+		}
+		t.shards[k+i] = t.parity[i]
+	}
+	return enc.Encode(t.shards[:k+m])
+}
+
+// flush paces and writes the batch.
+func (t *txState) flush(ctx context.Context) error {
+	if t.n == 0 {
+		return nil
+	}
+	var bytes int
+	for i := range t.n {
+		bytes += len(t.bufs[i][0]) + len(t.bufs[i][1])
+	}
+	t.pace.wait(ctx, bytes)
+	ms := t.msgs[:t.n]
+	for len(ms) > 0 {
+		n, err := t.s.cfg.Conn.WriteBatch(ms, 0)
+		if err != nil {
+			if errors.Is(err, syscall.ENOBUFS) {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("multicast: send: %w", err)
+		}
+		ms = ms[n:]
+	}
+	t.s.mu.Lock()
+	t.s.stats.Bytes += int64(bytes)
+	t.s.stats.Packets += int64(t.n)
+	t.s.mu.Unlock()
+	t.n = 0
+	return nil
+}
+
+// pacer spaces writes to the current rate, allowing a burst of 2 ms.
+type pacer struct {
+	rate *atomic.Int64
+	next time.Time
+}
+
+func (p *pacer) wait(ctx context.Context, bytes int) {
+	now := time.Now()
+	if p.next.Before(now.Add(-2 * time.Millisecond)) {
+		p.next = now.Add(-2 * time.Millisecond)
+	}
+	p.next = p.next.Add(time.Duration(float64(bytes) / float64(p.rate.Load()) * float64(time.Second)))
+	if d := p.next.Sub(now); d > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
+}
+
+// control reads receivers' needs and reports until ctx ends.
+func (s *Sender) control(ctx context.Context) {
+	msgs := make([]ipv4.Message, 16)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, MaxPacketSize)}
+	}
+	var (
+		nd  need
+		rp  report
+		out []byte
+	)
+	for ctx.Err() == nil {
+		_ = s.cfg.Conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		n, err := s.cfg.Conn.ReadBatch(msgs, 0)
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("multicast: control read", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		for i := range n {
+			b := msgs[i].Buffers[0][:msgs[i].N]
+			h, err := parseHeader(b)
+			if err != nil || h.Session != s.session {
+				s.dropped()
+				continue
+			}
+			switch h.Type {
+			case typeNeed:
+				if parseNeed(b, &nd) != nil {
+					s.dropped()
+					continue
+				}
+				ack := s.onNeed(&nd, msgs[i].Addr)
+				out = ack.append(out[:0])
+				if _, err := s.cfg.Conn.WriteBatch([]ipv4.Message{{Buffers: [][]byte{out}, Addr: msgs[i].Addr}}, 0); err != nil {
+					s.log.Debug("multicast: ack", "err", err)
+				}
+			case typeReport:
+				if parseReport(b, &rp) != nil {
+					s.dropped()
+					continue
+				}
+				s.onReport(&rp, msgs[i].Addr)
+			default:
+				s.dropped()
+			}
+		}
+	}
+}
+
+func (s *Sender) dropped() {
+	s.mu.Lock()
+	s.stats.Dropped++
+	s.mu.Unlock()
+}
+
+func (s *Sender) peer(id uint32, addr net.Addr, now time.Time) *peer {
+	p := s.peers[id]
+	if p == nil {
+		p = &peer{addr: addr, acks: make(map[uint32]needAck)}
+		s.peers[id] = p
+		s.stats.Receivers++
+	}
+	p.lastSeen = now
+	return p
+}
+
+// onNeed queues the blocks a receiver lacks for whole sending and returns
+// the acknowledgement.
+func (s *Sender) onNeed(nd *need, addr net.Addr) needAck {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.peer(nd.Receiver, addr, time.Now())
+	if a, ok := p.acks[nd.Base]; ok {
+		return a
+	}
+	n := uint32(len(s.ids))
+	for j, byt := range nd.Bitmap {
+		for bit := range 8 {
+			blk := nd.Base + uint32(j*8+bit)
+			if byt&(1<<bit) == 0 || blk >= n || nd.Base > n {
+				continue
+			}
+			if !s.fresh[blk] {
+				s.fresh[blk] = true
+				s.freshCount++
+			}
+		}
+	}
+	a := needAck{header: header{Type: typeNeedAck, Session: s.session}, Receiver: nd.Receiver, Base: nd.Base, Sweep: s.sweep, Cursor: s.pos}
+	if s.cursor == n {
+		a.Cursor = n
+	}
+	p.acks[nd.Base] = a
+	s.poke()
+	return a
+}
+
+// onReport takes a receiver's heartbeat and NACKs, and adjusts the rate.
+func (s *Sender) onReport(r *report, addr net.Addr) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.peer(r.Receiver, addr, now)
+	p.loss = float64(r.Loss) / 1000
+	if r.Flags&flagDone != 0 && !p.done {
+		p.done = true
+		s.stats.Done++
+	}
+	if r.Flags&flagLeaving != 0 && !p.left {
+		p.left = true
+		s.stats.Left++
+	}
+	if p.left || p.done {
+		s.poke()
+		return
+	}
+	n := uint32(len(s.ids))
+	for _, e := range r.Entries {
+		if e.Block >= n || e.Shards == 0 {
+			continue
+		}
+		if s.repairWant[e.Block] == 0 {
+			s.repairQ = append(s.repairQ, e.Block)
+		}
+		s.repairWant[e.Block] = max(s.repairWant[e.Block], e.Shards)
+	}
+	if len(r.Entries) > 0 {
+		s.poke()
+	}
+	s.adjustRate(now)
+}
+
+// adjustRate backs off when the typical receiver reports loss and creeps
+// back up when it does not. The lower median of the receivers that stay
+// decides, so one slow or lossy receiver does not hold back the group:
+// it leaves for unicast instead. Called with s.mu held.
+func (s *Sender) adjustRate(now time.Time) {
+	if now.Sub(s.lastAdjust) < 250*time.Millisecond {
+		return
+	}
+	s.lastAdjust = now
+	var losses []float64
+	for _, p := range s.peers {
+		if !p.done && !p.left && now.Sub(p.lastSeen) < time.Second && p.loss < s.cfg.LeaveLoss {
+			losses = append(losses, p.loss)
+		}
+	}
+	if len(losses) == 0 {
+		return
+	}
+	slices.Sort(losses)
+	med := losses[(len(losses)-1)/2]
+	rate := s.rate.Load()
+	floor := max(s.cfg.MaxRate/32, 1<<20)
+	switch {
+	case med > 0.05:
+		rate = max(floor, rate*3/4)
+	case med > 0.02:
+		rate = max(floor, rate*9/10)
+	case med < 0.01:
+		rate = min(s.cfg.MaxRate, rate+s.cfg.MaxRate/16)
+	}
+	s.rate.Store(rate)
+}
+
+// poke wakes the sending goroutine.
+func (s *Sender) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"slices"
+	"sync"
 
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 	"github.com/dvfs-project/dvfs/fs"
@@ -14,8 +16,10 @@ import (
 // A clone's tree is the one its local overlay is based on, which the
 // writeback knows.
 type catalogAdapter struct {
-	c  *cache.Catalog
-	wb *writeback.Writeback
+	c      *cache.Catalog
+	wb     *writeback.Writeback
+	blocks *cache.Cache
+	filled *sync.Map // clone name -> struct{}: background fill started
 }
 
 func (a catalogAdapter) Templates(ctx context.Context) ([]fs.TemplateInfo, error) {
@@ -34,5 +38,13 @@ func (a catalogAdapter) Template(ctx context.Context, name string, version uint6
 func (a catalogAdapter) Clones(ctx context.Context) ([]string, error) { return a.c.Clones(ctx) }
 
 func (a catalogAdapter) Clone(ctx context.Context, name string) (*manifest.Manifest, error) {
-	return a.wb.BaseManifest(ctx, name, func() (*manifest.Manifest, error) { return a.c.Clone(ctx, name) })
+	m, err := a.wb.BaseManifest(ctx, name, func() (*manifest.Manifest, error) { return a.c.Clone(ctx, name) })
+	if err == nil {
+		if _, started := a.filled.LoadOrStore(name, struct{}{}); !started {
+			// A clone opened here gets all its blocks, so it keeps
+			// running if the server goes away.
+			a.blocks.FillBackground(slices.Collect(m.BlockIDs()))
+		}
+	}
+	return m, err
 }

@@ -33,6 +33,7 @@ func recData(i int) []byte {
 func writerMain() {
 	start, _ := strconv.Atoi(os.Getenv("START"))
 	end, _ := strconv.Atoi(os.Getenv("END"))
+	pace, _ := time.ParseDuration(os.Getenv("PACE")) // 0 when unset
 	f, err := os.OpenFile(os.Getenv("DVFS_E2E_WRITER"), os.O_RDWR, 0)
 	if err != nil {
 		fmt.Println("error", err)
@@ -44,6 +45,7 @@ func writerMain() {
 			fmt.Println("error", err)
 			os.Exit(1)
 		}
+		time.Sleep(pace)
 		if i%8 == 7 {
 			if err := f.Sync(); err != nil {
 				fmt.Println("error", err)

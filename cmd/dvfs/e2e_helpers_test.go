@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,8 +75,26 @@ var urlRE = regexp.MustCompile(`msg=serving url=(\S+)`)
 // startServer runs `dvfs serve` on data and waits for its readiness line.
 func startServer(t *testing.T, data string) *serverProc {
 	t.Helper()
+	return startServerAt(t, data, "127.0.0.1:0")
+}
+
+// freeAddr returns a loopback address with a port free right now, for a
+// server that must come back on the same address.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServerAt runs `dvfs serve` on data at addr.
+func startServerAt(t *testing.T, data, addr string) *serverProc {
+	t.Helper()
 	s := &serverProc{t: t, data: data, log: &syncBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(dvfsBin, "serve", "--data", data, "--listen", "127.0.0.1:0")
+	s.cmd = exec.Command(dvfsBin, "serve", "--data", data, "--listen", addr)
 	pr, pw := io.Pipe()
 	s.cmd.Stderr = io.MultiWriter(pw, s.log)
 	if err := s.cmd.Start(); err != nil {

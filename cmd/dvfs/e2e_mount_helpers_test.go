@@ -34,12 +34,12 @@ func requireFUSE(t *testing.T) {
 }
 
 // startMount runs `dvfs mount` against s and waits until it is mounted.
-func (s *serverProc) startMount(t *testing.T, cache, mountpoint string) *mountProc {
+func (s *serverProc) startMount(t *testing.T, cache, mountpoint string, extra ...string) *mountProc {
 	t.Helper()
 	requireFUSE(t)
 	os.MkdirAll(mountpoint, 0o755)
 	m := &mountProc{t: t, dir: mountpoint, cache: cache, log: &syncBuffer{}, done: make(chan struct{})}
-	m.cmd = exec.Command(dvfsBin, "mount", "--cache", cache, mountpoint)
+	m.cmd = exec.Command(dvfsBin, append(append([]string{"mount", "--cache", cache}, extra...), mountpoint)...)
 	m.cmd.Env = append(os.Environ(), "DVFS_SERVER="+s.url, "DVFS_TOKEN="+s.token)
 	pr, pw := io.Pipe()
 	m.cmd.Stderr = io.MultiWriter(pw, m.log)

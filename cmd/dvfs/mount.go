@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -137,7 +138,7 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	}
 	core, err = fs.New(fs.Config{
 		Blocks:   blocks,
-		Catalog:  catalogAdapter{c: catalog, wb: wb},
+		Catalog:  catalogAdapter{c: catalog, wb: wb, blocks: blocks, filled: new(sync.Map)},
 		Meta:     userMeta,
 		StateDir: filepath.Join(c.cache, "overlay", who.Name),
 		Logger:   g.log,
@@ -162,7 +163,7 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	}
 	stopStatus, err := serveStatus(ctx, mountpoint, func(ctx context.Context) mountStatus {
 		return mountStatus{Mountpoint: mountpoint, User: who.Name, Cache: blocks.Stats(),
-			Templates: templateFills(ctx, catalog, blockStore), Clones: wb.Status(ctx)}
+			Templates: templateFills(ctx, catalog, blockStore), Clones: cloneStatuses(ctx, wb, blockStore)}
 	})
 	if err != nil {
 		g.log.Warn("no status socket; dvfs status will not see this mount", "err", err)

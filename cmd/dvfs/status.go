@@ -27,7 +27,15 @@ type mountStatus struct {
 	User       string             `json:"user"`
 	Cache      cache.Stats        `json:"cache"`
 	Templates  []templateFill     `json:"templates"`
-	Clones     []writeback.Status `json:"clones"`
+	Clones     []cloneStatus      `json:"clones"`
+}
+
+// cloneStatus is a clone's writeback status and how much of it the cache
+// holds.
+type cloneStatus struct {
+	writeback.Status
+	Blocks int `json:"blocks"`
+	Cached int `json:"cached"`
 }
 
 type templateFill struct {
@@ -120,11 +128,34 @@ func printStatus(st mountStatus) {
 		if c.Pending {
 			sync = fmt.Sprintf("%d blocks waiting to upload", c.PendingBlocks)
 		}
-		fmt.Printf("  clone %-27s generation %d, %s; lease: %s\n", c.Clone, c.Generation, sync, c.Lease)
+		pct := 100.0
+		if c.Blocks > 0 {
+			pct = 100 * float64(c.Cached) / float64(c.Blocks)
+		}
+		fmt.Printf("  clone %-27s %5.1f%% cached, generation %d, %s; lease: %s\n", c.Clone, pct, c.Generation, sync, c.Lease)
 		if c.Conflict != "" {
 			fmt.Printf("    taken over elsewhere; changes made here were saved as clone %s\n", c.Conflict)
 		}
 	}
+}
+
+// cloneStatuses adds to the writeback's report how much of each clone the
+// cache holds.
+func cloneStatuses(ctx context.Context, wb *writeback.Writeback, store interface {
+	Missing(context.Context, []blockstore.ID) ([]blockstore.ID, error)
+}) []cloneStatus {
+	var out []cloneStatus
+	for _, st := range wb.Status(ctx) {
+		cs := cloneStatus{Status: st}
+		if m, err := wb.BaseManifest(ctx, st.Clone, nil); err == nil {
+			ids := slices.Collect(m.BlockIDs())
+			if missing, err := store.Missing(ctx, ids); err == nil {
+				cs.Blocks, cs.Cached = len(ids), len(ids)-len(missing)
+			}
+		}
+		out = append(out, cs)
+	}
+	return out
 }
 
 // templateFills reports how much of each template's latest version the

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 )
@@ -61,7 +62,8 @@ type Cache struct {
 	inflight   map[blockstore.ID]*call
 
 	prefetchQ  chan blockstore.ID
-	queued     sync.Map // ID -> struct{}: in the prefetch queue
+	queued     sync.Map        // ID -> struct{}: in the prefetch queue
+	bg         context.Context // background work's context, ended by Close
 	stop       context.CancelFunc
 	wg         sync.WaitGroup
 	hits, miss atomic.Int64
@@ -95,7 +97,7 @@ func New(ctx context.Context, cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("cache: scan: %w", err)
 	}
 	bg, stop := context.WithCancel(context.Background())
-	c.stop = stop
+	c.bg, c.stop = bg, stop
 	for range cfg.PrefetchWorkers {
 		c.wg.Add(1)
 		go c.prefetcher(bg)
@@ -352,4 +354,31 @@ func (c *Cache) Stats() Stats {
 		Evicted: c.lru.evicted.Load(), Corrupt: c.corrupt.Load(),
 		Blocks: c.lru.len(), Bytes: c.lru.bytes(),
 	}
+}
+
+// FillBackground fetches, in the background and in batches, every block of
+// ids the store lacks: a clone opened here gets all of its blocks over time
+// (so it keeps working if the server goes away), while what is being read
+// is fetched first by the readers' own misses. It returns at once; the
+// work stops with Close.
+func (c *Cache) FillBackground(ids []blockstore.ID) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx := c.bg
+		for len(ids) > 0 && ctx.Err() == nil {
+			n := min(len(ids), 4*c.cfg.PrefetchBatch)
+			if err := c.Fill(ctx, ids[:n]); err != nil {
+				if ctx.Err() == nil {
+					c.log.Warn("background fill failed; retrying", "err", err)
+					select {
+					case <-time.After(5 * time.Second):
+					case <-ctx.Done():
+					}
+				}
+				continue
+			}
+			ids = ids[n:]
+		}
+	}()
 }

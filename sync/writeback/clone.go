@@ -148,8 +148,17 @@ func (c *cloneWB) acquire(ctx context.Context, force bool) error {
 		c.w.log.Warn("clone lease was held by another workstation meanwhile", "clone", c.name, "old_epoch", c.st.Epoch, "epoch", l.Epoch)
 	}
 	c.lease, c.holdErr = l, nil
+	if c.st.Epoch == l.Epoch {
+		return nil
+	}
+	// Remember the epoch durably before anything is written under it: a
+	// restart must know this workstation has changes to sync.
 	c.st.Epoch = l.Epoch
-	return nil
+	op, err := putOp(key(c.name, "state"), c.st)
+	if err != nil {
+		return err
+	}
+	return c.w.cfg.Store.CommitMeta(ctx, op)
 }
 
 // loop seals and syncs the clone on pokes, on a timer, and on flushes,

@@ -348,3 +348,128 @@ func TestSealRead(t *testing.T) {
 		t.Fatalf("BlockSize: %d, %v", n, err)
 	}
 }
+
+// TestSealConcurrent seals again and again while writes, truncates,
+// punches, namespace changes and flushes run (run it with -race): no
+// deadlock, and the blocks each Seal calls dirty, kept from seal to seal,
+// always add up to the local blocks as a last full read finds them.
+func TestSealConcurrent(t *testing.T) {
+	fsys := newEnv(t).mountWith(t, func(*fs.Config) {})
+	d := dirOf(t, fsys, root)
+	create(t, fsys, root, "t", nil)
+	disk := openW(t, fsys, root+"/disk.vmdk")
+	tf := openW(t, fsys, root+"/t")
+	tn := walk(t, fsys, root+"/t").(fs.Setter)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	loop := func(f func(i int) error) {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := f(i); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	loop(func(i int) error {
+		p := make([]byte, 1+i*37%5000)
+		fstest.Fill(p, uint64(i), 0)
+		_, err := disk.WriteAt(ctx, p, int64(i*7919%(60*bs)))
+		return err
+	})
+	loop(func(i int) error {
+		switch i % 4 {
+		case 0:
+			p := make([]byte, 3000)
+			fstest.Fill(p, uint64(i), 1)
+			_, err := tf.WriteAt(ctx, p, int64(i*4099%(8*bs)))
+			return err
+		case 1:
+			size := int64(i * 5003 % (9 * bs))
+			_, err := tn.SetAttr(ctx, fs.SetAttr{Size: &size})
+			return err
+		case 2:
+			return tf.Allocate(ctx, int64(i%(4*bs)), 2*bs, fs.AllocPunchHole|fs.AllocKeepSize)
+		default:
+			return tf.Allocate(ctx, int64(i%(4*bs)), bs+10, fs.AllocZeroRange)
+		}
+	})
+	loop(func(i int) error {
+		name := fmt.Sprintf("f%d", i%5)
+		_, h, err := d.Create(ctx, name, 0o644, os.O_RDWR)
+		if err != nil {
+			return err
+		}
+		h.(fs.WriteHandle).WriteAt(ctx, []byte("x"), int64(i%3)*bs)
+		h.Release(ctx)
+		if i%2 == 0 {
+			return d.Rename(ctx, name, d, fmt.Sprintf("g%d", i%3), 0)
+		}
+		return d.Unlink(ctx, name)
+	})
+	loop(func(int) error { time.Sleep(time.Millisecond); return fsys.Flush(ctx) })
+
+	// shadow[ino][block] is the block's content as of the seal that last
+	// called it dirty.
+	shadow := make(map[uint64]map[int64]string)
+	seal := func(full bool) {
+		t.Helper()
+		err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, read func(uint64, int64, []byte) ([]byte, error)) error {
+			for _, e := range ents {
+				if !e.Mode.IsRegular() {
+					continue
+				}
+				sh := shadow[e.Ino]
+				if sh == nil {
+					sh = make(map[int64]string)
+					shadow[e.Ino] = sh
+				}
+				for _, b := range e.Dirty {
+					p, err := read(e.Ino, b, nil)
+					if err != nil {
+						return err
+					}
+					if want := min(bs, e.Size-b*bs); int64(len(p)) != want {
+						return fmt.Errorf("%s block %d: %d bytes, want %d", e.Path, b, len(p), want)
+					}
+					sh[b] = string(p)
+				}
+				if !full {
+					continue
+				}
+				for b := int64(0); b*bs < e.Size && b/64 < int64(len(e.Local)); b++ {
+					if e.Local[b/64]&(1<<(b%64)) == 0 {
+						continue
+					}
+					p, err := read(e.Ino, b, nil)
+					if err != nil {
+						return err
+					}
+					if sh[b] != string(p) {
+						return fmt.Errorf("%s block %d changed but was never called dirty", e.Path, b)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for i := 0; time.Now().Before(deadline); i++ {
+		seal(false)
+		if i == 3 {
+			isErr(t, "drop with open files", fsys.Drop(ctx, "alice"), fs.ErrBusy)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	seal(true)
+}

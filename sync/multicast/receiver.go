@@ -197,6 +197,9 @@ type rx struct {
 	winStart  uint32
 	lossEWMA  float64
 	lossSince time.Time
+	totGot    int64
+	samples   []lossSample
+	lossLong  float64
 
 	writeCh chan written
 	failCh  chan uint32
@@ -213,6 +216,13 @@ type rx struct {
 	ctlMsg  []ipv4.Message
 	seq     uint32
 	entries []nack
+}
+
+// lossSample is where the sequence and the packet count stood at a time.
+type lossSample struct {
+	at  time.Time
+	seq uint32
+	got int64
 }
 
 // chunk is one need message: the blocks of [base, base+8*len(bitmap)).
@@ -288,7 +298,7 @@ func (x *rx) stats() ReceiverStats {
 	x.st.Multicast = int(x.okCount.Load())
 	x.st.Bytes = x.okBytes.Load()
 	x.st.Corrupt = x.corrupt.Load()
-	x.st.Loss = x.lossEWMA
+	x.st.Loss = max(x.lossEWMA, x.lossLong)
 	return x.st
 }
 
@@ -398,8 +408,8 @@ func (x *rx) receive() error {
 			x.measureLoss(now)
 			x.report(false)
 			nextReport = now.Add(100 * time.Millisecond)
-			if r.cfg.LeaveLoss > 0 && now.Sub(x.joined) > time.Second && x.lossEWMA > r.cfg.LeaveLoss {
-				x.leave("loss %.0f%% above %.0f%%", 100*x.lossEWMA, 100*r.cfg.LeaveLoss)
+			if r.cfg.LeaveLoss > 0 && x.lossLong > r.cfg.LeaveLoss {
+				x.leave("loss %.0f%% above %.0f%%", 100*x.lossLong, 100*r.cfg.LeaveLoss)
 				return nil
 			}
 		}
@@ -474,6 +484,7 @@ func (x *rx) packet(b []byte) {
 func (x *rx) heard(seq uint32, sweep uint16, cursor uint32) {
 	x.lastHeard = time.Now()
 	x.winGot++
+	x.totGot++
 	if !x.seqSeen {
 		x.seqSeen, x.seqMax, x.winStart = true, seq, seq-1
 	} else if int32(seq-x.seqMax) > 0 {
@@ -498,6 +509,18 @@ func (x *rx) measureLoss(now time.Time) {
 	loss = min(max(loss, 0), 1)
 	x.lossEWMA = 0.7*x.lossEWMA + 0.3*loss
 	x.winStart, x.winGot = x.seqMax, 0
+	// The long view decides leaving: loss over the last 1 to 2 seconds,
+	// which a receiver that stalls for long stretches cannot average
+	// away (the short view reports are sent only while it runs).
+	x.samples = append(x.samples, lossSample{at: now, seq: x.seqMax, got: x.totGot})
+	for len(x.samples) > 2 && now.Sub(x.samples[1].at) >= time.Second {
+		x.samples = x.samples[1:]
+	}
+	if old := x.samples[0]; now.Sub(old.at) >= time.Second {
+		if span := int64(x.seqMax - old.seq); span >= 256 {
+			x.lossLong = min(max(1-float64(x.totGot-old.got)/float64(span), 0), 1)
+		}
+	}
 }
 
 // data takes one shard.

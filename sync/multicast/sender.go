@@ -58,6 +58,10 @@ type SenderConfig struct {
 	// ReceiverTimeout forgets a receiver silent this long; 0 means
 	// DefaultReceiverTimeout.
 	ReceiverTimeout time.Duration
+	// StallTimeout gives up on a receiver that makes no progress this
+	// long while the sender has nothing queued: the session ends without
+	// it and it fetches the rest by unicast. 0 means DefaultStallTimeout.
+	StallTimeout time.Duration
 	// MaxDuration ends the session after this long whatever the state;
 	// receivers not done fetch the rest by unicast. 0: no limit.
 	MaxDuration time.Duration
@@ -78,6 +82,7 @@ const (
 	DefaultMaxRate         = 125_000_000 // 1 Gbit/s
 	DefaultJoinWindow      = time.Second
 	DefaultReceiverTimeout = 3 * time.Second
+	DefaultStallTimeout    = time.Second
 	DefaultLeaveLoss       = 0.5
 	announceEvery          = 100 * time.Millisecond
 	batchLen               = 64
@@ -137,6 +142,7 @@ type Sender struct {
 	frameLen   []uint32
 	peers      map[uint32]*peer
 	lastAdjust time.Time
+	idleSince  time.Time // when the queues last ran dry (zero: busy)
 	wake       chan struct{}
 	stats      SenderStats
 
@@ -151,6 +157,8 @@ type peer struct {
 	loss     float64
 	done     bool
 	left     bool
+	remain   uint32             // blocks it still lacks, by its last report
+	progress time.Time          // when remain last fell (or it joined)
 	acks     map[uint32]needAck // by base block: repeated needs are answered alike
 }
 
@@ -176,6 +184,9 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 	}
 	if cfg.LeaveLoss == 0 {
 		cfg.LeaveLoss = DefaultLeaveLoss
+	}
+	if cfg.StallTimeout == 0 {
+		cfg.StallTimeout = DefaultStallTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -286,7 +297,7 @@ func (s *Sender) Run(ctx context.Context) (SenderStats, error) {
 	}
 	s.mu.Lock()
 	for _, p := range s.peers {
-		if !p.done {
+		if !p.done && !p.left {
 			s.stats.Left++
 		}
 	}
@@ -357,12 +368,24 @@ func (s *Sender) finished(now, start time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.freshCount > 0 || len(s.repairQ) > 0 {
+		s.idleSince = time.Time{}
 		return false
 	}
-	for _, p := range s.peers {
-		if !p.done && !p.left && now.Sub(p.lastSeen) < s.cfg.ReceiverTimeout {
+	if s.idleSince.IsZero() {
+		s.idleSince = now
+	}
+	for id, p := range s.peers {
+		if p.done || p.left {
+			continue
+		}
+		stalled := now.Sub(p.progress) > s.cfg.StallTimeout && now.Sub(s.idleSince) > s.cfg.StallTimeout
+		if now.Sub(p.lastSeen) < s.cfg.ReceiverTimeout && !stalled {
 			return false
 		}
+		s.log.Warn("multicast: going on without a receiver; it fetches the rest by unicast", "receiver", id,
+			"remaining", p.remain, "silent", now.Sub(p.lastSeen), "stalled", stalled)
+		p.left = true
+		s.stats.Left++
 	}
 	return true
 }
@@ -690,7 +713,7 @@ func (s *Sender) dropped() {
 func (s *Sender) peer(id uint32, addr net.Addr, now time.Time) *peer {
 	p := s.peers[id]
 	if p == nil {
-		p = &peer{addr: addr, acks: make(map[uint32]needAck)}
+		p = &peer{addr: addr, acks: make(map[uint32]needAck), remain: math.MaxUint32, progress: now}
 		s.peers[id] = p
 		s.stats.Receivers++
 	}
@@ -736,6 +759,9 @@ func (s *Sender) onReport(r *report, addr net.Addr) {
 	defer s.mu.Unlock()
 	p := s.peer(r.Receiver, addr, now)
 	p.loss = float64(r.Loss) / 1000
+	if r.Remaining < p.remain {
+		p.remain, p.progress = r.Remaining, now
+	}
 	if r.Flags&flagDone != 0 && !p.done {
 		p.done = true
 		s.stats.Done++

@@ -5,6 +5,7 @@
 //	go run ./bench publish [-size 2GiB] [-dir /var/tmp] [-runs 3]
 //	go run ./bench fio [-size 2GiB] [-dir /var/tmp] [-runtime 10s]
 //	go run ./bench mem [-size 20GiB] [-dir /var/tmp]
+//	go run ./bench writeback [-size 1GiB] [-rate 20] [-duration 20s]
 package main
 
 import (
@@ -24,6 +25,8 @@ func main() {
 		err = benchFio(os.Args[2:])
 	case "mem":
 		err = benchMem(os.Args[2:])
+	case "writeback":
+		err = benchWriteback(os.Args[2:])
 	default:
 		usage()
 	}
@@ -34,6 +37,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio|mem [flags]")
+	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio|mem|writeback [flags]")
 	os.Exit(2)
 }

@@ -244,13 +244,28 @@ func newUmountCmd(g *globals) *cobra.Command {
 			if pid == 0 {
 				return nil
 			}
-			// The mount process flushes after the kernel lets go; wait
-			// for it to finish.
+			// The mount process syncs after the kernel lets go; wait for
+			// it, showing what is still on its way to the server.
+			last := ""
 			for syscall.Kill(pid, 0) == nil {
 				select {
 				case <-cmd.Context().Done():
-					return errors.New("interrupted while the mount was still flushing")
-				case <-time.After(50 * time.Millisecond):
+					return errors.New("interrupted while the mount was still syncing (it goes on; run dvfs status)")
+				case <-time.After(200 * time.Millisecond):
+				}
+				qctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
+				st, err := queryStatus(qctx, statusSocket(mp))
+				cancel()
+				if err != nil {
+					continue
+				}
+				for _, c := range st.Clones {
+					if c.Pending {
+						if line := fmt.Sprintf("syncing clone %s: %d blocks to upload", c.Clone, c.PendingBlocks); line != last {
+							fmt.Println(line)
+							last = line
+						}
+					}
 				}
 			}
 			fmt.Printf("unmounted %s\n", mp)

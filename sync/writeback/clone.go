@@ -248,10 +248,12 @@ func (c *cloneWB) cycle(ctx context.Context) error {
 			return err
 		}
 	}
+	sealed := time.Now()
 	m, outbox, err := c.seal(ctx)
 	if err != nil {
 		return fmt.Errorf("seal: %w", err)
 	}
+	c.w.log.Debug("clone sealed", "clone", c.name, "sealed_at", sealed.UnixNano(), "new_blocks", len(outbox))
 	committed, err := getManifest(ctx, c.w.cfg.Store, key(c.name, "committed"))
 	if err != nil {
 		return err
@@ -327,7 +329,7 @@ func (c *cloneWB) commit(ctx context.Context, p *pending) error {
 	if err := c.saveState(ctx, comOp, blockstore.MetaOp{Key: key(c.name, "pending")}); err != nil {
 		return err
 	}
-	c.w.log.Debug("clone generation committed", "clone", c.name, "generation", info.Generation)
+	c.w.log.Debug("clone generation committed", "clone", c.name, "generation", info.Generation, "committed_at", time.Now().UnixNano())
 	return c.w.cfg.Store.Delete(ctx, p.Outbox...)
 }
 

@@ -67,6 +67,13 @@ func (w *Writeback) reconcile(ctx context.Context, name string) error {
 		}
 		gone = true
 	}
+	if !gone && info.Generation > c.committedGen() {
+		// A commit may have reached the server just before a crash that
+		// kept it from being recorded here: that generation is ours.
+		if err := c.adoptPending(ctx); err != nil {
+			return err
+		}
+	}
 	c.mu.Lock()
 	st := c.st
 	c.mu.Unlock()
@@ -161,4 +168,44 @@ func (w *Writeback) Status(ctx context.Context) []Status {
 		out = append(out, s)
 	}
 	return out
+}
+
+func (c *cloneWB) committedGen() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.Committed
+}
+
+// adoptPending recognises the pending generation on the server: when the
+// generation after the last one recorded here holds exactly the pending
+// tree, the commit went through before a crash, and it is recorded now.
+func (c *cloneWB) adoptPending(ctx context.Context) error {
+	var p pending
+	has, err := getJSON(ctx, c.w.cfg.Store, key(c.name, "pending"), &p)
+	if err != nil || !has {
+		return err
+	}
+	if p.Parent != c.committedGen() {
+		return nil
+	}
+	mine, err := manifest.Unmarshal(p.Manifest)
+	if err != nil {
+		return err
+	}
+	theirs, err := c.w.cfg.Server.GenerationManifest(ctx, c.name, p.Parent+1)
+	if err != nil || !sameTree(mine, theirs) {
+		return nil // not ours (or not there): the caller treats it as changed elsewhere
+	}
+	c.mu.Lock()
+	c.st.Committed = theirs.Version
+	c.mu.Unlock()
+	comOp, err := manifestOp(key(c.name, "committed"), theirs)
+	if err != nil {
+		return err
+	}
+	if err := c.saveState(ctx, comOp, blockstore.MetaOp{Key: key(c.name, "pending")}); err != nil {
+		return err
+	}
+	c.w.log.Info("found this workstation's last commit on the server; recorded it", "clone", c.name, "generation", theirs.Version)
+	return c.w.cfg.Store.Delete(ctx, p.Outbox...)
 }

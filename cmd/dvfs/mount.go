@@ -247,7 +247,7 @@ func newUmountCmd(g *globals) *cobra.Command {
 			// The mount process syncs after the kernel lets go; wait for
 			// it, showing what is still on its way to the server.
 			last := ""
-			for syscall.Kill(pid, 0) == nil {
+			for alive(pid) {
 				select {
 				case <-cmd.Context().Done():
 					return errors.New("interrupted while the mount was still syncing (it goes on; run dvfs status)")
@@ -272,4 +272,21 @@ func newUmountCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// alive reports whether process pid is still running; an exited process
+// its parent has not reaped yet (a zombie) is not.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses.
+	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2] != 'Z'
+	}
+	return true
 }

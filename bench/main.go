@@ -6,6 +6,7 @@
 //	go run ./bench fio [-size 2GiB] [-dir /var/tmp] [-runtime 10s]
 //	go run ./bench mem [-size 20GiB] [-dir /var/tmp]
 //	go run ./bench writeback [-size 1GiB] [-rate 20] [-duration 20s]
+//	go run ./bench multicast [-size 2GiB] [-receivers 1,4,8] [-tools dvfs,uftp,udpcast] [-slow]
 package main
 
 import (
@@ -27,6 +28,8 @@ func main() {
 		err = benchMem(os.Args[2:])
 	case "writeback":
 		err = benchWriteback(os.Args[2:])
+	case "multicast":
+		err = benchMulticast(os.Args[2:])
 	default:
 		usage()
 	}
@@ -37,6 +40,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio|mem|writeback [flags]")
+	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio|mem|writeback|multicast [flags]")
 	os.Exit(2)
 }

@@ -44,7 +44,8 @@ func TestMain(m *testing.M) {
 
 // serverProc is a running `dvfs serve`.
 type serverProc struct {
-	t     *testing.T
+	t      *testing.T
+	prefix []string // runs every command in a network namespace, when set
 	data  string
 	url   string
 	token string
@@ -91,10 +92,22 @@ func freeAddr(t *testing.T) string {
 }
 
 // startServerAt runs `dvfs serve` on data at addr.
-func startServerAt(t *testing.T, data, addr string) *serverProc {
+func startServerAt(t *testing.T, data, addr string, extra ...string) *serverProc {
 	t.Helper()
-	s := &serverProc{t: t, data: data, log: &syncBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(dvfsBin, "serve", "--data", data, "--listen", addr)
+	return startServerIn(t, nil, data, addr, extra...)
+}
+
+// command makes a dvfs command, run through prefix (e.g. nsenter).
+func command(prefix []string, args ...string) *exec.Cmd {
+	all := append(append(append([]string{}, prefix...), dvfsBin), args...)
+	return exec.Command(all[0], all[1:]...)
+}
+
+// startServerIn runs `dvfs serve` through prefix.
+func startServerIn(t *testing.T, prefix []string, data, addr string, extra ...string) *serverProc {
+	t.Helper()
+	s := &serverProc{t: t, prefix: prefix, data: data, log: &syncBuffer{}, done: make(chan struct{})}
+	s.cmd = command(prefix, append([]string{"serve", "--data", data, "--listen", addr}, extra...)...)
 	pr, pw := io.Pipe()
 	s.cmd.Stderr = io.MultiWriter(pw, s.log)
 	if err := s.cmd.Start(); err != nil {
@@ -161,7 +174,8 @@ func (s *serverProc) dvfs(args ...string) string {
 func (s *serverProc) try(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, dvfsBin, args...)
+	all := append(append(append([]string{}, s.prefix...), dvfsBin), args...)
+	cmd := exec.CommandContext(ctx, all[0], all[1:]...)
 	cmd.Env = append(os.Environ(), "DVFS_SERVER="+s.url, "DVFS_TOKEN="+s.token)
 	out, err := cmd.CombinedOutput()
 	return string(out), err

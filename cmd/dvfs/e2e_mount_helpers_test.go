@@ -39,7 +39,7 @@ func (s *serverProc) startMount(t *testing.T, cache, mountpoint string, extra ..
 	requireFUSE(t)
 	os.MkdirAll(mountpoint, 0o755)
 	m := &mountProc{t: t, dir: mountpoint, cache: cache, log: &syncBuffer{}, done: make(chan struct{})}
-	m.cmd = exec.Command(dvfsBin, append(append([]string{"mount", "--cache", cache}, extra...), mountpoint)...)
+	m.cmd = command(s.prefix, append(append([]string{"mount", "--cache", cache}, extra...), mountpoint)...)
 	m.cmd.Env = append(os.Environ(), "DVFS_SERVER="+s.url, "DVFS_TOKEN="+s.token)
 	pr, pw := io.Pipe()
 	m.cmd.Stderr = io.MultiWriter(pw, m.log)

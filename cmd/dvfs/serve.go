@@ -26,6 +26,7 @@ type serveConfig struct {
 	listen  string // address to listen on
 	tlsCert string // PEM certificate; with tlsKey, serve HTTPS
 	tlsKey  string // PEM private key of tlsCert
+	mc      multicastConfig
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -43,6 +44,13 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&c.listen, "listen", ":7420", "address to listen on")
 	f.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate (PEM); serve HTTPS with --tls-key")
 	f.StringVar(&c.tlsKey, "tls-key", "", "TLS private key (PEM)")
+	f.StringVar(&c.mc.group, "multicast-group", "", "multicast group IP:port for template sessions, e.g. 239.255.42.42:7421 (empty: no multicast)")
+	f.StringVar(&c.mc.iface, "multicast-iface", "", "interface to send multicast on (default: by the routing table)")
+	f.StringVar(&c.mc.rate, "multicast-rate", "1gbit", "maximum multicast rate")
+	f.IntVar(&c.mc.packetSize, "multicast-packet-size", 0, "largest UDP payload (default 1472 for a 1500-byte MTU; 8972 for jumbo frames)")
+	f.BoolVar(&c.mc.encrypt, "multicast-encrypt", false, "encrypt session payloads (AES-GCM; keys go to workstations over the API)")
+	f.BoolVar(&c.mc.onPublish, "multicast-on-publish", true, "send every newly published version by multicast")
+	f.DurationVar(&c.mc.every, "multicast-every", 0, "also send every template's latest version this often (0: only on publish and push)")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
 }
@@ -79,12 +87,20 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 		g.log.Info("wrote the first admin token", "file", tokenFile)
 	}
 
+	scfg := server.Config{Repo: r, Logger: g.log}
+	if c.mc.group != "" {
+		sessions, err := startMulticast(ctx, g, c.mc, r)
+		if err != nil {
+			return err
+		}
+		scfg.Multicast, scfg.PushOnPublish = sessions, c.mc.onPublish
+	}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           server.New(server.Config{Repo: r, Logger: g.log}),
+		Handler:           server.New(scfg),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),

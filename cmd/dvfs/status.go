@@ -18,16 +18,18 @@ import (
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/sync/cache"
+	"github.com/dvfs-project/dvfs/sync/multicast"
 	"github.com/dvfs-project/dvfs/sync/writeback"
 )
 
 // mountStatus is what a running mount reports to dvfs status.
 type mountStatus struct {
-	Mountpoint string             `json:"mountpoint"`
-	User       string             `json:"user"`
-	Cache      cache.Stats        `json:"cache"`
-	Templates  []templateFill     `json:"templates"`
-	Clones     []cloneStatus      `json:"clones"`
+	Mountpoint string                   `json:"mountpoint"`
+	User       string                   `json:"user"`
+	Cache      cache.Stats              `json:"cache"`
+	Templates  []templateFill           `json:"templates"`
+	Clones     []cloneStatus            `json:"clones"`
+	Multicast  []multicast.JoinProgress `json:"multicast,omitempty"`
 }
 
 // cloneStatus is a clone's writeback status and how much of it the cache
@@ -114,14 +116,21 @@ func queryStatus(ctx context.Context, sock string) (mountStatus, error) {
 
 func printStatus(st mountStatus) {
 	fmt.Printf("%s (user %s)\n", st.Mountpoint, st.User)
-	fmt.Printf("  cache: %d blocks, %s; %d hits, %d misses, %d fetched, %d evicted\n", st.Cache.Blocks,
-		humanize.IBytes(uint64(st.Cache.Bytes)), st.Cache.Hits, st.Cache.Misses, st.Cache.Fetched, st.Cache.Evicted)
+	fmt.Printf("  cache: %d blocks, %s; %d hits, %d misses, %d fetched, %d received by multicast, %d evicted\n", st.Cache.Blocks,
+		humanize.IBytes(uint64(st.Cache.Bytes)), st.Cache.Hits, st.Cache.Misses, st.Cache.Fetched, st.Cache.Received, st.Cache.Evicted)
 	for _, t := range st.Templates {
 		pct := 100.0
 		if t.Blocks > 0 {
 			pct = 100 * float64(t.Cached) / float64(t.Blocks)
 		}
 		fmt.Printf("  template %-24s %5.1f%% cached (%d of %d blocks)\n", t.Template, pct, t.Cached, t.Blocks)
+	}
+	for _, m := range st.Multicast {
+		fmt.Printf("  multicast session %d: %s@%d %s, %d of %d blocks stored", m.Session, m.Template, m.Version, m.State, m.Stored, m.Needed)
+		if m.Error != "" {
+			fmt.Printf(" (%s)", m.Error)
+		}
+		fmt.Println()
 	}
 	for _, c := range st.Clones {
 		sync := "synced"

@@ -17,7 +17,7 @@ import (
 
 func newTemplateCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "template", Short: "Publish, list, show and remove templates"}
-	cmd.AddCommand(newPublishCmd(g), newListCmd(g), newShowCmd(g), newRmCmd(g), newGCCmd(g), newExportCmd(g))
+	cmd.AddCommand(newPublishCmd(g), newListCmd(g), newShowCmd(g), newRmCmd(g), newGCCmd(g), newExportCmd(g), newPushCmd(g))
 	return cmd
 }
 
@@ -202,6 +202,30 @@ func newExportCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Printf("exported %s@%d to %s\n", m.Name, m.Version, args[1])
+			return nil
+		},
+	}
+}
+
+func newPushCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "push NAME[@VERSION]",
+		Short: "Send a template version to every workstation by multicast (each receives only the blocks it lacks)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, v, err := parseRef(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := g.newClient()
+			if err != nil {
+				return err
+			}
+			s, err := c.Push(cmd.Context(), name, v)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("multicast session %d queued: %s@%d to %s\n", s.ID, s.Template, s.Version, s.Group)
 			return nil
 		},
 	}

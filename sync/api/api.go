@@ -186,3 +186,35 @@ type CloneHistory struct {
 	Generations []GenerationInfo `json:"generations"`
 	Snapshots   []SnapshotInfo   `json:"snapshots"`
 }
+
+// Multicast routes.
+const (
+	PathMulticast     = "/v1/multicast"      // GET: []MulticastSession, current and recent
+	PathMulticastPush = "/v1/multicast/push" // POST PushRequest: send a template version to every workstation
+)
+
+// MulticastSession is a multicast send of one template version. Workstations
+// join the ones for templates they lack; Key (when set) decrypts its
+// payloads, and is handed out only over this authenticated API.
+type MulticastSession struct {
+	ID       uint32    `json:"id"`
+	Template string    `json:"template"`
+	Version  uint64    `json:"version"`
+	Group    string    `json:"group"` // IP:port
+	Key      []byte    `json:"key,omitempty"`
+	State    string    `json:"state"` // queued, sending, done, failed
+	Queued   time.Time `json:"queued"`
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	// Sent and Needed are the session's data bytes on the wire and the
+	// bytes the receivers lacked, once it is done.
+	Sent   int64  `json:"sent,omitempty"`
+	Needed int64  `json:"needed,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// PushRequest asks for a multicast session.
+type PushRequest struct {
+	Template string `json:"template"`
+	Version  uint64 `json:"version"` // 0: latest
+}

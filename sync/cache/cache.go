@@ -45,6 +45,8 @@ type Config struct {
 // Stats counts what the cache did.
 type Stats struct {
 	Hits, Misses, Fetched, Evicted, Corrupt int64
+	// Received counts blocks that came by another way (Put: multicast).
+	Received int64
 	Blocks                                  int
 	Bytes                                   int64
 }
@@ -68,6 +70,7 @@ type Cache struct {
 	wg         sync.WaitGroup
 	hits, miss atomic.Int64
 	fetched    atomic.Int64
+	received   atomic.Int64
 	corrupt    atomic.Int64
 }
 
@@ -262,8 +265,17 @@ func (c *Cache) fetch(ctx context.Context, ids []blockstore.ID, each func(blocks
 	return flush()
 }
 
-// put stores blocks, evicting clean blocks first when over the limit.
+// put stores fetched blocks, evicting clean blocks first when over the
+// limit.
 func (c *Cache) put(ctx context.Context, blocks []blockstore.Block) error {
+	if err := c.store(ctx, blocks); err != nil {
+		return err
+	}
+	c.fetched.Add(int64(len(blocks)))
+	return nil
+}
+
+func (c *Cache) store(ctx context.Context, blocks []blockstore.Block) error {
 	var size int64
 	for _, b := range blocks {
 		size += int64(len(b.Frame))
@@ -277,7 +289,6 @@ func (c *Cache) put(ctx context.Context, blocks []blockstore.Block) error {
 	for _, b := range blocks {
 		c.lru.add(b.ID, int64(len(b.Frame)))
 	}
-	c.fetched.Add(int64(len(blocks)))
 	return nil
 }
 
@@ -350,7 +361,7 @@ func (c *Cache) prefetcher(ctx context.Context) {
 // Stats reports the cache's counters.
 func (c *Cache) Stats() Stats {
 	return Stats{
-		Hits: c.hits.Load(), Misses: c.miss.Load(), Fetched: c.fetched.Load(),
+		Hits: c.hits.Load(), Misses: c.miss.Load(), Fetched: c.fetched.Load(), Received: c.received.Load(),
 		Evicted: c.lru.evicted.Load(), Corrupt: c.corrupt.Load(),
 		Blocks: c.lru.len(), Bytes: c.lru.bytes(),
 	}
@@ -381,4 +392,20 @@ func (c *Cache) FillBackground(ids []blockstore.ID) {
 			ids = ids[n:]
 		}
 	}()
+}
+
+// Put stores verified blocks that arrived by another way (a multicast
+// session), evicting clean blocks first when over the limit and counting
+// them like fetched ones.
+func (c *Cache) Put(ctx context.Context, blocks ...blockstore.Block) error {
+	if err := c.store(ctx, blocks); err != nil {
+		return err
+	}
+	c.received.Add(int64(len(blocks)))
+	return nil
+}
+
+// Missing returns the IDs of ids the cache lacks.
+func (c *Cache) Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore.ID, error) {
+	return c.cfg.Store.Missing(ctx, ids)
 }

@@ -26,6 +26,8 @@ func statusOf(err error) int {
 		// 412: the request's precondition (its lease epoch) no longer
 		// holds; the client must not retry it as it is.
 		return http.StatusPreconditionFailed
+	case errors.Is(err, errNoMulticast):
+		return http.StatusNotImplemented
 	case errors.Is(err, repo.ErrInvalid), errors.Is(err, api.ErrMalformed),
 		errors.Is(err, manifest.ErrMalformed), errors.Is(err, errBadRequest):
 		return http.StatusBadRequest

@@ -4,6 +4,7 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 
@@ -17,6 +18,16 @@ type Config struct {
 	Repo *repo.Repo
 	// Logger receives request errors.
 	Logger *slog.Logger
+	// Multicast, if set, runs multicast sessions (sync/multicast.Sessions).
+	Multicast Multicast
+	// PushOnPublish starts a multicast session for every new version.
+	PushOnPublish bool
+}
+
+// Multicast is what the server needs of the multicast session runner.
+type Multicast interface {
+	Push(ctx context.Context, name string, version uint64) (api.MulticastSession, error)
+	List() []api.MulticastSession
 }
 
 // Server is the repository's HTTP handler.
@@ -24,11 +35,12 @@ type Server struct {
 	repo *repo.Repo
 	log  *slog.Logger
 	mux  *http.ServeMux
+	cfg  Config
 }
 
 // New returns the handler for cfg.Repo.
 func New(cfg Config) *Server {
-	s := &Server{repo: cfg.Repo, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{repo: cfg.Repo, log: cfg.Logger, mux: http.NewServeMux(), cfg: cfg}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -47,6 +59,8 @@ func New(cfg Config) *Server {
 	s.handle("POST "+api.PathGC, admin, s.gc)
 	s.handle("POST "+api.PathTokens, admin, s.createToken)
 	s.handle("GET "+api.PathWhoAmI, user, s.whoAmI)
+	s.handle("GET "+api.PathMulticast, user, s.multicastList)
+	s.handle("POST "+api.PathMulticastPush, admin, s.multicastPush)
 	s.handle("GET "+api.PathClones, user, s.listClones)
 	s.handle("POST "+api.PathClone, user, s.createClone)
 	s.handle("GET "+api.PathClone, user, s.clone)

@@ -46,12 +46,12 @@ func TestMain(m *testing.M) {
 type serverProc struct {
 	t      *testing.T
 	prefix []string // runs every command in a network namespace, when set
-	data  string
-	url   string
-	token string
-	cmd   *exec.Cmd
-	log   *syncBuffer
-	done  chan struct{}
+	data   string
+	url    string
+	token  string
+	cmd    *exec.Cmd
+	log    *syncBuffer
+	done   chan struct{}
 }
 
 type syncBuffer struct {

@@ -47,8 +47,8 @@ type Stats struct {
 	Hits, Misses, Fetched, Evicted, Corrupt int64
 	// Received counts blocks that came by another way (Put: multicast).
 	Received int64
-	Blocks                                  int
-	Bytes                                   int64
+	Blocks   int
+	Bytes    int64
 }
 
 // Cache reads blocks through a local store. Safe for concurrent use.

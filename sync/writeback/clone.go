@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"time"
 
@@ -58,6 +57,15 @@ func (c *cloneWB) load(ctx context.Context, latest func() (*manifest.Manifest, e
 	if ok {
 		if c.base, err = getManifest(ctx, s, key(c.name, "base")); err != nil {
 			return fmt.Errorf("writeback state of %s: base: %w", c.name, err)
+		}
+		// Outbox files no pending generation names are seals a crash
+		// cut short.
+		var p pending
+		if _, err := getJSON(ctx, s, key(c.name, "pending"), &p); err != nil {
+			return err
+		}
+		if err := c.w.outbox.sweep(outboxPrefix(c.name), p.OutboxFile); err != nil {
+			c.w.log.Warn("cannot clean the outbox", "clone", c.name, "err", err)
 		}
 		c.loaded = true
 		return nil
@@ -248,54 +256,63 @@ func (c *cloneWB) cycle(ctx context.Context) error {
 			return err
 		}
 	}
-	sealed := time.Now()
-	m, outbox, err := c.seal(ctx)
+	sealedAt := time.Now()
+	s, err := c.seal(ctx)
 	if err != nil {
 		return fmt.Errorf("seal: %w", err)
 	}
-	c.w.log.Debug("clone sealed", "clone", c.name, "sealed_at", sealed.UnixNano(), "new_blocks", len(outbox))
-	committed, err := getManifest(ctx, c.w.cfg.Store, key(c.name, "committed"))
+	c.w.log.Debug("clone sealed", "clone", c.name, "sealed_at", sealedAt.UnixNano(), "new_blocks", s.blocks, "held", s.held, "synced", s.synced)
+	p, err = c.savePending(ctx, s)
 	if err != nil {
+		// The seal cleared the dirty marks of blocks whose only copy is
+		// in its outbox file: the next seal reads every block afresh.
+		c.known = nil
 		return err
 	}
-	if sameTree(m, committed) {
-		return c.dropOutbox(ctx, outbox, committed)
-	}
-	body, err := m.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	p = pending{Parent: c.st.Committed, Manifest: body, Outbox: outbox}
-	c.mu.Unlock()
-	op, err := putOp(key(c.name, "pending"), p)
-	if err != nil {
-		return err
-	}
-	if err := c.w.cfg.Store.CommitMeta(ctx, op); err != nil {
-		return err
+	if p.Manifest == nil {
+		return nil // nothing changed
 	}
 	return c.commit(ctx, &p)
 }
 
-// dropOutbox deletes outbox blocks that no kept manifest needs.
-func (c *cloneWB) dropOutbox(ctx context.Context, ids []blockstore.ID, keep *manifest.Manifest) error {
-	if len(ids) == 0 {
-		return nil
+// savePending saves a sealed generation as pending, or drops it (a zero
+// pending) when the tree is the one committed last.
+func (c *cloneWB) savePending(ctx context.Context, s sealed) (pending, error) {
+	committed, err := getManifest(ctx, c.w.cfg.Store, key(c.name, "committed"))
+	if err != nil {
+		c.w.outbox.remove(s.file)
+		return pending{}, err
 	}
-	need := make(map[blockstore.ID]bool)
-	if keep != nil {
-		for id := range keep.BlockIDs() {
-			need[id] = true
-		}
+	if sameTree(s.m, committed) {
+		// Every block is in the committed generation, on the server.
+		return pending{}, c.w.outbox.remove(s.file)
 	}
-	var drop []blockstore.ID
-	for _, id := range ids {
-		if !need[id] {
-			drop = append(drop, id)
-		}
+	body, err := s.m.MarshalBinary()
+	if err != nil {
+		c.w.outbox.remove(s.file)
+		return pending{}, err
 	}
-	return c.w.cfg.Store.Delete(ctx, drop...)
+	c.mu.Lock()
+	p := pending{Parent: c.st.Committed, Manifest: body, OutboxFile: s.file, Blocks: s.blocks}
+	c.mu.Unlock()
+	op, err := putOp(key(c.name, "pending"), p)
+	if err != nil {
+		c.w.outbox.remove(s.file)
+		return pending{}, err
+	}
+	// On error the file stays: the next load sweeps it unless the pending
+	// generation was saved after all.
+	return p, c.w.cfg.Store.CommitMeta(ctx, op)
+}
+
+// dropOutbox deletes the outbox of a pending generation that is committed
+// or given up.
+func (c *cloneWB) dropOutbox(ctx context.Context, p *pending) error {
+	err := c.w.outbox.remove(p.OutboxFile)
+	if len(p.Outbox) > 0 {
+		err = errors.Join(err, c.w.cfg.Store.Delete(ctx, p.Outbox...))
+	}
+	return err
 }
 
 // commit uploads a pending generation's blocks and commits it. A takeover
@@ -305,7 +322,7 @@ func (c *cloneWB) commit(ctx context.Context, p *pending) error {
 	if err != nil {
 		return fmt.Errorf("pending generation: %w", err)
 	}
-	if err := c.upload(ctx, m); err != nil {
+	if err := c.upload(ctx, m, p.OutboxFile); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -330,36 +347,7 @@ func (c *cloneWB) commit(ctx context.Context, p *pending) error {
 		return err
 	}
 	c.w.log.Debug("clone generation committed", "clone", c.name, "generation", info.Generation, "committed_at", time.Now().UnixNano())
-	return c.w.cfg.Store.Delete(ctx, p.Outbox...)
-}
-
-// upload sends the blocks of m the server lacks, from the outbox.
-func (c *cloneWB) upload(ctx context.Context, m *manifest.Manifest) error {
-	missing, err := c.w.cfg.Server.Missing(ctx, slices.Collect(m.BlockIDs()))
-	if err != nil {
-		return err
-	}
-	var total int64
-	var batch []byte
-	var frame []byte
-	for i, id := range missing {
-		frame, err = c.w.cfg.Store.GetFrame(ctx, id, frame[:0])
-		if err != nil {
-			return fmt.Errorf("outbox block %s: %w", id.Short(), err)
-		}
-		batch = appendBlock(batch, id, frame)
-		if len(batch) >= 16<<20 || i == len(missing)-1 {
-			if err := c.w.cfg.Server.Upload(ctx, batch); err != nil {
-				return err
-			}
-			total += int64(len(batch))
-			if c.w.cfg.Progress != nil {
-				c.w.cfg.Progress(c.name, int64(i+1), int64(len(missing)))
-			}
-			batch = batch[:0]
-		}
-	}
-	return nil
+	return c.dropOutbox(ctx, p)
 }
 
 // conflict saves a generation the server refused (another workstation took
@@ -383,7 +371,7 @@ func (c *cloneWB) conflict(ctx context.Context, m *manifest.Manifest, p *pending
 	if err := c.saveState(ctx, blockstore.MetaOp{Key: key(c.name, "pending")}); err != nil {
 		return err
 	}
-	return c.w.cfg.Store.Delete(ctx, p.Outbox...)
+	return c.dropOutbox(ctx, p)
 }
 
 // release gives the lease back after a clean flush.

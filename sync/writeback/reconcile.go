@@ -83,16 +83,17 @@ func (w *Writeback) reconcile(ctx context.Context, name string) error {
 		c.poke()
 		return nil
 	}
-	m, outbox, err := c.seal(ctx)
+	s, err := c.seal(ctx)
 	if err != nil {
 		return fmt.Errorf("seal: %w", err)
 	}
+	m := s.m
 	committed, err := getManifest(ctx, w.cfg.Store, key(name, "committed"))
 	if err != nil {
 		return err
 	}
 	if !sameTree(m, committed) {
-		if err := c.upload(ctx, m); err != nil {
+		if err := c.upload(ctx, m, s.file); err != nil {
 			return err
 		}
 		cm := *m
@@ -106,12 +107,14 @@ func (w *Writeback) reconcile(ctx context.Context, name string) error {
 	if err := w.cfg.Overlay.Drop(ctx, name); err != nil {
 		return err
 	}
+	if err := w.outbox.remove(s.file); err != nil {
+		return err
+	}
 	var p pending
 	if has, _ := getJSON(ctx, w.cfg.Store, key(name, "pending"), &p); has {
-		outbox = append(outbox, p.Outbox...)
-	}
-	if err := w.cfg.Store.Delete(ctx, outbox...); err != nil {
-		return err
+		if err := c.dropOutbox(ctx, &p); err != nil {
+			return err
+		}
 	}
 	ops := []blockstore.MetaOp{{Key: key(name, "state")}, {Key: key(name, "base")}, {Key: key(name, "committed")}, {Key: key(name, "pending")}}
 	if err := w.cfg.Store.CommitMeta(ctx, ops...); err != nil {
@@ -163,7 +166,7 @@ func (w *Writeback) Status(ctx context.Context) []Status {
 		c.mu.Unlock()
 		var p pending
 		if has, _ := getJSON(ctx, w.cfg.Store, key(c.name, "pending"), &p); has {
-			s.Pending, s.PendingBlocks = true, len(p.Outbox)
+			s.Pending, s.PendingBlocks = true, p.Blocks+len(p.Outbox)
 		}
 		out = append(out, s)
 	}
@@ -207,5 +210,5 @@ func (c *cloneWB) adoptPending(ctx context.Context) error {
 		return err
 	}
 	c.w.log.Info("found this workstation's last commit on the server; recorded it", "clone", c.name, "generation", theirs.Version)
-	return c.w.cfg.Store.Delete(ctx, p.Outbox...)
+	return c.dropOutbox(ctx, &p)
 }

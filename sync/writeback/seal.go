@@ -2,7 +2,12 @@ package writeback
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
@@ -18,116 +23,178 @@ type idOK struct {
 	ok bool
 }
 
-// seal captures the clone and returns its tree as a manifest; the blocks no
-// earlier seal made are in the outbox (durably) before it returns.
-func (c *cloneWB) seal(ctx context.Context) (*manifest.Manifest, []blockstore.ID, error) {
-	var m *manifest.Manifest
-	var outbox []blockstore.ID
-	var next known
-	err := c.w.cfg.Overlay.Seal(ctx, c.name, func(entries []Entry, read func(uint64, int64, []byte) ([]byte, error)) error {
-		var err error
-		var blocks []blockstore.Block
-		m, blocks, next, err = c.build(ctx, entries, read)
-		if err != nil {
-			return err
-		}
-		// Into the outbox, synced, while writes wait: the dirty marks
-		// clear when this returns.
-		if len(blocks) > 0 {
-			if err := c.w.cfg.Store.Put(ctx, blocks...); err != nil {
-				return fmt.Errorf("outbox: %w", err)
-			}
-		}
-		for _, b := range blocks {
-			outbox = append(outbox, b.ID)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	c.known = next
-	return m, outbox, nil
+// sealed is a sealed generation: its tree, and the outbox file ("" for
+// none) that holds the blocks no earlier seal made, durably.
+type sealed struct {
+	m      *manifest.Manifest
+	file   string
+	blocks int // blocks in file
+
+	held, synced time.Duration // changes held off; then the file's sync
 }
 
-// build makes the manifest of the sealed entries.
-func (c *cloneWB) build(ctx context.Context, entries []Entry, read func(uint64, int64, []byte) ([]byte, error)) (*manifest.Manifest, []blockstore.Block, known, error) {
+// seal captures the clone. While the clone's changes are held off, it reads
+// the blocks changed since the last seal, hashes them and writes them to a
+// new outbox file (in the page cache: this copy is what the generation
+// holds, whatever the clone does next); then, with changes running again,
+// it makes the file durable.
+func (c *cloneWB) seal(ctx context.Context) (sealed, error) {
+	var m *manifest.Manifest
+	var next known
+	ob := c.w.outbox.create(c.w.outboxName(c.name))
+	start := time.Now()
+	err := c.w.cfg.Overlay.Seal(ctx, c.name, func(entries []Entry, read func(uint64, int64, []byte) ([]byte, error)) error {
+		var err error
+		m, next, err = c.build(ctx, entries, read, ob)
+		return err
+	})
+	held := time.Since(start)
+	if err == nil {
+		err = ob.finish()
+	}
+	if err != nil {
+		ob.abort()
+		// The marks may be clear (the copy is lost with the file): what
+		// the next seal knows must come from the overlay again.
+		c.known = nil
+		return sealed{}, err
+	}
+	c.known = next
+	return sealed{m: m, file: ob.file(), blocks: ob.blocks, held: held, synced: time.Since(start) - held}, nil
+}
+
+// sealWorkers read, hash and write out changed blocks in parallel (the read
+// function allows it): one core hashes while the other copies.
+const sealWorkers = 2
+
+// blockJob is a changed local block for the seal's workers to read.
+type blockJob struct {
+	path  string
+	ino   uint64
+	b     int64 // block index
+	l     int64 // its length
+	id    *blockstore.ID
+	known *idOK
+}
+
+// build makes the manifest of the sealed entries; the blocks it reads go
+// to ob (each ID once).
+func (c *cloneWB) build(ctx context.Context, entries []Entry, read func(uint64, int64, []byte) ([]byte, error), ob *outboxWriter) (*manifest.Manifest, known, error) {
 	base := c.base
 	bs := int64(base.BlockSize)
 	m := &manifest.Manifest{Kind: manifest.KindClone, Name: c.name, BlockSize: base.BlockSize}
 	next := make(known, len(entries))
-	var out []blockstore.Block
+	var seenMu sync.Mutex
 	seen := make(map[blockstore.ID]bool)
-	add := func(plain []byte) blockstore.ID {
+	// put adds a block to the outbox; rec holds it from outboxRecHdr on.
+	put := func(rec []byte) (blockstore.ID, error) {
+		plain := rec[outboxRecHdr:]
 		if blockstore.IsZero(plain) {
-			return blockstore.Hole
+			return blockstore.Hole, nil
 		}
 		id := blockstore.Sum(plain)
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, blockstore.Block{ID: id, Frame: blockstore.Encode(nil, plain)})
+		seenMu.Lock()
+		dup := seen[id]
+		seen[id] = true
+		seenMu.Unlock()
+		if dup {
+			return id, nil
 		}
-		return id
+		return id, ob.add(id, rec)
 	}
-	buf := make([]byte, 0, bs)
-	for i := range entries {
-		e := &entries[i]
-		f := manifest.File{Path: e.Path, Mode: e.Mode, MTime: e.MTime, Target: e.Target}
-		if !e.Mode.IsRegular() {
-			m.Files = append(m.Files, f)
-			continue
-		}
-		f.Size = e.Size
-		n := (e.Size + bs - 1) / bs
-		f.Blocks = make([]blockstore.ID, n)
-		var bf *manifest.File
-		if e.BasePath != "" {
-			bf, _ = base.Lookup(e.BasePath)
-			if bf != nil && !bf.Mode.IsRegular() {
-				bf = nil
-			}
-		}
-		dirty := make(map[int64]bool, len(e.Dirty))
-		for _, d := range e.Dirty {
-			dirty[d] = true
-		}
-		prev := c.known[e.Ino]
-		ids := make([]idOK, n)
-		for b := range n {
-			off := b * bs
-			l := min(bs, e.Size-off)
-			if e.local(b) {
-				if !dirty[b] && b < int64(len(prev)) && prev[b].ok {
-					ids[b] = prev[b]
-				} else {
-					p, err := read(e.Ino, b, buf[:0])
-					if err != nil {
-						return nil, nil, nil, fmt.Errorf("%s block %d: %w", e.Path, b, err)
-					}
-					if int64(len(p)) != l {
-						return nil, nil, nil, fmt.Errorf("%s block %d: read %d bytes, want %d", e.Path, b, len(p), l)
-					}
-					ids[b] = idOK{add(p), true}
+
+	g, gctx := errgroup.WithContext(ctx)
+	jobs := make(chan blockJob, 64)
+	for range sealWorkers {
+		g.Go(func() error {
+			rec := make([]byte, outboxRecHdr+bs)
+			for j := range jobs {
+				p, err := read(j.ino, j.b, rec[outboxRecHdr:outboxRecHdr])
+				if err != nil {
+					return fmt.Errorf("%s block %d: %w", j.path, j.b, err)
 				}
-				f.Blocks[b] = ids[b].id
+				if int64(len(p)) != j.l {
+					return fmt.Errorf("%s block %d: read %d bytes, want %d", j.path, j.b, len(p), j.l)
+				}
+				r := rec[:outboxRecHdr+len(p)]
+				if len(p) > 0 && &p[0] != &r[outboxRecHdr] {
+					copy(r[outboxRecHdr:], p) // read made its own buffer
+				}
+				id, err := put(r)
+				if err != nil {
+					return err
+				}
+				*j.id, *j.known = id, idOK{id, true}
+			}
+			return nil
+		})
+	}
+	walk := func() error {
+		defer close(jobs)
+		for i := range entries {
+			e := &entries[i]
+			f := manifest.File{Path: e.Path, Mode: e.Mode, MTime: e.MTime, Target: e.Target}
+			if !e.Mode.IsRegular() {
+				m.Files = append(m.Files, f)
 				continue
 			}
-			id, err := c.baseBlock(ctx, bf, e.BaseSize, b, l, add)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("%s block %d: %w", e.Path, b, err)
+			f.Size = e.Size
+			n := (e.Size + bs - 1) / bs
+			f.Blocks = make([]blockstore.ID, n)
+			var bf *manifest.File
+			if e.BasePath != "" {
+				bf, _ = base.Lookup(e.BasePath)
+				if bf != nil && !bf.Mode.IsRegular() {
+					bf = nil
+				}
 			}
-			f.Blocks[b] = id
+			dirty := make(map[int64]bool, len(e.Dirty))
+			for _, d := range e.Dirty {
+				dirty[d] = true
+			}
+			prev := c.known[e.Ino]
+			ids := make([]idOK, n)
+			for b := range n {
+				off := b * bs
+				l := min(bs, e.Size-off)
+				if e.local(b) {
+					if !dirty[b] && b < int64(len(prev)) && prev[b].ok {
+						ids[b] = prev[b]
+						f.Blocks[b] = prev[b].id
+						continue
+					}
+					select {
+					case jobs <- blockJob{path: e.Path, ino: e.Ino, b: b, l: l, id: &f.Blocks[b], known: &ids[b]}:
+					case <-gctx.Done():
+						return gctx.Err()
+					}
+					continue
+				}
+				id, err := c.baseBlock(gctx, bf, e.BaseSize, b, l, put)
+				if err != nil {
+					return fmt.Errorf("%s block %d: %w", e.Path, b, err)
+				}
+				f.Blocks[b] = id
+			}
+			next[e.Ino] = ids
+			m.Files = append(m.Files, f)
 		}
-		next[e.Ino] = ids
-		m.Files = append(m.Files, f)
+		return nil
 	}
-	return m, out, next, nil
+	err := walk()
+	if werr := g.Wait(); err == nil || errors.Is(err, context.Canceled) && werr != nil {
+		err = werr
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, next, nil
 }
 
 // baseBlock returns the ID of block b (l bytes) of a file whose block is not
 // local: the base file's block when it is whole and unchanged, else a block
 // rebuilt from the base's bytes below baseSize and zeros.
-func (c *cloneWB) baseBlock(ctx context.Context, bf *manifest.File, baseSize, b, l int64, add func([]byte) blockstore.ID) (blockstore.ID, error) {
+func (c *cloneWB) baseBlock(ctx context.Context, bf *manifest.File, baseSize, b, l int64, put func(rec []byte) (blockstore.ID, error)) (blockstore.ID, error) {
 	bs := int64(c.base.BlockSize)
 	off := b * bs
 	if bf == nil || off >= baseSize || b >= int64(len(bf.Blocks)) {
@@ -146,9 +213,9 @@ func (c *cloneWB) baseBlock(ctx context.Context, bf *manifest.File, baseSize, b,
 	if err != nil {
 		return blockstore.Hole, err
 	}
-	block := make([]byte, l)
-	copy(block, p[:have])
-	return add(block), nil
+	rec := make([]byte, outboxRecHdr+l)
+	copy(rec[outboxRecHdr:], p[:have])
+	return put(rec)
 }
 
 // sameTree reports whether two manifests describe the same tree.

@@ -16,8 +16,8 @@ import (
 //	wb/CLONE/committed  the manifest of the latest generation committed here
 //	wb/CLONE/pending    JSON pending: a sealed generation not yet committed
 //
-// The outbox holds the pending generation's new blocks as the Store's
-// blocks, until the commit.
+// The pending generation's new blocks are in its outbox file until the
+// commit (see outbox.go).
 type state struct {
 	Base            uint64 `json:"base"`      // generation the overlay started from
 	Committed       uint64 `json:"committed"` // latest generation committed from here (or Base)
@@ -31,9 +31,13 @@ type state struct {
 }
 
 type pending struct {
-	Parent   uint64          `json:"parent"`
-	Manifest []byte          `json:"manifest"` // unsigned manifest body
-	Outbox   []blockstore.ID `json:"outbox"`   // blocks put in the outbox for it
+	Parent     uint64 `json:"parent"`
+	Manifest   []byte `json:"manifest"`              // unsigned manifest body
+	OutboxFile string `json:"outbox_file,omitempty"` // its new blocks
+	Blocks     int    `json:"blocks,omitempty"`      // how many
+	// Outbox lists the new blocks kept as the Store's blocks by earlier
+	// versions (before outbox files).
+	Outbox []blockstore.ID `json:"outbox,omitempty"`
 }
 
 func key(clone, what string) string { return "wb/" + clone + "/" + what }

@@ -7,8 +7,8 @@
 // but an unmount's final flush: the write path only marks blocks dirty.
 //
 // Order, as everywhere in dvfs: blocks before metadata. A sealed
-// generation's new blocks are in the outbox (synced) before its manifest is
-// saved as pending, and on the server before the commit.
+// generation's new blocks are in the outbox (a file, synced) before its
+// manifest is saved as pending, and on the server before the commit.
 package writeback
 
 import (
@@ -20,6 +20,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -68,8 +69,9 @@ type Server interface {
 	CreateClone(ctx context.Context, m *manifest.Manifest, template string, version uint64) (api.CloneInfo, error)
 }
 
-// Store is where the writeback keeps its state and its outbox of sealed
-// blocks: durable (every Put and CommitMeta synced).
+// Store is where the writeback keeps its state: durable (every CommitMeta
+// synced). Its blocks are read only for pending generations sealed by
+// earlier versions, whose outbox was the Store's blocks.
 type Store interface {
 	blockstore.Store
 	blockstore.MetaStore
@@ -81,8 +83,11 @@ type Config struct {
 	Server Server
 	// Overlay is the filesystem whose clones are written back.
 	Overlay Overlay
-	// Store keeps the writeback's state and outbox (durable).
+	// Store keeps the writeback's state (durable).
 	Store Store
+	// OutboxDir is the directory of the outbox files, the sealed blocks
+	// not yet on the server (a local disk that keeps what is synced).
+	OutboxDir string
 	// Blocks reads base blocks (the workstation cache), for the rare block
 	// a seal must rebuild from its base (a file shrunk mid-block).
 	Blocks interface {
@@ -102,8 +107,10 @@ type Config struct {
 
 // Writeback runs the writeback of every clone this workstation opens.
 type Writeback struct {
-	cfg Config
-	log *slog.Logger
+	cfg    Config
+	log    *slog.Logger
+	outbox *outbox
+	seq    atomic.Uint64 // names outbox files
 
 	mu     sync.Mutex
 	clones map[string]*cloneWB
@@ -114,8 +121,12 @@ type Writeback struct {
 
 // New returns a Writeback; Start runs its background loops.
 func New(cfg Config) (*Writeback, error) {
-	if cfg.Server == nil || cfg.Store == nil || cfg.Holder == "" {
-		return nil, errors.New("writeback: Server, Store and Holder are required")
+	if cfg.Server == nil || cfg.Store == nil || cfg.Holder == "" || cfg.OutboxDir == "" {
+		return nil, errors.New("writeback: Server, Store, OutboxDir and Holder are required")
+	}
+	ob, err := openOutbox(cfg.OutboxDir)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.LeaseTTL == 0 {
 		cfg.LeaseTTL = 60 * time.Second
@@ -123,7 +134,7 @@ func New(cfg Config) (*Writeback, error) {
 	if cfg.Interval == 0 {
 		cfg.Interval = 5 * time.Second
 	}
-	w := &Writeback{cfg: cfg, log: cfg.Logger, clones: make(map[string]*cloneWB)}
+	w := &Writeback{cfg: cfg, log: cfg.Logger, outbox: ob, clones: make(map[string]*cloneWB)}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -136,6 +147,17 @@ func New(cfg Config) (*Writeback, error) {
 func HolderName(host, cacheDir string) string {
 	sum := sha256.Sum256([]byte(cacheDir))
 	return host + "/" + hex.EncodeToString(sum[:3])
+}
+
+// outboxPrefix starts the names of clone's outbox files.
+func outboxPrefix(clone string) string {
+	sum := sha256.Sum256([]byte(clone))
+	return hex.EncodeToString(sum[:8]) + "-"
+}
+
+// outboxName names a new outbox file of clone.
+func (w *Writeback) outboxName(clone string) string {
+	return fmt.Sprintf("%s%x-%d", outboxPrefix(clone), time.Now().UnixNano(), w.seq.Add(1))
 }
 
 func (w *Writeback) clone(name string) *cloneWB {

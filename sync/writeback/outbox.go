@@ -1,0 +1,215 @@
+package writeback
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+)
+
+// The outbox keeps a sealed generation's new blocks until they are on the
+// server: one append-only file per seal, plain bytes as the clone held
+// them (compression waits for the upload, and only for the blocks the
+// server lacks). A seal writes its file into the page cache while the
+// clone's changes are held off, then makes it durable with one fdatasync
+// (and one fsync of the directory) after changes resume, before the
+// pending generation that names it is saved. A file no pending generation
+// names is garbage: a seal cut short by a crash, or one already committed.
+//
+// File: the magic, then records, each
+//
+//	32 bytes  block ID
+//	4 bytes   plain length (big endian)
+//	4 bytes   CRC-32C of the plain bytes
+//	...       the plain bytes
+const (
+	outboxMagic  = "dvfsobx1"
+	outboxRecHdr = blockstore.IDSize + 8
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// errOutboxCorrupt: an outbox file that does not read back as written.
+var errOutboxCorrupt = errors.New("outbox file corrupt")
+
+// outbox is a directory of outbox files.
+type outbox struct{ dir string }
+
+func openOutbox(dir string) (*outbox, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	return &outbox{dir: dir}, nil
+}
+
+// outboxWriter appends blocks to a new outbox file. add may be called from
+// several goroutines.
+type outboxWriter struct {
+	o    *outbox
+	name string
+
+	mu     sync.Mutex
+	f      *os.File
+	blocks int
+}
+
+// create starts outbox file name (created on the first add: a seal with
+// no new blocks leaves no file).
+func (o *outbox) create(name string) *outboxWriter {
+	return &outboxWriter{o: o, name: name}
+}
+
+// add appends block id. rec holds the block's plain bytes from offset
+// outboxRecHdr on; add writes the record header into rec[:outboxRecHdr]
+// and the whole record with one write.
+func (w *outboxWriter) add(id blockstore.ID, rec []byte) error {
+	plain := rec[outboxRecHdr:]
+	copy(rec, id[:])
+	binary.BigEndian.PutUint32(rec[blockstore.IDSize:], uint32(len(plain)))
+	binary.BigEndian.PutUint32(rec[blockstore.IDSize+4:], crc32.Checksum(plain, crcTable))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		f, err := os.OpenFile(filepath.Join(w.o.dir, w.name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		w.f = f
+		if _, err := f.WriteString(outboxMagic); err != nil {
+			return fmt.Errorf("outbox %s: %w", w.name, err)
+		}
+	}
+	if _, err := w.f.Write(rec); err != nil {
+		return fmt.Errorf("outbox %s: %w", w.name, err)
+	}
+	w.blocks++
+	return nil
+}
+
+// file returns the file's name, or "" if no block was added.
+func (w *outboxWriter) file() string {
+	if w.f == nil {
+		return ""
+	}
+	return w.name
+}
+
+// finish makes the file durable: its data, then its directory entry.
+func (w *outboxWriter) finish() error {
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Sync()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(w.o.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("outbox %s: %w", w.name, err)
+	}
+	return nil
+}
+
+// abort closes and removes the file.
+func (w *outboxWriter) abort() {
+	if w.f != nil {
+		w.f.Close()
+		os.Remove(filepath.Join(w.o.dir, w.name))
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// scan reads outbox file name in order and calls fn with each record's
+// block ID and plain bytes (valid only during the call), checked against
+// the record's CRC. A short or damaged file gives an error wrapping
+// errOutboxCorrupt.
+func (o *outbox) scan(ctx context.Context, name string, fn func(id blockstore.ID, plain []byte) error) error {
+	f, err := os.Open(filepath.Join(o.dir, name))
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	var magic [len(outboxMagic)]byte
+	if _, err := io.ReadFull(r, magic[:]); err != nil || string(magic[:]) != outboxMagic {
+		return fmt.Errorf("outbox %s: no header: %w", name, errOutboxCorrupt)
+	}
+	var hdr [outboxRecHdr]byte
+	var buf []byte
+	for n := 0; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(r, hdr[:]); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("outbox %s record %d: %w (%v)", name, n, errOutboxCorrupt, err)
+		}
+		id := blockstore.ID(hdr[:blockstore.IDSize])
+		l := binary.BigEndian.Uint32(hdr[blockstore.IDSize:])
+		if l > blockstore.MaxBlockSize {
+			return fmt.Errorf("outbox %s record %d: length %d: %w", name, n, l, errOutboxCorrupt)
+		}
+		if cap(buf) < int(l) {
+			buf = make([]byte, l)
+		}
+		buf = buf[:l]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return fmt.Errorf("outbox %s record %d: %w (%v)", name, n, errOutboxCorrupt, err)
+		}
+		if crc32.Checksum(buf, crcTable) != binary.BigEndian.Uint32(hdr[blockstore.IDSize+4:]) {
+			return fmt.Errorf("outbox %s block %s: checksum mismatch: %w", name, id.Short(), errOutboxCorrupt)
+		}
+		if err := fn(id, buf); err != nil {
+			return err
+		}
+	}
+}
+
+// remove deletes outbox files; "" and absent files are ignored.
+func (o *outbox) remove(names ...string) error {
+	var errs []error
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		if err := os.Remove(filepath.Join(o.dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("outbox: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sweep deletes the files whose names start with prefix, but keep.
+func (o *outbox) sweep(prefix, keep string) error {
+	des, err := os.ReadDir(o.dir)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	var drop []string
+	for _, de := range des {
+		if n := de.Name(); strings.HasPrefix(n, prefix) && n != keep {
+			drop = append(drop, n)
+		}
+	}
+	return o.remove(drop...)
+}

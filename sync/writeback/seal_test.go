@@ -1,0 +1,165 @@
+package writeback
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"testing"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+)
+
+// fakeOverlay is one clone with one regular file, all blocks local.
+type fakeOverlay struct {
+	blocks  [][]byte
+	dirty   []int64
+	reads   atomic.Int64
+	failAt  int64 // block whose read fails (-1: none)
+	cleared bool  // the last Seal's fn succeeded
+}
+
+func (o *fakeOverlay) Seal(ctx context.Context, clone string, fn func([]Entry, func(uint64, int64, []byte) ([]byte, error)) error) error {
+	var size int64
+	for _, b := range o.blocks {
+		size += int64(len(b))
+	}
+	local := make([]uint64, (len(o.blocks)+63)/64)
+	for i := range o.blocks {
+		local[i/64] |= 1 << (i % 64)
+	}
+	e := Entry{Path: "disk", Ino: 7, Mode: 0o644, Size: size, Local: local, Dirty: o.dirty}
+	err := fn([]Entry{e}, func(ino uint64, b int64, dst []byte) ([]byte, error) {
+		o.reads.Add(1)
+		if b == o.failAt {
+			return nil, errors.New("read failed")
+		}
+		return append(dst[:0], o.blocks[b]...), nil
+	})
+	o.cleared = err == nil
+	if err == nil {
+		o.dirty = nil
+	}
+	return err
+}
+
+func (o *fakeOverlay) Drop(context.Context, string) error { return nil }
+
+func newSealTest(t *testing.T, ov *fakeOverlay) *cloneWB {
+	ob, err := openOutbox(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Writeback{cfg: Config{Overlay: ov}, log: slog.New(slog.DiscardHandler), outbox: ob}
+	return &cloneWB{w: w, name: "c", base: &manifest.Manifest{BlockSize: 4096}}
+}
+
+func TestSeal(t *testing.T) {
+	const n = 50
+	ov := &fakeOverlay{failAt: -1}
+	for i := range n {
+		b := testBlock(9, i, 4096)
+		switch {
+		case i == 10:
+			b = make([]byte, 4096) // zeros: the hole
+		case i == 20:
+			b = bytes.Clone(ov.blocks[5]) // a duplicate
+		case i == n-1:
+			b = b[:1000] // short last block
+		}
+		ov.blocks = append(ov.blocks, b)
+		ov.dirty = append(ov.dirty, int64(i))
+	}
+	c := newSealTest(t, ov)
+	ctx := context.Background()
+
+	check := func(s sealed, wantBlocks int) {
+		t.Helper()
+		f := s.m.Files[0]
+		for i, p := range ov.blocks {
+			want := blockstore.Sum(p)
+			if i == 10 {
+				want = blockstore.Hole
+			}
+			if f.Blocks[i] != want {
+				t.Fatalf("block %d: ID %s, want %s", i, f.Blocks[i].Short(), want.Short())
+			}
+		}
+		if s.blocks != wantBlocks {
+			t.Fatalf("outbox holds %d blocks, want %d", s.blocks, wantBlocks)
+		}
+		if wantBlocks == 0 {
+			if s.file != "" {
+				t.Fatalf("a seal with no new blocks made file %q", s.file)
+			}
+			return
+		}
+		got, err := readOutbox(c.w.outbox, s.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, p := range got {
+			if blockstore.Sum(p) != id {
+				t.Fatalf("outbox block %s holds other bytes", id.Short())
+			}
+		}
+		if len(got) != wantBlocks {
+			t.Fatalf("outbox file holds %d blocks, want %d", len(got), wantBlocks)
+		}
+	}
+
+	s, err := c.seal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(s, n-2) // no hole, the duplicate once
+
+	// Only the dirty block is read again.
+	ov.blocks[3] = testBlock(10, 3, 4096)
+	ov.dirty = []int64{3}
+	ov.reads.Store(0)
+	if s, err = c.seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := ov.reads.Load(); r != 1 {
+		t.Fatalf("second seal read %d blocks, want 1", r)
+	}
+	check(s, 1)
+
+	// Nothing changed: nothing read, no file.
+	ov.reads.Store(0)
+	if s, err = c.seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check(s, 0)
+
+	// A failed seal keeps the marks, removes its file, and forgets what
+	// it knew: the next seal reads every block.
+	ov.blocks[4] = testBlock(11, 4, 4096)
+	ov.dirty = []int64{4, 30}
+	ov.failAt = 30
+	if _, err := c.seal(ctx); err == nil {
+		t.Fatal("seal with a failing read succeeded")
+	}
+	if ov.cleared || c.known != nil {
+		t.Fatalf("after a failed seal: marks cleared %v, known %v", ov.cleared, c.known != nil)
+	}
+	// The successful seals' files are the writeback's to remove; the
+	// failed one removed its own.
+	des, _ := os.ReadDir(c.w.outbox.dir)
+	if len(des) != 2 {
+		t.Fatalf("outbox holds %d files after a failed seal, want the 2 of the good seals", len(des))
+	}
+	ov.failAt = -1
+	ov.reads.Store(0)
+	if s, err = c.seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := ov.reads.Load(); r != n {
+		t.Fatalf("seal after a failure read %d blocks, want all %d", r, n)
+	}
+	check(s, n-2)
+}

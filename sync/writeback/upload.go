@@ -1,0 +1,125 @@
+package writeback
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+)
+
+const (
+	// batchBytes is the size from which a batch is sent.
+	batchBytes = 16 << 20
+	// uploadsInFlight is how many batches are on their way at once: the
+	// next batch is read, compressed and sent while the server stores the
+	// one before (it syncs every batch before answering).
+	uploadsInFlight = 2
+)
+
+// upload sends the blocks of m the server lacks: from outbox file (""
+// for none), compressed on the way, and any not there from the Store (the
+// outbox of earlier versions, which kept frames in the Store).
+func (c *cloneWB) upload(ctx context.Context, m *manifest.Manifest, file string) error {
+	missing, err := c.w.cfg.Server.Missing(ctx, slices.Collect(m.BlockIDs()))
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	want := make(map[blockstore.ID]bool, len(missing))
+	for _, id := range missing {
+		want[id] = true
+	}
+	type batch struct {
+		data   []byte
+		blocks int64
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	full := make(chan batch)
+	free := make(chan []byte, uploadsInFlight+1)
+	var progMu sync.Mutex
+	var done int64
+	for range uploadsInFlight {
+		g.Go(func() error {
+			for b := range full {
+				if err := c.w.cfg.Server.Upload(gctx, b.data); err != nil {
+					return err
+				}
+				free <- b.data[:0]
+				if c.w.cfg.Progress != nil {
+					progMu.Lock()
+					done += b.blocks
+					c.w.cfg.Progress(c.name, done, int64(len(missing)))
+					progMu.Unlock()
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer close(full)
+		var cur batch
+		var frame []byte
+		add := func(id blockstore.ID, frame []byte) error {
+			if cur.data == nil {
+				select {
+				case cur.data = <-free:
+				default:
+					cur.data = make([]byte, 0, batchBytes+blockstore.MaxBlockSize+64)
+				}
+			}
+			cur.data = appendBlock(cur.data, id, frame)
+			cur.blocks++
+			if len(cur.data) < batchBytes {
+				return nil
+			}
+			select {
+			case full <- cur:
+				cur = batch{}
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		if file != "" {
+			err := c.w.outbox.scan(gctx, file, func(id blockstore.ID, plain []byte) error {
+				if !want[id] {
+					return nil
+				}
+				delete(want, id)
+				frame = blockstore.Encode(frame[:0], plain)
+				return add(id, frame)
+			})
+			if err != nil {
+				return err
+			}
+		}
+		for _, id := range missing {
+			if !want[id] {
+				continue
+			}
+			delete(want, id)
+			var err error
+			frame, err = c.w.cfg.Store.GetFrame(gctx, id, frame[:0])
+			if err != nil {
+				return fmt.Errorf("outbox block %s: %w", id.Short(), err)
+			}
+			if err := add(id, frame); err != nil {
+				return err
+			}
+		}
+		if cur.blocks == 0 {
+			return nil
+		}
+		select {
+		case full <- cur:
+			return nil
+		case <-gctx.Done():
+			return gctx.Err()
+		}
+	})
+	return g.Wait()
+}

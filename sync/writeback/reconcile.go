@@ -52,7 +52,7 @@ func (w *Writeback) Reconcile(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (w *Writeback) reconcile(ctx context.Context, name string) error {
+func (w *Writeback) reconcile(ctx context.Context, name string) (err error) {
 	c := w.clone(name)
 	if err := c.load(ctx, nil); err != nil {
 		return err
@@ -87,6 +87,14 @@ func (w *Writeback) reconcile(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("seal: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			// The seal cleared marks of blocks whose only copy is its
+			// file: the next seal reads every block afresh.
+			c.known = nil
+			w.outbox.remove(s.file)
+		}
+	}()
 	m := s.m
 	committed, err := getManifest(ctx, w.cfg.Store, key(name, "committed"))
 	if err != nil {

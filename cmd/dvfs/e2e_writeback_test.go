@@ -105,9 +105,26 @@ func TestLeaseTakeover(t *testing.T) {
 	if !regexp.MustCompile(`leased to \S+ until`).MatchString(b.log.String()) {
 		t.Fatalf("B's log does not say who holds the clone:\n%s", b.log)
 	}
+	// A writes more while B has the clone read-only: B's view is behind.
+	if out, err := shell("echo more-from-A > " + clA + "/a2.txt && sync"); err != nil {
+		t.Fatalf("A writes: %v %s", err, out)
+	}
+	time.Sleep(time.Second) // A commits it
 	s.dvfs("clone", "takeover", "--cache", filepath.Join(work, "cacheB"), "lab")
-	if out, err := shell("echo from-B > " + clB + "/b.txt && sync"); err != nil {
-		t.Fatalf("B writes after the takeover: %v %s", err, out)
+	// B's first change reloads the clone at the latest generation (and
+	// fails once, saying so); then B writes.
+	var werr error
+	for try := 0; try < 5; try++ {
+		var out string
+		if out, werr = shell("echo from-B > " + clB + "/b.txt && sync"); werr == nil {
+			break
+		} else {
+			t.Logf("B's write after the takeover, try %d: %s", try, strings.TrimSpace(out))
+		}
+		time.Sleep(1500 * time.Millisecond) // the kernel forgets the old names
+	}
+	if werr != nil {
+		t.Fatalf("B cannot write after the takeover:\n%s", b.log)
 	}
 	// A writes on, unaware; its next commit is refused.
 	shell("head -c 1M /dev/urandom > " + clA + "/late.bin && sync")
@@ -135,6 +152,9 @@ func TestLeaseTakeover(t *testing.T) {
 	s.dvfs("clone", "export", "lab", exp2)
 	if got, _ := os.ReadFile(filepath.Join(exp2, "b.txt")); string(got) != "from-B\n" {
 		t.Fatalf("B's write is not in the clone: %q", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(exp2, "a2.txt")); string(got) != "more-from-A\n" {
+		t.Fatalf("A's last commit before the takeover is not in the clone: %q", got)
 	}
 	t.Logf("A's refused changes were saved as %s", conflict)
 }

@@ -28,6 +28,8 @@ type cloneWB struct {
 	loaded  bool
 	lease   api.Lease
 	holdErr error // why this workstation may not write, if it may not
+	// wroteHere is set once a change was allowed in this process.
+	wroteHere bool
 
 	// Used by the loop (and BaseManifest before the loop writes) only.
 	base  *manifest.Manifest
@@ -81,7 +83,8 @@ func (c *cloneWB) load(ctx context.Context, latest func() (*manifest.Manifest, e
 	if err != nil {
 		return err
 	}
-	c.st = state{Base: m.Version, Committed: m.Version, Template: info.Template, TemplateVersion: info.TemplateVersion}
+	// Keep a lease epoch taken before the (re)load.
+	c.st = state{Base: m.Version, Committed: m.Version, Template: info.Template, TemplateVersion: info.TemplateVersion, Epoch: c.st.Epoch}
 	stOp, err := putOp(key(c.name, "state"), c.st)
 	if err != nil {
 		return err
@@ -122,7 +125,50 @@ func (c *cloneWB) writable(ctx context.Context) error {
 		return nil // held (renewed by the loop, which also keeps it offline)
 	}
 	c.mu.Unlock()
-	return c.acquire(ctx, false)
+	if err := c.acquire(ctx, false); err != nil {
+		return err
+	}
+	return c.rebaseIfStale(ctx)
+}
+
+// rebaseIfStale runs when this workstation has just taken a clone it never
+// wrote (it had it read-only while another workstation wrote): if the
+// server moved past the generation the overlay was opened on, the overlay
+// (which holds no change of ours) is dropped so the clone reloads at the
+// latest generation. The change that asked fails once with a clear error;
+// the retry goes to the fresh clone.
+func (c *cloneWB) rebaseIfStale(ctx context.Context) error {
+	c.mu.Lock()
+	fresh := !c.wroteHere && c.loaded
+	committed := c.st.Committed
+	c.wroteHere = true
+	c.mu.Unlock()
+	if !fresh {
+		return nil
+	}
+	info, err := c.w.cfg.Server.Clone(ctx, c.name)
+	if err != nil || info.Generation == committed {
+		return nil // offline, or up to date
+	}
+	var p pending
+	if has, _ := getJSON(ctx, c.w.cfg.Store, key(c.name, "pending"), &p); has {
+		return nil // changes of ours exist: the commit will sort it out
+	}
+	if err := c.w.cfg.Overlay.Drop(ctx, c.name); err != nil {
+		c.mu.Lock()
+		c.wroteHere = false
+		c.mu.Unlock()
+		return fmt.Errorf("clone %s changed on the server since it was opened here; close its files and retry: %w", c.name, err)
+	}
+	ops := []blockstore.MetaOp{{Key: key(c.name, "state")}, {Key: key(c.name, "base")}, {Key: key(c.name, "committed")}}
+	if err := c.w.cfg.Store.CommitMeta(ctx, ops...); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.loaded, c.st = false, state{Epoch: c.lease.Epoch}
+	c.mu.Unlock()
+	c.w.log.Info("clone changed on the server since it was opened here; reloaded at the latest generation", "clone", c.name, "generation", info.Generation)
+	return fmt.Errorf("clone %s was reloaded at generation %d (it changed on the server since it was opened here); retry", c.name, info.Generation)
 }
 
 // acquire takes or renews the lease.

@@ -169,7 +169,7 @@ type GenerationInfo struct {
 	Generation uint64    `json:"generation"`
 	Created    time.Time `json:"created"`
 	Bytes      int64     `json:"bytes"`
-	Blocks     int       `json:"blocks"`
+	Blocks     int       `json:"blocks"` // distinct data blocks
 }
 
 // SnapshotInfo names a generation.

@@ -180,7 +180,7 @@ func (r *Repo) History(ctx context.Context, owner, name string) (api.CloneHistor
 			}
 			st := m.Stats()
 			g, _ := strconv.ParseUint(strings.TrimPrefix(rest, "g/"), 10, 64)
-			h.Generations = append(h.Generations, api.GenerationInfo{Generation: g, Created: m.Created, Bytes: st.Bytes, Blocks: st.Blocks})
+			h.Generations = append(h.Generations, api.GenerationInfo{Generation: g, Created: m.Created, Bytes: st.Bytes, Blocks: st.DistinctBlocks})
 		case strings.HasPrefix(rest, "s/"):
 			var si api.SnapshotInfo
 			if err := json.Unmarshal(value, &si); err != nil {

@@ -89,7 +89,7 @@ func (r *Repo) info(m *manifest.Manifest) api.VersionInfo {
 		Created:    m.Created,
 		Files:      st.Files,
 		Bytes:      st.Bytes,
-		Blocks:     st.Blocks,
+		Blocks:     st.DistinctBlocks,
 		HoleBlocks: st.HoleBlocks,
 		KeyID:      r.keyID,
 	}

@@ -50,7 +50,7 @@ func benchMulticast(args []string) error {
 	join := fl.Duration("join", 0, "dvfs join window (0: the sender's default)")
 	uftpBlock := fl.Int("uftp-block", 1300, "uftp block size (-b)")
 	slow := fl.Bool("slow", false, "also run 4 receivers of which one is paused half the time (250 ms of every 500 ms)")
-	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the dvfs runs (sender and receivers) to this file")
+	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of each dvfs run (sender and receivers) to FILE.N, N receivers")
 	fl.Parse(args)
 	size, err := humanize.ParseBytes(*sizeStr)
 	if err != nil {
@@ -112,14 +112,7 @@ func benchMulticast(args []string) error {
 	}
 	fmt.Printf("network: %d namespaces on a bridge; the sender's eth0 shaped: %s\n", maxN+1, strings.Join(shapeCmd, " "))
 
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		b.profile = f
-	}
+	b.profile = *cpuprofile
 
 	var rows []mcRow
 	for _, n := range ns {
@@ -148,7 +141,7 @@ func benchMulticast(args []string) error {
 
 	fmt.Printf("\n%s of %s data to each receiver; the sender's link shaped to %s (%.1f MiB/s)\n",
 		humanize.IBytes(size), *data, *rateStr, float64(rate)/(1<<20))
-	fmt.Printf("%-8s %4s %-6s %8s %12s %9s %10s  %s\n", "tool", "rx", "slow", "wall s", "MiB/s/rx", "/shaped", "sent/need", "notes")
+	fmt.Printf("%-8s %4s %-6s %8s %12s %9s %10s %7s  %s\n", "tool", "rx", "slow", "wall s", "MiB/s/rx", "/shaped", "sent/need", "others", "notes")
 	for _, r := range rows {
 		r.printRow(b)
 	}
@@ -210,7 +203,7 @@ type mcBench struct {
 	signed    []byte
 	m         *manifest.Manifest
 	tn        *testNet
-	profile   *os.File
+	profile   string // CPU profile of each dvfs run: profile.N
 	cmds      map[string][]string
 }
 
@@ -223,7 +216,10 @@ type mcRow struct {
 	others time.Duration   // to the last receiver that was not paused
 	each   []time.Duration // per receiver
 	over   float64         // bytes sent / bytes needed (dvfs)
-	note   string
+	// otherCPU is the CPU time (core-seconds) other processes on the
+	// machine used during the run: a busy machine makes a row suspect.
+	otherCPU float64
+	note     string
 }
 
 func (r mcRow) print() {
@@ -231,7 +227,30 @@ func (r mcRow) print() {
 	if r.slow >= 0 {
 		fmt.Printf(" others %.2fs", r.others.Seconds())
 	}
-	fmt.Printf(" %s\n", r.note)
+	fmt.Printf(" others' CPU %.1f core-s; %s\n", r.otherCPU, r.note)
+}
+
+// cpuTimes returns the CPU time the whole machine has been busy and the
+// time this process and its waited-for children used, in core-seconds.
+func cpuTimes() (busy, mine float64) {
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		f := strings.Fields(line)
+		for i, v := range f[1:] {
+			if i == 3 || i == 4 || i >= 8 { // idle, iowait, guest
+				continue
+			}
+			n, _ := strconv.ParseFloat(v, 64)
+			busy += n / 100 // USER_HZ
+		}
+	}
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) == nil {
+			mine += time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+		}
+	}
+	return busy, mine
 }
 
 func (r mcRow) printRow(b *mcBench) {
@@ -250,7 +269,7 @@ func (r mcRow) printRow(b *mcBench) {
 	if r.slow >= 0 {
 		note = fmt.Sprintf("paused receiver done at %.2fs; %s", r.wall.Seconds(), note)
 	}
-	fmt.Printf("%-8s %4d %-6s %8.2f %12.1f %9.3f %10s  %s\n", r.tool, r.n, slow, wall.Seconds(), gp/(1<<20), gp/float64(b.rate), over, note)
+	fmt.Printf("%-8s %4d %-6s %8.2f %12.1f %9.3f %10s %7.1f  %s\n", r.tool, r.n, slow, wall.Seconds(), gp/(1<<20), gp/float64(b.rate), over, r.otherCPU, note)
 }
 
 const benchKeySeed = "dvfs bench multicast signing key"
@@ -375,6 +394,7 @@ func (b *mcBench) run(ctx context.Context, tool string, n, slow int) (mcRow, err
 	}()
 	syscall.Sync()
 	r := mcRow{tool: tool, n: n, slow: slow}
+	busy0, mine0 := cpuTimes()
 	var err error
 	switch tool {
 	case "dvfs":
@@ -387,6 +407,8 @@ func (b *mcBench) run(ctx context.Context, tool string, n, slow int) (mcRow, err
 	if err != nil {
 		return r, err
 	}
+	busy1, mine1 := cpuTimes()
+	r.otherCPU = max(0, (busy1-busy0)-(mine1-mine0))
 	for i, d := range r.each {
 		r.wall = max(r.wall, d)
 		if i != slow {
@@ -462,8 +484,13 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 	if err != nil {
 		return err
 	}
-	if b.profile != nil {
-		if err := pprof.StartCPUProfile(b.profile); err == nil {
+	if b.profile != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%d", b.profile, n))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err == nil {
 			defer pprof.StopCPUProfile()
 		}
 	}
@@ -488,15 +515,35 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 		})
 	}
 	var sst multicast.SenderStats
-	wg.Go(func() { sst, errs[0] = snd.Run(ctx) })
+	sdone := make(chan struct{})
+	wg.Go(func() { sst, errs[0] = snd.Run(ctx); close(sdone) })
+	// Sample the sender's rate: its mean says whether loss reports held
+	// the session back.
+	var rateSum, rateN, rateMin float64
+	rateMin = 1e18
+	func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-sdone:
+				return
+			case <-t.C:
+				v := float64(snd.Stats().Rate)
+				rateSum, rateN, rateMin = rateSum+v, rateN+1, min(rateMin, v)
+			}
+		}
+	}()
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	r.over = sst.Overhead()
 	var uni, left int
+	var nacks int64
 	for i, st := range stats {
 		uni += st.Unicast
+		nacks += st.Nacks
 		if st.Left {
 			left++
 		}
@@ -508,7 +555,8 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 			return fmt.Errorf("receiver %d lacks %d blocks", i+1, len(missing))
 		}
 	}
-	r.note = fmt.Sprintf("%d left, %d blocks by unicast, end rate %.0f MiB/s", left, uni, float64(sst.Rate)/(1<<20))
+	r.note = fmt.Sprintf("repairs %.1f%% of needed, %d NACKs, %d left, %d blocks by unicast, rate mean %.0f min %.0f MiB/s",
+		100*float64(sst.RepairBytes)/float64(max(sst.NeededBytes, 1)), nacks, left, uni, rateSum/max(rateN, 1)/(1<<20), rateMin/(1<<20))
 	b.cmds["dvfs"] = []string{fmt.Sprintf("go run ./bench multicast -tools dvfs -packet %d (in-process: sender in %s, receivers in %s-1..N, each a badgerstore Volatile)",
 		b.packet, b.tn.nodes[0], b.tn.prefix)}
 	return nil

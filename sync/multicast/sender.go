@@ -45,8 +45,10 @@ type SenderConfig struct {
 	// DefaultPacketSize (a 1500-byte Ethernet MTU). 8972 fits a
 	// 9000-byte jumbo MTU.
 	PacketSize int
-	// MaxRate caps the sending rate in bytes of UDP payload per second;
-	// 0 means DefaultMaxRate.
+	// MaxRate caps the sending rate in bytes per second on the link: UDP
+	// payload plus wireOverhead bytes of UDP, IP and Ethernet headers per
+	// packet, so a link shaped to MaxRate never queues or drops; 0 means
+	// DefaultMaxRate.
 	MaxRate int64
 	// Parity is the fraction of extra parity shards sent with every block
 	// before anyone asks (forward error correction); 0 sends parity only
@@ -85,7 +87,13 @@ const (
 	DefaultStallTimeout    = time.Second
 	DefaultLeaveLoss       = 0.5
 	announceEvery          = 100 * time.Millisecond
-	batchLen               = 64
+	// wireOverhead is what a packet costs on an Ethernet link beyond its
+	// UDP payload: UDP (8), IPv4 (20) and Ethernet (14) headers, as a
+	// qdisc such as tbf counts them. Pacing payload bytes alone sent 3%
+	// over a link shaped to MaxRate with 1472-byte packets: the shaper
+	// dropped what it could not queue and the session paid in repairs.
+	wireOverhead = 8 + 20 + 14
+	batchLen     = 64
 )
 
 // SenderStats counts what a session sent.
@@ -607,7 +615,7 @@ func (t *txState) flush(ctx context.Context) error {
 	for i := range t.n {
 		bytes += len(t.bufs[i][0]) + len(t.bufs[i][1])
 	}
-	t.pace.wait(ctx, bytes)
+	t.pace.wait(ctx, bytes+t.n*wireOverhead)
 	ms := t.msgs[:t.n]
 	for len(ms) > 0 {
 		n, err := t.s.cfg.Conn.WriteBatch(ms, 0)
@@ -628,16 +636,24 @@ func (t *txState) flush(ctx context.Context) error {
 	return nil
 }
 
-// pacer spaces writes to the current rate, allowing a burst of 2 ms.
+// pacer spaces writes to the current rate. A sender that fell behind
+// (a sleep that overslept, a descheduled thread) catches up on at most
+// paceSlack of sending at full speed: with 2 ms, sleeps that rounded up to
+// the next millisecond or more on a busy machine lost the time for good
+// and a session to one receiver ran at 0.55 of the rate.
 type pacer struct {
 	rate *atomic.Int64
 	next time.Time
 }
 
+// paceSlack bounds the catching up: 10 ms at 1 Gbit/s is 1.25 MB, well
+// within what a shaper (tbf's latency 50ms) or a switch port queues.
+const paceSlack = 10 * time.Millisecond
+
 func (p *pacer) wait(ctx context.Context, bytes int) {
 	now := time.Now()
-	if p.next.Before(now.Add(-2 * time.Millisecond)) {
-		p.next = now.Add(-2 * time.Millisecond)
+	if p.next.Before(now.Add(-paceSlack)) {
+		p.next = now.Add(-paceSlack)
 	}
 	p.next = p.next.Add(time.Duration(float64(bytes) / float64(p.rate.Load()) * float64(time.Second)))
 	if d := p.next.Sub(now); d > 0 {

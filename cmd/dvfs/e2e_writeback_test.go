@@ -91,11 +91,14 @@ func TestLeaseTakeover(t *testing.T) {
 	s := startServer(t, t.TempDir())
 	publishBase(t, s, "lab")
 	work := t.TempDir()
-	a := s.startMount(t, filepath.Join(work, "cacheA"), filepath.Join(work, "mntA"), "--sync-interval", "500ms")
+	// A syncs at fsync only (and at unmount): what it wrote and fsynced
+	// is exactly what each of its seals holds.
+	a := s.startMount(t, filepath.Join(work, "cacheA"), filepath.Join(work, "mntA"), "--sync-interval", "1h")
 	clA := filepath.Join(a.dir, "clones", "lab")
-	if out, err := shell("echo from-A > " + clA + "/a.txt && sync"); err != nil {
-		t.Fatalf("A writes: %v %s", err, out)
+	if err := writeSync(filepath.Join(clA, "a.txt"), []byte("from-A\n")); err != nil {
+		t.Fatalf("A writes: %v", err)
 	}
+	waitGeneration(t, s, "lab", 2)
 	b := s.startMount(t, filepath.Join(work, "cacheB"), filepath.Join(work, "mntB"))
 	clB := filepath.Join(b.dir, "clones", "lab")
 	out, err := shell("echo from-B > " + clB + "/b.txt")
@@ -106,10 +109,10 @@ func TestLeaseTakeover(t *testing.T) {
 		t.Fatalf("B's log does not say who holds the clone:\n%s", b.log)
 	}
 	// A writes more while B has the clone read-only: B's view is behind.
-	if out, err := shell("echo more-from-A > " + clA + "/a2.txt && sync"); err != nil {
-		t.Fatalf("A writes: %v %s", err, out)
+	if err := writeSync(filepath.Join(clA, "a2.txt"), []byte("more-from-A\n")); err != nil {
+		t.Fatalf("A writes: %v", err)
 	}
-	time.Sleep(time.Second) // A commits it
+	waitGeneration(t, s, "lab", 3)
 	s.dvfs("clone", "takeover", "--cache", filepath.Join(work, "cacheB"), "lab")
 	// B's first change reloads the clone at the latest generation (and
 	// fails once, saying so); then B writes.
@@ -126,8 +129,13 @@ func TestLeaseTakeover(t *testing.T) {
 	if werr != nil {
 		t.Fatalf("B cannot write after the takeover:\n%s", b.log)
 	}
-	// A writes on, unaware; its next commit is refused.
-	shell("head -c 1M /dev/urandom > " + clA + "/late.bin && sync")
+	// A writes on, unaware, and fsyncs; its next commit is refused, and
+	// what it fsynced becomes a conflict clone.
+	late := make([]byte, 1<<20)
+	rand.NewChaCha8([32]byte{'l'}).Read(late)
+	if err := writeSync(filepath.Join(clA, "late.bin"), late); err != nil {
+		t.Fatalf("A's late write (before its commit was refused): %v", err)
+	}
 	var conflict string
 	deadline := time.Now().Add(30 * time.Second)
 	for conflict == "" && time.Now().Before(deadline) {
@@ -141,8 +149,8 @@ func TestLeaseTakeover(t *testing.T) {
 	}
 	exp := filepath.Join(t.TempDir(), "conflict")
 	s.dvfs("clone", "export", conflict, exp)
-	if b, _ := os.ReadFile(filepath.Join(exp, "late.bin")); len(b) != 1<<20 {
-		t.Fatalf("A's late write is not in the conflict clone %s (%d bytes)", conflict, len(b))
+	if got, _ := os.ReadFile(filepath.Join(exp, "late.bin")); !bytes.Equal(got, late) {
+		t.Fatalf("A's fsynced late write is not in the conflict clone %s (%d bytes)", conflict, len(got))
 	}
 	if out, err := shell("echo more > " + clA + "/again.txt"); err == nil {
 		t.Fatalf("A still writes after losing the clone: %s", out)
@@ -337,4 +345,38 @@ func (s *serverProc) statusOf(t *testing.T, m *mountProc) string {
 	t.Helper()
 	out, _ := s.try("status", m.dir)
 	return out
+}
+
+// writeSync writes a file through a mount and fsyncs it (this process does
+// not serve the mount, so it may do I/O on it).
+func writeSync(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// waitGeneration waits until the server's clone reaches generation gen.
+func waitGeneration(t *testing.T, s *serverProc, clone string, gen int) {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(clone) + `\s+\S+\s+(\d+)`)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(s.dvfs("clone", "list")); m != nil {
+			if n, _ := strconv.Atoi(m[1]); n >= gen {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("clone %s never reached generation %d:\n%s", clone, gen, s.dvfs("clone", "list"))
 }

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 
@@ -48,20 +47,7 @@ func (c *Client) CreateClone(ctx context.Context, m *manifest.Manifest, template
 // CloneManifest fetches the latest generation of a clone and checks its
 // signature.
 func (c *Client) CloneManifest(ctx context.Context, name string) (*manifest.Manifest, []byte, error) {
-	key, err := c.PublicKey(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	resp, err := c.do(ctx, http.MethodGet, c.url(api.PathCloneSigned, "{name}", name), nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	signed, err := io.ReadAll(io.LimitReader(resp.Body, api.MaxManifestBytes+1024))
-	if err != nil {
-		return nil, nil, err
-	}
-	m, _, err := manifest.Open(signed, key)
+	m, signed, err := c.signed(ctx, c.url(api.PathCloneSigned, "{name}", name))
 	if err != nil {
 		return nil, nil, fmt.Errorf("manifest of clone %s: %w", name, err)
 	}

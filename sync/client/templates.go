@@ -54,11 +54,24 @@ func (c *Client) Version(ctx context.Context, name string, version uint64) (api.
 // Manifest fetches name@version (0: latest) and checks its signature. It
 // returns the manifest and the signed bytes (for callers that keep them).
 func (c *Client) Manifest(ctx context.Context, name string, version uint64) (*manifest.Manifest, []byte, error) {
+	m, signed, err := c.signed(ctx, c.url(api.PathManifest, "{name}", name, "{version}", versionString(version)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("manifest of %s@%s: %w", name, versionString(version), err)
+	}
+	if m.Name != name || (version != 0 && m.Version != version) {
+		return nil, nil, fmt.Errorf("manifest of %s@%s: server sent %s@%d", name, versionString(version), m.Name, m.Version)
+	}
+	return m, signed, nil
+}
+
+// signed fetches a signed manifest from u and checks it against the
+// server's key; the caller checks that it is the manifest it asked for.
+func (c *Client) signed(ctx context.Context, u string) (*manifest.Manifest, []byte, error) {
 	key, err := c.PublicKey(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	resp, err := c.do(ctx, http.MethodGet, c.url(api.PathManifest, "{name}", name, "{version}", versionString(version)), nil)
+	resp, err := c.do(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -68,13 +81,7 @@ func (c *Client) Manifest(ctx context.Context, name string, version uint64) (*ma
 		return nil, nil, err
 	}
 	m, _, err := manifest.Open(signed, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("manifest of %s@%s: %w", name, versionString(version), err)
-	}
-	if m.Name != name || (version != 0 && m.Version != version) {
-		return nil, nil, fmt.Errorf("manifest of %s@%s: server sent %s@%d", name, versionString(version), m.Name, m.Version)
-	}
-	return m, signed, nil
+	return m, signed, err
 }
 
 // Commit sends an unsigned manifest whose blocks are all uploaded; the

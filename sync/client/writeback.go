@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -49,20 +48,7 @@ func (c *Client) CommitGeneration(ctx context.Context, m *manifest.Manifest, par
 
 // GenerationManifest fetches one generation of a clone, signature checked.
 func (c *Client) GenerationManifest(ctx context.Context, name string, gen uint64) (*manifest.Manifest, error) {
-	key, err := c.PublicKey(ctx)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(ctx, http.MethodGet, c.url(api.PathCloneGeneration, "{name}", name, "{gen}", strconv.FormatUint(gen, 10)), nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	signed, err := io.ReadAll(io.LimitReader(resp.Body, api.MaxManifestBytes+1024))
-	if err != nil {
-		return nil, err
-	}
-	m, _, err := manifest.Open(signed, key)
+	m, _, err := c.signed(ctx, c.url(api.PathCloneGeneration, "{name}", name, "{gen}", strconv.FormatUint(gen, 10)))
 	if err != nil {
 		return nil, fmt.Errorf("clone %s generation %d: %w", name, gen, err)
 	}

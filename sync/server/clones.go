@@ -89,10 +89,7 @@ func (s *Server) cloneSigned(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	_, err = w.Write(b)
-	return err
+	return writeSigned(w, b)
 }
 
 func (s *Server) removeClone(w http.ResponseWriter, r *http.Request) error {

@@ -110,9 +110,14 @@ func (s *Server) signedManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return writeSigned(w, b)
+}
+
+// writeSigned sends a signed manifest.
+func writeSigned(w http.ResponseWriter, b []byte) error {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	_, err = w.Write(b)
+	_, err := w.Write(b)
 	return err
 }
 

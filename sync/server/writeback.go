@@ -106,9 +106,7 @@ func (s *Server) generationSigned(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	_, err = w.Write(b)
-	return err
+	return writeSigned(w, b)
 }
 
 func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) error {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -46,8 +47,13 @@ func benchFio(args []string) error {
 	fl := flag.NewFlagSet("fio", flag.ExitOnError)
 	sizeStr := fl.String("size", "2GiB", "file size")
 	dir := fl.String("dir", "/var/tmp", "scratch directory (on the disk measured)")
-	runtime := fl.Duration("runtime", 10*time.Second, "time per workload and target")
+	runtime := fl.Duration("runtime", 10*time.Second, "time per workload and target (0: one pass over the file)")
+	only := fl.String("only", "", "run only the workloads whose name matches this regular expression")
 	fl.Parse(args)
+	onlyRe, err := regexp.Compile(*only)
+	if err != nil {
+		return fmt.Errorf("-only: %w", err)
+	}
 	size, err := humanize.ParseBytes(*sizeStr)
 	if err != nil {
 		return err
@@ -111,7 +117,13 @@ func benchFio(args []string) error {
 		{"dvfs clone", filepath.Join(mnt, "clones", "fioclone", "disk.img"), false},
 	}
 	results := map[string]map[string]fioResult{}
+	var chosen []workload
 	for _, w := range workloads {
+		if onlyRe.MatchString(w.name) {
+			chosen = append(chosen, w)
+		}
+	}
+	for _, w := range chosen {
 		results[w.name] = map[string]fioResult{}
 		for _, t := range targets {
 			if w.write && t.readOnly {
@@ -147,7 +159,7 @@ func benchFio(args []string) error {
 	}
 
 	fmt.Printf("\n%-15s %10s %10s %10s %10s %14s %14s\n", "workload", "native", "loopback", "template", "clone", "tmpl/loopback", "clone/loopback")
-	for _, w := range workloads {
+	for _, w := range chosen {
 		r := results[w.name]
 		unit := func(x fioResult) float64 { return x.mibps }
 		if strings.HasPrefix(w.name, "rand") {

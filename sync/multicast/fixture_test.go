@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,6 +171,11 @@ type rxSpec struct {
 	store *cacheStore // nil: a new empty store
 	wrap  func(PacketConn) PacketConn
 	late  time.Duration // join this long after the sender starts
+	// after, if set, holds the receiver back until receiver 1 has stored
+	// this fraction of what it needs (1: until receiver 1 is done):
+	// late by the session's progress, not by the clock, so a loaded
+	// machine does not change what the test tests.
+	after float64
 }
 
 type sessionResult struct {
@@ -203,25 +209,49 @@ func runSession(t testing.TB, tn *testNet, tp *template, scfg SenderConfig, spec
 		t.Fatal(err)
 	}
 	defer sconn.Close()
+	// A receiver's socket joins the group when the receiver starts, as a
+	// workstation's does: a late one must not find the session's first
+	// packets queued on it.
 	conns := make([]PacketConn, len(specs))
-	for i, sp := range specs {
+	var closers []func() error
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
+	var connMu sync.Mutex
+	listen := func(i int) error {
+		var c PacketConn
 		if err := tn.in(i+1, func() error {
 			ifi, err := net.InterfaceByName("eth0")
 			if err != nil {
 				return err
 			}
-			c, err := ListenGroup(group, ifi)
-			conns[i] = c
+			pc, err := ListenGroup(group, ifi)
+			if err == nil {
+				c = pc
+			}
 			return err
 		}); err != nil {
-			t.Fatal(err)
+			return err
 		}
-		defer conns[i].Close()
-		if sp.loss > 0 {
-			conns[i] = NewLossyConn(conns[i], sp.loss, uint64(i+1))
+		connMu.Lock()
+		closers = append(closers, c.Close)
+		connMu.Unlock()
+		if sp := specs[i]; sp.loss > 0 {
+			c = NewLossyConn(c, sp.loss, uint64(i+1))
 		}
-		if sp.wrap != nil {
-			conns[i] = sp.wrap(conns[i])
+		if sp := specs[i]; sp.wrap != nil {
+			c = sp.wrap(c)
+		}
+		conns[i] = c
+		return nil
+	}
+	for i, sp := range specs {
+		if sp.late == 0 && sp.after == 0 {
+			if err := listen(i); err != nil {
+				t.Fatal(err)
+			}
 		}
 		res.stores[i] = sp.store
 		if res.stores[i] == nil {
@@ -240,21 +270,40 @@ func runSession(t testing.TB, tn *testNet, tp *template, scfg SenderConfig, spec
 		t.Fatal(err)
 	}
 	start := time.Now()
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		first atomic.Pointer[Receiver] // receiver 1, once made
+		done1 = make(chan struct{})    // closed when receiver 1 is done
+	)
 	for i, sp := range specs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			time.Sleep(sp.late)
+			if sp.after > 0 {
+				waitProgress(ctx, &first, done1, sp.after)
+			}
+			if conns[i] == nil {
+				if errs[i+1] = listen(i); errs[i+1] != nil {
+					return
+				}
+			}
 			var store BlockStore = res.stores[i]
 			if rxStore != nil {
 				store = rxStore(i)
 			}
 			r, err := NewReceiver(ReceiverConfig{Conn: conns[i], Manifest: tp.m, Store: store,
-				Unicast: frames{tp.store}, ID: uint32(i + 1), Key: scfg.Key, JoinTimeout: 30 * time.Second})
+				Unicast: frames{tp.store}, ID: uint32(i + 1), Session: snd.Session(), Key: scfg.Key, JoinTimeout: 30 * time.Second})
 			if err != nil {
 				errs[i+1] = err
+				if i == 0 {
+					close(done1)
+				}
 				return
+			}
+			if i == 0 {
+				first.Store(r)
+				defer close(done1)
 			}
 			res.rx[i], errs[i+1] = r.Run(ctx)
 		}()
@@ -285,6 +334,27 @@ func runSession(t testing.TB, tn *testNet, tp *template, scfg SenderConfig, spec
 		}
 	}
 	return res
+}
+
+// waitProgress waits until the receiver in first has stored frac of the
+// blocks it needs, or done is closed, or ctx ends.
+func waitProgress(ctx context.Context, first *atomic.Pointer[Receiver], done <-chan struct{}, frac float64) {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if r := first.Load(); r != nil && frac < 1 {
+			if stored, needed := r.Progress(); needed > 0 && float64(stored) >= frac*float64(needed) {
+				return
+			}
+		}
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // skipCheck and rxStore are set by runBench only.

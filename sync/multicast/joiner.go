@@ -140,7 +140,7 @@ func (j *Joiner) join(ctx context.Context, s api.MulticastSession) {
 	}
 	defer conn.Close()
 	rcv, err := NewReceiver(ReceiverConfig{
-		Conn: conn, Manifest: m, Store: j.cfg.Store, Unicast: j.cfg.Unicast, Key: s.Key,
+		Conn: conn, Manifest: m, Store: j.cfg.Store, Unicast: j.cfg.Unicast, Key: s.Key, Session: s.ID,
 		JoinTimeout: 2 * PollInterval, Logger: j.log,
 	})
 	if err != nil {

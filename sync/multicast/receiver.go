@@ -51,6 +51,12 @@ type ReceiverConfig struct {
 	Unicast Fetcher
 	// ID names the receiver to the sender; 0 picks a random one.
 	ID uint32
+	// Session, when set, is the session to join (the ID the server's
+	// API lists): others are ignored, and when its announcement says it
+	// has ended the receiver fetches what it lacks by unicast at once
+	// instead of waiting for JoinTimeout. 0 joins the first live
+	// session for the manifest.
+	Session uint32
 	// Key decrypts payloads when the session is encrypted.
 	Key []byte
 	// LeaveLoss is the loss rate above which the receiver leaves for
@@ -86,6 +92,11 @@ type ReceiverStats struct {
 	Repaired int64
 	// Nacks counts the repair requests sent.
 	Nacks int64
+	// Late says the session had sent data before the receiver joined:
+	// the sender sends the blocks that had gone by again in its next
+	// sweep (or, when the session had ended, the unicast pass fetches
+	// them).
+	Late bool
 	// Left says the receiver left the session for unicast; Reason why.
 	Left   bool
 	Reason string
@@ -333,11 +344,18 @@ func (x *rx) await() error {
 			if (x.an.Flags&flagEncrypted != 0) != (r.open != nil) {
 				return fmt.Errorf("multicast: session %d encrypted=%v, receiver has a key=%v", x.an.Session, x.an.Flags&flagEncrypted != 0, r.open != nil)
 			}
-			if x.an.Flags&flagEnded != 0 {
-				continue // an old session's end; wait for a live one
-			}
-			if int(x.an.Blocks) != len(r.ids) {
+			if r.cfg.Session != 0 && x.an.Session != r.cfg.Session || int(x.an.Blocks) != len(r.ids) {
 				continue
+			}
+			if x.an.Flags&flagEnded != 0 {
+				if r.cfg.Session == 0 {
+					continue // maybe an old session's end; wait for a live one
+				}
+				// The session asked for is over: nothing more comes by
+				// multicast, and the sender must not hear from us.
+				x.session, x.ended = x.an.Session, true
+				x.st.Late, x.st.Reason = true, "the session had ended when the receiver joined"
+				return nil
 			}
 			x.session = x.an.Session
 			x.sender = msgs[i].Addr
@@ -346,6 +364,7 @@ func (x *rx) await() error {
 			x.lastHeard = time.Now()
 			x.joined = x.lastHeard
 			x.lossSince = x.lastHeard
+			x.st.Late = x.an.Sweep > 0
 			return nil
 		}
 	}

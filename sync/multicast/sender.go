@@ -67,6 +67,11 @@ type SenderConfig struct {
 	// MaxDuration ends the session after this long whatever the state;
 	// receivers not done fetch the rest by unicast. 0: no limit.
 	MaxDuration time.Duration
+	// Linger keeps the session announced this long after its receivers
+	// are done, so a workstation that found the session just before it
+	// ended still joins and is served the blocks it lacks; 0: the
+	// session ends as soon as its receivers are done.
+	Linger time.Duration
 	// LeaveLoss is the loss above which a receiver's reports do not slow
 	// the group (such a receiver leaves for unicast); 0 means
 	// DefaultLeaveLoss.
@@ -101,16 +106,26 @@ type SenderStats struct {
 	// Bytes counts every UDP payload byte sent; Packets the packets.
 	Bytes, Packets int64
 	// FreshBytes and RepairBytes split the data packets' bytes into
-	// first sends and repairs.
+	// whole-block sends and repairs.
 	FreshBytes, RepairBytes int64
+	// CatchUpBytes is the part of FreshBytes that sent a block again,
+	// whole, for a receiver that asked for it after it had gone by: a
+	// late joiner's catch-up.
+	CatchUpBytes int64
+	// Missed counts, over the receivers, the blocks a receiver asked for
+	// that had already been sent when it asked: what late joiners
+	// missed. Catch-up sweeps send each such block once for every late
+	// joiner lacking it at the time.
+	Missed int
 	// NeededBytes sums the frames of the blocks some receiver lacked:
 	// what a perfect session would send once.
 	NeededBytes int64
 	// Blocks counts the distinct blocks sent.
 	Blocks int
 	// Receivers counts the receivers that joined; Done those that
-	// finished; Left those that left for unicast or went silent.
-	Receivers, Done, Left int
+	// finished; Left those that left for unicast or went silent; Late
+	// those that joined after data had gone out.
+	Receivers, Done, Left, Late int
 	// Dropped counts control packets that were malformed or foreign.
 	Dropped int64
 	// Rate is the rate at the end, bytes per second.
@@ -265,7 +280,7 @@ func (s *Sender) Run(ctx context.Context) (SenderStats, error) {
 	defer func() { cancel(); wg.Wait() }()
 
 	tx := newTxState(s)
-	nextAnnounce := time.Time{}
+	var nextAnnounce, lingerFrom time.Time
 	for {
 		if err := ctx.Err(); err != nil {
 			return s.Stats(), err
@@ -287,12 +302,20 @@ func (s *Sender) Run(ctx context.Context) (SenderStats, error) {
 		}
 		blk, shards, fresh, ok := s.next()
 		if !ok {
-			if s.finished(now, start) {
+			if !s.finished(now, start) {
+				lingerFrom = time.Time{}
+			} else if s.cfg.Linger <= 0 {
+				break
+			} else if lingerFrom.IsZero() {
+				lingerFrom = now
+				s.log.Debug("multicast: receivers done; lingering for late joiners", "session", s.session, "for", s.cfg.Linger)
+			} else if now.Sub(lingerFrom) >= s.cfg.Linger {
 				break
 			}
 			s.idle(ctx, min(nextAnnounce.Sub(now), 20*time.Millisecond))
 			continue
 		}
+		lingerFrom = time.Time{}
 		if err := tx.sendBlock(ctx, blk, shards, fresh); err != nil {
 			return s.Stats(), err
 		}
@@ -313,7 +336,7 @@ func (s *Sender) Run(ctx context.Context) (SenderStats, error) {
 	s.mu.Unlock()
 	st := s.Stats()
 	s.log.Info("multicast session done", "session", s.session, "receivers", st.Receivers, "done", st.Done,
-		"left", st.Left, "sent", st.Bytes, "needed", st.NeededBytes, "overhead", st.Overhead(), "took", st.Duration)
+		"left", st.Left, "late", st.Late, "catch_up", st.CatchUpBytes, "sent", st.Bytes, "needed", st.NeededBytes, "overhead", st.Overhead(), "took", st.Duration)
 	return st, nil
 }
 
@@ -495,7 +518,8 @@ func (t *txState) sendBlock(ctx context.Context, blk uint32, want uint8, fresh b
 		return fmt.Errorf("multicast: block %s: frame of %d bytes needs too many shards", s.ids[blk].Short(), fl)
 	}
 	s.mu.Lock()
-	if s.frameLen[blk] == 0 {
+	again := s.frameLen[blk] != 0
+	if !again {
 		s.frameLen[blk] = uint32(fl)
 		s.stats.NeededBytes += int64(fl)
 		s.stats.Blocks++
@@ -575,6 +599,9 @@ func (t *txState) sendBlock(ctx context.Context, blk uint32, want uint8, fresh b
 	s.mu.Lock()
 	if fresh {
 		s.stats.FreshBytes += bytes
+		if again {
+			s.stats.CatchUpBytes += bytes
+		}
 	} else {
 		s.stats.RepairBytes += bytes
 	}
@@ -732,6 +759,11 @@ func (s *Sender) peer(id uint32, addr net.Addr, now time.Time) *peer {
 		p = &peer{addr: addr, acks: make(map[uint32]needAck), remain: math.MaxUint32, progress: now}
 		s.peers[id] = p
 		s.stats.Receivers++
+		if s.sweep > 0 {
+			s.stats.Late++
+			s.log.Info("multicast: a receiver joined late; it catches up in the next sweep", "session", s.session,
+				"receiver", id, "sweep", s.sweep, "cursor", s.cursor)
+		}
 	}
 	p.lastSeen = now
 	return p
@@ -752,6 +784,9 @@ func (s *Sender) onNeed(nd *need, addr net.Addr) needAck {
 			blk := nd.Base + uint32(j*8+bit)
 			if byt&(1<<bit) == 0 || blk >= n || nd.Base > n {
 				continue
+			}
+			if s.frameLen[blk] != 0 {
+				s.stats.Missed++
 			}
 			if !s.fresh[blk] {
 				s.fresh[blk] = true

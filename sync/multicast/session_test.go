@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -223,4 +224,101 @@ func TestEncrypted(t *testing.T) {
 		}
 	}
 	t.Logf("encrypted: overhead %.3f in %v", res.sender.Overhead(), res.wall)
+}
+
+// TestLateJoiner starts two receivers with the session and two late: one
+// when the first receiver has half of the template (it loses 10% of its
+// packets too), one when the first receiver is done, while the sender
+// lingers. The late ones must end byte-exact, catching up on the blocks
+// that had gone by in the sender's next sweep and repairs, by multicast;
+// the ones on time must not wait for them.
+func TestLateJoiner(t *testing.T) {
+	tn := newTestNet(t, 5)
+	tp := newTemplate(t, 1024, 12) // 64 MiB
+	specs := []rxSpec{{}, {}, {after: 0.5, loss: 0.1}, {after: 1}}
+	res := runSession(t, tn, tp, SenderConfig{Linger: 3 * time.Second}, specs)
+	s := res.sender
+	for i, st := range res.rx {
+		t.Logf("receiver %d: late=%v, needed %d; %d by multicast (%d rebuilt from parity, %d NACKs), %d by unicast (%s); took %v",
+			i+1, st.Late, st.Needed, st.Multicast, st.Repaired, st.Nacks, st.Unicast, st.Reason, st.Duration.Round(time.Millisecond))
+		switch {
+		case i < 2 && (st.Late || st.Multicast != st.Needed):
+			t.Errorf("receiver %d was on time but: late=%v, %d of %d by multicast", i+1, st.Late, st.Multicast, st.Needed)
+		case i >= 2 && !st.Late:
+			t.Errorf("receiver %d joined late but does not say so", i+1)
+		case i == 2 && (st.Multicast != st.Needed || st.Left):
+			t.Errorf("receiver 3 joined mid-session and got %d of %d blocks by multicast (left=%v: %s)", st.Multicast, st.Needed, st.Left, st.Reason)
+		}
+	}
+	if s.Late != 2 || s.Missed == 0 || s.CatchUpBytes == 0 {
+		t.Errorf("the sender counted %d late receivers, %d missed blocks and %d catch-up bytes; want 2 and some", s.Late, s.Missed, s.CatchUpBytes)
+	}
+	// What the catch-up sweeps sent against what the late joiners had
+	// missed (frames of the average size): packet headers alone make it
+	// 1.05; late joiners that miss the same blocks share their resends.
+	missed := float64(s.Missed) * float64(s.NeededBytes) / float64(s.Blocks)
+	t.Logf("sender: %d receivers, %d late, who had missed %d blocks; sent %d bytes for %d needed: overhead %.3f (catch-up %.3f, repair %.3f of needed); catch-up sent / missed %.3f; %v with a %v linger",
+		s.Receivers, s.Late, s.Missed, s.Bytes, s.NeededBytes, s.Overhead(), float64(s.CatchUpBytes)/float64(s.NeededBytes),
+		float64(s.RepairBytes)/float64(s.NeededBytes), float64(s.CatchUpBytes)/missed, s.Duration.Round(time.Millisecond), 3*time.Second)
+}
+
+// TestJoinEndedSession joins a session whose announcements say it has
+// ended (a workstation that found it listed just before the end): the
+// receiver must not wait for its join timeout, and fetches everything by
+// unicast, byte-exact.
+func TestJoinEndedSession(t *testing.T) {
+	tn := newTestNet(t, 2)
+	tp := newTemplate(t, 64, 13)
+	const session = 777
+	ids := slices.Collect(tp.m.BlockIDs())
+	var sconn, rconn PacketConn
+	for i, c := range []*PacketConn{&sconn, &rconn} {
+		if err := tn.in(i, func() error {
+			ifi, err := net.InterfaceByName("eth0")
+			if err != nil {
+				return err
+			}
+			if i == 0 {
+				*c, err = DialGroup(&net.UDPAddr{IP: tn.addr(0)}, ifi, 1)
+			} else {
+				*c, err = ListenGroup(group, ifi)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer (*c).Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		// The ended session's last words, and a live session of another
+		// ID for the same version that the receiver must not join.
+		for seq := uint32(0); ctx.Err() == nil; seq++ {
+			for _, a := range []announce{
+				{header: header{Type: typeAnnounce, Session: session + 1, Seq: seq}, Blocks: uint32(len(ids)), Digest: listDigest(ids), ShardSize: 1440},
+				{header: header{Type: typeAnnounce, Session: session, Seq: seq}, Blocks: uint32(len(ids)), Digest: listDigest(ids), ShardSize: 1440,
+					Flags: flagEnded, Sweep: 3, Cursor: uint32(len(ids))},
+			} {
+				_, _ = sconn.WriteBatch([]ipv4.Message{{Buffers: [][]byte{a.append(nil)}, Addr: group}}, 0)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	store := newCacheStore()
+	r, err := NewReceiver(ReceiverConfig{Conn: rconn, Manifest: tp.m, Store: store, Unicast: frames{tp.store},
+		Session: session, JoinTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExact(t, "receiver", tp, store)
+	if !st.Late || st.Unicast != st.Needed || st.Multicast != 0 {
+		t.Errorf("late=%v, %d by multicast and %d by unicast of %d needed; want late and all by unicast",
+			st.Late, st.Multicast, st.Unicast, st.Needed)
+	}
+	t.Logf("joined an ended session: %d blocks by unicast (%s) in %v", st.Unicast, st.Reason, st.Duration.Round(time.Millisecond))
 }

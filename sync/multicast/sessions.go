@@ -39,7 +39,9 @@ type SessionsConfig struct {
 }
 
 // PollInterval is how often workstations ask for sessions; a session's
-// join window covers it.
+// join window covers it, and so does its linger: a workstation that saw
+// the session listed as sending just before its receivers were done
+// still joins it (rather than waiting out its join timeout).
 const PollInterval = 2 * time.Second
 
 // Sessions runs multicast sessions one at a time, in the order pushed, and
@@ -155,7 +157,7 @@ func (s *Sessions) send(ctx context.Context, sess api.MulticastSession) {
 	}
 	snd, err := NewSender(SenderConfig{
 		Conn: s.cfg.Conn, Group: s.cfg.Group, Source: s.cfg.Source, Manifest: m, Session: sess.ID,
-		PacketSize: s.cfg.PacketSize, MaxRate: s.cfg.MaxRate, Key: sess.Key, JoinWindow: s.cfg.JoinWindow,
+		PacketSize: s.cfg.PacketSize, MaxRate: s.cfg.MaxRate, Key: sess.Key, JoinWindow: s.cfg.JoinWindow, Linger: PollInterval,
 		Logger: s.log,
 	})
 	if err != nil {

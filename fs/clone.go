@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 )
 
@@ -109,7 +110,7 @@ func (c *clone) load(ctx context.Context) error {
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(c.dir)); err != nil {
+	if err := diskio.SyncDir(filepath.Dir(c.dir)); err != nil {
 		return err
 	}
 	switch {

@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"errors"
 	"os"
 )
 
@@ -44,14 +43,4 @@ func zeroFill(f dataFile, off, n int64) error {
 		n -= k
 	}
 	return nil
-}
-
-// syncDir makes the entries of a directory durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	return errors.Join(err, d.Close())
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 )
 
 // The overlay of a regular file of a clone.
@@ -396,7 +397,7 @@ func (n *cinode) syncData() error {
 		return err
 	}
 	if created {
-		if err := syncDir(n.c.dir); err != nil {
+		if err := diskio.SyncDir(n.c.dir); err != nil {
 			return err
 		}
 		n.fileMu.Lock()

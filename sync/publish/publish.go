@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 	"github.com/dvfs-project/dvfs/sync/api"
 )
@@ -261,7 +262,7 @@ func (p *publisher) produceFile(ctx context.Context, i int, jobs chan<- job) err
 			want += j.n
 		}
 		off := int64(run[0].block) * bs
-		got, err := preadvFull(fh, iov, off)
+		got, err := diskio.PreadvFull(fh, iov, off)
 		if err != nil {
 			return fmt.Errorf("read at %d: %w", off, err)
 		}
@@ -302,36 +303,6 @@ func (p *publisher) produceFile(ctx context.Context, i int, jobs chan<- job) err
 		}
 	}
 	return flush()
-}
-
-// preadvFull reads into iov at off until every buffer is full or the file
-// ends, and returns how many bytes it read.
-func preadvFull(f *os.File, iov [][]byte, off int64) (int, error) {
-	total := 0
-	for len(iov) > 0 {
-		n, err := unix.Preadv(int(f.Fd()), iov, off)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return total, err
-		}
-		if n == 0 {
-			return total, nil
-		}
-		total += n
-		off += int64(n)
-		for n > 0 && len(iov) > 0 {
-			if n >= len(iov[0]) {
-				n -= len(iov[0])
-				iov = iov[1:]
-			} else {
-				iov[0] = iov[0][n:]
-				n = 0
-			}
-		}
-	}
-	return total, nil
 }
 
 func (p *publisher) countHole(n int64) {

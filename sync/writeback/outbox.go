@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 )
 
 // The outbox keeps a sealed generation's new blocks until they are on the
@@ -113,7 +114,7 @@ func (w *outboxWriter) finish() error {
 		err = cerr
 	}
 	if err == nil {
-		err = syncDir(w.o.dir)
+		err = diskio.SyncDir(w.o.dir)
 	}
 	if err != nil {
 		return fmt.Errorf("outbox %s: %w", w.name, err)
@@ -127,15 +128,6 @@ func (w *outboxWriter) abort() {
 		w.f.Close()
 		os.Remove(filepath.Join(w.o.dir, w.name))
 	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // scan reads outbox file name in order and calls fn with each record's

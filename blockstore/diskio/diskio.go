@@ -1,0 +1,76 @@
+// Package diskio holds the few file-system calls that dvfs's stores, its
+// overlay and its publisher all need in the same careful form: a directory
+// sync, and vectored reads and writes that finish what a short call left.
+package diskio
+
+import (
+	"errors"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// SyncDir makes the entries of a directory durable: a file created or
+// renamed in it survives a crash only after this.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}
+
+// PreadvFull reads into iov at off until every buffer is full or the file
+// ends, and returns how many bytes it read. iov's slices are consumed.
+func PreadvFull(f *os.File, iov [][]byte, off int64) (int, error) {
+	total := 0
+	for len(iov) > 0 {
+		n, err := unix.Preadv(int(f.Fd()), iov[:min(len(iov), iovMax)], off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			return total, nil
+		}
+		total += n
+		off += int64(n)
+		iov = advance(iov, n)
+	}
+	return total, nil
+}
+
+// PwritevFull writes all of iov at off. iov's slices are consumed.
+func PwritevFull(f *os.File, iov [][]byte, off int64) error {
+	for len(iov) > 0 {
+		n, err := unix.Pwritev(int(f.Fd()), iov[:min(len(iov), iovMax)], off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		off += int64(n)
+		iov = advance(iov, n)
+	}
+	return nil
+}
+
+// iovMax is Linux's IOV_MAX: a call with more buffers fails (EINVAL).
+const iovMax = 1024
+
+// advance drops the first n bytes of iov.
+func advance(iov [][]byte, n int) [][]byte {
+	for n > 0 && len(iov) > 0 {
+		if n >= len(iov[0]) {
+			n -= len(iov[0])
+			iov = iov[1:]
+		} else {
+			iov[0] = iov[0][n:]
+			n = 0
+		}
+	}
+	return iov
+}

@@ -1,0 +1,39 @@
+package diskio
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestVectoredRoundTrip writes many small and large buffers with one
+// PwritevFull and reads them back with PreadvFull, also past the end.
+func TestVectoredRoundTrip(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var want []byte
+	var iov [][]byte
+	for i := range 2000 { // more than IOV_MAX (1024) buffers
+		b := bytes.Repeat([]byte{byte(i)}, 1+i%700)
+		want = append(want, b...)
+		iov = append(iov, b)
+	}
+	if err := PwritevFull(f, iov, 100); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(want)+50)
+	n, err := PreadvFull(f, [][]byte{got[:10], got[10:]}, 100)
+	if err != nil || n != len(want) || !bytes.Equal(got[:n], want) {
+		t.Fatalf("read back %d of %d bytes, err %v, equal %v", n, len(want), err, bytes.Equal(got[:n], want))
+	}
+	if err := SyncDir(filepath.Dir(f.Name())); err != nil {
+		t.Fatal(err)
+	}
+	if err := SyncDir(filepath.Join(t.TempDir(), "absent")); err == nil {
+		t.Fatal("SyncDir of a missing directory succeeded")
+	}
+}

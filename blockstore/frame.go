@@ -99,6 +99,62 @@ func parseHeader(frame []byte) (codec byte, plainLen int, payload []byte, err er
 	return codec, int(l), frame[1+k:], nil
 }
 
+// SplitFrame splits a frame into its header (at most MaxHeaderLen bytes)
+// and its payload, checking only the header. A store may keep the two
+// apart and join them again with OpenSplit or JoinFrame.
+func SplitFrame(frame []byte) (header, payload []byte, err error) {
+	_, _, payload, err = parseHeader(frame)
+	if err != nil {
+		return nil, nil, err
+	}
+	return frame[:len(frame)-len(payload)], payload, nil
+}
+
+// MaxHeaderLen bounds the header of a frame.
+const MaxHeaderLen = maxFrameOverhead
+
+// RawHeader reports whether header (from SplitFrame) is that of a raw
+// frame, whose payload is the plain bytes themselves, and the plain length
+// it declares.
+func RawHeader(header []byte) (raw bool, plainLen int, err error) {
+	codec, n, payload, err := parseHeader(header)
+	if err != nil {
+		return false, 0, err
+	}
+	if len(payload) != 0 {
+		return false, 0, fmt.Errorf("%w: %d bytes after the frame header", ErrCorrupt, len(payload))
+	}
+	return codec == codecRaw, n, nil
+}
+
+// CheckPlain checks that plain bytes hash to id.
+func CheckPlain(id ID, plain []byte) error {
+	if Sum(plain) != id {
+		return fmt.Errorf("block %s: %w: content does not match its hash", id.Short(), ErrCorrupt)
+	}
+	return nil
+}
+
+// OpenSplit is Open for a frame kept as a header and a payload apart.
+func OpenSplit(id ID, header, payload, dst []byte) ([]byte, error) {
+	codec, n, rest, err := parseHeader(header)
+	if err == nil && len(rest) != 0 {
+		err = fmt.Errorf("%w: %d bytes after the frame header", ErrCorrupt, len(rest))
+	}
+	if err != nil {
+		return dst, fmt.Errorf("block %s: %w", id.Short(), err)
+	}
+	start := len(dst)
+	out, err := decodeParts(dst, codec, n, payload)
+	if err != nil {
+		return dst[:start], fmt.Errorf("block %s: %w", id.Short(), err)
+	}
+	if err := CheckPlain(id, out[start:]); err != nil {
+		return dst[:start], err
+	}
+	return out, nil
+}
+
 // Decode appends the plain bytes of frame to dst. It checks the framing but
 // not the hash: use Open wherever the ID is known.
 func Decode(dst, frame []byte) ([]byte, error) {
@@ -106,6 +162,11 @@ func Decode(dst, frame []byte) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
+	return decodeParts(dst, codec, n, payload)
+}
+
+// decodeParts appends the n plain bytes of a payload in codec to dst.
+func decodeParts(dst []byte, codec byte, n int, payload []byte) ([]byte, error) {
 	switch codec {
 	case codecRaw:
 		if len(payload) != n {
@@ -147,8 +208,8 @@ func Open(id ID, frame, dst []byte) ([]byte, error) {
 	if err != nil {
 		return dst[:start], fmt.Errorf("block %s: %w", id.Short(), err)
 	}
-	if Sum(out[start:]) != id {
-		return dst[:start], fmt.Errorf("block %s: %w: content does not match its hash", id.Short(), ErrCorrupt)
+	if err := CheckPlain(id, out[start:]); err != nil {
+		return dst[:start], err
 	}
 	return out, nil
 }
@@ -160,10 +221,7 @@ func Verify(id ID, frame []byte) error {
 		if len(payload) != n {
 			return fmt.Errorf("block %s: %w: raw payload is %d bytes, header says %d", id.Short(), ErrCorrupt, len(payload), n)
 		}
-		if Sum(payload) != id {
-			return fmt.Errorf("block %s: %w: content does not match its hash", id.Short(), ErrCorrupt)
-		}
-		return nil
+		return CheckPlain(id, payload)
 	}
 	bp := scratch.Get().(*[]byte)
 	out, err := Open(id, frame, (*bp)[:0])

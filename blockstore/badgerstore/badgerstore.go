@@ -1,11 +1,11 @@
-// Package badgerstore is dvfs's embedded block store: blocks and metadata in
-// one badger database in a local directory. It is the only package that
-// imports badger.
+// Package badgerstore is dvfs's embedded block store: block payloads in
+// append-only pack files, and in one badger database their index and the
+// metadata. It is the only package that imports badger.
 //
-// Keys: "b" + the 32-byte block ID holds a block's frame; "m" + key holds a
-// metadata value. Frames of 64 KiB live in badger's value log, not its LSM
-// tree (see Config), so compactions move 45-byte keys and value pointers,
-// never block data.
+// Keys: "b" + the 32-byte block ID holds a block's index entry (ref.go:
+// its pack, offset, length and frame header); "m" + key holds a metadata
+// value. Block data never enters badger (packs.go says why), so badger's
+// LSM tree holds only small values and its value log stays near empty.
 package badgerstore
 
 import (
@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +53,9 @@ type Config struct {
 	// GCDiscardRatio is the fraction of a value log file that must be
 	// garbage before GC rewrites the file.
 	GCDiscardRatio float64
+	// PackSize is the size at which a pack file of block payloads is
+	// closed and the next one started.
+	PackSize int64
 	// Volatile drops the durability promise of Put and CommitMeta: writes
 	// are not synced, so a crash may lose the latest ones (never corrupt
 	// what remains: badger truncates a torn log tail, and Get verifies
@@ -63,20 +67,19 @@ type Config struct {
 // Defaults, chosen for a 2-core machine with modest memory and a store of
 // 64 KiB block frames.
 const (
-	// 1 KiB: block frames (up to 64 KiB, or more for big blocks) go to
-	// the value log, written once and moved again only by value log GC.
-	// Badger v4's default (1 MiB) would keep them in the LSM tree, where
-	// every compaction would rewrite them. Small metadata values and the
-	// odd tiny frame stay in the tree, next to their keys.
+	// 1 KiB: index entries (~20 bytes) and small metadata stay in the
+	// LSM tree next to their keys; a large metadata value (a manifest of
+	// a big template) and the frames of stores written before pack files
+	// go to the value log, where compactions do not rewrite them.
 	defaultValueThreshold = 1 << 10
-	// 16 MiB instead of 64 MiB: with values in the value log a memtable
-	// holds only keys and value pointers (about 100 bytes an entry with
+	// 16 MiB instead of 64 MiB: a memtable holds keys and index entries
+	// or value pointers (about 100 bytes an entry with
 	// skiplist overhead), so 16 MiB still takes ~150k blocks, ~10 GiB of
 	// data, between flushes; and badger keeps up to 5 of them.
 	defaultMemTableSize = 16 << 20
-	// 32 MiB instead of 256 MiB: the LSM tree holds keys and pointers
-	// only, and block data is read from the value log through the page
-	// cache, which the kernel sizes better than we can.
+	// 32 MiB instead of 256 MiB: the LSM tree holds keys and index
+	// entries only, and block data is read from the packs through the
+	// page cache, which the kernel sizes better than we can.
 	defaultBlockCacheSize = 32 << 20
 	// 16 MiB instead of unbounded: indexes and bloom filters of a large
 	// store stay within a fixed budget.
@@ -99,6 +102,9 @@ const (
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.PackSize == 0 {
+		c.PackSize = packMaxSize
 	}
 	if c.ValueThreshold == 0 {
 		c.ValueThreshold = defaultValueThreshold
@@ -155,8 +161,9 @@ func (c Config) options(dir string) badger.Options {
 
 // Store is a block store and metadata store in a badger database.
 type Store struct {
-	db  *badger.DB
-	log *slog.Logger
+	db    *badger.DB
+	packs *packSet
+	log   *slog.Logger
 
 	// mu guards closed and active; cond wakes Close when active drops
 	// to zero. Every method counts itself in active while it uses db, so
@@ -178,7 +185,12 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: cfg.Logger, stopGC: make(chan struct{})}
+	packs, err := openPacks(filepath.Join(dir, "packs"), cfg.Volatile, cfg.PackSize)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
+	}
+	s := &Store{db: db, packs: packs, log: cfg.Logger, stopGC: make(chan struct{})}
 	s.cond.L = &s.mu
 	if cfg.GCInterval > 0 {
 		s.gcDone.Go(func() { s.gcLoop(cfg.GCInterval, cfg.GCDiscardRatio) })
@@ -259,7 +271,7 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.stopGC)
 	s.gcDone.Wait()
-	if err := s.db.Close(); err != nil {
+	if err := errors.Join(s.db.Close(), s.packs.close()); err != nil {
 		return fmt.Errorf("badgerstore: close: %w", err)
 	}
 	return nil

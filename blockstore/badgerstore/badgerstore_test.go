@@ -58,22 +58,32 @@ func TestConformance(t *testing.T) {
 func corruptInDB(t *testing.T, st storetest.Store, id blockstore.ID) {
 	t.Helper()
 	s := st.(*Store)
-	key := blockKey(id)
-	err := s.db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(key[:])
-		if err != nil {
-			return err
-		}
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		v[len(v)-1] ^= 0x01
-		return txn.Set(key[:], v)
-	})
+	r := refOf(t, s, id)
+	f, err := os.OpenFile(filepath.Join(s.packs.dir, packName(r.pack)), os.O_RDWR, 0)
 	if err != nil {
-		t.Fatalf("corrupt %s: %v", id.Short(), err)
+		t.Fatal(err)
 	}
+	defer f.Close()
+	at := r.off + int64(r.n)/2
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, at); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x01
+	if _, err := f.WriteAt(b, at); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// refOf returns the index entry of block id.
+func refOf(t *testing.T, s *Store, id blockstore.ID) ref {
+	t.Helper()
+	var r ref
+	isRef, err := s.lookup(id, &r, func([]byte) error { return nil })
+	if err != nil || !isRef {
+		t.Fatalf("index entry of %s: ref %v, %v", id.Short(), isRef, err)
+	}
+	return r
 }
 
 // testBlocks returns a raw 64 KiB block, a zstd 64 KiB block and a short
@@ -143,7 +153,7 @@ func TestOpenLockedDir(t *testing.T) {
 	}
 }
 
-// TestCorruptOnDisk flips a byte of a block's frame in the value log file
+// TestCorruptOnDisk flips a byte of a block's payload in its pack file
 // while the store is closed: the next Get must report ErrCorrupt.
 func TestCorruptOnDisk(t *testing.T) {
 	for i, b := range testBlocks(2)[:2] {
@@ -157,61 +167,228 @@ func TestCorruptOnDisk(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.Close()
-			// Open and close once more: badger then writes to a new value
-			// log file, and the block's file is no longer the last one,
-			// which badger checks and truncates at its first bad entry
-			// when it opens (see TestCorruptLastValueLog).
-			s, err = Open(dir, testConfig(t))
+			_, payload, err := blockstore.SplitFrame(b.Frame)
 			if err != nil {
 				t.Fatal(err)
 			}
-			s.Close()
-			flipInValueLog(t, dir, b.Frame)
+			flipInPacks(t, dir, payload)
 
 			s = openT(t, dir)
-			prefix := []byte("prefix")
-			got, err := s.Get(t.Context(), b.ID, bytes.Clone(prefix))
-			if !errors.Is(err, blockstore.ErrCorrupt) || !bytes.Equal(got, prefix) {
-				t.Errorf("Get of a block tampered on disk: %d bytes, err = %v; want ErrCorrupt and no data", len(got)-len(prefix), err)
+			expectNoData(t, s, b.ID, blockstore.ErrCorrupt)
+		})
+	}
+}
+
+// expectNoData checks that Get and GetFrame of id fail with want and
+// leave dst as it was.
+func expectNoData(t *testing.T, s *Store, id blockstore.ID, want error) {
+	t.Helper()
+	prefix := []byte("prefix")
+	got, err := s.Get(t.Context(), id, bytes.Clone(prefix))
+	if !errors.Is(err, want) || !bytes.Equal(got, prefix) {
+		t.Errorf("Get: %d bytes, err = %v; want %v and no data", len(got)-len(prefix), err, want)
+	}
+	got, err = s.GetFrame(t.Context(), id, bytes.Clone(prefix))
+	if !errors.Is(err, want) || !bytes.Equal(got, prefix) {
+		t.Errorf("GetFrame: %d bytes, err = %v; want %v and no data", len(got)-len(prefix), err, want)
+	}
+}
+
+// TestDamagedPacks: a pack cut short, a pack removed, and index entries
+// tampered with (another offset, a bad header, a truncated entry) each
+// give ErrCorrupt and no data.
+func TestDamagedPacks(t *testing.T) {
+	ctx := t.Context()
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, s *Store, dir string, b blockstore.Block)
+	}{
+		{"pack truncated", func(t *testing.T, s *Store, dir string, b blockstore.Block) {
+			r := refOf(t, s, b.ID)
+			if err := os.Truncate(filepath.Join(dir, "packs", packName(r.pack)), r.off+int64(r.n)/2); err != nil {
+				t.Fatal(err)
 			}
-			got, err = s.GetFrame(t.Context(), b.ID, bytes.Clone(prefix))
-			if !errors.Is(err, blockstore.ErrCorrupt) || !bytes.Equal(got, prefix) {
-				t.Errorf("GetFrame of a block tampered on disk: %d bytes, err = %v; want ErrCorrupt and no data", len(got)-len(prefix), err)
+		}},
+		{"pack removed", func(t *testing.T, s *Store, dir string, b blockstore.Block) {
+			r := refOf(t, s, b.ID)
+			if err := os.Remove(filepath.Join(dir, "packs", packName(r.pack))); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"entry points elsewhere", func(t *testing.T, s *Store, dir string, b blockstore.Block) {
+			r := refOf(t, s, b.ID)
+			r.off += packAlign
+			setEntry(t, s, b.ID, appendRef(nil, &r))
+		}},
+		{"entry with a bad header", func(t *testing.T, s *Store, dir string, b blockstore.Block) {
+			r := refOf(t, s, b.ID)
+			r.hdr[0] = 7
+			setEntry(t, s, b.ID, appendRef(nil, &r))
+		}},
+		{"entry cut short", func(t *testing.T, s *Store, dir string, b blockstore.Block) {
+			r := refOf(t, s, b.ID)
+			setEntry(t, s, b.ID, appendRef(nil, &r)[:10])
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			blocks := testBlocks(6)
+			s := openT(t, dir)
+			if err := s.Put(ctx, blocks...); err != nil {
+				t.Fatal(err)
+			}
+			// The last block is alone in its page run at the end of the
+			// pack: damage it, and check the others still read.
+			c.damage(t, s, dir, blocks[2])
+			s.Close()
+			s = openT(t, dir)
+			expectNoData(t, s, blocks[2].ID, blockstore.ErrCorrupt)
+			if c.name != "pack removed" {
+				checkBlocks(t, s, blocks[:2])
 			}
 		})
 	}
 }
 
-// TestCorruptLastValueLog tampers with the newest value log file, which
-// badger scans when it opens and truncates at the first entry whose CRC
-// fails. The block's value pointer then points past the end of the file,
-// and badger v4.9 hands back an empty value rather than an error: Open
-// rejects it as corrupt. Whatever the error, no data may come out.
-func TestCorruptLastValueLog(t *testing.T) {
-	b := testBlocks(3)[0]
+// setEntry overwrites the index entry of id.
+func setEntry(t *testing.T, s *Store, id blockstore.ID, v []byte) {
+	t.Helper()
+	key := blockKey(id)
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(key[:], v) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLegacyEntries: stores written before pack files kept each frame as
+// its key's value; such blocks still read, verify and delete.
+func TestLegacyEntries(t *testing.T) {
+	ctx := t.Context()
+	s := openT(t, t.TempDir())
+	blocks := testBlocks(7)
+	for _, b := range blocks {
+		setEntry(t, s, b.ID, b.Frame)
+	}
+	checkBlocks(t, s, blocks)
+	bad := bytes.Clone(blocks[0].Frame)
+	bad[len(bad)/2] ^= 1
+	setEntry(t, s, blocks[0].ID, bad)
+	expectNoData(t, s, blocks[0].ID, blockstore.ErrCorrupt)
+	if err := s.Delete(ctx, blocks[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	expectNoData(t, s, blocks[1].ID, blockstore.ErrNotFound)
+}
+
+// TestDeleteFreesSpace: deleting blocks punches their ranges out of the
+// packs at once, and a pack whose every block is gone is removed; the
+// blocks left read back, also after reopening, across several packs.
+func TestDeleteFreesSpace(t *testing.T) {
+	ctx := t.Context()
 	dir := t.TempDir()
-	s, err := Open(dir, testConfig(t))
+	cfg := testConfig(t)
+	cfg.PackSize = 1 << 20 // 16 raw blocks a pack
+	s, err := Open(dir, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Put(t.Context(), b); err != nil {
+	r := rand.New(rand.NewPCG(8, 8))
+	var blocks []blockstore.Block
+	for range 64 {
+		blocks = append(blocks, storetest.NewBlock(storetest.RandomBytes(r, blockstore.DefaultBlockSize)))
+	}
+	for i := 0; i < len(blocks); i += 8 {
+		if err := s.Put(ctx, blocks[i:i+8]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	packs := func() []string {
+		m, _ := filepath.Glob(filepath.Join(dir, "packs", "*"+packSuffix))
+		return m
+	}
+	before, n := s.packs.usage(), len(packs())
+	if n != 4 || before < 64*blockstore.DefaultBlockSize {
+		t.Fatalf("%d packs holding %d bytes; want 4 holding at least 4 MiB", n, before)
+	}
+	// Every block of the first pack, and every other block of the rest.
+	var gone []blockstore.ID
+	var kept []blockstore.Block
+	for i, b := range blocks {
+		if i < 16 || i%2 == 0 {
+			gone = append(gone, b.ID)
+		} else {
+			kept = append(kept, b)
+		}
+	}
+	if err := s.Delete(ctx, gone...); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
-	flipInValueLog(t, dir, b.Frame)
-	s = openT(t, dir)
-	got, err := s.Get(t.Context(), b.ID, nil)
-	if err == nil || len(got) != 0 {
-		t.Fatalf("Get of a block tampered in the last value log: %d bytes, err = %v; want an error and no data", len(got), err)
+	after := s.packs.usage()
+	t.Logf("packs: %d -> %d, disk use %d -> %d bytes after deleting %d of %d blocks", n, len(packs()), before, after, len(gone), len(blocks))
+	if len(packs()) != 3 {
+		t.Errorf("%d packs after the first one emptied; want 3", len(packs()))
 	}
-	t.Logf("Get: %v", err)
+	// The file system may keep a few blocks of its own per file (extent
+	// tree nodes).
+	if want := before - int64(len(gone))*blockstore.DefaultBlockSize + 3*16<<10; after > want {
+		t.Errorf("disk use %d after deletes; want at most %d", after, want)
+	}
+	checkBlocks(t, s, kept)
+	for _, id := range gone {
+		expectNoData(t, s, id, blockstore.ErrNotFound)
+	}
+	s.Close()
+	s, err = Open(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	checkBlocks(t, s, kept)
+	// New blocks go to a new pack, never after an old pack's end.
+	extra := storetest.NewBlock(storetest.RandomBytes(r, 100))
+	if err := s.Put(ctx, extra); err != nil {
+		t.Fatal(err)
+	}
+	if got := refOf(t, s, extra.ID).pack; got != 5 {
+		t.Errorf("a Put after reopening went to pack %d; want the new pack 5", got)
+	}
 }
 
-// flipInValueLog finds frame in the value log files of dir and flips a bit
-// in its middle.
-func flipInValueLog(t *testing.T, dir string, frame []byte) {
+// TestConcurrentDeleteAndGet: a block deleted while readers read it gives
+// them its bytes or ErrNotFound, never ErrCorrupt.
+func TestConcurrentDeleteAndGet(t *testing.T) {
+	ctx := t.Context()
+	s := openT(t, t.TempDir())
+	r := rand.New(rand.NewPCG(9, 9))
+	for round := range 50 {
+		b := storetest.NewBlock(storetest.RandomBytes(r, blockstore.DefaultBlockSize))
+		if err := s.Put(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				for range 20 {
+					_, err := s.Get(ctx, b.ID, nil)
+					if err != nil && !errors.Is(err, blockstore.ErrNotFound) {
+						t.Errorf("round %d: Get during Delete: %v", round, err)
+						return
+					}
+				}
+			})
+		}
+		if err := s.Delete(ctx, b.ID); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+	}
+}
+
+// flipInPacks finds payload in the pack files of the store in dir and
+// flips a bit in its middle.
+func flipInPacks(t *testing.T, dir string, payload []byte) {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.vlog"))
+	files, err := filepath.Glob(filepath.Join(dir, "packs", "*"+packSuffix))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,17 +397,17 @@ func flipInValueLog(t *testing.T, dir string, frame []byte) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		i := bytes.Index(data, frame)
+		i := bytes.Index(data, payload)
 		if i < 0 {
 			continue
 		}
-		data[i+len(frame)/2] ^= 0x10
+		data[i+len(payload)/2] ^= 0x10
 		if err := os.WriteFile(f, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
-	t.Fatalf("frame not found in the value log files %v", files)
+	t.Fatalf("payload not found in the pack files %v", files)
 }
 
 // crashEnv names the store directory when the test binary runs as the

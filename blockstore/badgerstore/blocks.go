@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -27,8 +29,9 @@ func blockKey(id blockstore.ID) [blockKeyLen]byte {
 // errHole is returned for the hole, which is stored nowhere.
 var errHole = fmt.Errorf("the hole is never stored: %w", blockstore.ErrNotFound)
 
-// Get implements blockstore.Getter. It decodes straight from badger's value
-// (the value log's memory map), without copying the frame first.
+// Get implements blockstore.Getter. A raw block is read by one pread
+// straight into dst and hashed there; a compressed one is read into a
+// pooled buffer and decoded into dst.
 func (s *Store) Get(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error) {
 	if err := s.enter(ctx); err != nil {
 		return dst, fmt.Errorf("badgerstore: get %s: %w", id.Short(), err)
@@ -37,17 +40,54 @@ func (s *Store) Get(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, 
 	if id.IsHole() {
 		return dst, fmt.Errorf("badgerstore: get: %w", errHole)
 	}
+	var r ref
 	out := dst
-	err := s.view(id, func(v []byte) error {
+	isRef, err := s.lookup(id, &r, func(frame []byte) error {
 		var err error
-		out, err = blockstore.Open(id, v, dst)
+		out, err = blockstore.Open(id, frame, dst)
 		return err
 	})
+	if err == nil && isRef {
+		out, err = s.readPlain(id, &r, dst)
+		err = s.recheck(id, err)
+	}
 	if err != nil {
 		return dst, s.readErr("get", id, err)
 	}
 	return out, nil
 }
+
+// readPlain appends the verified plain bytes of the block at r to dst.
+func (s *Store) readPlain(id blockstore.ID, r *ref, dst []byte) ([]byte, error) {
+	raw, n, err := blockstore.RawHeader(r.header())
+	if err != nil {
+		return dst, err
+	}
+	if raw {
+		if n != r.n {
+			return dst, fmt.Errorf("%w: raw payload of %d bytes, header says %d", blockstore.ErrCorrupt, r.n, n)
+		}
+		start := len(dst)
+		out := slices.Grow(dst, n)[:start+n]
+		if err := s.packs.read(r.pack, r.off, out[start:]); err != nil {
+			return dst, fmt.Errorf("%w: %v", blockstore.ErrCorrupt, err)
+		}
+		if err := blockstore.CheckPlain(id, out[start:]); err != nil {
+			return dst, err
+		}
+		return out, nil
+	}
+	bp := payloads.Get().(*[]byte)
+	defer payloads.Put(bp)
+	buf := slices.Grow((*bp)[:0], r.n)[:r.n]
+	*bp = buf
+	if err := s.packs.read(r.pack, r.off, buf); err != nil {
+		return dst, fmt.Errorf("%w: %v", blockstore.ErrCorrupt, err)
+	}
+	return blockstore.OpenSplit(id, r.header(), buf, dst)
+}
+
+var payloads = sync.Pool{New: func() any { b := make([]byte, 0, blockstore.DefaultBlockSize); return &b }}
 
 // GetFrame implements blockstore.FrameGetter.
 func (s *Store) GetFrame(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error) {
@@ -58,30 +98,75 @@ func (s *Store) GetFrame(ctx context.Context, id blockstore.ID, dst []byte) ([]b
 	if id.IsHole() {
 		return dst, fmt.Errorf("badgerstore: get frame: %w", errHole)
 	}
+	var r ref
 	out := dst
-	err := s.view(id, func(v []byte) error {
-		if err := blockstore.Verify(id, v); err != nil {
+	isRef, err := s.lookup(id, &r, func(frame []byte) error {
+		if err := blockstore.Verify(id, frame); err != nil {
 			return err
 		}
-		out = append(dst, v...)
+		out = append(dst, frame...)
 		return nil
 	})
+	if err == nil && isRef {
+		out, err = s.readFrame(id, &r, dst)
+		err = s.recheck(id, err)
+	}
 	if err != nil {
 		return dst, s.readErr("get frame", id, err)
 	}
 	return out, nil
 }
 
-// view calls fn with the stored frame of id, valid only during the call.
-func (s *Store) view(id blockstore.ID, fn func([]byte) error) error {
+// readFrame appends the verified frame of the block at r to dst.
+func (s *Store) readFrame(id blockstore.ID, r *ref, dst []byte) ([]byte, error) {
+	start := len(dst)
+	out := append(dst, r.header()...)
+	body := len(out)
+	out = slices.Grow(out, r.n)[:body+r.n]
+	if err := s.packs.read(r.pack, r.off, out[body:]); err != nil {
+		return dst, fmt.Errorf("%w: %v", blockstore.ErrCorrupt, err)
+	}
+	if err := blockstore.Verify(id, out[start:]); err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
+// lookup reads the index entry of id into r and reports whether it is a
+// ref; a legacy entry (a whole frame) is passed to legacy instead, valid
+// only during that call.
+func (s *Store) lookup(id blockstore.ID, r *ref, legacy func(frame []byte) error) (isRef bool, err error) {
 	key := blockKey(id)
-	return s.db.View(func(txn *badger.Txn) error {
+	err = s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(key[:])
 		if err != nil {
 			return err
 		}
-		return item.Value(fn)
+		return item.Value(func(v []byte) error {
+			var err error
+			if isRef, err = parseRef(v, r); err != nil || isRef {
+				return err
+			}
+			return legacy(v)
+		})
 	})
+	return isRef, err
+}
+
+// recheck turns a read error into ErrNotFound when the block was deleted
+// while it was being read (its range punched, or its pack removed).
+func (s *Store) recheck(id blockstore.ID, err error) error {
+	if err == nil {
+		return nil
+	}
+	key := blockKey(id)
+	if s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(key[:])
+		return err
+	}) == badger.ErrKeyNotFound {
+		return badger.ErrKeyNotFound
+	}
+	return err
 }
 
 // readErr wraps an error of Get or GetFrame, and logs corrupt blocks: they
@@ -130,18 +215,50 @@ func (s *Store) Put(ctx context.Context, blocks ...blockstore.Block) error {
 	if len(todo) == 0 {
 		return nil
 	}
+	// Payloads first, durable, then the index entries that point at them.
+	refs := make([]ref, len(todo))
+	bodies := make([][]byte, len(todo))
+	var total int64
+	for i, b := range todo {
+		hdr, payload, err := blockstore.SplitFrame(b.Frame)
+		if err == nil && len(payload) > maxPayload {
+			err = fmt.Errorf("%w: payload of %d bytes", blockstore.ErrCorrupt, len(payload))
+		}
+		if err != nil {
+			return fmt.Errorf("badgerstore: put %s: %w", b.ID.Short(), err)
+		}
+		refs[i].hdrLen = copy(refs[i].hdr[:], hdr)
+		refs[i].n = len(payload)
+		bodies[i] = payload
+		total += alignUp(int64(len(payload)))
+	}
+	num, f, off, err := s.packs.reserve(total)
+	if err != nil {
+		return fmt.Errorf("badgerstore: put: %w", err)
+	}
+	err = s.packs.write(f, off, bodies)
+	s.packs.done(num)
+	if err != nil {
+		return fmt.Errorf("badgerstore: put: %w", err)
+	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
-	// The batch keeps the key slices until Flush: one array for all.
+	// The batch keeps the key and value slices until Flush: one array
+	// for each.
 	keys := make([]byte, len(todo)*blockKeyLen)
+	vals := make([]byte, 0, len(todo)*refMaxLen)
 	for i, b := range todo {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("badgerstore: put: %w", err)
 		}
+		refs[i].pack, refs[i].off = num, off
+		off += alignUp(int64(refs[i].n))
 		k := keys[i*blockKeyLen : (i+1)*blockKeyLen]
 		k[0] = blockPrefix
 		copy(k[1:], b.ID[:])
-		if err := wb.Set(k, b.Frame); err != nil {
+		at := len(vals)
+		vals = appendRef(vals, &refs[i])
+		if err := wb.Set(k, vals[at:len(vals):len(vals)]); err != nil {
 			return fmt.Errorf("badgerstore: put %s: %w", b.ID.Short(), err)
 		}
 	}
@@ -183,8 +300,9 @@ func (s *Store) Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore.
 	return missing, nil
 }
 
-// Delete implements blockstore.Deleter. The space comes back when value log
-// GC rewrites the files that held the frames.
+// Delete implements blockstore.Deleter. The index entries go first, in
+// one batch; then each deleted payload's range is punched out of its pack,
+// giving its disk space back at once.
 func (s *Store) Delete(ctx context.Context, ids ...blockstore.ID) error {
 	if err := s.enter(ctx); err != nil {
 		return fmt.Errorf("badgerstore: delete: %w", err)
@@ -192,6 +310,35 @@ func (s *Store) Delete(ctx context.Context, ids ...blockstore.ID) error {
 	defer s.exit()
 	if len(ids) == 0 {
 		return nil
+	}
+	var refs []ref
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, id := range ids {
+			if id.IsHole() {
+				continue
+			}
+			key := blockKey(id)
+			item, err := txn.Get(key[:])
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			var r ref
+			if err := item.Value(func(v []byte) error {
+				isRef, err := parseRef(v, &r)
+				if isRef && err == nil {
+					refs = append(refs, r)
+				}
+				return nil // a corrupt entry is deleted all the same
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: delete: %w", err)
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
@@ -212,6 +359,12 @@ func (s *Store) Delete(ctx context.Context, ids ...blockstore.ID) error {
 	}
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("badgerstore: delete: %w", err)
+	}
+	for i := range refs {
+		if err := s.packs.punch(refs[i].pack, refs[i].off, int64(refs[i].n)); err != nil {
+			// The entry is gone: the range is only lost space.
+			s.log.Warn("freeing a deleted block's space", "err", err)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,251 @@
+package badgerstore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
+)
+
+// Pack files hold block payloads; badger holds only the index (a block's
+// pack, offset, length and frame header) and the metadata. A payload is
+// written once, by one pwritev per Put, and read by one pread straight into
+// the caller's buffer: no value log whose memory map faults page by page on
+// a cold read and is copied again on every write, and no value log GC
+// rewriting live data. A deleted block's range is punched out of its pack
+// (fallocate), so its disk space comes back at once; a pack whose every
+// range is punched is removed.
+//
+// Every payload starts on a packAlign boundary, so a punch frees exactly the
+// pages of the deleted payload. A raw 64 KiB block fills its 16 pages; a
+// compressed or short one leaves the rest of its last page unused.
+//
+// Crash safety: a Put writes and syncs its payloads before it commits the
+// index entries that point at them, so an entry never points at bytes that
+// are not on disk (Volatile stores skip the sync; a torn write there shows
+// up as a hash mismatch, never as data). A crash between the two leaves
+// unreferenced bytes at the end of the active pack; each Open starts a new
+// pack rather than appending after them, so they are never misread; they
+// are lost space until the pack is removed (bounded by what was in flight).
+const (
+	packAlign   = 4096
+	packMaxSize = 1 << 30
+	packSuffix  = ".pack"
+)
+
+// packSet is the directory of pack files.
+type packSet struct {
+	dir      string
+	volatile bool
+	maxSize  int64
+
+	mu     sync.Mutex
+	files  map[uint32]*os.File
+	busy   map[uint32]int // writes in flight, by pack: such a pack stays
+	active uint32         // 0: none yet; created by the first reserve
+	end    int64          // next free offset in the active pack
+	next   uint32         // number of the next pack to create
+}
+
+func openPacks(dir string, volatile bool, maxSize int64) (*packSet, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("packs: %w", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("packs: %w", err)
+	}
+	p := &packSet{dir: dir, volatile: volatile, maxSize: maxSize, files: map[uint32]*os.File{}, busy: map[uint32]int{}, next: 1}
+	for _, e := range ents {
+		num, ok := parsePackName(e.Name())
+		if !ok {
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(dir, e.Name()), os.O_RDWR, 0)
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("packs: %w", err)
+		}
+		p.files[num] = f
+		p.next = max(p.next, num+1)
+	}
+	return p, nil
+}
+
+func packName(num uint32) string { return fmt.Sprintf("%08d%s", num, packSuffix) }
+
+func parsePackName(name string) (uint32, bool) {
+	s, ok := strings.CutSuffix(name, packSuffix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	return uint32(n), err == nil && n > 0
+}
+
+// alignUp rounds n up to a multiple of packAlign.
+func alignUp(n int64) int64 { return (n + packAlign - 1) &^ (packAlign - 1) }
+
+// reserve returns a pack and an offset where n bytes (aligned) may be
+// written by the caller alone, starting a new pack when the active one is
+// full. A new pack's directory entry is synced before it is used. The
+// caller must call done(pack) once its write is over.
+func (p *packSet) reserve(n int64) (uint32, *os.File, int64, error) {
+	n = alignUp(n)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.files == nil {
+		return 0, nil, 0, os.ErrClosed
+	}
+	if p.active == 0 || (p.end > 0 && p.end+n > p.maxSize) {
+		num := p.next
+		f, err := os.OpenFile(filepath.Join(p.dir, packName(num)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return 0, nil, 0, fmt.Errorf("packs: %w", err)
+		}
+		if !p.volatile {
+			if err := diskio.SyncDir(p.dir); err != nil {
+				f.Close()
+				os.Remove(f.Name())
+				return 0, nil, 0, fmt.Errorf("packs: %w", err)
+			}
+		}
+		p.files[num] = f
+		p.next++
+		p.active, p.end = num, 0
+	}
+	off := p.end
+	p.end += n
+	p.busy[p.active]++
+	return p.active, p.files[p.active], off, nil
+}
+
+// done ends a write that reserve began.
+func (p *packSet) done(num uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.busy[num]--; p.busy[num] <= 0 {
+		delete(p.busy, num)
+	}
+}
+
+// file returns the open pack num.
+func (p *packSet) file(num uint32) (*os.File, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.files[num]
+	if f == nil {
+		if p.files == nil {
+			return nil, os.ErrClosed
+		}
+		return nil, fmt.Errorf("pack %d does not exist", num)
+	}
+	return f, nil
+}
+
+// zeros pads payloads to packAlign.
+var zeros [packAlign]byte
+
+// write writes the payloads back to back from off, each padded to
+// packAlign, then syncs the file unless the set is volatile.
+func (p *packSet) write(f *os.File, off int64, payloads [][]byte) error {
+	iov := make([][]byte, 0, 2*len(payloads))
+	for _, pl := range payloads {
+		if len(pl) > 0 {
+			iov = append(iov, pl)
+		}
+		if pad := alignUp(int64(len(pl))) - int64(len(pl)); pad > 0 {
+			iov = append(iov, zeros[:pad])
+		}
+	}
+	if err := diskio.PwritevFull(f, iov, off); err != nil {
+		return fmt.Errorf("packs: write %s: %w", f.Name(), err)
+	}
+	if p.volatile {
+		return nil
+	}
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("packs: sync %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// read fills buf from pack num at off.
+func (p *packSet) read(num uint32, off int64, buf []byte) error {
+	f, err := p.file(num)
+	if err != nil {
+		return err
+	}
+	if _, err := f.ReadAt(buf, off); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("pack %d ends before %d+%d", num, off, len(buf))
+		}
+		return err
+	}
+	return nil
+}
+
+// punch frees the aligned range of n bytes at off in pack num, and
+// removes the pack when nothing in it is left and it is not the active one.
+func (p *packSet) punch(num uint32, off, n int64) error {
+	f, err := p.file(num)
+	if err != nil {
+		return err
+	}
+	err = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, alignUp(n))
+	if err != nil {
+		return fmt.Errorf("packs: punch %s: %w", f.Name(), err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Blocks > 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if num == p.active || p.busy[num] > 0 || p.files[num] != f {
+		return nil
+	}
+	delete(p.files, num)
+	os.Remove(f.Name())
+	return f.Close()
+}
+
+// usage returns the bytes the packs take on disk.
+func (p *packSet) usage() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var total int64
+	for _, f := range p.files {
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) == nil {
+			total += st.Blocks * 512
+		}
+	}
+	return total
+}
+
+// close closes every pack.
+func (p *packSet) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	nums := make([]uint32, 0, len(p.files))
+	for num := range p.files {
+		nums = append(nums, num)
+	}
+	slices.Sort(nums)
+	for _, num := range nums {
+		errs = append(errs, p.files[num].Close())
+	}
+	p.files = nil
+	return errors.Join(errs...)
+}

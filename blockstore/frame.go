@@ -3,6 +3,7 @@ package blockstore
 import (
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -36,9 +37,12 @@ func codecs() (*zstd.Encoder, *zstd.Decoder) {
 		// SpeedFastest: on two cores CPU is the budget, and VM disks are
 		// either very compressible (zeros, text) or not at all (media,
 		// encrypted data), where a higher level buys little.
+		// Concurrency: EncodeAll takes one of this many encoders for
+		// each call, so 1 would make every caller in the process take
+		// turns, compressing on one core while the other waits.
 		enc, err = zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(zstd.SpeedFastest),
-			zstd.WithEncoderConcurrency(1),
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 			zstd.WithZeroFrames(true),
 			zstd.WithEncoderCRC(false))
 		if err != nil {

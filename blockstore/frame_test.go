@@ -222,6 +222,16 @@ func BenchmarkEncode(b *testing.B) {
 			}
 			b.ReportMetric(float64(len(frame))/float64(len(data.plain)), "ratio")
 		})
+		// Callers on every core at once, as a publish's uploaders are.
+		b.Run(data.name+"/parallel", func(b *testing.B) {
+			b.SetBytes(int64(len(data.plain)))
+			b.RunParallel(func(pb *testing.PB) {
+				var frame []byte
+				for pb.Next() {
+					frame = Encode(frame[:0], data.plain)
+				}
+			})
+		})
 	}
 }
 

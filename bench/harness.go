@@ -43,8 +43,8 @@ type server struct {
 
 var servingRE = regexp.MustCompile(`msg=serving url=(\S+)`)
 
-func startServer(bin, data string) (*server, error) {
-	s := &server{cmd: exec.Command(bin, "serve", "--data", data, "--listen", "127.0.0.1:0")}
+func startServer(bin, data string, extra ...string) (*server, error) {
+	s := &server{cmd: exec.Command(bin, append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0"}, extra...)...)}
 	pr, err := s.cmd.StderrPipe()
 	if err != nil {
 		return nil, err

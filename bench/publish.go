@@ -19,6 +19,8 @@ func benchPublish(args []string) error {
 	dir := fl.String("dir", "/var/tmp", "scratch directory (on the disk measured)")
 	runs := fl.Int("runs", 3, "measurements of each")
 	image := fl.String("image", "", "publish this existing image instead of writing one")
+	keep := fl.String("keep", "", "keep the image written at this path (with -image: reuse it)")
+	cpuprofile := fl.String("cpuprofile", "", "write CPU profiles of the last run's server and client to FILE.server and FILE.client")
 	fl.Parse(args)
 	size, err := humanize.ParseBytes(*sizeStr)
 	if err != nil {
@@ -50,6 +52,11 @@ func benchPublish(args []string) error {
 		if err := writeVMImage(img, int64(size), 1); err != nil {
 			return err
 		}
+		if *keep != "" {
+			if err := os.Link(img, *keep); err != nil {
+				return err
+			}
+		}
 	}
 
 	fmt.Printf("%-4s %-22s %10s %12s %16s %16s\n", "run", "what", "seconds", "MiB/s", "server VmHWM", "server anon peak")
@@ -71,7 +78,12 @@ func benchPublish(args []string) error {
 		}
 
 		data := filepath.Join(work, fmt.Sprintf("server%d", i))
-		srv, err := startServer(bin, data)
+		var srvArgs, pubArgs []string
+		if *cpuprofile != "" && i == *runs {
+			srvArgs = []string{"--cpuprofile", *cpuprofile + ".server"}
+			pubArgs = []string{"--cpuprofile", *cpuprofile + ".client"}
+		}
+		srv, err := startServer(bin, data, srvArgs...)
 		if err != nil {
 			return err
 		}
@@ -79,7 +91,7 @@ func benchPublish(args []string) error {
 			return err
 		}
 		stopWatch := memWatch(srv.cmd.Process.Pid)
-		d, _, err = run([]string{"DVFS_SERVER=" + srv.url, "DVFS_TOKEN=" + srv.token}, bin, "template", "publish", "--name", "bench", vm)
+		d, _, err = run([]string{"DVFS_SERVER=" + srv.url, "DVFS_TOKEN=" + srv.token}, bin, append(pubArgs, "template", "publish", "--name", "bench", vm)...)
 		anon := stopWatch()
 		peak, perr := procStatus(srv.cmd.Process.Pid, "VmHWM")
 		srv.stop()

@@ -112,7 +112,7 @@ func benchPublish(args []string) error {
 	}
 	fmt.Printf("\nbest of %d: cp %.2fs, publish %.2fs; publish/cp throughput ratio %.2f (goal >= 0.5)\n",
 		*runs, cpBest.Seconds(), pubBest.Seconds(), cpBest.Seconds()/pubBest.Seconds())
-	fmt.Printf("server peak memory: VmHWM %s (counts the value log's mapped file pages), anonymous %s\n",
+	fmt.Printf("server peak memory: VmHWM %s (counts mapped file pages), anonymous %s\n",
 		humanize.IBytes(uint64(peakMax)), humanize.IBytes(uint64(anonMax)))
 	return nil
 }

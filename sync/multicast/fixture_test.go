@@ -171,6 +171,10 @@ type rxSpec struct {
 	store *cacheStore // nil: a new empty store
 	wrap  func(PacketConn) PacketConn
 	late  time.Duration // join this long after the sender starts
+	// stay makes the receiver never leave for loss (LeaveLoss -1): for
+	// tests of repair, where the injected loss plus what a loaded
+	// machine drops may pass the leaving threshold.
+	stay bool
 	// after, if set, holds the receiver back until receiver 1 has stored
 	// this fraction of what it needs (1: until receiver 1 is done):
 	// late by the session's progress, not by the clock, so a loaded
@@ -292,8 +296,12 @@ func runSession(t testing.TB, tn *testNet, tp *template, scfg SenderConfig, spec
 			if rxStore != nil {
 				store = rxStore(i)
 			}
-			r, err := NewReceiver(ReceiverConfig{Conn: conns[i], Manifest: tp.m, Store: store,
-				Unicast: frames{tp.store}, ID: uint32(i + 1), Session: snd.Session(), Key: scfg.Key, JoinTimeout: 30 * time.Second})
+			rcfg := ReceiverConfig{Conn: conns[i], Manifest: tp.m, Store: store,
+				Unicast: frames{tp.store}, ID: uint32(i + 1), Session: snd.Session(), Key: scfg.Key, JoinTimeout: 30 * time.Second}
+			if sp.stay {
+				rcfg.LeaveLoss = -1
+			}
+			r, err := NewReceiver(rcfg)
 			if err != nil {
 				errs[i+1] = err
 				if i == 0 {

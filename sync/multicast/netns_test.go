@@ -78,6 +78,56 @@ func newTestNet(t testing.TB, nodes int) *testNet {
 
 func (tn *testNet) addr(i int) net.IP { return net.IPv4(10, 77, 0, byte(i+1)) }
 
+// setMTU sets the MTU of every node's eth0, every bridge port and the
+// bridge: 9000 makes a jumbo-frame network.
+func (tn *testNet) setMTU(t testing.TB, mtu int) {
+	t.Helper()
+	m := fmt.Sprint(mtu)
+	for i, ns := range tn.nodes {
+		for _, args := range [][]string{
+			{"-n", tn.bridge, "link", "set", fmt.Sprintf("p%d", i), "mtu", m},
+			{"-n", ns, "link", "set", "eth0", "mtu", m},
+		} {
+			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+				t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+	}
+	if out, err := exec.Command("ip", "-n", tn.bridge, "link", "set", "br0", "mtu", m).CombinedOutput(); err != nil {
+		t.Fatalf("ip link set br0 mtu %s: %v\n%s", m, err, out)
+	}
+}
+
+// ipStat reads a counter of the Ip line of node i's /proc/net/snmp
+// (FragCreates: the datagrams this node had to fragment).
+func (tn *testNet) ipStat(t testing.TB, i int, name string) int64 {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", tn.nodes[i], "cat", "/proc/net/snmp").Output()
+	if err != nil {
+		t.Fatalf("/proc/net/snmp of %s: %v", tn.nodes[i], err)
+	}
+	var keys []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Ip:" {
+			continue
+		}
+		if keys == nil {
+			keys = f
+			continue
+		}
+		for j, k := range keys {
+			if k == name && j < len(f) {
+				var v int64
+				fmt.Sscan(f[j], &v)
+				return v
+			}
+		}
+	}
+	t.Fatalf("no Ip counter %s in /proc/net/snmp of %s", name, tn.nodes[i])
+	return 0
+}
+
 // in runs fn on an OS thread inside node i's namespace: sockets opened
 // there stay in it after the thread leaves.
 func (tn *testNet) in(i int, fn func() error) error {

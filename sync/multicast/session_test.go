@@ -324,3 +324,32 @@ func TestJoinEndedSession(t *testing.T) {
 	}
 	t.Logf("joined an ended session: %d blocks by unicast (%s) in %v", st.Unicast, st.Reason, st.Duration.Round(time.Millisecond))
 }
+
+// TestJumboFrames runs sessions with jumbo payloads (uftp's 8,800 bytes
+// and the largest a 9000-byte MTU carries whole, 8,972) on a network
+// whose veths and bridge have MTU 9000, one of three receivers losing
+// 10% of its packets. Every cache must come out byte-exact by multicast
+// alone, and no datagram may have been fragmented.
+func TestJumboFrames(t *testing.T) {
+	tp := newTemplate(t, 512, 14) // 32 MiB
+	for _, size := range []int{8800, JumboPacketSize} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			tn := newTestNet(t, 4)
+			tn.setMTU(t, 9000)
+			frags := tn.ipStat(t, 0, "FragCreates")
+			res := runSession(t, tn, tp, SenderConfig{PacketSize: size}, []rxSpec{{}, {}, {loss: 0.1}})
+			for i, st := range res.rx {
+				if st.Multicast != st.Needed || st.Unicast != 0 {
+					t.Errorf("receiver %d: %d of %d blocks by multicast, %d by unicast (%s)", i+1, st.Multicast, st.Needed, st.Unicast, st.Reason)
+				}
+			}
+			if n := tn.ipStat(t, 0, "FragCreates") - frags; n != 0 {
+				t.Errorf("the sender fragmented %d datagrams: %d-byte payloads should fit a 9000-byte MTU", n, size)
+			}
+			s := res.sender
+			t.Logf("%d-byte packets: %d packets, %.1f per block; overhead %.3f (repair %.3f of needed; lossy receiver: %d rebuilt from parity, %d NACKs) in %v",
+				size, s.Packets, float64(s.Packets)/float64(s.Blocks), s.Overhead(), float64(s.RepairBytes)/float64(s.NeededBytes),
+				res.rx[2].Repaired, res.rx[2].Nacks, res.wall.Round(time.Millisecond))
+		})
+	}
+}

@@ -49,7 +49,11 @@ func benchMulticast(args []string) error {
 	packet := fl.Int("packet", multicast.DefaultPacketSize, "dvfs UDP payload size")
 	join := fl.Duration("join", 0, "dvfs join window (0: the sender's default)")
 	uftpBlock := fl.Int("uftp-block", 1300, "uftp block size (-b)")
-	slow := fl.Bool("slow", false, "also run 4 receivers of which one is paused half the time (250 ms of every 500 ms)")
+	slow := fl.Bool("slow", false, "also run 4 receivers of which one is paused half the time (250 ms of every 500 ms), "+
+		"after 4 healthy ones, with every tool")
+	jumbo := fl.Bool("jumbo", false, "then set MTU 9000 on every link and run every receiver count again with jumbo packets: "+
+		"dvfs with -jumbo-packet, uftp with -b 8800 (udpcast's blocks stop at 1456 bytes)")
+	jumboPacket := fl.Int("jumbo-packet", multicast.JumboPacketSize, "dvfs UDP payload size on the MTU 9000 rows")
 	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of each dvfs run (sender and receivers) to FILE.N, N receivers")
 	fl.Parse(args)
 	size, err := humanize.ParseBytes(*sizeStr)
@@ -81,7 +85,7 @@ func benchMulticast(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	b := &mcBench{size: int64(size), rate: rate, packet: *packet, join: *join, uftpBlock: *uftpBlock, cmds: map[string][]string{}}
+	b := &mcBench{size: int64(size), rate: rate, packet: *packet, join: *join, uftpBlock: *uftpBlock, mtu: 1500, cmds: map[string][]string{}}
 	b.work = *work
 	if b.work == "" {
 		if b.work, err = os.MkdirTemp(*dir, "dvfs-bench-multicast"); err != nil {
@@ -115,41 +119,69 @@ func benchMulticast(args []string) error {
 	b.profile = *cpuprofile
 
 	var rows []mcRow
+	row := func(tool string, n, slow int) error {
+		r, err := b.run(ctx, tool, n, slow)
+		if err != nil {
+			return fmt.Errorf("%s to %d (slow %d, MTU %d): %w", tool, n, slow, b.mtu, err)
+		}
+		r.print()
+		rows = append(rows, r)
+		return nil
+	}
 	for _, n := range ns {
 		for _, tool := range tools {
-			r, err := b.run(ctx, tool, n, -1)
-			if err != nil {
-				return fmt.Errorf("%s to %d: %w", tool, n, err)
+			if err := row(tool, n, -1); err != nil {
+				return err
 			}
-			r.print()
-			rows = append(rows, r)
 		}
 	}
 	if *slow {
+		// Each tool's slow run comes right after a healthy run of the
+		// same size (again, when the rows above ran long before), so
+		// the two see the same machine.
 		for _, tool := range tools {
-			if tool == "uftp" {
-				continue // uftp drops a client that falls behind for good; not comparable
+			if last := rows[len(rows)-1]; last.tool != tool || last.n != 4 {
+				if err := row(tool, 4, -1); err != nil {
+					return err
+				}
 			}
-			r, err := b.run(ctx, tool, 4, 1)
-			if err != nil {
-				return fmt.Errorf("%s to 4, one slow: %w", tool, err)
+			if err := row(tool, 4, 1); err != nil {
+				return err
 			}
-			r.print()
-			rows = append(rows, r)
+		}
+	}
+	if *jumbo {
+		if err := tn.setMTU(9000); err != nil {
+			return err
+		}
+		b.mtu, b.packet, b.uftpBlock = 9000, *jumboPacket, 8800
+		fmt.Printf("MTU 9000 on every link: dvfs packets of %d bytes, uftp blocks of %d\n", b.packet, b.uftpBlock)
+		for _, n := range ns {
+			for _, tool := range tools {
+				if tool == "udpcast" {
+					continue // its block size stops at 1456 bytes: nothing to compare
+				}
+				if err := row(tool, n, -1); err != nil {
+					return err
+				}
+			}
 		}
 	}
 
 	fmt.Printf("\n%s of %s data to each receiver; the sender's link shaped to %s (%.1f MiB/s)\n",
 		humanize.IBytes(size), *data, *rateStr, float64(rate)/(1<<20))
-	fmt.Printf("%-8s %4s %-6s %8s %12s %9s %10s %7s  %s\n", "tool", "rx", "slow", "wall s", "MiB/s/rx", "/shaped", "sent/need", "others", "notes")
+	fmt.Printf("%-8s %4s %5s %-6s %8s %12s %9s %10s %7s  %s\n", "tool", "rx", "mtu", "slow", "wall s", "MiB/s/rx", "/shaped", "sent/need", "others", "notes")
 	for _, r := range rows {
 		r.printRow(b)
+	}
+	if *slow {
+		printSlow(rows)
 	}
 	fmt.Println()
 	for _, tool := range tools {
 		var w1, w8 time.Duration
 		for _, r := range rows {
-			if r.tool == tool && r.slow < 0 {
+			if r.tool == tool && r.slow < 0 && r.mtu == 1500 {
 				switch r.n {
 				case 1:
 					w1 = r.wall
@@ -202,6 +234,7 @@ type mcBench struct {
 	repo      *repo.Repo
 	signed    []byte
 	m         *manifest.Manifest
+	mtu       int // of every link, for the rows to come
 	tn        *testNet
 	profile   string // CPU profile of each dvfs run: profile.N
 	cmds      map[string][]string
@@ -211,11 +244,15 @@ type mcBench struct {
 type mcRow struct {
 	tool   string
 	n      int
+	mtu    int             // of the links
 	slow   int             // index of the paused receiver, -1: none
 	wall   time.Duration   // sender start to the last receiver done
 	others time.Duration   // to the last receiver that was not paused
 	each   []time.Duration // per receiver
 	over   float64         // bytes sent / bytes needed (dvfs)
+	// slowEnd says how the paused receiver ended (left for unicast, kept
+	// up, dropped by the sender).
+	slowEnd string
 	// otherCPU is the CPU time (core-seconds) other processes on the
 	// machine used during the run: a busy machine makes a row suspect.
 	otherCPU float64
@@ -223,7 +260,7 @@ type mcRow struct {
 }
 
 func (r mcRow) print() {
-	fmt.Printf("%-8s rx=%d slow=%v wall %.2fs", r.tool, r.n, r.slow >= 0, r.wall.Seconds())
+	fmt.Printf("%-8s rx=%d mtu=%d slow=%v wall %.2fs", r.tool, r.n, r.mtu, r.slow >= 0, r.wall.Seconds())
 	if r.slow >= 0 {
 		fmt.Printf(" others %.2fs", r.others.Seconds())
 	}
@@ -269,7 +306,31 @@ func (r mcRow) printRow(b *mcBench) {
 	if r.slow >= 0 {
 		note = fmt.Sprintf("paused receiver done at %.2fs; %s", r.wall.Seconds(), note)
 	}
-	fmt.Printf("%-8s %4d %-6s %8.2f %12.1f %9.3f %10s %7.1f  %s\n", r.tool, r.n, slow, wall.Seconds(), gp/(1<<20), gp/float64(b.rate), over, r.otherCPU, note)
+	fmt.Printf("%-8s %4d %5d %-6s %8.2f %12.1f %9.3f %10s %7.1f  %s\n", r.tool, r.n, r.mtu, slow, wall.Seconds(), gp/(1<<20), gp/float64(b.rate), over, r.otherCPU, note)
+}
+
+// printSlow compares, per tool, the healthy receivers' wall time with a
+// paused receiver among them against the same 4 receivers all healthy.
+func printSlow(rows []mcRow) {
+	fmt.Println("\none receiver of 4 paused 250 ms of every 500 ms: the healthy receivers' wall time (the last of them)")
+	fmt.Printf("%-8s %14s %14s %7s %12s  %s\n", "tool", "all healthy s", "one paused s", "ratio", "paused s", "the paused receiver")
+	for i, r := range rows {
+		if r.slow < 0 {
+			continue
+		}
+		var base *mcRow
+		for j := i - 1; j >= 0; j-- {
+			if b := rows[j]; b.tool == r.tool && b.n == r.n && b.slow < 0 && b.mtu == r.mtu {
+				base = &rows[j]
+				break
+			}
+		}
+		if base == nil {
+			continue
+		}
+		fmt.Printf("%-8s %14.2f %14.2f %7.2f %12.2f  %s\n", r.tool, base.wall.Seconds(), r.others.Seconds(),
+			r.others.Seconds()/base.wall.Seconds(), r.wall.Seconds(), r.slowEnd)
+	}
 }
 
 const benchKeySeed = "dvfs bench multicast signing key"
@@ -393,8 +454,9 @@ func (b *mcBench) run(ctx context.Context, tool string, n, slow int) (mcRow, err
 		syscall.Sync()
 	}()
 	syscall.Sync()
-	r := mcRow{tool: tool, n: n, slow: slow}
+	r := mcRow{tool: tool, n: n, mtu: b.mtu, slow: slow}
 	busy0, mine0 := cpuTimes()
+	drops0 := b.drops(n)
 	var err error
 	switch tool {
 	case "dvfs":
@@ -409,13 +471,62 @@ func (b *mcBench) run(ctx context.Context, tool string, n, slow int) (mcRow, err
 	}
 	busy1, mine1 := cpuTimes()
 	r.otherCPU = max(0, (busy1-busy0)-(mine1-mine0))
+	drops1 := b.drops(n)
+	r.note = fmt.Sprintf("dropped: %d at the tbf, %d in receivers' socket buffers; %s",
+		drops1.shaper-drops0.shaper, drops1.rcvbuf-drops0.rcvbuf, r.note)
 	for i, d := range r.each {
 		r.wall = max(r.wall, d)
 		if i != slow {
 			r.others = max(r.others, d)
 		}
 	}
+	if slow >= 0 && r.slowEnd == "" {
+		r.slowEnd = "had the whole copy with the others"
+		if d := r.each[slow] - r.others; d > time.Second {
+			r.slowEnd = fmt.Sprintf("had the whole copy %.1fs after the others", d.Seconds())
+		}
+	}
 	return r, nil
+}
+
+// drops are the packets lost where the benchmark can count them.
+type drops struct {
+	shaper int64 // dropped by the sender's tbf
+	rcvbuf int64 // UDP datagrams nodes 1..n dropped for a full socket buffer
+}
+
+func (b *mcBench) drops(n int) drops {
+	var d drops
+	if out, err := b.tn.exec(0, "tc", "-s", "qdisc", "show", "dev", "eth0").Output(); err == nil {
+		// " Sent 123 bytes 45 pkt (dropped 6, overlimits 7 requeues 0)"
+		if _, rest, ok := strings.Cut(string(out), "(dropped "); ok {
+			d.shaper, _ = strconv.ParseInt(strings.TrimRight(strings.Fields(rest)[0], ","), 10, 64)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		out, err := b.tn.exec(i, "cat", "/proc/net/snmp").Output()
+		if err != nil {
+			continue
+		}
+		var keys []string
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 0 || f[0] != "Udp:" {
+				continue
+			}
+			if keys == nil {
+				keys = f
+				continue
+			}
+			for j, k := range keys {
+				if k == "RcvbufErrors" && j < len(f) {
+					v, _ := strconv.ParseInt(f[j], 10, 64)
+					d.rcvbuf += v
+				}
+			}
+		}
+	}
+	return d
 }
 
 var mcGroup = &net.UDPAddr{IP: net.IPv4(239, 78, 0, 1), Port: 47001}
@@ -555,10 +666,26 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 			return fmt.Errorf("receiver %d lacks %d blocks", i+1, len(missing))
 		}
 	}
-	r.note = fmt.Sprintf("repairs %.1f%% of needed, %d NACKs, %d left, %d blocks by unicast, rate mean %.0f min %.0f MiB/s",
-		100*float64(sst.RepairBytes)/float64(max(sst.NeededBytes, 1)), nacks, left, uni, rateSum/max(rateN, 1)/(1<<20), rateMin/(1<<20))
-	b.cmds["dvfs"] = []string{fmt.Sprintf("go run ./bench multicast -tools dvfs -packet %d (in-process: sender in %s, receivers in %s-1..N, each a badgerstore Volatile)",
-		b.packet, b.tn.nodes[0], b.tn.prefix)}
+	// How long the link carried the session against how long the sender
+	// had data to send: below 1 the sender fell behind its pacing.
+	join := b.join
+	if join == 0 {
+		join = multicast.DefaultJoinWindow
+	}
+	wire := float64(sst.Bytes+sst.Packets*(8+20+14)) / float64(b.rate)
+	r.note = fmt.Sprintf("packet %d, repairs %.1f%% of needed, %d NACKs, %d left, %d blocks by unicast, rate mean %.0f min %.0f MiB/s; "+
+		"link busy %.2fs of the sender's %.2fs after the join window",
+		b.packet, 100*float64(sst.RepairBytes)/float64(max(sst.NeededBytes, 1)), nacks, left, uni, rateSum/max(rateN, 1)/(1<<20), rateMin/(1<<20),
+		wire, (sst.Duration - join).Seconds())
+	if r.slow >= 0 {
+		st := stats[r.slow]
+		r.slowEnd = fmt.Sprintf("kept up: all %d blocks by multicast", st.Multicast)
+		if st.Left || st.Unicast > 0 {
+			r.slowEnd = fmt.Sprintf("left (%s): %d blocks by multicast, %d by unicast", st.Reason, st.Multicast, st.Unicast)
+		}
+	}
+	b.cmds["dvfs"] = []string{fmt.Sprintf("go run ./bench multicast -tools dvfs -packet %d (in-process: sender in %s, receivers in %s-1..N, each a badgerstore Volatile; links at MTU %d)",
+		b.packet, b.tn.nodes[0], b.tn.prefix, b.mtu)}
 	return nil
 }
 
@@ -691,18 +818,55 @@ func (b *mcBench) runUftp(ctx context.Context, r *mcRow, dirs []string) error {
 	}
 	lines = append(lines, snd.line)
 	b.cmds["uftp"] = lines
-	if err := snd.wait(start); err != nil {
+	stopPause := make(chan struct{})
+	if r.slow >= 0 {
+		go pauser(rx[r.slow].cmd.Process.Pid, 500*time.Millisecond, stopPause)
+	}
+	err = snd.wait(start)
+	close(stopPause)
+	if err != nil {
 		return err
 	}
+	// The clients' logs say when each had the whole file; read them once
+	// the daemons are gone and their logs complete.
+	for _, p := range rx {
+		p.kill()
+	}
+	rx = nil
 	r.each = make([]time.Duration, n)
 	for i := range n {
-		r.each[i] = snd.end // the sender ends when every client has confirmed
+		r.each[i] = snd.end // the sender ends when every client has confirmed or been dropped
+		if at, ok := uftpDone(dirs[i]+".log", start); ok {
+			r.each[i] = at
+		}
 		if err := b.checkCopy(filepath.Join(dirs[i], "disk.img")); err != nil {
-			return err
+			if i != r.slow {
+				return err
+			}
+			// uftp has no other path: a client it drops keeps a partial copy.
+			r.slowEnd = fmt.Sprintf("dropped by the sender, its copy incomplete (%v)", err)
 		}
 	}
 	r.note = fmt.Sprintf("block %d", b.uftpBlock)
 	return nil
+}
+
+// uftpDone finds when a uftpd client logged the end of its file transfer.
+func uftpDone(logPath string, start time.Time) (time.Duration, bool) {
+	out, err := os.ReadFile(logPath)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.Contains(line, "File transfer complete") || len(line) < 26 {
+			continue
+		}
+		at, err := time.ParseInLocation("2006/01/02 15:04:05.000000", line[:26], time.Local)
+		if err == nil {
+			return at.Sub(start), true
+		}
+	}
+	return 0, false
 }
 
 func (b *mcBench) runUdpcast(ctx context.Context, r *mcRow, dirs []string) error {

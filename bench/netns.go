@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -77,6 +78,21 @@ func (tn *testNet) shape(i int, rate string) ([]string, error) {
 		return nil, fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return args, nil
+}
+
+// setMTU sets the MTU of every node's eth0, every bridge port and the
+// bridge (9000: jumbo frames).
+func (tn *testNet) setMTU(mtu int) error {
+	m := strconv.Itoa(mtu)
+	for i, ns := range tn.nodes {
+		if err := ipCmd("-n", tn.bridge, "link", "set", fmt.Sprintf("p%d", i), "mtu", m); err != nil {
+			return err
+		}
+		if err := ipCmd("-n", ns, "link", "set", "eth0", "mtu", m); err != nil {
+			return err
+		}
+	}
+	return ipCmd("-n", tn.bridge, "link", "set", "br0", "mtu", m)
 }
 
 func (tn *testNet) close() {

@@ -56,6 +56,12 @@ type Config struct {
 	// PackSize is the size at which a pack file of block payloads is
 	// closed and the next one started.
 	PackSize int64
+	// DirectWrites writes block payloads with O_DIRECT, past the page
+	// cache (packs.go, writeDirect, says what that saves). For a store
+	// filled in bulk whose blocks are not read back at once: a
+	// workstation's cache, filled by multicast and by fetches. A file
+	// system without O_DIRECT falls back to buffered writes.
+	DirectWrites bool
 	// Volatile drops the durability promise of Put and CommitMeta: writes
 	// are not synced, so a crash may lose the latest ones (never corrupt
 	// what remains: badger truncates a torn log tail, and Get verifies
@@ -185,7 +191,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
-	packs, err := openPacks(filepath.Join(dir, "packs"), cfg.Volatile, cfg.PackSize)
+	packs, err := openPacks(filepath.Join(dir, "packs"), cfg.Volatile, cfg.DirectWrites, cfg.PackSize)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)

@@ -53,6 +53,51 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, open, storetest.Options{Corrupt: corruptInDB})
 }
 
+// TestConformanceDirect runs the suite on stores that write their packs
+// with O_DIRECT, volatile (a workstation's cache) and durable, and checks
+// that the writes really went past the page cache.
+func TestConformanceDirect(t *testing.T) {
+	for _, volatile := range []bool{true, false} {
+		t.Run(fmt.Sprintf("volatile=%v", volatile), func(t *testing.T) {
+			var last *Store
+			open := func(t *testing.T) storetest.Store {
+				cfg := testConfig(t)
+				cfg.DirectWrites, cfg.Volatile = true, volatile
+				s, err := Open(t.TempDir(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				last = s
+				return s
+			}
+			storetest.Run(t, open, storetest.Options{Corrupt: corruptInDB})
+			if last == nil || !last.packs.direct {
+				t.Fatal("the store fell back to buffered writes on the test's file system")
+			}
+		})
+	}
+	// Blocks written direct, of every shape, read back after reopening
+	// (the page cache never held them).
+	dir := t.TempDir()
+	cfg := testConfig(t)
+	cfg.DirectWrites = true
+	s, err := Open(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := append(testBlocks(10), testBlocks(11)...)
+	if err := s.Put(t.Context(), blocks[:4]...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(t.Context(), blocks[4:]...); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openT(t, dir)
+	checkBlocks(t, s, blocks)
+}
+
 // corruptInDB writes the block's frame back with one bit flipped, through
 // badger directly, as a bit flip on disk would leave it.
 func corruptInDB(t *testing.T, st storetest.Store, id blockstore.ID) {

@@ -232,15 +232,16 @@ func (s *Store) Put(ctx context.Context, blocks ...blockstore.Block) error {
 		bodies[i] = payload
 		total += alignUp(int64(len(payload)))
 	}
-	num, f, off, err := s.packs.reserve(total)
+	sl, err := s.packs.reserve(total)
 	if err != nil {
 		return fmt.Errorf("badgerstore: put: %w", err)
 	}
-	err = s.packs.write(f, off, bodies)
-	s.packs.done(num)
+	err = s.packs.write(sl, bodies)
+	s.packs.done(sl.num)
 	if err != nil {
 		return fmt.Errorf("badgerstore: put: %w", err)
 	}
+	off := sl.off
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	// The batch keeps the key and value slices until Flush: one array
@@ -251,7 +252,7 @@ func (s *Store) Put(ctx context.Context, blocks ...blockstore.Block) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("badgerstore: put: %w", err)
 		}
-		refs[i].pack, refs[i].off = num, off
+		refs[i].pack, refs[i].off = sl.num, off
 		off += alignUp(int64(refs[i].n))
 		k := keys[i*blockKeyLen : (i+1)*blockKeyLen]
 		k[0] = blockPrefix

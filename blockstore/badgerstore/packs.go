@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -46,17 +47,19 @@ const (
 type packSet struct {
 	dir      string
 	volatile bool
+	direct   bool
 	maxSize  int64
 
 	mu     sync.Mutex
 	files  map[uint32]*os.File
-	busy   map[uint32]int // writes in flight, by pack: such a pack stays
-	active uint32         // 0: none yet; created by the first reserve
-	end    int64          // next free offset in the active pack
-	next   uint32         // number of the next pack to create
+	dio    map[uint32]*os.File // O_DIRECT write handles, when direct
+	busy   map[uint32]int      // writes in flight, by pack: such a pack stays
+	active uint32              // 0: none yet; created by the first reserve
+	end    int64               // next free offset in the active pack
+	next   uint32              // number of the next pack to create
 }
 
-func openPacks(dir string, volatile bool, maxSize int64) (*packSet, error) {
+func openPacks(dir string, volatile, direct bool, maxSize int64) (*packSet, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("packs: %w", err)
 	}
@@ -64,7 +67,8 @@ func openPacks(dir string, volatile bool, maxSize int64) (*packSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("packs: %w", err)
 	}
-	p := &packSet{dir: dir, volatile: volatile, maxSize: maxSize, files: map[uint32]*os.File{}, busy: map[uint32]int{}, next: 1}
+	p := &packSet{dir: dir, volatile: volatile, direct: direct, maxSize: maxSize,
+		files: map[uint32]*os.File{}, dio: map[uint32]*os.File{}, busy: map[uint32]int{}, next: 1}
 	for _, e := range ents {
 		num, ok := parsePackName(e.Name())
 		if !ok {
@@ -99,24 +103,34 @@ func alignUp(n int64) int64 { return (n + packAlign - 1) &^ (packAlign - 1) }
 // written by the caller alone, starting a new pack when the active one is
 // full. A new pack's directory entry is synced before it is used. The
 // caller must call done(pack) once its write is over.
-func (p *packSet) reserve(n int64) (uint32, *os.File, int64, error) {
+func (p *packSet) reserve(n int64) (slot, error) {
 	n = alignUp(n)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.files == nil {
-		return 0, nil, 0, os.ErrClosed
+		return slot{}, os.ErrClosed
 	}
 	if p.active == 0 || (p.end > 0 && p.end+n > p.maxSize) {
 		num := p.next
 		f, err := os.OpenFile(filepath.Join(p.dir, packName(num)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
-			return 0, nil, 0, fmt.Errorf("packs: %w", err)
+			return slot{}, fmt.Errorf("packs: %w", err)
 		}
 		if !p.volatile {
 			if err := diskio.SyncDir(p.dir); err != nil {
 				f.Close()
 				os.Remove(f.Name())
-				return 0, nil, 0, fmt.Errorf("packs: %w", err)
+				return slot{}, fmt.Errorf("packs: %w", err)
+			}
+		}
+		if p.direct {
+			fd, err := unix.Open(f.Name(), unix.O_WRONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+			if err != nil {
+				// The file system takes no O_DIRECT: write through
+				// the page cache.
+				p.direct = false
+			} else {
+				p.dio[num] = os.NewFile(uintptr(fd), f.Name())
 			}
 		}
 		p.files[num] = f
@@ -126,7 +140,20 @@ func (p *packSet) reserve(n int64) (uint32, *os.File, int64, error) {
 	off := p.end
 	p.end += n
 	p.busy[p.active]++
-	return p.active, p.files[p.active], off, nil
+	sl := slot{num: p.active, f: p.files[p.active], off: off}
+	if d := p.dio[p.active]; d != nil {
+		sl.f, sl.direct = d, true
+	}
+	return sl, nil
+}
+
+// A slot is a range of a pack that reserve gave one writer, and the
+// handle to write it with.
+type slot struct {
+	num    uint32
+	f      *os.File
+	direct bool // f is an O_DIRECT handle
+	off    int64
 }
 
 // done ends a write that reserve began.
@@ -156,8 +183,13 @@ func (p *packSet) file(num uint32) (*os.File, error) {
 var zeros [packAlign]byte
 
 // write writes the payloads back to back from off, each padded to
-// packAlign, then syncs the file unless the set is volatile.
-func (p *packSet) write(f *os.File, off int64, payloads [][]byte) error {
+// packAlign, into the slot sl, then syncs the file unless the set is
+// volatile.
+func (p *packSet) write(sl slot, payloads [][]byte) error {
+	f, off := sl.f, sl.off
+	if sl.direct {
+		return p.writeDirect(f, off, payloads)
+	}
 	iov := make([][]byte, 0, 2*len(payloads))
 	for _, pl := range payloads {
 		if len(pl) > 0 {
@@ -173,6 +205,76 @@ func (p *packSet) write(f *os.File, off int64, payloads [][]byte) error {
 	if p.volatile {
 		return nil
 	}
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("packs: sync %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// directChunk bounds one O_DIRECT write, and the staging buffer.
+const directChunk = 4 << 20
+
+// stages are aligned staging buffers for O_DIRECT writes.
+var stages = sync.Pool{New: func() any {
+	b := make([]byte, directChunk+packAlign)
+	skip := (packAlign - int(uintptr(unsafe.Pointer(&b[0]))%packAlign)) % packAlign
+	b = b[skip : skip+directChunk : skip+directChunk]
+	return &b
+}}
+
+// writeDirect is write for an O_DIRECT handle: the payloads are copied,
+// padded, into an aligned staging buffer and written from there, a few
+// MiB at a time. Writing through the page cache, eight multicast
+// receivers filling their caches at once on a 2-core machine spent 1.4 s
+// of CPU per GiB in pwritev (page cache allocation, reclaim and dirty
+// throttling in the writer's context) against 0.13 s for one writer
+// alone; O_DIRECT costs 0.12 s per GiB however many write, and leaves the
+// page cache to what workstations are using.
+func (p *packSet) writeDirect(f *os.File, off int64, payloads [][]byte) error {
+	bp := stages.Get().(*[]byte)
+	defer stages.Put(bp)
+	stage := (*bp)[:0]
+	flush := func() error {
+		if len(stage) == 0 {
+			return nil
+		}
+		if err := diskio.PwritevFull(f, [][]byte{stage}, off); err != nil {
+			return fmt.Errorf("packs: write %s: %w", f.Name(), err)
+		}
+		off += int64(len(stage))
+		stage = stage[:0]
+		return nil
+	}
+	for _, pl := range payloads {
+		n := int(alignUp(int64(len(pl))))
+		if len(stage)+n > cap(stage) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if n > cap(stage) { // a payload bigger than the stage: never for 64 KiB blocks
+			big := make([]byte, n+packAlign)
+			skip := (packAlign - int(uintptr(unsafe.Pointer(&big[0]))%packAlign)) % packAlign
+			big = big[skip : skip+n]
+			clear(big[copy(big, pl):])
+			if err := diskio.PwritevFull(f, [][]byte{big}, off); err != nil {
+				return fmt.Errorf("packs: write %s: %w", f.Name(), err)
+			}
+			off += int64(n)
+			continue
+		}
+		at := len(stage)
+		stage = stage[:at+n]
+		clear(stage[at+copy(stage[at:], pl):])
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if p.volatile {
+		return nil
+	}
+	// O_DIRECT puts the data on the device, not the file's size and
+	// extents: those still need a sync.
 	if err := unix.Fdatasync(int(f.Fd())); err != nil {
 		return fmt.Errorf("packs: sync %s: %w", f.Name(), err)
 	}
@@ -216,6 +318,10 @@ func (p *packSet) punch(num uint32, off, n int64) error {
 	}
 	delete(p.files, num)
 	os.Remove(f.Name())
+	if d := p.dio[num]; d != nil {
+		delete(p.dio, num)
+		d.Close()
+	}
 	return f.Close()
 }
 
@@ -245,6 +351,9 @@ func (p *packSet) close() error {
 	slices.Sort(nums)
 	for _, num := range nums {
 		errs = append(errs, p.files[num].Close())
+		if d := p.dio[num]; d != nil {
+			errs = append(errs, d.Close())
+		}
 	}
 	p.files = nil
 	return errors.Join(errs...)

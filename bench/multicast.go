@@ -586,7 +586,7 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 			return err
 		}
 		var err error
-		if stores[i], err = badgerstore.Open(dirs[i], badgerstore.Config{Volatile: true}); err != nil {
+		if stores[i], err = badgerstore.Open(dirs[i], badgerstore.Config{Volatile: true, DirectWrites: true}); err != nil {
 			return err
 		}
 	}
@@ -684,7 +684,7 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 			r.slowEnd = fmt.Sprintf("left (%s): %d blocks by multicast, %d by unicast", st.Reason, st.Multicast, st.Unicast)
 		}
 	}
-	b.cmds["dvfs"] = []string{fmt.Sprintf("go run ./bench multicast -tools dvfs -packet %d (in-process: sender in %s, receivers in %s-1..N, each a badgerstore Volatile; links at MTU %d)",
+	b.cmds["dvfs"] = []string{fmt.Sprintf("go run ./bench multicast -tools dvfs -packet %d (in-process: sender in %s, receivers in %s-1..N, each a badgerstore Volatile with DirectWrites, as dvfs mount opens its cache; links at MTU %d)",
 		b.packet, b.tn.nodes[0], b.tn.prefix, b.mtu)}
 	return nil
 }

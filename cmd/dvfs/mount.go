@@ -94,7 +94,7 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	// fetched again and so is not synced on every fill (a sync per fill
 	// cost more than the fill), and the metadata (overlays, pinned
 	// manifests), whose every commit is durable.
-	blockStore, err := badgerstore.Open(filepath.Join(c.cache, "blocks"), badgerstore.Config{Logger: g.log, Volatile: true})
+	blockStore, err := badgerstore.Open(filepath.Join(c.cache, "blocks"), badgerstore.Config{Logger: g.log, Volatile: true, DirectWrites: true})
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
 			return fmt.Errorf("the cache %s is in use by another dvfs mount (one mount per workstation owns it): %w", c.cache, err)

@@ -160,11 +160,12 @@ func (s *Store) recheck(id blockstore.ID, err error) error {
 		return nil
 	}
 	key := blockKey(id)
-	if s.db.View(func(txn *badger.Txn) error {
+	gone := s.db.View(func(txn *badger.Txn) error {
 		_, err := txn.Get(key[:])
 		return err
-	}) == badger.ErrKeyNotFound {
-		return badger.ErrKeyNotFound
+	})
+	if errors.Is(gone, badger.ErrKeyNotFound) {
+		return gone
 	}
 	return err
 }

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -202,6 +201,13 @@ func (p *packSet) write(sl slot, payloads [][]byte) error {
 	if err := diskio.PwritevFull(f, iov, off); err != nil {
 		return fmt.Errorf("packs: write %s: %w", f.Name(), err)
 	}
+	return p.sync(f)
+}
+
+// sync makes what was written to f durable, unless the set is volatile.
+// O_DIRECT puts data on the device, not the file's size and extents: a
+// direct write needs it too.
+func (p *packSet) sync(f *os.File) error {
 	if p.volatile {
 		return nil
 	}
@@ -211,16 +217,12 @@ func (p *packSet) write(sl slot, payloads [][]byte) error {
 	return nil
 }
 
-// directChunk bounds one O_DIRECT write, and the staging buffer.
-const directChunk = 4 << 20
+// directChunk bounds one O_DIRECT write, and the staging buffer: a few MiB,
+// and never less than the largest payload.
+const directChunk = max(4<<20, (maxPayload+packAlign-1)&^(packAlign-1))
 
 // stages are aligned staging buffers for O_DIRECT writes.
-var stages = sync.Pool{New: func() any {
-	b := make([]byte, directChunk+packAlign)
-	skip := (packAlign - int(uintptr(unsafe.Pointer(&b[0]))%packAlign)) % packAlign
-	b = b[skip : skip+directChunk : skip+directChunk]
-	return &b
-}}
+var stages = sync.Pool{New: func() any { b := diskio.AlignedBuffer(directChunk); return &b }}
 
 // writeDirect is write for an O_DIRECT handle: the payloads are copied,
 // padded, into an aligned staging buffer and written from there, a few
@@ -252,17 +254,6 @@ func (p *packSet) writeDirect(f *os.File, off int64, payloads [][]byte) error {
 				return err
 			}
 		}
-		if n > cap(stage) { // a payload bigger than the stage: never for 64 KiB blocks
-			big := make([]byte, n+packAlign)
-			skip := (packAlign - int(uintptr(unsafe.Pointer(&big[0]))%packAlign)) % packAlign
-			big = big[skip : skip+n]
-			clear(big[copy(big, pl):])
-			if err := diskio.PwritevFull(f, [][]byte{big}, off); err != nil {
-				return fmt.Errorf("packs: write %s: %w", f.Name(), err)
-			}
-			off += int64(n)
-			continue
-		}
 		at := len(stage)
 		stage = stage[:at+n]
 		clear(stage[at+copy(stage[at:], pl):])
@@ -270,15 +261,7 @@ func (p *packSet) writeDirect(f *os.File, off int64, payloads [][]byte) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	if p.volatile {
-		return nil
-	}
-	// O_DIRECT puts the data on the device, not the file's size and
-	// extents: those still need a sync.
-	if err := unix.Fdatasync(int(f.Fd())); err != nil {
-		return fmt.Errorf("packs: sync %s: %w", f.Name(), err)
-	}
-	return nil
+	return p.sync(f)
 }
 
 // read fills buf from pack num at off.

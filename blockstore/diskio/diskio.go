@@ -6,6 +6,7 @@ package diskio
 import (
 	"errors"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,6 +19,18 @@ func SyncDir(dir string) error {
 		return err
 	}
 	return errors.Join(d.Sync(), d.Close())
+}
+
+// DirectAlign is the alignment O_DIRECT asks of buffers, offsets and
+// lengths on the file systems that matter (4 KiB sectors or pages).
+const DirectAlign = 4096
+
+// AlignedBuffer returns n bytes that start on a DirectAlign boundary, as
+// O_DIRECT reads and writes need.
+func AlignedBuffer(n int) []byte {
+	b := make([]byte, n+DirectAlign)
+	skip := (DirectAlign - int(uintptr(unsafe.Pointer(&b[0]))%DirectAlign)) % DirectAlign
+	return b[skip : skip+n : skip+n]
 }
 
 // PreadvFull reads into iov at off until every buffer is full or the file

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"unsafe"
 )
 
 // TestVectoredRoundTrip writes many small and large buffers with one
@@ -35,5 +36,14 @@ func TestVectoredRoundTrip(t *testing.T) {
 	}
 	if err := SyncDir(filepath.Join(t.TempDir(), "absent")); err == nil {
 		t.Fatal("SyncDir of a missing directory succeeded")
+	}
+}
+
+func TestAlignedBuffer(t *testing.T) {
+	for _, n := range []int{1, 4096, 65536, 3<<20 + 5} {
+		b := AlignedBuffer(n)
+		if len(b) != n || cap(b) != n || uintptr(unsafe.Pointer(&b[0]))%DirectAlign != 0 {
+			t.Errorf("AlignedBuffer(%d): len %d cap %d at %p", n, len(b), cap(b), &b[0])
+		}
 	}
 }

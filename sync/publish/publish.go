@@ -19,7 +19,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -152,7 +151,7 @@ func newPublisher(cfg Config) (*publisher, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	p.pool.New = func() any { b := alignedBuffer(p.bs); return &b }
+	p.pool.New = func() any { b := diskio.AlignedBuffer(p.bs); return &b }
 	return p, nil
 }
 
@@ -232,18 +231,7 @@ func (p *publisher) produce(ctx context.Context, jobs chan<- job) error {
 // readRun is how many blocks one read covers.
 const readRun = 16
 
-// directAlign is the alignment O_DIRECT asks of buffers, offsets and
-// lengths on the file systems that matter (4 KiB sectors or pages).
-const directAlign = 4096
-
-func alignUp(n int) int { return (n + directAlign - 1) &^ (directAlign - 1) }
-
-// alignedBuffer returns n bytes that start on a directAlign boundary.
-func alignedBuffer(n int) []byte {
-	b := make([]byte, n+directAlign)
-	skip := (directAlign - int(uintptr(unsafe.Pointer(&b[0]))%directAlign)) % directAlign
-	return b[skip : skip+n : skip+n]
-}
+func alignUp(n int) int { return (n + diskio.DirectAlign - 1) &^ (diskio.DirectAlign - 1) }
 
 // openDirect opens path for reading with O_DIRECT when the block size
 // allows it and the file system takes it (the pool's buffers are aligned). A publish
@@ -252,7 +240,7 @@ func alignedBuffer(n int) []byte {
 // 2 GiB image, pprof), and evicted the admin's own cached files for a
 // file that will not be read again.
 func openDirect(path string, bs int) (*os.File, bool, error) {
-	if bs%directAlign == 0 {
+	if bs%diskio.DirectAlign == 0 {
 		f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECT, 0)
 		if err == nil {
 			return f, true, nil

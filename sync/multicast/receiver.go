@@ -3,8 +3,6 @@ package multicast
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -141,10 +139,8 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 	if r.open, err = newSealer(cfg.Key); err != nil {
 		return nil, err
 	}
-	for r.id == 0 {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		r.id = binary.BigEndian.Uint32(b[:])
+	if r.id == 0 {
+		r.id = randomID()
 	}
 	r.ids = slices.Collect(cfg.Manifest.BlockIDs())
 	r.digest = listDigest(r.ids)

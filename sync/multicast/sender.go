@@ -219,10 +219,8 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 	if s.seal, err = newSealer(cfg.Key); err != nil {
 		return nil, err
 	}
-	for s.session == 0 {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		s.session = binary.BigEndian.Uint32(b[:])
+	if s.session == 0 {
+		s.session = randomID()
 	}
 	s.shardSize = cfg.PacketSize - dataLen
 	if s.seal != nil {
@@ -879,5 +877,17 @@ func (s *Sender) poke() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
+	}
+}
+
+// randomID returns a random nonzero ID, for a session or a receiver that
+// was given none.
+func randomID() uint32 {
+	for {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		if id := binary.BigEndian.Uint32(b[:]); id != 0 {
+			return id
+		}
 	}
 }

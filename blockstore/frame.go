@@ -11,15 +11,22 @@ import (
 
 // A frame is how a block is kept on disk and sent on the wire:
 //
-//	byte 0      codec: codecRaw or codecZstd
+//	byte 0      codec: codecRaw, codecZstd or codecDeferred
 //	uvarint     plain length (at most MaxBlockSize)
 //	rest        payload: the plain bytes, or one zstd frame of them
 //
 // The frame carries no checksum of its own: the block ID is the hash of the
 // plain bytes, and Open checks it.
+//
+// codecDeferred is raw too, but says that compression has not been tried
+// yet: a client on a link faster than it can compress sends such frames
+// (EncodeDeferred), and the store compresses them later, when idle
+// (badgerstore's CompressDeferred). A raw frame (codecRaw) is one that
+// zstd did not shrink.
 const (
-	codecRaw  = 0
-	codecZstd = 1
+	codecRaw      = 0
+	codecZstd     = 1
+	codecDeferred = 2
 )
 
 // maxFrameOverhead bounds the header: one codec byte and a uvarint.
@@ -81,6 +88,23 @@ func Encode(dst, plain []byte) []byte {
 	return append(dst, plain...)
 }
 
+// EncodeDeferred appends a frame of the plain block, uncompressed and marked
+// for compression later, to dst. It costs a copy: for a sender whose link
+// is faster than its compression (see Deferred).
+func EncodeDeferred(dst, plain []byte) []byte {
+	if len(plain) > MaxBlockSize {
+		panic(fmt.Sprintf("blockstore: block of %d bytes exceeds MaxBlockSize", len(plain)))
+	}
+	dst = append(dst, codecDeferred)
+	dst = binary.AppendUvarint(dst, uint64(len(plain)))
+	return append(dst, plain...)
+}
+
+// Deferred reports whether a frame, or a frame header from SplitFrame, was
+// made by EncodeDeferred: plain bytes whose compression is still to be
+// tried. It checks only the codec byte.
+func Deferred(frame []byte) bool { return len(frame) > 0 && frame[0] == codecDeferred }
+
 // FrameLen returns the plain length a frame declares, checking only the
 // header.
 func FrameLen(frame []byte) (int, error) {
@@ -93,7 +117,7 @@ func parseHeader(frame []byte) (codec byte, plainLen int, payload []byte, err er
 		return 0, 0, nil, fmt.Errorf("%w: frame of %d bytes is too short", ErrCorrupt, len(frame))
 	}
 	codec = frame[0]
-	if codec != codecRaw && codec != codecZstd {
+	if codec != codecRaw && codec != codecZstd && codec != codecDeferred {
 		return 0, 0, nil, fmt.Errorf("%w: unknown codec %d", ErrCorrupt, codec)
 	}
 	l, k := binary.Uvarint(frame[1:])
@@ -117,9 +141,9 @@ func SplitFrame(frame []byte) (header, payload []byte, err error) {
 // MaxHeaderLen bounds the header of a frame.
 const MaxHeaderLen = maxFrameOverhead
 
-// RawHeader reports whether header (from SplitFrame) is that of a raw
-// frame, whose payload is the plain bytes themselves, and the plain length
-// it declares.
+// RawHeader reports whether header (from SplitFrame) is that of a raw or
+// deferred frame, whose payload is the plain bytes themselves, and the
+// plain length it declares.
 func RawHeader(header []byte) (raw bool, plainLen int, err error) {
 	codec, n, payload, err := parseHeader(header)
 	if err != nil {
@@ -128,7 +152,7 @@ func RawHeader(header []byte) (raw bool, plainLen int, err error) {
 	if len(payload) != 0 {
 		return false, 0, fmt.Errorf("%w: %d bytes after the frame header", ErrCorrupt, len(payload))
 	}
-	return codec == codecRaw, n, nil
+	return codec != codecZstd, n, nil
 }
 
 // CheckPlain checks that plain bytes hash to id.
@@ -172,7 +196,7 @@ func Decode(dst, frame []byte) ([]byte, error) {
 // decodeParts appends the n plain bytes of a payload in codec to dst.
 func decodeParts(dst []byte, codec byte, n int, payload []byte) ([]byte, error) {
 	switch codec {
-	case codecRaw:
+	case codecRaw, codecDeferred:
 		if len(payload) != n {
 			return dst, fmt.Errorf("%w: raw payload is %d bytes, header says %d", ErrCorrupt, len(payload), n)
 		}
@@ -219,9 +243,10 @@ func Open(id ID, frame, dst []byte) ([]byte, error) {
 }
 
 // Verify checks that frame decodes to a block whose hash is id, without
-// keeping the plain bytes. A raw frame is hashed where it lies: no copy.
+// keeping the plain bytes. A raw (or deferred) frame is hashed where it
+// lies: no copy.
 func Verify(id ID, frame []byte) error {
-	if codec, n, payload, err := parseHeader(frame); err == nil && codec == codecRaw {
+	if codec, n, payload, err := parseHeader(frame); err == nil && codec != codecZstd {
 		if len(payload) != n {
 			return fmt.Errorf("block %s: %w: raw payload is %d bytes, header says %d", id.Short(), ErrCorrupt, len(payload), n)
 		}

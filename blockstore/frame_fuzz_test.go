@@ -16,6 +16,7 @@ import (
 func FuzzDecode(f *testing.F) {
 	f.Add(Encode(nil, []byte("hello, dvfs")))
 	f.Add(Encode(nil, compressibleBytes(1, 3000)))
+	f.Add(EncodeDeferred(nil, compressibleBytes(2, 3000)))
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		prefix := []byte("pre")
 		out, err := Decode(bytes.Clone(prefix), frame)
@@ -47,10 +48,11 @@ func FuzzDecode(f *testing.F) {
 		if len(x) > MaxBlockSize {
 			x = x[:MaxBlockSize]
 		}
-		enc := Encode(nil, x)
-		got, err := Open(Sum(x), enc, prefix[:0:0])
-		if err != nil || !bytes.Equal(got, x) {
-			t.Fatalf("Open(Sum(x), Encode(x)) of %d bytes: %d bytes, %v", len(x), len(got), err)
+		for _, enc := range [][]byte{Encode(nil, x), EncodeDeferred(nil, x)} {
+			got, err := Open(Sum(x), enc, prefix[:0:0])
+			if err != nil || !bytes.Equal(got, x) {
+				t.Fatalf("Open(Sum(x), frame of x, deferred %v) of %d bytes: %d bytes, %v", Deferred(enc), len(x), len(got), err)
+			}
 		}
 	})
 }

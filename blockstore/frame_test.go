@@ -166,7 +166,8 @@ func TestDecodeMalformed(t *testing.T) {
 	}{
 		{"nil", nil},
 		{"codec only", []byte{codecRaw}},
-		{"unknown codec", append(hdr(2, 1), 0)},
+		{"unknown codec", append(hdr(3, 1), 0)},
+		{"deferred payload short", append(hdr(codecDeferred, 10), 1, 2, 3)},
 		{"codec 0xff", append(hdr(0xff, 1), 0)},
 		{"length overflows", []byte{codecRaw, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
 		{"length unterminated", []byte{codecRaw, 0x80, 0x80}},
@@ -262,5 +263,39 @@ func benchData() []struct {
 	}{
 		{"random", randomBytes(20, DefaultBlockSize)},
 		{"compressible", compressibleBytes(21, DefaultBlockSize)},
+	}
+}
+
+// TestEncodeDeferred checks the uncompressed frame a fast sender makes:
+// it opens and verifies like a raw one, says it is deferred, and a
+// tampered one is refused.
+func TestEncodeDeferred(t *testing.T) {
+	for _, plain := range [][]byte{{}, compressibleBytes(7, DefaultBlockSize), randomBytes(8, MaxBlockSize)} {
+		id := Sum(plain)
+		frame := EncodeDeferred([]byte("head"), plain)[4:]
+		if !Deferred(frame) || Deferred(Encode(nil, plain)) {
+			t.Fatalf("Deferred: wrong for a frame of %d bytes", len(plain))
+		}
+		out, err := Open(id, frame, []byte("prefix"))
+		if err != nil || string(out[:6]) != "prefix" || !bytes.Equal(out[6:], plain) {
+			t.Fatalf("Open of a deferred frame of %d bytes: %v", len(plain), err)
+		}
+		if err := Verify(id, frame); err != nil {
+			t.Errorf("Verify: %v", err)
+		}
+		hdr, payload, err := SplitFrame(frame)
+		if err != nil || !bytes.Equal(payload, plain) || !Deferred(hdr) {
+			t.Fatalf("SplitFrame: %v", err)
+		}
+		if raw, n, err := RawHeader(hdr); !raw || n != len(plain) || err != nil {
+			t.Errorf("RawHeader = %v, %d, %v; want a raw header of %d bytes", raw, n, err, len(plain))
+		}
+		if len(plain) > 0 {
+			bad := bytes.Clone(frame)
+			bad[len(bad)-1] ^= 1
+			if err := Verify(id, bad); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Verify of a tampered deferred frame: %v", err)
+			}
+		}
 	}
 }

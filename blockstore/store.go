@@ -71,6 +71,17 @@ type Walker interface {
 	Walk(ctx context.Context, fn func(ID) error) error
 }
 
+// Compressor compresses blocks that were stored in deferred frames
+// (EncodeDeferred): plain bytes from a sender whose link was faster than
+// its compression.
+type Compressor interface {
+	// CompressDeferred encodes up to max deferred blocks (Encode: zstd, or
+	// raw when zstd does not help) and stores them so, each block
+	// replaced atomically and readable throughout. It returns how many it
+	// replaced; 0 means none is left.
+	CompressDeferred(ctx context.Context, max int) (int, error)
+}
+
 // Store is a whole block store.
 type Store interface {
 	Getter

@@ -182,6 +182,15 @@ type Store struct {
 
 	stopGC chan struct{}
 	gcDone sync.WaitGroup
+
+	// compressMu makes CompressDeferred one at a time, and guards
+	// compressFrom, the key its next round starts at, and damaged, the
+	// deferred blocks it found damaged (never tried again). moveMu is
+	// held by Delete, and by CompressDeferred while it moves blocks.
+	compressMu   sync.Mutex
+	compressFrom []byte
+	damaged      map[blockstore.ID]bool
+	moveMu       sync.Mutex
 }
 
 // Open opens or creates the store in dir.
@@ -196,7 +205,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, packs: packs, log: cfg.Logger, stopGC: make(chan struct{})}
+	s := &Store{db: db, packs: packs, log: cfg.Logger, stopGC: make(chan struct{}), damaged: map[blockstore.ID]bool{}}
 	s.cond.L = &s.mu
 	if cfg.GCInterval > 0 {
 		s.gcDone.Go(func() { s.gcLoop(cfg.GCInterval, cfg.GCDiscardRatio) })

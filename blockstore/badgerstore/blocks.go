@@ -40,17 +40,9 @@ func (s *Store) Get(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, 
 	if id.IsHole() {
 		return dst, fmt.Errorf("badgerstore: get: %w", errHole)
 	}
-	var r ref
-	out := dst
-	isRef, err := s.lookup(id, &r, func(frame []byte) error {
-		var err error
-		out, err = blockstore.Open(id, frame, dst)
-		return err
+	out, err := s.read(id, dst, s.readPlain, func(frame []byte) ([]byte, error) {
+		return blockstore.Open(id, frame, dst)
 	})
-	if err == nil && isRef {
-		out, err = s.readPlain(id, &r, dst)
-		err = s.recheck(id, err)
-	}
 	if err != nil {
 		return dst, s.readErr("get", id, err)
 	}
@@ -98,19 +90,12 @@ func (s *Store) GetFrame(ctx context.Context, id blockstore.ID, dst []byte) ([]b
 	if id.IsHole() {
 		return dst, fmt.Errorf("badgerstore: get frame: %w", errHole)
 	}
-	var r ref
-	out := dst
-	isRef, err := s.lookup(id, &r, func(frame []byte) error {
+	out, err := s.read(id, dst, s.readFrame, func(frame []byte) ([]byte, error) {
 		if err := blockstore.Verify(id, frame); err != nil {
-			return err
+			return dst, err
 		}
-		out = append(dst, frame...)
-		return nil
+		return append(dst, frame...), nil
 	})
-	if err == nil && isRef {
-		out, err = s.readFrame(id, &r, dst)
-		err = s.recheck(id, err)
-	}
 	if err != nil {
 		return dst, s.readErr("get frame", id, err)
 	}
@@ -153,22 +138,49 @@ func (s *Store) lookup(id blockstore.ID, r *ref, legacy func(frame []byte) error
 	return isRef, err
 }
 
-// recheck turns a read error into ErrNotFound when the block was deleted
-// while it was being read (its range punched, or its pack removed).
-func (s *Store) recheck(id blockstore.ID, err error) error {
-	if err == nil {
-		return nil
-	}
-	key := blockKey(id)
-	gone := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(key[:])
+// read appends block id to dst: by readRef from the packs for an index
+// entry, by legacy for a legacy entry (the whole frame, valid only during
+// the call).
+//
+// A failed pack read is checked against the index again: a block deleted
+// while it was read (its range punched, or its pack removed) is
+// ErrKeyNotFound, and a block moved while it was read (CompressDeferred
+// wrote it anew and punched the old range) is read again where it now is.
+func (s *Store) read(id blockstore.ID, dst []byte,
+	readRef func(blockstore.ID, *ref, []byte) ([]byte, error),
+	legacy func(frame []byte) ([]byte, error)) ([]byte, error) {
+	var r ref
+	out := dst
+	isRef, err := s.lookup(id, &r, func(frame []byte) error {
+		var err error
+		out, err = legacy(frame)
 		return err
 	})
-	if errors.Is(gone, badger.ErrKeyNotFound) {
-		return gone
+	if err != nil || !isRef {
+		return out, err
 	}
-	return err
+	for tries := 0; ; tries++ {
+		out, err = readRef(id, &r, dst)
+		if err == nil || tries == maxMoves {
+			break
+		}
+		var now ref
+		moved, lerr := s.lookup(id, &now, func([]byte) error { return nil })
+		if lerr != nil {
+			err = lerr // ErrKeyNotFound: deleted meanwhile
+			break
+		}
+		if !moved || (now.pack == r.pack && now.off == r.off) {
+			break // still where it was read: the read's error stands
+		}
+		r = now
+	}
+	return out, err
 }
+
+// maxMoves bounds how often one read follows a block that moves under it;
+// a block moves at most once (when its compression, deferred, is done).
+const maxMoves = 2
 
 // readErr wraps an error of Get or GetFrame, and logs corrupt blocks: they
 // mean a failing disk or tampering, which an operator must hear about.
@@ -217,32 +229,10 @@ func (s *Store) Put(ctx context.Context, blocks ...blockstore.Block) error {
 		return nil
 	}
 	// Payloads first, durable, then the index entries that point at them.
-	refs := make([]ref, len(todo))
-	bodies := make([][]byte, len(todo))
-	var total int64
-	for i, b := range todo {
-		hdr, payload, err := blockstore.SplitFrame(b.Frame)
-		if err == nil && len(payload) > maxPayload {
-			err = fmt.Errorf("%w: payload of %d bytes", blockstore.ErrCorrupt, len(payload))
-		}
-		if err != nil {
-			return fmt.Errorf("badgerstore: put %s: %w", b.ID.Short(), err)
-		}
-		refs[i].hdrLen = copy(refs[i].hdr[:], hdr)
-		refs[i].n = len(payload)
-		bodies[i] = payload
-		total += alignUp(int64(len(payload)))
-	}
-	sl, err := s.packs.reserve(total)
+	refs, err := s.storePayloads(todo)
 	if err != nil {
 		return fmt.Errorf("badgerstore: put: %w", err)
 	}
-	err = s.packs.write(sl, bodies)
-	s.packs.done(sl.num)
-	if err != nil {
-		return fmt.Errorf("badgerstore: put: %w", err)
-	}
-	off := sl.off
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	// The batch keeps the key and value slices until Flush: one array
@@ -253,8 +243,6 @@ func (s *Store) Put(ctx context.Context, blocks ...blockstore.Block) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("badgerstore: put: %w", err)
 		}
-		refs[i].pack, refs[i].off = sl.num, off
-		off += alignUp(int64(refs[i].n))
 		k := keys[i*blockKeyLen : (i+1)*blockKeyLen]
 		k[0] = blockPrefix
 		copy(k[1:], b.ID[:])
@@ -268,6 +256,43 @@ func (s *Store) Put(ctx context.Context, blocks ...blockstore.Block) error {
 		return fmt.Errorf("badgerstore: put: %w", err)
 	}
 	return nil
+}
+
+// storePayloads writes the payloads of blocks to the packs, synced unless
+// the store is volatile, and returns their index entries, not yet
+// committed.
+func (s *Store) storePayloads(blocks []blockstore.Block) ([]ref, error) {
+	refs := make([]ref, len(blocks))
+	bodies := make([][]byte, len(blocks))
+	var total int64
+	for i, b := range blocks {
+		hdr, payload, err := blockstore.SplitFrame(b.Frame)
+		if err == nil && len(payload) > maxPayload {
+			err = fmt.Errorf("%w: payload of %d bytes", blockstore.ErrCorrupt, len(payload))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.ID.Short(), err)
+		}
+		refs[i].hdrLen = copy(refs[i].hdr[:], hdr)
+		refs[i].n = len(payload)
+		bodies[i] = payload
+		total += alignUp(int64(len(payload)))
+	}
+	sl, err := s.packs.reserve(total)
+	if err != nil {
+		return nil, err
+	}
+	err = s.packs.write(sl, bodies)
+	s.packs.done(sl.num)
+	if err != nil {
+		return nil, err
+	}
+	off := sl.off
+	for i := range refs {
+		refs[i].pack, refs[i].off = sl.num, off
+		off += alignUp(int64(refs[i].n))
+	}
+	return refs, nil
 }
 
 // Missing implements blockstore.Checker, with one read transaction and no
@@ -313,6 +338,8 @@ func (s *Store) Delete(ctx context.Context, ids ...blockstore.ID) error {
 	if len(ids) == 0 {
 		return nil
 	}
+	s.moveMu.Lock()
+	defer s.moveMu.Unlock()
 	var refs []ref
 	err := s.db.View(func(txn *badger.Txn) error {
 		for _, id := range ids {

@@ -280,3 +280,34 @@ func (s *Store) Corrupt(id blockstore.ID) bool {
 	s.blocks[id] = f
 	return true
 }
+
+var _ blockstore.Compressor = (*Store)(nil)
+
+// CompressDeferred implements blockstore.Compressor. A damaged block is
+// left as it is, for Get to report.
+func (s *Store) CompressDeferred(ctx context.Context, max int) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memstore: compress: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, fmt.Errorf("memstore: compress: %w", blockstore.ErrClosed)
+	}
+	n := 0
+	for id, f := range s.blocks {
+		if n == max {
+			break
+		}
+		if !blockstore.Deferred(f) {
+			continue
+		}
+		plain, err := blockstore.Open(id, f, nil)
+		if err != nil {
+			continue
+		}
+		s.blocks[id] = blockstore.Encode(nil, plain)
+		n++
+	}
+	return n, nil
+}

@@ -67,6 +67,8 @@ func Run(t *testing.T, open func(t *testing.T) Store, opts Options) {
 		{"ContextCancelledDuringLoop", s.testContextCancelledDuringLoop},
 		{"Concurrent", s.testConcurrent},
 		{"Closed", s.testClosed},
+		{"CompressDeferred", s.testCompressDeferred},
+		{"CompressDeferredConcurrent", s.testCompressDeferredConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)

@@ -1,0 +1,194 @@
+package badgerstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+)
+
+var _ blockstore.Compressor = (*Store)(nil)
+
+// CompressDeferred implements blockstore.Compressor. It finds up to max
+// blocks stored in deferred frames, reads and verifies each, encodes it,
+// writes the new payloads (synced) and only then points the index entries
+// at them, in one transaction; the old ranges are punched afterwards. A
+// reader that was reading an old range follows the block to its new place
+// (read). A block deleted meanwhile stays deleted, its new payload freed.
+// A damaged block is left as it is, for Get to report.
+func (s *Store) CompressDeferred(ctx context.Context, max int) (int, error) {
+	if err := s.enter(ctx); err != nil {
+		return 0, fmt.Errorf("badgerstore: compress: %w", err)
+	}
+	defer s.exit()
+	s.compressMu.Lock()
+	defer s.compressMu.Unlock()
+	for {
+		ids, olds, err := s.findDeferred(ctx, max)
+		if err != nil || len(ids) == 0 {
+			return 0, err
+		}
+		n, err := s.compress(ctx, ids, olds)
+		if err != nil || n > 0 {
+			return n, err
+		}
+		// Every one found was deleted or damaged meanwhile: look further.
+	}
+}
+
+// compress replaces the deferred blocks ids, found at olds, and returns
+// how many it replaced.
+func (s *Store) compress(ctx context.Context, ids []blockstore.ID, olds []ref) (int, error) {
+	blocks := make([]blockstore.Block, 0, len(ids))
+	var plain []byte
+	for i, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		var err error
+		plain, err = s.readPlain(id, &olds[i], plain[:0])
+		if err != nil {
+			if errors.Is(err, blockstore.ErrCorrupt) && s.recheckDamaged(id, &olds[i]) {
+				s.log.Error("corrupt block in store", "block", id, "err", err)
+				s.damaged[id] = true
+			}
+			continue
+		}
+		blocks = append(blocks, blockstore.Block{ID: id, Frame: blockstore.Encode(nil, plain)})
+		olds[len(blocks)-1] = olds[i]
+	}
+	if len(blocks) == 0 {
+		return 0, nil
+	}
+	refs, err := s.storePayloads(blocks)
+	if err != nil {
+		return 0, fmt.Errorf("badgerstore: compress: %w", err)
+	}
+
+	// Delete punches the ranges it reads from the index: while it runs, a
+	// block must not move, or the range it punches would be the old one
+	// and the new one would leak.
+	s.moveMu.Lock()
+	defer s.moveMu.Unlock()
+	moved := make([]bool, len(blocks))
+	err = s.db.Update(func(txn *badger.Txn) error {
+		for i, b := range blocks {
+			moved[i] = false
+			key := blockKey(b.ID)
+			item, err := txn.Get(key[:])
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			same := false
+			if err := item.Value(func(v []byte) error {
+				same = bytes.Equal(v, appendRef(nil, &olds[i]))
+				return nil
+			}); err != nil {
+				return err
+			}
+			if !same {
+				continue
+			}
+			if err := txn.Set(bytes.Clone(key[:]), appendRef(nil, &refs[i])); err != nil {
+				return err
+			}
+			moved[i] = true
+		}
+		return nil
+	})
+	if err != nil {
+		s.free(refs)
+		return 0, fmt.Errorf("badgerstore: compress: %w", err)
+	}
+	n := 0
+	for i := range blocks {
+		if moved[i] {
+			n++
+			s.free(olds[i : i+1])
+		} else {
+			s.free(refs[i : i+1])
+		}
+	}
+	return n, nil
+}
+
+// recheckDamaged reports whether block id is still where r says: then a
+// failed read of it means damage, not a delete meanwhile.
+func (s *Store) recheckDamaged(id blockstore.ID, r *ref) bool {
+	var now ref
+	isRef, err := s.lookup(id, &now, func([]byte) error { return nil })
+	return err == nil && isRef && now.pack == r.pack && now.off == r.off
+}
+
+// findDeferred returns up to max blocks whose index entries name deferred
+// frames, and those entries. It goes on from where the last call stopped,
+// so that rounds over a large index do not scan its start again and
+// again, and starts over once at the end: none found means none is left.
+func (s *Store) findDeferred(ctx context.Context, max int) ([]blockstore.ID, []ref, error) {
+	var ids []blockstore.ID
+	var refs []ref
+	scan := func(txn *badger.Txn, from []byte) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte{blockPrefix}
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(from); it.Valid() && len(ids) < max; it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			item := it.Item()
+			if len(item.Key()) != blockKeyLen {
+				continue
+			}
+			var r ref
+			isRef := false
+			if err := item.Value(func(v []byte) error {
+				var err error
+				isRef, err = parseRef(v, &r)
+				if err != nil {
+					isRef = false // a damaged entry is Get's to report
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if isRef && blockstore.Deferred(r.header()) && !s.damaged[blockstore.ID(item.Key()[1:])] {
+				ids = append(ids, blockstore.ID(item.Key()[1:]))
+				refs = append(refs, r)
+			}
+		}
+		if it.Valid() {
+			s.compressFrom = it.Item().KeyCopy(s.compressFrom[:0])
+		} else {
+			s.compressFrom = nil
+		}
+		return nil
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		if from := s.compressFrom; from != nil {
+			if err := scan(txn, from); err != nil || len(ids) > 0 {
+				return err
+			}
+		}
+		return scan(txn, []byte{blockPrefix})
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("badgerstore: compress: %w", err)
+	}
+	return ids, refs, nil
+}
+
+// free punches the payloads of refs, which nothing points at.
+func (s *Store) free(refs []ref) {
+	for i := range refs {
+		if err := s.packs.punch(refs[i].pack, refs[i].off, int64(refs[i].n)); err != nil {
+			s.log.Warn("freeing a block's old space", "err", err)
+		}
+	}
+}

@@ -71,6 +71,22 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// waitCompressed waits until the server has compressed, while idle, every
+// block uploaded to it uncompressed (a publish on this machine sends them
+// so): its log says so n times.
+func (s *serverProc) waitCompressed(n int) {
+	s.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(compressedRE.FindAllStringIndex(s.log.String(), -1)) < n {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the server did not finish compressing uploaded blocks in 2 minutes:\n%s", s.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var compressedRE = regexp.MustCompile(`msg="compressed deferred blocks".* done=true`)
+
 var urlRE = regexp.MustCompile(`msg=serving url=(\S+)`)
 
 // startServer runs `dvfs serve` on data and waits for its readiness line.

@@ -37,6 +37,12 @@ func TestPublishIncremental(t *testing.T) {
 	out := s.dvfs("template", "publish", "--name", "winxp", vm)
 	first := newBlocks(t, out)
 	t.Logf("first publish:\n%s", out)
+	// The server is on this machine: the blocks went uncompressed, and
+	// the server compresses them once uploads stop.
+	if !strings.Contains(out, "sent uncompressed") {
+		t.Fatalf("a publish to a server on loopback compressed its blocks:\n%s", out)
+	}
+	s.waitCompressed(1)
 	// Badger preallocates its files while open; measure with it closed.
 	s.stop(syscall.SIGTERM)
 	before := diskUse(t, filepath.Join(s.data, "store"))
@@ -60,6 +66,7 @@ func TestPublishIncremental(t *testing.T) {
 	if n := newBlocks(t, out); n > 2 || n == 0 {
 		t.Fatalf("second publish uploaded %d new blocks, want 1 or 2", n)
 	}
+	s.waitCompressed(1)
 	s.stop(syscall.SIGTERM)
 	after := diskUse(t, filepath.Join(s.data, "store"))
 	s = startServer(t, s.data)

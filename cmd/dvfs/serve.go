@@ -79,6 +79,12 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	if err != nil {
 		return err
 	}
+	// Blocks uploaded uncompressed (a publish on this machine) are
+	// compressed while uploads are idle.
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	compressed := make(chan struct{})
+	go func() { defer close(compressed); r.CompressLoop(loopCtx, repo.DefaultCompressIdle) }()
+	defer func() { stopLoop(); <-compressed }()
 	tokenFile, err := server.EnsureAdminToken(ctx, r, c.data)
 	if err != nil {
 		return err

@@ -22,7 +22,7 @@ func newTemplateCmd(g *globals) *cobra.Command {
 }
 
 func newPublishCmd(g *globals) *cobra.Command {
-	var name string
+	var name, compress string
 	var blockSize int
 	cmd := &cobra.Command{
 		Use:   "publish --name NAME DIR",
@@ -34,6 +34,15 @@ func newPublishCmd(g *globals) *cobra.Command {
 				return err
 			}
 			cfg := publish.Config{Server: c, Name: name, Dir: args[0], BlockSize: blockSize, Logger: g.log}
+			switch compress {
+			case "auto":
+				cfg.Deferred = c.OnThisMachine(cmd.Context())
+			case "yes":
+			case "no":
+				cfg.Deferred = true
+			default:
+				return fmt.Errorf("--compress %q: want auto, yes or no", compress)
+			}
 			var bar *progressbar.ProgressBar
 			if term.IsTerminal(int(os.Stderr.Fd())) {
 				bar = progressbar.NewOptions64(-1,
@@ -60,8 +69,12 @@ func newPublishCmd(g *globals) *cobra.Command {
 			fmt.Printf("published %s@%d: %d files, %s in %s (%s/s)\n", res.Info.Name, res.Info.Version,
 				res.Files, humanize.IBytes(uint64(res.Bytes)), elapsed.Round(time.Millisecond),
 				humanize.IBytes(uint64(float64(res.Bytes)/elapsed.Seconds())))
-			fmt.Printf("  new:    %d blocks, %s (%s sent compressed)\n", res.NewBlocks,
-				humanize.IBytes(uint64(res.NewBytes)), humanize.IBytes(uint64(res.SentBytes)))
+			how := "compressed"
+			if res.Deferred {
+				how = "uncompressed; the server compresses them when idle"
+			}
+			fmt.Printf("  new:    %d blocks, %s (%s sent %s)\n", res.NewBlocks,
+				humanize.IBytes(uint64(res.NewBytes)), humanize.IBytes(uint64(res.SentBytes)), how)
 			fmt.Printf("  reused: %d blocks already on the server\n", res.ReusedBlocks)
 			fmt.Printf("  holes:  %d blocks of zeros, stored nowhere\n", res.HoleBlocks)
 			return nil
@@ -69,6 +82,7 @@ func newPublishCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&name, "name", "", "template name")
 	cmd.Flags().IntVar(&blockSize, "block-size", 0, "block size in bytes (default 64 KiB)")
+	cmd.Flags().StringVar(&compress, "compress", "auto", "compress blocks before sending them: yes, no (the server compresses them when idle), or auto (no when the server is on this machine)")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
 }

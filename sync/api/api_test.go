@@ -26,6 +26,32 @@ func TestBatchRoundTrip(t *testing.T) {
 	}
 }
 
+// TestAppendDeferredBlock: a record written straight from plain bytes
+// parses to the frame EncodeDeferred makes, for sizes whose length takes
+// one, two and three uvarint bytes.
+func TestAppendDeferredBlock(t *testing.T) {
+	var b []byte
+	var plains [][]byte
+	for _, n := range []int{0, 100, 1000, blockstore.MaxBlockSize} {
+		p := bytes.Repeat([]byte{byte(n)}, n)
+		plains = append(plains, p)
+		b = AppendDeferredBlock(b, blockstore.Sum(p), p)
+	}
+	i := 0
+	if err := ParseBatch(b, func(id blockstore.ID, frame []byte) error {
+		if !bytes.Equal(frame, blockstore.EncodeDeferred(nil, plains[i])) {
+			t.Errorf("record %d: not the deferred frame of its block", i)
+		}
+		if _, err := blockstore.Open(id, frame, nil); err != nil {
+			t.Errorf("record %d: %v", i, err)
+		}
+		i++
+		return nil
+	}); err != nil || i != len(plains) {
+		t.Fatalf("parsed %d records: %v", i, err)
+	}
+}
+
 func TestBatchErrors(t *testing.T) {
 	good := seedBatch()
 	tests := []struct {

@@ -30,6 +30,17 @@ func AppendBlock(dst []byte, id blockstore.ID, frame []byte) []byte {
 	return append(dst, frame...)
 }
 
+// AppendDeferredBlock appends a record of block id whose frame is the
+// deferred frame of plain (blockstore.EncodeDeferred), copying plain once,
+// straight into dst.
+func AppendDeferredBlock(dst []byte, id blockstore.ID, plain []byte) []byte {
+	var n [binary.MaxVarintLen64]byte
+	frameLen := 1 + len(binary.AppendUvarint(n[:0], uint64(len(plain)))) + len(plain)
+	dst = append(dst, id[:]...)
+	dst = binary.AppendUvarint(dst, uint64(frameLen))
+	return blockstore.EncodeDeferred(dst, plain)
+}
+
 // BatchReader reads the records of a batch from a stream.
 type BatchReader struct {
 	r   *bufio.Reader

@@ -59,7 +59,7 @@ func (p *publisher) reuse(h hashed) {
 }
 
 // upload asks the server which blocks of each batch it lacks, then
-// compresses and sends those.
+// compresses (or, Deferred, frames) and sends those.
 func (p *publisher) upload(ctx context.Context, in <-chan []hashed) error {
 	ids := make([]blockstore.ID, 0, p.cfg.BatchBlocks)
 	// One body per uploader, sized for a whole batch, so appending never
@@ -86,8 +86,12 @@ func (p *publisher) upload(ctx context.Context, in <-chan []hashed) error {
 				p.reuse(h)
 				continue
 			}
-			frame = blockstore.Encode(frame[:0], *h.data)
-			body = api.AppendBlock(body, h.id, frame)
+			if p.cfg.Deferred {
+				body = api.AppendDeferredBlock(body, h.id, *h.data)
+			} else {
+				frame = blockstore.Encode(frame[:0], *h.data)
+				body = api.AppendBlock(body, h.id, frame)
+			}
 			newBytes += int64(h.n)
 			if len(body) >= api.MaxUploadBytes-2*blockstore.MaxBlockSize {
 				if err := p.send(ctx, body); err != nil {

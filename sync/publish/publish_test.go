@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -46,8 +47,16 @@ func (s *memServer) Commit(ctx context.Context, m *manifest.Manifest) (api.Versi
 // TestPublishReadsEveryByte publishes files of awkward sizes (empty, under
 // a sector, a sector and a bit, whole blocks, a partial last block, holes)
 // from a disk directory (read with O_DIRECT) and, when there is one, from
-// tmpfs, and rebuilds each file from the manifest and the uploaded blocks.
+// tmpfs, and rebuilds each file from the manifest and the uploaded blocks;
+// with Deferred, every uploaded frame is a deferred one, and otherwise none
+// is.
 func TestPublishReadsEveryByte(t *testing.T) {
+	for _, deferred := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deferred=%v", deferred), func(t *testing.T) { testPublishReadsEveryByte(t, deferred) })
+	}
+}
+
+func testPublishReadsEveryByte(t *testing.T, deferred bool) {
 	dirs := map[string]string{"disk": t.TempDir()}
 	if shm, err := os.MkdirTemp("/dev/shm", "dvfs-publish"); err == nil {
 		t.Cleanup(func() { os.RemoveAll(shm) })
@@ -91,7 +100,7 @@ func TestPublishReadsEveryByte(t *testing.T) {
 				}
 			}
 			srv := &memServer{store: memstore.New()}
-			res, err := Publish(t.Context(), Config{Server: srv, Name: "awkward", Dir: dir})
+			res, err := Publish(t.Context(), Config{Server: srv, Name: "awkward", Dir: dir, Deferred: deferred})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,6 +120,10 @@ func TestPublishReadsEveryByte(t *testing.T) {
 					}
 					if got, err = srv.store.Get(t.Context(), id, got); err != nil {
 						t.Fatalf("%s: %v", p, err)
+					}
+					frame, err := srv.store.GetFrame(t.Context(), id, nil)
+					if err != nil || blockstore.Deferred(frame) != deferred {
+						t.Fatalf("%s: uploaded frame deferred %v, want %v (%v)", p, blockstore.Deferred(frame), deferred, err)
 					}
 				}
 				if !bytes.Equal(got, want) {

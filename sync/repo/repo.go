@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -82,6 +83,11 @@ type Repo struct {
 	// recent records when blocks were last uploaded, for GCGrace.
 	recentMu sync.Mutex
 	recent   map[blockstore.ID]time.Time
+
+	// lastDeferred is when (UnixNano) blocks last arrived in deferred
+	// frames, and deferredArrived says that they did (CompressLoop).
+	lastDeferred    atomic.Int64
+	deferredArrived chan struct{}
 }
 
 // New returns a repository over cfg.Store.
@@ -97,6 +103,8 @@ func New(cfg Config) (*Repo, error) {
 		grace:  cfg.GCGrace,
 		now:    cfg.Now,
 		recent: make(map[blockstore.ID]time.Time),
+
+		deferredArrived: make(chan struct{}, 1),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -136,7 +144,11 @@ func (r *Repo) PutBlocks(ctx context.Context, blocks []blockstore.Block) error {
 		r.recent[b.ID] = now
 	}
 	r.recentMu.Unlock()
-	return r.store.Put(ctx, blocks...)
+	if err := r.store.Put(ctx, blocks...); err != nil {
+		return err
+	}
+	r.noteDeferred(blocks)
+	return nil
 }
 
 // committed ends the grace of blocks a commit now protects: once a

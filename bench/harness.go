@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -38,7 +39,9 @@ type server struct {
 	cmd   *exec.Cmd
 	url   string
 	token string
-	log   bytes.Buffer
+
+	mu  sync.Mutex
+	log bytes.Buffer
 }
 
 var servingRE = regexp.MustCompile(`msg=serving url=(\S+)`)
@@ -63,13 +66,39 @@ func startServer(bin, data string, extra ...string) (*server, error) {
 	if s.url == "" {
 		return nil, fmt.Errorf("server did not start:\n%s", s.log.String())
 	}
-	go io.Copy(io.Discard, pr)
+	go func() {
+		for sc.Scan() {
+			s.mu.Lock()
+			s.log.WriteString(sc.Text() + "\n")
+			s.mu.Unlock()
+		}
+		io.Copy(io.Discard, pr)
+	}()
 	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
 	if err != nil {
 		return nil, err
 	}
 	s.token = strings.TrimSpace(string(tok))
 	return s, nil
+}
+
+// waitLog waits for a log line matching re written after the call began
+// (polling the log) and returns when it was seen.
+func (s *server) waitLog(re *regexp.Regexp, timeout time.Duration) (time.Time, error) {
+	s.mu.Lock()
+	from := s.log.Len()
+	s.mu.Unlock()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		found := re.Match(s.log.Bytes()[from:])
+		s.mu.Unlock()
+		if found {
+			return time.Now(), nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Time{}, fmt.Errorf("server log: no line matching %s in %s", re, timeout)
 }
 
 // procStatus returns a field of /proc/PID/status (a size in kB) in bytes.
@@ -170,3 +199,23 @@ func writeVMImage(path string, size int64, seed uint64) error {
 }
 
 func mib(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d.Seconds() }
+
+// dirUse returns the disk space the files under dir take (allocated
+// blocks, so holes and punched ranges do not count).
+func dirUse(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		}
+		return nil
+	})
+	return n, err
+}

@@ -99,3 +99,26 @@ func TestCompressLoopLeftovers(t *testing.T) {
 	startLoop(t, r, time.Second)
 	waitCompressed(t, st, blocks)
 }
+
+// TestFrameOfDeferredBlock: a block not yet compressed goes out compressed,
+// and stays deferred in the store until CompressLoop gets to it.
+func TestFrameOfDeferredBlock(t *testing.T) {
+	r, st, _ := newRepo(t)
+	blocks := deferredBlocks(4, 1)
+	if err := r.PutBlocks(t.Context(), blocks); err != nil {
+		t.Fatal(err)
+	}
+	frame, err := r.Frame(t.Context(), blocks[0].ID, []byte("pre"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(frame[:3]) != "pre" || blockstore.Deferred(frame[3:]) || len(frame)-3 >= len(blocks[0].Frame)/2 {
+		t.Fatalf("Frame of a deferred block: %d bytes, deferred %v; want it compressed", len(frame)-3, blockstore.Deferred(frame[3:]))
+	}
+	if _, err := blockstore.Open(blocks[0].ID, frame[3:], nil); err != nil {
+		t.Fatal(err)
+	}
+	if countDeferred(t, st, blocks) != 1 {
+		t.Fatal("Frame changed the stored block")
+	}
+}

@@ -162,7 +162,25 @@ func (r *Repo) committed(ids []blockstore.ID) {
 	r.recentMu.Unlock()
 }
 
-// Frame appends the verified frame of block id to dst.
+// Frame appends the verified frame of block id to dst. A block still in
+// its deferred frame (uploaded uncompressed, not yet compressed by
+// CompressLoop) is compressed on the way out: what workstations fetch, and
+// what a multicast session sends right after a publish, goes on the wire
+// compressed.
 func (r *Repo) Frame(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error) {
-	return r.store.GetFrame(ctx, id, dst)
+	start := len(dst)
+	out, err := r.store.GetFrame(ctx, id, dst)
+	if err != nil || !blockstore.Deferred(out[start:]) {
+		return out, err
+	}
+	_, plain, err := blockstore.SplitFrame(out[start:])
+	if err != nil {
+		return dst, err
+	}
+	bp := frames.Get().(*[]byte)
+	defer frames.Put(bp)
+	*bp = blockstore.Encode((*bp)[:0], plain)
+	return append(out[:start], *bp...), nil
 }
+
+var frames = sync.Pool{New: func() any { b := make([]byte, 0, blockstore.DefaultBlockSize+64); return &b }}

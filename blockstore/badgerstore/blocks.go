@@ -225,43 +225,16 @@ func (s *Store) Put(ctx context.Context, blocks ...blockstore.Block) error {
 	if err != nil {
 		return fmt.Errorf("badgerstore: put: %w", err)
 	}
-	if len(todo) == 0 {
-		return nil
-	}
-	// Payloads first, durable, then the index entries that point at them.
-	refs, err := s.storePayloads(todo)
-	if err != nil {
-		return fmt.Errorf("badgerstore: put: %w", err)
-	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	// The batch keeps the key and value slices until Flush: one array
-	// for each.
-	keys := make([]byte, len(todo)*blockKeyLen)
-	vals := make([]byte, 0, len(todo)*refMaxLen)
-	for i, b := range todo {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("badgerstore: put: %w", err)
-		}
-		k := keys[i*blockKeyLen : (i+1)*blockKeyLen]
-		k[0] = blockPrefix
-		copy(k[1:], b.ID[:])
-		at := len(vals)
-		vals = appendRef(vals, &refs[i])
-		if err := wb.Set(k, vals[at:len(vals):len(vals)]); err != nil {
-			return fmt.Errorf("badgerstore: put %s: %w", b.ID.Short(), err)
-		}
-	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("badgerstore: put: %w", err)
-	}
-	return nil
+	return s.storeBlocks(ctx, todo)
 }
 
 // storePayloads writes the payloads of blocks to the packs, synced unless
 // the store is volatile, and returns their index entries, not yet
 // committed.
 func (s *Store) storePayloads(blocks []blockstore.Block) ([]ref, error) {
+	if len(blocks) == 0 {
+		return nil, nil
+	}
 	refs := make([]ref, len(blocks))
 	bodies := make([][]byte, len(blocks))
 	var total int64

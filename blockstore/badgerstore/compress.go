@@ -41,9 +41,17 @@ func (s *Store) CompressDeferred(ctx context.Context, max int) (int, error) {
 }
 
 // compress replaces the deferred blocks ids, found at olds, and returns
-// how many it replaced.
+// how many it replaced. A block that zstd does not shrink keeps its payload
+// where it is: only its index entry's header changes, from deferred to raw.
 func (s *Store) compress(ctx context.Context, ids []blockstore.ID, olds []ref) (int, error) {
-	blocks := make([]blockstore.Block, 0, len(ids))
+	type move struct {
+		id       blockstore.ID
+		old, new ref
+		rewrite  bool // a new payload, written elsewhere
+		done     bool // committed
+	}
+	var moves []move
+	var writes []blockstore.Block
 	var plain []byte
 	for i, id := range ids {
 		if err := ctx.Err(); err != nil {
@@ -58,15 +66,33 @@ func (s *Store) compress(ctx context.Context, ids []blockstore.ID, olds []ref) (
 			}
 			continue
 		}
-		blocks = append(blocks, blockstore.Block{ID: id, Frame: blockstore.Encode(nil, plain)})
-		olds[len(blocks)-1] = olds[i]
+		frame := blockstore.Encode(nil, plain)
+		hdr, _, err := blockstore.SplitFrame(frame)
+		if err != nil {
+			return 0, fmt.Errorf("badgerstore: compress %s: %w", id.Short(), err)
+		}
+		m := move{id: id, old: olds[i], new: olds[i]}
+		if raw, _, _ := blockstore.RawHeader(hdr); raw {
+			m.new.hdrLen = copy(m.new.hdr[:], hdr)
+		} else {
+			m.rewrite = true
+			writes = append(writes, blockstore.Block{ID: id, Frame: frame})
+		}
+		moves = append(moves, m)
 	}
-	if len(blocks) == 0 {
+	if len(moves) == 0 {
 		return 0, nil
 	}
-	refs, err := s.storePayloads(blocks)
+	refs, err := s.storePayloads(writes)
 	if err != nil {
 		return 0, fmt.Errorf("badgerstore: compress: %w", err)
+	}
+	k := 0
+	for i := range moves {
+		if moves[i].rewrite {
+			moves[i].new = refs[k]
+			k++
+		}
 	}
 
 	// Delete punches the ranges it reads from the index: while it runs, a
@@ -74,11 +100,11 @@ func (s *Store) compress(ctx context.Context, ids []blockstore.ID, olds []ref) (
 	// and the new one would leak.
 	s.moveMu.Lock()
 	defer s.moveMu.Unlock()
-	moved := make([]bool, len(blocks))
 	err = s.db.Update(func(txn *badger.Txn) error {
-		for i, b := range blocks {
-			moved[i] = false
-			key := blockKey(b.ID)
+		for i := range moves {
+			m := &moves[i]
+			m.done = false
+			key := blockKey(m.id)
 			item, err := txn.Get(key[:])
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				continue
@@ -87,7 +113,7 @@ func (s *Store) compress(ctx context.Context, ids []blockstore.ID, olds []ref) (
 			}
 			same := false
 			if err := item.Value(func(v []byte) error {
-				same = bytes.Equal(v, appendRef(nil, &olds[i]))
+				same = bytes.Equal(v, appendRef(nil, &m.old))
 				return nil
 			}); err != nil {
 				return err
@@ -95,10 +121,10 @@ func (s *Store) compress(ctx context.Context, ids []blockstore.ID, olds []ref) (
 			if !same {
 				continue
 			}
-			if err := txn.Set(bytes.Clone(key[:]), appendRef(nil, &refs[i])); err != nil {
+			if err := txn.Set(bytes.Clone(key[:]), appendRef(nil, &m.new)); err != nil {
 				return err
 			}
-			moved[i] = true
+			m.done = true
 		}
 		return nil
 	})
@@ -107,12 +133,16 @@ func (s *Store) compress(ctx context.Context, ids []blockstore.ID, olds []ref) (
 		return 0, fmt.Errorf("badgerstore: compress: %w", err)
 	}
 	n := 0
-	for i := range blocks {
-		if moved[i] {
+	for i := range moves {
+		m := &moves[i]
+		if m.done {
 			n++
-			s.free(olds[i : i+1])
-		} else {
-			s.free(refs[i : i+1])
+		}
+		switch {
+		case m.rewrite && m.done:
+			s.free([]ref{m.old})
+		case m.rewrite:
+			s.free([]ref{m.new})
 		}
 	}
 	return n, nil

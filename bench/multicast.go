@@ -266,7 +266,11 @@ type mcRow struct {
 	// otherCPU is the CPU time (core-seconds) other processes on the
 	// machine used during the run: a busy machine makes a row suspect.
 	otherCPU float64
-	note     string
+	// cpu is the CPU time the tool used (this process and the children
+	// it waited for), core-seconds: against 2 x wall it says whether the
+	// run was CPU-bound.
+	cpu  float64
+	note string
 	// failed says why the run failed (a baseline tool's error).
 	failed string
 }
@@ -280,7 +284,7 @@ func (r mcRow) print() {
 	if r.slow >= 0 {
 		fmt.Printf(" others %.2fs", r.others.Seconds())
 	}
-	fmt.Printf(" others' CPU %.1f core-s; %s\n", r.otherCPU, r.note)
+	fmt.Printf(" CPU %.1f core-s, others' CPU %.1f core-s; %s\n", r.cpu, r.otherCPU, r.note)
 }
 
 // cpuTimes returns the CPU time the whole machine has been busy and the
@@ -491,6 +495,7 @@ func (b *mcBench) run(ctx context.Context, tool string, n, slow int) (mcRow, err
 	}
 	busy1, mine1 := cpuTimes()
 	r.otherCPU = max(0, (busy1-busy0)-(mine1-mine0))
+	r.cpu = mine1 - mine0
 	drops1 := b.drops(n)
 	r.note = fmt.Sprintf("dropped: %d at the tbf, %d in receivers' socket buffers; %s",
 		drops1.shaper-drops0.shaper, drops1.rcvbuf-drops0.rcvbuf, r.note)
@@ -671,10 +676,12 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 	}
 	r.over = sst.Overhead()
 	var uni, left int
-	var nacks int64
+	var nacks, packets, reads int64
 	for i, st := range stats {
 		uni += st.Unicast
 		nacks += st.Nacks
+		packets += st.Packets
+		reads += st.Reads
 		if st.Left {
 			left++
 		}
@@ -694,9 +701,9 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 	}
 	wire := float64(sst.Bytes+sst.Packets*(8+20+14)) / float64(b.rate)
 	r.note = fmt.Sprintf("packet %d, repairs %.1f%% of needed, %d NACKs, %d left, %d blocks by unicast, rate mean %.0f min %.0f MiB/s; "+
-		"link busy %.2fs of the sender's %.2fs after the join window",
+		"link busy %.2fs of the sender's %.2fs after the join window; packets per send %.1f, per receiver read %.1f",
 		b.packet, 100*float64(sst.RepairBytes)/float64(max(sst.NeededBytes, 1)), nacks, left, uni, rateSum/max(rateN, 1)/(1<<20), rateMin/(1<<20),
-		wire, (sst.Duration - join).Seconds())
+		wire, (sst.Duration - join).Seconds(), float64(sst.Packets)/float64(max(sst.Sends, 1)), float64(packets)/float64(max(reads, 1)))
 	if r.slow >= 0 {
 		st := stats[r.slow]
 		r.slowEnd = fmt.Sprintf("kept up: all %d blocks by multicast", st.Multicast)

@@ -30,14 +30,18 @@ type PacketConn interface {
 const socketBuffer = 16 << 20
 
 // ListenGroup opens a receiver's socket: bound to the group's port on
-// every address (unicast control replies arrive on it too) and joined to
-// the group on ifi (nil: the system's choice).
+// every address (unicast control replies arrive on it too), joined to the
+// group on ifi (nil: the system's choice), and taking coalesced runs of
+// packets (offload.go) where the kernel can.
 func ListenGroup(group *net.UDPAddr, ifi *net.Interface) (*ipv4.PacketConn, error) {
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: group.Port})
 	if err != nil {
 		return nil, fmt.Errorf("multicast: listen: %w", err)
 	}
 	growBuffers(c)
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { enableGRO(int(fd)) })
+	}
 	p := ipv4.NewPacketConn(c)
 	if err := p.JoinGroup(ifi, &net.UDPAddr{IP: group.IP}); err != nil {
 		c.Close()

@@ -263,6 +263,9 @@ func runSession(t testing.TB, tn *testNet, tp *template, scfg SenderConfig, spec
 		}
 	}
 	scfg.Conn, scfg.Group, scfg.Source, scfg.Manifest = sconn, group, frames{tp.store}, tp.m
+	if sendWrap != nil {
+		scfg.Conn = sendWrap(sconn)
+	}
 	if raceEnabled && scfg.MaxRate == 0 {
 		scfg.MaxRate = 30 << 20
 	}
@@ -369,6 +372,9 @@ func waitProgress(ctx context.Context, first *atomic.Pointer[Receiver], done <-c
 var (
 	skipCheck bool
 	rxStore   func(i int) BlockStore
+	// sendWrap, set by TestNoSegmentationOffload only, wraps the
+	// sender's socket.
+	sendWrap func(PacketConn) PacketConn
 )
 
 // runBench runs a session to n receivers whose caches discard what they

@@ -84,6 +84,9 @@ type ReceiverStats struct {
 	// Packets counts the packets read; Dropped the malformed, forged or
 	// foreign ones; Duplicates the shards already held.
 	Packets, Dropped, Duplicates int64
+	// Reads counts the messages read from the socket during the session:
+	// fewer than Packets when the kernel passed coalesced runs.
+	Reads int64
 	// Corrupt counts assembled blocks that failed verification.
 	Corrupt int64
 	// Repaired counts blocks rebuilt from parity.
@@ -366,10 +369,13 @@ func (x *rx) await() error {
 	}
 }
 
+// newMsgs returns n read buffers, each large enough for a coalesced run
+// of packets and its control message.
 func newMsgs(n int) []ipv4.Message {
 	ms := make([]ipv4.Message, n)
 	for i := range ms {
-		ms[i].Buffers = [][]byte{make([]byte, MaxPacketSize)}
+		ms[i].Buffers = [][]byte{make([]byte, groBufferSize)}
+		ms[i].OOB = make([]byte, oobSize)
 	}
 	return ms
 }
@@ -444,8 +450,22 @@ func (x *rx) receive() error {
 			}
 			return fmt.Errorf("multicast: read: %w", err)
 		}
+		now = time.Now()
+		x.st.Reads += int64(n)
 		for i := range n {
-			x.packet(msgs[i].Buffers[0][:msgs[i].N])
+			b, size, ok := received(&msgs[i])
+			if !ok {
+				x.st.Packets++
+				x.st.Dropped++
+				continue
+			}
+			for {
+				k := min(size, len(b))
+				x.packet(b[:k], now)
+				if b = b[k:]; len(b) == 0 {
+					break
+				}
+			}
 		}
 	}
 }
@@ -457,8 +477,8 @@ func (x *rx) leave(format string, args ...any) {
 	x.report(false)
 }
 
-// packet handles one packet from the socket.
-func (x *rx) packet(b []byte) {
+// packet handles one packet from the socket, read at now.
+func (x *rx) packet(b []byte, now time.Time) {
 	x.st.Packets++
 	h, err := parseHeader(b)
 	if err != nil || h.Session != x.session {
@@ -467,13 +487,13 @@ func (x *rx) packet(b []byte) {
 	}
 	switch h.Type {
 	case typeData:
-		x.data(b)
+		x.data(b, now)
 	case typeAnnounce:
 		if parseAnnounce(b, &x.an) != nil || x.an.Digest != x.r.digest {
 			x.st.Dropped++
 			return
 		}
-		x.heard(h.Seq, x.an.Sweep, x.an.Cursor)
+		x.heard(now, h.Seq, x.an.Sweep, x.an.Cursor)
 		x.delay = time.Duration(x.an.RepairDelay) * time.Millisecond
 		if x.an.Flags&flagEnded != 0 {
 			x.ended = true
@@ -496,8 +516,8 @@ func (x *rx) packet(b []byte) {
 
 // heard notes a multicast packet from the sender: liveness, loss, and
 // where its sweep stands.
-func (x *rx) heard(seq uint32, sweep uint16, cursor uint32) {
-	x.lastHeard = time.Now()
+func (x *rx) heard(now time.Time, seq uint32, sweep uint16, cursor uint32) {
+	x.lastHeard = now
 	x.winGot++
 	x.totGot++
 	if !x.seqSeen {
@@ -539,7 +559,7 @@ func (x *rx) measureLoss(now time.Time) {
 }
 
 // data takes one shard.
-func (x *rx) data(b []byte) {
+func (x *rx) data(b []byte, now time.Time) {
 	d := &x.dp
 	if err := parseData(b, d); err != nil {
 		x.st.Dropped++
@@ -557,7 +577,7 @@ func (x *rx) data(b []byte) {
 		}
 		d.Payload = p
 	}
-	x.heard(d.Seq, d.Sweep, d.Cursor)
+	x.heard(now, d.Seq, d.Sweep, d.Cursor)
 	blk := d.Block
 	if p := x.partials[blk]; p != nil && p.frameLen != int(d.FrameLen) {
 		// Two geometries for one block: one of them is forged. Start over

@@ -105,6 +105,9 @@ const (
 type SenderStats struct {
 	// Bytes counts every UDP payload byte sent; Packets the packets.
 	Bytes, Packets int64
+	// Sends counts the messages handed to the kernel: fewer than Packets
+	// when runs of packets went as one (segmentation offload).
+	Sends int64
 	// FreshBytes and RepairBytes split the data packets' bytes into
 	// whole-block sends and repairs.
 	FreshBytes, RepairBytes int64
@@ -437,21 +440,24 @@ type txState struct {
 	parity [][]byte // parity shards
 	shards [][]byte // the code's view: data then parity
 	hdrs   [batchLen][dataLen]byte
-	bufs   [batchLen][2][]byte
+	iov    [2 * batchLen][]byte // packet i: header iov[2i], payload iov[2i+1]
 	seals  [batchLen][]byte
+	n      int // packets queued
 	msgs   []ipv4.Message
-	n      int
+	first  []int // the first packet of each of msgs
+	gso    bool  // send runs of packets as one (offload.go)
+	gsoCtl map[int][]byte
 	ctl    []byte
 	pace   pacer
 }
 
 func newTxState(s *Sender) *txState {
-	t := &txState{s: s, msgs: make([]ipv4.Message, batchLen), shards: make([][]byte, MaxShards)}
+	t := &txState{s: s, msgs: make([]ipv4.Message, 0, batchLen), first: make([]int, 0, batchLen),
+		shards: make([][]byte, MaxShards), gso: true, gsoCtl: make(map[int][]byte)}
 	t.last = make([]byte, s.shardSize)
 	t.parity = make([][]byte, MaxShards-1)
-	for i := range t.msgs {
-		t.msgs[i].Addr = s.cfg.Group
-		if s.seal != nil {
+	if s.seal != nil {
+		for i := range t.seals {
 			t.seals[i] = make([]byte, 0, s.shardSize+tagLen)
 		}
 	}
@@ -497,6 +503,7 @@ func (t *txState) writeOne(b []byte, to net.Addr) error {
 	t.s.mu.Lock()
 	t.s.stats.Bytes += int64(len(b))
 	t.s.stats.Packets++
+	t.s.stats.Sends++
 	t.s.mu.Unlock()
 	return nil
 }
@@ -581,8 +588,7 @@ func (t *txState) sendBlock(ctx context.Context, blk uint32, want uint8, fresh b
 		if s.seal != nil {
 			payload = s.seal.seal(t.seals[j][:0], payload, h, s.session, hdr.Seq)
 		}
-		t.bufs[j][0], t.bufs[j][1] = h, payload
-		t.msgs[j].Buffers = t.bufs[j][:]
+		t.iov[2*j], t.iov[2*j+1] = h, payload
 		t.n++
 		bytes += int64(len(h) + len(payload))
 		if t.n == batchLen {
@@ -638,27 +644,73 @@ func (t *txState) flush(ctx context.Context) error {
 	}
 	var bytes int
 	for i := range t.n {
-		bytes += len(t.bufs[i][0]) + len(t.bufs[i][1])
+		bytes += t.packetLen(i)
 	}
 	t.pace.wait(ctx, bytes+t.n*wireOverhead)
-	ms := t.msgs[:t.n]
-	for len(ms) > 0 {
-		n, err := t.s.cfg.Conn.WriteBatch(ms, 0)
+	t.pack(0)
+	sent := 0
+	for sent < len(t.msgs) {
+		n, err := t.s.cfg.Conn.WriteBatch(t.msgs[sent:], 0)
+		sent += n
 		if err != nil {
 			if errors.Is(err, syscall.ENOBUFS) {
 				time.Sleep(time.Millisecond)
 				continue
 			}
+			if t.gso && gsoUnsupported(err) && sent < len(t.msgs) && len(t.msgs[sent].OOB) > 0 {
+				t.s.log.Info("multicast: the kernel takes no segmented sends here; sending packet by packet", "err", err)
+				t.gso = false
+				t.pack(t.first[sent])
+				sent = 0
+				continue
+			}
 			return fmt.Errorf("multicast: send: %w", err)
 		}
-		ms = ms[n:]
 	}
 	t.s.mu.Lock()
 	t.s.stats.Bytes += int64(bytes)
 	t.s.stats.Packets += int64(t.n)
+	t.s.stats.Sends += int64(len(t.msgs))
 	t.s.mu.Unlock()
 	t.n = 0
 	return nil
+}
+
+func (t *txState) packetLen(i int) int { return len(t.iov[2*i]) + len(t.iov[2*i+1]) }
+
+// pack turns the queued packets from the from'th on into t.msgs: with
+// segmentation offload, each run of packets of one size (and at most one
+// shorter packet ending it) becomes one message, its packets' header and
+// payload buffers back to back; without it, one message a packet.
+func (t *txState) pack(from int) {
+	t.msgs, t.first = t.msgs[:0], t.first[:0]
+	for i := from; i < t.n; {
+		size := t.packetLen(i)
+		j, total := i+1, size
+		for t.gso && j < t.n && j-i < gsoMaxSegments {
+			l := t.packetLen(j)
+			if l > size || total+l > gsoMaxBytes {
+				break
+			}
+			total += l
+			j++
+			if l < size {
+				break // only the last segment of a run may be short
+			}
+		}
+		m := ipv4.Message{Buffers: t.iov[2*i : 2*j], Addr: t.s.cfg.Group}
+		if j-i > 1 {
+			ctl := t.gsoCtl[size]
+			if ctl == nil {
+				ctl = gsoControl(size)
+				t.gsoCtl[size] = ctl
+			}
+			m.OOB = ctl
+		}
+		t.msgs = append(t.msgs, m)
+		t.first = append(t.first, i)
+		i = j
+	}
 }
 
 // pacer spaces writes to the current rate. A sender that fell behind

@@ -14,7 +14,9 @@ import (
 )
 
 // TestFourReceivers sends a template over real multicast to four
-// receivers in namespaces; every cache must be byte-exact.
+// receivers in namespaces; every cache must be byte-exact. The sender
+// must send runs of packets as one (UDP_SEGMENT) and the receivers read
+// them as runs (UDP_GRO).
 func TestFourReceivers(t *testing.T) {
 	tn := newTestNet(t, 5)
 	tp := newTemplate(t, 512, 1) // 32 MiB
@@ -23,6 +25,12 @@ func TestFourReceivers(t *testing.T) {
 		if st.Multicast != st.Needed || st.Unicast != 0 {
 			t.Errorf("receiver %d: %d of %d blocks by multicast, %d by unicast", i+1, st.Multicast, st.Needed, st.Unicast)
 		}
+		if st.Reads >= st.Packets {
+			t.Errorf("receiver %d read %d packets in %d reads: no run arrived as one", i+1, st.Packets, st.Reads)
+		}
+	}
+	if s := res.sender; s.Sends >= s.Packets {
+		t.Errorf("the sender made %d sends for %d packets: no run went as one", s.Sends, s.Packets)
 	}
 	t.Logf("sent %d bytes for %d needed (overhead %.3f) in %v; %+v", res.sender.Bytes, res.sender.NeededBytes, res.sender.Overhead(), res.wall, res.sender)
 }

@@ -24,6 +24,13 @@ type BlockStore interface {
 	blockstore.Checker
 }
 
+// absentPutter is a store that can skip its presence check for blocks the
+// caller knows it lacks (badgerstore.Store.PutAbsent): the receiver asked
+// Missing at the start and stores each block once.
+type absentPutter interface {
+	PutAbsent(ctx context.Context, blocks ...blockstore.Block) error
+}
+
 // Fetcher fetches blocks by unicast (sync/client.Client): fn gets each
 // block's frame and plain bytes, verified against its ID.
 type Fetcher interface {
@@ -697,11 +704,15 @@ func (x *rx) evictOldest() {
 func (x *rx) writer() {
 	var batch []blockstore.Block
 	var bufs [][]byte
+	put := x.r.cfg.Store.Put
+	if ap, ok := x.r.cfg.Store.(absentPutter); ok {
+		put = ap.PutAbsent
+	}
 	flush := func() {
 		if len(batch) == 0 {
 			return
 		}
-		if err := x.r.cfg.Store.Put(x.ctx, batch...); err != nil {
+		if err := put(x.ctx, batch...); err != nil {
 			x.r.log.Warn("multicast: store", "err", err)
 			// The blocks stay missing; the unicast pass finds them.
 		} else {
@@ -855,8 +866,8 @@ func (x *rx) sendReport(flags uint8) {
 // finish fetches by unicast whatever of missing the store still lacks.
 func (x *rx) finish(missing []blockstore.ID) (ReceiverStats, error) {
 	r := x.r
-	if len(missing) == 0 {
-		return x.stats(), nil
+	if len(missing) == 0 || x.remaining == 0 {
+		return x.stats(), nil // every block stored (and durable: Put returned)
 	}
 	still, err := r.cfg.Store.Missing(x.ctx, missing)
 	if err != nil {

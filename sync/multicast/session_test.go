@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
 )
 
 // TestFourReceivers sends a template over real multicast to four
@@ -362,5 +365,49 @@ func TestJumboFrames(t *testing.T) {
 				size, s.Packets, float64(s.Packets)/float64(s.Blocks), s.Overhead(), float64(s.RepairBytes)/float64(s.NeededBytes),
 				res.rx[2].Repaired, res.rx[2].Nacks, res.wall.Round(time.Millisecond))
 		})
+	}
+}
+
+// TestBadgerCache receives into the store a workstation's cache is
+// (badgerstore, volatile, O_DIRECT pack writes), which stores through
+// PutAbsent; one receiver already holds 64 of the blocks. Both caches
+// must come out byte-exact.
+func TestBadgerCache(t *testing.T) {
+	tn := newTestNet(t, 3)
+	tp := newTemplate(t, 256, 23) // 16 MiB
+	stores := make([]*badgerstore.Store, 2)
+	for i := range stores {
+		s, err := badgerstore.Open(t.TempDir(), badgerstore.Config{Volatile: true, DirectWrites: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
+	}
+	var have []blockstore.Block
+	for id := range tp.m.BlockIDs() {
+		if !id.IsHole() && len(have) < 64 {
+			frame, err := tp.store.GetFrame(context.Background(), id, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			have = append(have, blockstore.Block{ID: id, Frame: frame})
+		}
+	}
+	if err := stores[1].Put(context.Background(), have...); err != nil {
+		t.Fatal(err)
+	}
+	skipCheck = true
+	rxStore = func(i int) BlockStore { return stores[i] }
+	defer func() { skipCheck, rxStore = false, nil }()
+	res := runSession(t, tn, tp, SenderConfig{}, make([]rxSpec, 2))
+	for i, s := range stores {
+		checkExact(t, fmt.Sprintf("receiver %d", i+1), tp, s)
+		if st := res.rx[i]; st.Multicast != st.Needed {
+			t.Errorf("receiver %d: %d of %d blocks by multicast", i+1, st.Multicast, st.Needed)
+		}
+	}
+	if res.rx[1].Needed != res.rx[0].Needed-len(have) {
+		t.Errorf("receiver 2 needed %d blocks, receiver 1 %d; it held %d", res.rx[1].Needed, res.rx[0].Needed, len(have))
 	}
 }

@@ -1,7 +1,11 @@
 package badgerstore
 
 import (
+	"bufio"
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -57,6 +61,97 @@ func TestCompressDeferredFreesSpace(t *testing.T) {
 		frame, err := s.GetFrame(ctx, b.ID, nil)
 		if err != nil || blockstore.Deferred(frame) {
 			t.Fatalf("GetFrame %s after reopening: deferred %v, %v", b.ID.Short(), blockstore.Deferred(frame), err)
+		}
+	}
+}
+
+const compressCrashEnv = "DVFS_BADGERSTORE_COMPRESS_CRASH_DIR"
+
+// compressCrashBlocks are the deferred blocks of TestCompressSurvivesSIGKILL:
+// compressible ones, which move, and random ones, which stay in place.
+func compressCrashBlocks() []blockstore.Block {
+	r := rand.New(rand.NewPCG(10, 10))
+	var blocks []blockstore.Block
+	for i := range 300 {
+		p := storetest.CompressibleBytes(r, blockstore.DefaultBlockSize)
+		if i%3 == 0 {
+			p = storetest.RandomBytes(r, blockstore.DefaultBlockSize)
+		}
+		blocks = append(blocks, blockstore.Block{ID: blockstore.Sum(p), Frame: blockstore.EncodeDeferred(nil, p)})
+	}
+	return blocks
+}
+
+// TestCompressSurvivesSIGKILL kills a process compressing deferred blocks
+// in the middle of a round, five times, each time further on: after each
+// kill every block reads back byte-exact, and a last run finishes the job.
+func TestCompressSurvivesSIGKILL(t *testing.T) {
+	if dir := os.Getenv(compressCrashEnv); dir != "" {
+		compressCrashChild(t, dir)
+		return
+	}
+	dir := t.TempDir()
+	blocks := compressCrashBlocks()
+	for round, after := range []int{0, 1, 2, 3, 5} {
+		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestCompressSurvivesSIGKILL$")
+		cmd.Env = append(os.Environ(), compressCrashEnv+"="+dir)
+		cmd.Stderr = tWriter{t}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// The child says "compressing", then "round" after each round:
+		// kill it once it has done after more rounds, as the next begins.
+		sc := bufio.NewScanner(out)
+		seen := -1
+		for seen < after && sc.Scan() {
+			seen++
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		if seen < after {
+			t.Fatalf("round %d: the child ended after %d rounds", round, seen)
+		}
+
+		s := openT(t, dir)
+		checkBlocks(t, s, blocks)
+		left, _, err := s.findDeferred(t.Context(), len(blocks))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("killed after %d more rounds: all %d blocks intact, %d still deferred", after, len(blocks), len(left))
+		s.Close()
+	}
+	s := openT(t, dir)
+	defer s.Close()
+	storetest.CompressAll(t, s, 64)
+	checkBlocks(t, s, blocks)
+	if left, _, _ := s.findDeferred(t.Context(), len(blocks)); len(left) != 0 {
+		t.Errorf("%d blocks deferred after compressing all", len(left))
+	}
+}
+
+// compressCrashChild puts the blocks (a no-op for those already there),
+// says "compressing" and compresses until it is killed.
+func compressCrashChild(t *testing.T, dir string) {
+	s, err := Open(dir, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(t.Context(), compressCrashBlocks()...); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("compressing")
+	for {
+		n, err := s.CompressDeferred(t.Context(), 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			fmt.Println("round")
 		}
 	}
 }

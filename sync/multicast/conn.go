@@ -29,6 +29,16 @@ type PacketConn interface {
 // scheduling hiccup of a receiver sharing two cores with others.
 const socketBuffer = 16 << 20
 
+// senderQueue is the send buffer of a sender's socket (the kernel doubles
+// it: 2 MiB of packets, about 16 ms at 1 Gbit/s). A packet counts against
+// it until it leaves the host, so it bounds what waits in the sender's
+// qdisc: when the link falls behind the pacing (a shaper or a NIC served
+// late), the sender blocks instead of queueing on. With 16 MiB, a tbf
+// shaper with 50 ms of queue, served late now and then on a busy machine,
+// fell behind the pacing by a little each time until it dropped whole
+// runs of packets, and the session paid in repairs and a lower rate.
+const senderQueue = 1 << 20
+
 // ListenGroup opens a receiver's socket: bound to the group's port on
 // every address (unicast control replies arrive on it too), joined to the
 // group on ifi (nil: the system's choice), and taking coalesced runs of
@@ -38,7 +48,7 @@ func ListenGroup(group *net.UDPAddr, ifi *net.Interface) (*ipv4.PacketConn, erro
 	if err != nil {
 		return nil, fmt.Errorf("multicast: listen: %w", err)
 	}
-	growBuffers(c)
+	growBuffers(c, socketBuffer)
 	if rc, err := c.SyscallConn(); err == nil {
 		_ = rc.Control(func(fd uintptr) { enableGRO(int(fd)) })
 	}
@@ -58,7 +68,7 @@ func DialGroup(laddr *net.UDPAddr, ifi *net.Interface, ttl int) (*ipv4.PacketCon
 	if err != nil {
 		return nil, fmt.Errorf("multicast: listen: %w", err)
 	}
-	growBuffers(c)
+	growBuffers(c, senderQueue)
 	p := ipv4.NewPacketConn(c)
 	if ifi != nil {
 		if err := p.SetMulticastInterface(ifi); err != nil {
@@ -80,9 +90,10 @@ func DialGroup(laddr *net.UDPAddr, ifi *net.Interface, ttl int) (*ipv4.PacketCon
 	return p, nil
 }
 
-// growBuffers asks for large socket buffers, past rmem_max/wmem_max when
-// the process may (CAP_NET_ADMIN), else as large as the limits allow.
-func growBuffers(c *net.UDPConn) {
+// growBuffers asks for a receive buffer of socketBuffer and a send buffer
+// of snd, past rmem_max/wmem_max when the process may (CAP_NET_ADMIN),
+// else as large as the limits allow.
+func growBuffers(c *net.UDPConn, snd int) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return
@@ -91,8 +102,8 @@ func growBuffers(c *net.UDPConn) {
 		if unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_RCVBUFFORCE, socketBuffer) != nil {
 			_ = unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_RCVBUF, socketBuffer)
 		}
-		if unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_SNDBUFFORCE, socketBuffer) != nil {
-			_ = unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
+		if unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_SNDBUFFORCE, snd) != nil {
+			_ = unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_SNDBUF, snd)
 		}
 	})
 }

@@ -61,15 +61,11 @@ func benchFio(args []string) error {
 	if _, err := exec.LookPath("fio"); err != nil {
 		return fmt.Errorf("fio is not installed (apt-get install fio)")
 	}
-	work, err := os.MkdirTemp(*dir, "dvfs-bench-fio")
+	work, bin, cleanup, err := workspace(*dir, "fio")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	bin, err := buildDvfs(work)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	native := filepath.Join(work, "native")
 	os.Mkdir(native, 0o755)
 	img := filepath.Join(native, "disk.img")

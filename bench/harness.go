@@ -17,6 +17,21 @@ import (
 	"time"
 )
 
+// workspace makes a scratch directory under dir, named for the benchmark,
+// and builds the binary under test into it; cleanup removes it all.
+func workspace(dir, name string) (work, bin string, cleanup func(), err error) {
+	work, err = os.MkdirTemp(dir, "dvfs-bench-"+name)
+	if err != nil {
+		return "", "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(work) }
+	if bin, err = buildDvfs(work); err != nil {
+		cleanup()
+		return "", "", nil, err
+	}
+	return work, bin, cleanup, nil
+}
+
 // buildDvfs builds the binary under test into dir.
 func buildDvfs(dir string) (string, error) {
 	bin := filepath.Join(dir, "dvfs")

@@ -25,15 +25,11 @@ func benchMem(args []string) error {
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp(*dir, "dvfs-bench-mem")
+	work, bin, cleanup, err := workspace(*dir, "mem")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	bin, err := buildDvfs(work)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	tpl := filepath.Join(work, "tpl")
 	os.Mkdir(tpl, 0o755)
 	fmt.Printf("writing a %s template of distinct, compressible blocks\n", humanize.IBytes(size))

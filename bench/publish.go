@@ -27,15 +27,11 @@ func benchPublish(args []string) error {
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp(*dir, "dvfs-bench-publish")
+	work, bin, cleanup, err := workspace(*dir, "publish")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	bin, err := buildDvfs(work)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	vm := filepath.Join(work, "vm")
 	os.Mkdir(vm, 0o755)
 	img := filepath.Join(vm, "disk-flat.vmdk")

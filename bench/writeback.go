@@ -40,15 +40,11 @@ func benchWriteback(args []string) error {
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp(*dir, "dvfs-bench-wb")
+	work, bin, cleanup, err := workspace(*dir, "wb")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	bin, err := buildDvfs(work)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	tpl := filepath.Join(work, "tpl")
 	os.Mkdir(tpl, 0o755)
 	if err := writeRandom(filepath.Join(tpl, "disk.vmdk"), int64(size)); err != nil {

@@ -468,19 +468,9 @@ func TestDurableAfterSIGKILL(t *testing.T) {
 		return
 	}
 	dir := t.TempDir()
-	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestDurableAfterSIGKILL$")
-	cmd.Env = append(os.Environ(), crashEnv+"="+dir)
-	cmd.Stderr = tWriter{t}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, sc := startChild(t, "TestDurableAfterSIGKILL", crashEnv, dir)
 	done := make(chan bool, 1)
 	go func() {
-		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			if sc.Text() == "done" {
 				done <- true
@@ -515,6 +505,24 @@ func TestDurableAfterSIGKILL(t *testing.T) {
 			t.Errorf("GetMeta(%q) after SIGKILL = %q, %v; want %q", k, v, err, want)
 		}
 	}
+}
+
+// startChild runs test (this binary's test of that name) as a child
+// process with env set to dir, its stderr in t's log, and returns it with
+// a scanner over its stdout.
+func startChild(t *testing.T, test, env, dir string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env+"="+dir)
+	cmd.Stderr = tWriter{t}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(out)
 }
 
 func crashBlocks() []blockstore.Block {

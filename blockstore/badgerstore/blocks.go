@@ -164,18 +164,25 @@ func (s *Store) read(id blockstore.ID, dst []byte,
 		if err == nil || tries == maxMoves {
 			break
 		}
-		var now ref
-		moved, lerr := s.lookup(id, &now, func([]byte) error { return nil })
+		now, moved, lerr := s.relookup(id, &r)
 		if lerr != nil {
 			err = lerr // ErrKeyNotFound: deleted meanwhile
 			break
 		}
-		if !moved || (now.pack == r.pack && now.off == r.off) {
+		if !moved {
 			break // still where it was read: the read's error stands
 		}
 		r = now
 	}
 	return out, err
+}
+
+// relookup looks block id up again after a failed read at r: an error
+// (ErrKeyNotFound if it was deleted meanwhile), or its entry now and
+// whether that names another place than r.
+func (s *Store) relookup(id blockstore.ID, r *ref) (now ref, moved bool, err error) {
+	isRef, err := s.lookup(id, &now, func([]byte) error { return nil })
+	return now, err == nil && isRef && (now.pack != r.pack || now.off != r.off), err
 }
 
 // maxMoves bounds how often one read follows a block that moves under it;
@@ -362,12 +369,7 @@ func (s *Store) Delete(ctx context.Context, ids ...blockstore.ID) error {
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("badgerstore: delete: %w", err)
 	}
-	for i := range refs {
-		if err := s.packs.punch(refs[i].pack, refs[i].off, int64(refs[i].n)); err != nil {
-			// The entry is gone: the range is only lost space.
-			s.log.Warn("freeing a deleted block's space", "err", err)
-		}
-	}
+	s.free(refs)
 	return nil
 }
 

@@ -60,9 +60,13 @@ func (s *Store) compress(ctx context.Context, ids []blockstore.ID, olds []ref) (
 		var err error
 		plain, err = s.readPlain(id, &olds[i], plain[:0])
 		if err != nil {
-			if errors.Is(err, blockstore.ErrCorrupt) && s.recheckDamaged(id, &olds[i]) {
-				s.log.Error("corrupt block in store", "block", id, "err", err)
-				s.damaged[id] = true
+			if errors.Is(err, blockstore.ErrCorrupt) {
+				// Damaged if it is still where it was read; otherwise
+				// it was deleted meanwhile.
+				if _, moved, lerr := s.relookup(id, &olds[i]); lerr == nil && !moved {
+					s.log.Error("corrupt block in store", "block", id, "err", err)
+					s.damaged[id] = true
+				}
 			}
 			continue
 		}
@@ -148,14 +152,6 @@ func (s *Store) compress(ctx context.Context, ids []blockstore.ID, olds []ref) (
 	return n, nil
 }
 
-// recheckDamaged reports whether block id is still where r says: then a
-// failed read of it means damage, not a delete meanwhile.
-func (s *Store) recheckDamaged(id blockstore.ID, r *ref) bool {
-	var now ref
-	isRef, err := s.lookup(id, &now, func([]byte) error { return nil })
-	return err == nil && isRef && now.pack == r.pack && now.off == r.off
-}
-
 // findDeferred returns up to max blocks whose index entries name deferred
 // frames, and those entries. It goes on from where the last call stopped,
 // so that rounds over a large index do not scan its start again and
@@ -214,11 +210,13 @@ func (s *Store) findDeferred(ctx context.Context, max int) ([]blockstore.ID, []r
 	return ids, refs, nil
 }
 
-// free punches the payloads of refs, which nothing points at.
+// free punches the payloads of refs, which no index entry points at any
+// more (deleted blocks, and the old or unused copies of moved ones). A
+// punch that fails only loses space.
 func (s *Store) free(refs []ref) {
 	for i := range refs {
 		if err := s.packs.punch(refs[i].pack, refs[i].off, int64(refs[i].n)); err != nil {
-			s.log.Warn("freeing a block's old space", "err", err)
+			s.log.Warn("freeing the space of a block nothing points at", "err", err)
 		}
 	}
 }

@@ -1,11 +1,9 @@
 package badgerstore
 
 import (
-	"bufio"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -93,19 +91,9 @@ func TestCompressSurvivesSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	blocks := compressCrashBlocks()
 	for round, after := range []int{0, 1, 2, 3, 5} {
-		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestCompressSurvivesSIGKILL$")
-		cmd.Env = append(os.Environ(), compressCrashEnv+"="+dir)
-		cmd.Stderr = tWriter{t}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		// The child says "compressing", then "round" after each round:
 		// kill it once it has done after more rounds, as the next begins.
-		sc := bufio.NewScanner(out)
+		cmd, sc := startChild(t, "TestCompressSurvivesSIGKILL", compressCrashEnv, dir)
 		seen := -1
 		for seen < after && sc.Scan() {
 			seen++

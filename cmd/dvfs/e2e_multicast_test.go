@@ -63,11 +63,13 @@ func waitSession(t *testing.T, s *serverProc, m *mountProc, ref string) int {
 
 // Publishing sends the new version by multicast to a workstation that is
 // mounted: its cache fills without a single unicast fetch, byte-exact;
-// an update sends only the changed blocks.
+// an update sends only the changed blocks. The server expects one
+// workstation (--multicast-receivers 1): sessions start once it joined.
 func TestMulticastFillsCache(t *testing.T) {
 	prefix := netns(t)
 	s := startServerIn(t, prefix, t.TempDir(), "127.0.0.1:0",
-		"--multicast-group", "239.255.42.42:7421", "--multicast-iface", "lo", "--multicast-rate", "800mbit")
+		"--multicast-group", "239.255.42.42:7421", "--multicast-iface", "lo", "--multicast-rate", "800mbit",
+		"--multicast-receivers", "1")
 	work := t.TempDir()
 	m := s.startMount(t, filepath.Join(work, "cache"), filepath.Join(work, "mnt"), "--multicast-iface", "lo")
 	vm := filepath.Join(work, "tpl")

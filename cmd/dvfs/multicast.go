@@ -23,6 +23,7 @@ type multicastConfig struct {
 	encrypt    bool          // AES-GCM payloads, keys over the API
 	onPublish  bool          // a session for every new version
 	every      time.Duration // push every template's latest version this often; 0: never
+	receivers  int           // start a session once this many workstations joined; 0: after the join window
 }
 
 // parseRate reads a rate like 1gbit, 500mbit, 100MB/s into bytes per second.
@@ -85,7 +86,8 @@ func startMulticast(ctx context.Context, g *globals, c multicastConfig, r *repo.
 	}
 	pub := r.PublicKey()
 	sessions := multicast.NewSessions(multicast.SessionsConfig{
-		Conn: conn, Group: group, Source: r, MaxRate: rate, PacketSize: c.packetSize, Encrypt: c.encrypt, Logger: g.log,
+		Conn: conn, Group: group, Source: r, MaxRate: rate, PacketSize: c.packetSize, Encrypt: c.encrypt,
+		MinReceivers: c.receivers, Logger: g.log,
 		Manifest: func(ctx context.Context, name string, version uint64) (*manifest.Manifest, error) {
 			signed, err := r.Signed(ctx, name, version)
 			if err != nil {
@@ -116,6 +118,6 @@ func startMulticast(ctx context.Context, g *globals, c multicastConfig, r *repo.
 			}
 		}()
 	}
-	g.log.Info("multicast sessions enabled", "group", group, "rate_bytes_per_s", rate, "encrypt", c.encrypt, "on_publish", c.onPublish, "every", c.every)
+	g.log.Info("multicast sessions enabled", "group", group, "rate_bytes_per_s", rate, "encrypt", c.encrypt, "on_publish", c.onPublish, "every", c.every, "receivers", c.receivers)
 	return sessions, nil
 }

@@ -50,6 +50,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.IntVar(&c.mc.packetSize, "multicast-packet-size", 0, "largest UDP payload (default 1472 for a 1500-byte MTU; 8972 for jumbo frames)")
 	f.BoolVar(&c.mc.encrypt, "multicast-encrypt", false, "encrypt session payloads (AES-GCM; keys go to workstations over the API)")
 	f.BoolVar(&c.mc.onPublish, "multicast-on-publish", true, "send every newly published version by multicast")
+	f.IntVar(&c.mc.receivers, "multicast-receivers", 0, "start a session as soon as this many workstations have joined it "+
+		"(0, or fewer join: when its join window of a few seconds ends)")
 	f.DurationVar(&c.mc.every, "multicast-every", 0, "also send every template's latest version this often (0: only on publish and push)")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd

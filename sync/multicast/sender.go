@@ -57,6 +57,15 @@ type SenderConfig struct {
 	// JoinWindow is how long the session is announced before data goes
 	// out, so receivers join together; 0 means DefaultJoinWindow.
 	JoinWindow time.Duration
+	// MinReceivers, when set, ends the join window early: data goes out
+	// as soon as this many receivers have joined (told the sender which
+	// blocks they lack, or that they lack none), or when JoinWindow
+	// ends, whichever comes first. A session to a known group of
+	// workstations then starts when the last of them is in, as uftp's
+	// closed group (-H) and udp-sender's --min-receivers do; one whose
+	// group falls short still waits only JoinWindow. 0: always the whole
+	// window.
+	MinReceivers int
 	// ReceiverTimeout forgets a receiver silent this long; 0 means
 	// DefaultReceiverTimeout.
 	ReceiverTimeout time.Duration
@@ -131,6 +140,9 @@ type SenderStats struct {
 	Receivers, Done, Left, Late int
 	// Dropped counts control packets that were malformed or foreign.
 	Dropped int64
+	// Waited is how long the session was announced before data went
+	// out: JoinWindow, or less when MinReceivers joined sooner.
+	Waited time.Duration
 	// Rate is the rate at the end, bytes per second.
 	Rate int64
 	// Duration is the session's length.
@@ -167,6 +179,7 @@ type Sender struct {
 	nextShard  []uint8 // where the repair rotation of a block stands
 	frameLen   []uint32
 	peers      map[uint32]*peer
+	joined     int // peers that told what they lack (or that they are done)
 	lastAdjust time.Time
 	idleSince  time.Time // when the queues last ran dry (zero: busy)
 	wake       chan struct{}
@@ -183,6 +196,7 @@ type peer struct {
 	loss     float64
 	done     bool
 	left     bool
+	joined   bool               // it sent a need, or reported done
 	remain   uint32             // blocks it still lacks, by its last report
 	progress time.Time          // when remain last fell (or it joined)
 	acks     map[uint32]needAck // by base block: repeated needs are answered alike
@@ -282,6 +296,7 @@ func (s *Sender) Run(ctx context.Context) (SenderStats, error) {
 
 	tx := newTxState(s)
 	var nextAnnounce, lingerFrom time.Time
+	sending := false
 	for {
 		if err := ctx.Err(); err != nil {
 			return s.Stats(), err
@@ -297,9 +312,17 @@ func (s *Sender) Run(ctx context.Context) (SenderStats, error) {
 			s.log.Warn("multicast session reached its time limit", "session", s.session)
 			break
 		}
-		if now.Sub(start) < s.cfg.JoinWindow {
-			s.idle(ctx, min(nextAnnounce.Sub(now), 10*time.Millisecond))
-			continue
+		if !sending {
+			if now.Sub(start) < s.cfg.JoinWindow && !s.groupIn() {
+				s.idle(ctx, min(nextAnnounce.Sub(now), 10*time.Millisecond))
+				continue
+			}
+			sending = true
+			s.mu.Lock()
+			s.stats.Waited = now.Sub(start)
+			joined := s.joined
+			s.mu.Unlock()
+			s.log.Debug("multicast: join window over; sending", "session", s.session, "joined", joined, "waited", now.Sub(start))
 		}
 		blk, shards, fresh, ok := s.next()
 		if !ok {
@@ -392,6 +415,24 @@ func (s *Sender) next() (blk uint32, shards uint8, fresh, ok bool) {
 		s.pos, s.cursor = 0, 0
 	}
 	return 0, 0, false, false
+}
+
+// groupIn reports whether MinReceivers receivers have joined.
+func (s *Sender) groupIn() bool {
+	if s.cfg.MinReceivers <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.joined >= s.cfg.MinReceivers
+}
+
+// markJoined counts p as joined. Called with s.mu held.
+func (s *Sender) markJoined(p *peer) {
+	if !p.joined {
+		p.joined = true
+		s.joined++
+	}
 }
 
 // finished reports whether the session can end: nothing queued, the join
@@ -828,6 +869,7 @@ func (s *Sender) onNeed(nd *need, addr net.Addr) needAck {
 	if a, ok := p.acks[nd.Base]; ok {
 		return a
 	}
+	s.markJoined(p)
 	n := uint32(len(s.ids))
 	for j, byt := range nd.Bitmap {
 		for bit := range 8 {
@@ -866,6 +908,7 @@ func (s *Sender) onReport(r *report, addr net.Addr) {
 	if r.Flags&flagDone != 0 && !p.done {
 		p.done = true
 		s.stats.Done++
+		s.markJoined(p) // it lacked nothing, or has it all: in the group either way
 	}
 	if r.Flags&flagLeaving != 0 && !p.left {
 		p.left = true

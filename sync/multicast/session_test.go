@@ -413,3 +413,54 @@ func TestBadgerCache(t *testing.T) {
 		t.Errorf("receiver 2 needed %d blocks, receiver 1 %d; it held %d", res.rx[1].Needed, res.rx[0].Needed, len(have))
 	}
 }
+
+// TestMinReceivers ends the join window early once the expected receivers
+// are in (SenderConfig.MinReceivers), over real multicast: four receivers
+// of four expected start the session long before its 10 s window ends,
+// and all four are on time; a session expecting two, the second joining
+// 700 ms after the sender started, waits for it (and not longer than its
+// window); one expecting five of four waits out the whole window.
+func TestMinReceivers(t *testing.T) {
+	tn := newTestNet(t, 5)
+	tp := newTemplate(t, 64, 14) // 4 MiB
+	check := func(name string, res sessionResult) {
+		t.Helper()
+		s := res.sender
+		t.Logf("%s: waited %v, session %v, wall %v; %d receivers, %d late", name, s.Waited.Round(time.Millisecond),
+			s.Duration.Round(time.Millisecond), res.wall.Round(time.Millisecond), s.Receivers, s.Late)
+		for i, st := range res.rx {
+			if st.Late || st.Multicast != st.Needed || st.Unicast != 0 {
+				t.Errorf("%s: receiver %d late=%v, %d of %d blocks by multicast, %d by unicast", name, i+1, st.Late, st.Multicast, st.Needed, st.Unicast)
+			}
+		}
+		if s.Late != 0 || s.Missed != 0 {
+			t.Errorf("%s: the sender counted %d late receivers and %d missed blocks", name, s.Late, s.Missed)
+		}
+	}
+
+	const long = 10 * time.Second
+	res := runSession(t, tn, tp, SenderConfig{JoinWindow: long, MinReceivers: 4}, make([]rxSpec, 4))
+	check("4 of 4", res)
+	// The receivers start with the sender: joining takes them one
+	// announcement and a need message, milliseconds, even under -race.
+	if w := res.sender.Waited; w >= long/4 {
+		t.Errorf("4 of 4 expected receivers joined, but the session waited %v of its %v window", w, long)
+	}
+	if res.wall >= long {
+		t.Errorf("the session took %v: it waited out its %v window", res.wall, long)
+	}
+
+	const late = 700 * time.Millisecond
+	res = runSession(t, tn, tp, SenderConfig{JoinWindow: long, MinReceivers: 2}, []rxSpec{{}, {late: late}})
+	check("2 of 2, one late", res)
+	if w := res.sender.Waited; w < late || w >= long/2 {
+		t.Errorf("the second expected receiver joined after %v, but the session waited %v (window %v)", late, w, long)
+	}
+
+	const window = 1500 * time.Millisecond
+	res = runSession(t, tn, tp, SenderConfig{JoinWindow: window, MinReceivers: 5}, make([]rxSpec, 4))
+	check("4 of 5", res)
+	if w := res.sender.Waited; w < window {
+		t.Errorf("4 of 5 expected receivers joined, but the session sent after %v, before its %v window ended", w, window)
+	}
+}

@@ -34,6 +34,11 @@ type SessionsConfig struct {
 	// out; 0 means a window long enough for workstations polling every
 	// PollInterval to join.
 	JoinWindow time.Duration
+	// MinReceivers ends a session's join window as soon as this many
+	// workstations have joined (SenderConfig.MinReceivers): a lab of a
+	// known size starts when its last workstation is in. 0: always the
+	// whole window.
+	MinReceivers int
 	// Logger receives the sessions' log.
 	Logger *slog.Logger
 }
@@ -157,7 +162,8 @@ func (s *Sessions) send(ctx context.Context, sess api.MulticastSession) {
 	}
 	snd, err := NewSender(SenderConfig{
 		Conn: s.cfg.Conn, Group: s.cfg.Group, Source: s.cfg.Source, Manifest: m, Session: sess.ID,
-		PacketSize: s.cfg.PacketSize, MaxRate: s.cfg.MaxRate, Key: sess.Key, JoinWindow: s.cfg.JoinWindow, Linger: PollInterval,
+		PacketSize: s.cfg.PacketSize, MaxRate: s.cfg.MaxRate, Key: sess.Key, JoinWindow: s.cfg.JoinWindow, MinReceivers: s.cfg.MinReceivers,
+		Linger: PollInterval,
 		Logger: s.log,
 	})
 	if err != nil {

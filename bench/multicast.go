@@ -47,7 +47,7 @@ func benchMulticast(args []string) error {
 	toolsStr := fl.String("tools", "dvfs,uftp,udpcast", "tools to measure")
 	rateStr := fl.String("rate", "1gbit", "tbf rate of the sender's link (tc syntax, gbit or mbit)")
 	packet := fl.Int("packet", multicast.DefaultPacketSize, "dvfs UDP payload size")
-	join := fl.Duration("join", 0, "dvfs join window (0: the sender's default)")
+	join := fl.Duration("join", 0, "dvfs join window (0: the sender's default); the sender starts sooner once every receiver has joined")
 	uftpBlock := fl.Int("uftp-block", 1300, "uftp block size (-b)")
 	slow := fl.Bool("slow", false, "also run 4 receivers of which one is paused half the time (250 ms of every 500 ms), "+
 		"after 4 healthy ones, with every tool")
@@ -616,7 +616,7 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 		}
 	}
 	snd, err := multicast.NewSender(multicast.SenderConfig{Conn: sconn, Group: mcGroup, Source: b.repo, Manifest: b.m,
-		PacketSize: b.packet, JoinWindow: b.join, Logger: log})
+		PacketSize: b.packet, JoinWindow: b.join, MinReceivers: n, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -695,15 +695,11 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 	}
 	// How long the link carried the session against how long the sender
 	// had data to send: below 1 the sender fell behind its pacing.
-	join := b.join
-	if join == 0 {
-		join = multicast.DefaultJoinWindow
-	}
 	wire := float64(sst.Bytes+sst.Packets*(8+20+14)) / float64(b.rate)
 	r.note = fmt.Sprintf("packet %d, repairs %.1f%% of needed, %d NACKs, %d left, %d blocks by unicast, rate mean %.0f min %.0f MiB/s; "+
-		"link busy %.2fs of the sender's %.2fs after the join window; packets per send %.1f, per receiver read %.1f",
+		"all %d joined after %.3fs; link busy %.2fs of the sender's %.2fs after that; packets per send %.1f, per receiver read %.1f",
 		b.packet, 100*float64(sst.RepairBytes)/float64(max(sst.NeededBytes, 1)), nacks, left, uni, rateSum/max(rateN, 1)/(1<<20), rateMin/(1<<20),
-		wire, (sst.Duration - join).Seconds(), float64(sst.Packets)/float64(max(sst.Sends, 1)), float64(packets)/float64(max(reads, 1)))
+		n, sst.Waited.Seconds(), wire, (sst.Duration - sst.Waited).Seconds(), float64(sst.Packets)/float64(max(sst.Sends, 1)), float64(packets)/float64(max(reads, 1)))
 	if r.slow >= 0 {
 		st := stats[r.slow]
 		r.slowEnd = fmt.Sprintf("kept up: all %d blocks by multicast", st.Multicast)
@@ -711,9 +707,19 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 			r.slowEnd = fmt.Sprintf("left (%s): %d blocks by multicast, %d by unicast", st.Reason, st.Multicast, st.Unicast)
 		}
 	}
-	b.cmds["dvfs"] = []string{fmt.Sprintf("go run ./bench multicast -tools dvfs -packet %d (in-process: sender in %s, receivers in %s-1..N, each a badgerstore Volatile with DirectWrites, as dvfs mount opens its cache; links at MTU %d)",
-		b.packet, b.tn.nodes[0], b.tn.prefix, b.mtu)}
+	b.cmds["dvfs"] = []string{fmt.Sprintf("go run ./bench multicast -tools dvfs -packet %d -join %v (in-process: sender in %s, receivers in %s-1..N, each a badgerstore Volatile with DirectWrites, as dvfs mount opens its cache; links at MTU %d; "+
+		"the sender starts once the N receivers have joined, else when the join window ends: SenderConfig.MinReceivers = N, dvfs serve --multicast-receivers N, "+
+		"as uftp -H and udp-sender --min-receivers N)",
+		b.packet, b.joinWindow(), b.tn.nodes[0], b.tn.prefix, b.mtu)}
 	return nil
+}
+
+// joinWindow is the dvfs sender's join window.
+func (b *mcBench) joinWindow() time.Duration {
+	if b.join == 0 {
+		return multicast.DefaultJoinWindow
+	}
+	return b.join
 }
 
 func slicesCollect(m *manifest.Manifest) []blockstore.ID {

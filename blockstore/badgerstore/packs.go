@@ -78,6 +78,7 @@ func openPacks(dir string, volatile, direct bool, maxSize int64) (*packSet, erro
 			p.close()
 			return nil, fmt.Errorf("packs: %w", err)
 		}
+		adviseSequential(f)
 		p.files[num] = f
 		p.next = max(p.next, num+1)
 	}
@@ -132,6 +133,7 @@ func (p *packSet) reserve(n int64) (slot, error) {
 				p.dio[num] = os.NewFile(uintptr(fd), f.Name())
 			}
 		}
+		adviseSequential(f)
 		p.files[num] = f
 		p.next++
 		p.active, p.end = num, 0
@@ -262,6 +264,17 @@ func (p *packSet) writeDirect(f *os.File, off int64, payloads [][]byte) error {
 		return err
 	}
 	return p.sync(f)
+}
+
+// adviseSequential tells the kernel that f is read in long runs. A mount
+// reads one stream's blocks from several goroutines at once (a request's
+// halves, and the kernel's parallel readahead requests), a little out of
+// order; on that pattern the kernel's readahead fell back to small reads:
+// a 2 GiB template read took 4,886 disk requests of 453 KiB on average,
+// against 568 of 3.7 MiB with this advice. A random read is still read as
+// it is asked for. Advice is only advice: an error changes nothing.
+func adviseSequential(f *os.File) {
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
 }
 
 // read fills buf from pack num at off.

@@ -47,6 +47,11 @@ type Options struct {
 	// MaxWrite is the largest read or write request, 1 MiB by default:
 	// 16 blocks per request on sequential I/O.
 	MaxWrite int
+	// ReadAhead is how many bytes the kernel reads ahead of a sequential
+	// reader: 0 means DefaultReadAhead, a negative value leaves the
+	// kernel's default (128 KiB). Setting it needs root; without, the
+	// mount works with the kernel's default and says so in the log.
+	ReadAhead int
 }
 
 // Timeouts of the kernel's caches.
@@ -132,6 +137,14 @@ func Mount(mountpoint string, core *fs.FS, opts Options) (*Server, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	if opts.ReadAhead == 0 {
+		opts.ReadAhead = DefaultReadAhead
+	}
+	if opts.ReadAhead > 0 {
+		if err := setReadAhead(mountpoint, opts.ReadAhead); err != nil {
+			m.log.Warn("the kernel's readahead stays at its default; sequential reads are slower", "err", err)
+		}
 	}
 	return &Server{srv: srv, mountpoint: mountpoint}, nil
 }

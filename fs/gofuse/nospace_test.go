@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -65,6 +66,10 @@ func TestNoSpace(t *testing.T) {
 	if err := os.Remove(cl + "/fill.img"); err != nil {
 		t.Fatal(err)
 	}
+	// The kernel sends the release of fill.img after close returns; its
+	// data is freed once the mount has it. (Under load the fsync below
+	// once ran first and still saw a full disk.)
+	waitFree(t, state, 1<<20)
 	d2 := openFile(t, cl+"/disk.vmdk", os.O_RDWR)
 	pwrite(t, d2, []byte("room again"), 3*bs+100)
 	if err := d2.Sync(); err != nil {
@@ -74,4 +79,23 @@ func TestNoSpace(t *testing.T) {
 	want := append([]byte(nil), before...)
 	copy(want[100:], "room again")
 	sameBytes(t, "after space came back", got, want)
+}
+
+// waitFree waits until the file system at dir has n bytes free.
+func waitFree(t *testing.T, dir string, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Bavail*uint64(st.Bsize) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d bytes free after 10 s, want %d", dir, st.Bavail*uint64(st.Bsize), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -82,6 +82,20 @@ type Compressor interface {
 	CompressDeferred(ctx context.Context, max int) (int, error)
 }
 
+// RunGetter reads runs of blocks at once: a sequential reader's request
+// spans many blocks, and blocks stored together lie next to each other on
+// disk, so one read can fetch them all.
+type RunGetter interface {
+	// GetRun fills dst, which holds len(ids) blocks of size bytes back to
+	// back, with the plain bytes of ids, and sets done[i] for each block
+	// it filled, verified against its ID as Get verifies. A block it
+	// cannot fill so (absent, of another size, compressed, corrupt, or
+	// moved while it was read) is left undone for the caller to Get,
+	// which reports why; GetRun's error is for the call as a whole (a
+	// closed store, a cancelled context). Safe for concurrent use.
+	GetRun(ctx context.Context, ids []ID, size int, dst []byte, done []bool) error
+}
+
 // Store is a whole block store.
 type Store interface {
 	Getter

@@ -46,6 +46,14 @@ func (fsys *FS) readBaseRun(ctx context.Context, bs int64, f *manifest.File, p [
 		avail := min(n, limit-off) // bytes of chunk that come from the base
 		if f == nil || avail <= 0 || bi >= int64(len(f.Blocks)) || f.Blocks[bi].IsHole() {
 			clear(chunk)
+		} else if k := fsys.wholeRun(bs, f, bi, in, int64(len(p)), limit-off); k > 1 {
+			// Several whole blocks: one call, which reads those that
+			// lie together on disk with one read.
+			n = k * bs
+			ids := f.Blocks[bi : bi+k]
+			if err := fsys.runs.ReadBlocks(ctx, ids, int(bs), p[:n]); err != nil {
+				return err
+			}
 		} else if _, want := f.BlockRange(uint32(bs), int(bi)); in == 0 && int64(want) == n && avail == n {
 			// A whole block: decode it straight into the reply, with no
 			// buffer of its own and no copy (the kernel's page cache keeps
@@ -72,6 +80,24 @@ func (fsys *FS) readBaseRun(ctx context.Context, bs int64, f *manifest.File, p [
 		off += n
 	}
 	return nil
+}
+
+// wholeRun returns how many blocks from block bi a run read may fill: full
+// blocks of bs bytes, none a hole, all within the first n bytes of the
+// request and below limit (avail bytes from bi's start). 0 when the
+// BlockReader reads no runs or the request starts inside block bi.
+func (fsys *FS) wholeRun(bs int64, f *manifest.File, bi, in, n, avail int64) int64 {
+	if fsys.runs == nil || in != 0 {
+		return 0
+	}
+	k := int64(0)
+	for k < n/bs && (k+1)*bs <= avail && bi+k < int64(len(f.Blocks)) && !f.Blocks[bi+k].IsHole() {
+		if _, size := f.BlockRange(uint32(bs), int(bi+k)); int64(size) != bs {
+			break
+		}
+		k++
+	}
+	return k
 }
 
 // block returns the plain bytes of block id, which must be want bytes

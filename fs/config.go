@@ -21,6 +21,15 @@ type BlockReader interface {
 	Prefetch(ids []blockstore.ID)
 }
 
+// RunReader is a BlockReader that also reads many whole blocks with one
+// call: a sequential reader's request, read from disk in runs.
+type RunReader interface {
+	// ReadBlocks fills dst, which holds len(ids) blocks of size bytes
+	// back to back, with the verified plain bytes of ids (never a hole).
+	// A block of another size is an error wrapping blockstore.ErrCorrupt.
+	ReadBlocks(ctx context.Context, ids []blockstore.ID, size int, dst []byte) error
+}
+
 // TemplateInfo names a template and its versions.
 type TemplateInfo struct {
 	Name     string

@@ -18,6 +18,7 @@ type FS struct {
 	log      *slog.Logger
 	started  time.Time
 	cache    *blockCache
+	runs     RunReader                           // cfg.Blocks when it reads runs, else nil
 	openData func(path string) (dataFile, error) // tests inject faults here
 
 	root      *rootDir
@@ -62,6 +63,7 @@ func New(cfg Config) (*FS, error) {
 		roWarned: make(map[string]time.Time),
 		stop:     make(chan struct{}),
 	}
+	fsys.runs, _ = cfg.Blocks.(RunReader)
 	fsys.root = &rootDir{fsys}
 	fsys.templates = &templatesDir{fsys: fsys}
 	fsys.clones = &clonesDir{fsys: fsys}

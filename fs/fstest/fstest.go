@@ -42,6 +42,24 @@ func (b *Blocks) ReadBlock(ctx context.Context, id blockstore.ID, dst []byte) ([
 	return b.Store.Get(ctx, id, dst)
 }
 
+var _ fs.RunReader = (*Blocks)(nil)
+
+// ReadBlocks implements fs.RunReader, one Get a block (memstore has no
+// disk to read runs from); each block counts as a read.
+func (b *Blocks) ReadBlocks(ctx context.Context, ids []blockstore.ID, size int, dst []byte) error {
+	for i, id := range ids {
+		chunk := dst[i*size : i*size : (i+1)*size]
+		got, err := b.ReadBlock(ctx, id, chunk)
+		if err != nil {
+			return err
+		}
+		if len(got) != size {
+			return fmt.Errorf("block %s: %w: %d bytes, want %d", id.Short(), blockstore.ErrCorrupt, len(got), size)
+		}
+	}
+	return nil
+}
+
 // Prefetch implements fs.BlockReader; it only counts.
 func (b *Blocks) Prefetch(ids []blockstore.ID) { b.prefetched.Add(int64(len(ids))) }
 

@@ -170,6 +170,45 @@ func (c *Cache) ReadBlock(ctx context.Context, id blockstore.ID, dst []byte) ([]
 	return out2, nil
 }
 
+// ReadBlocks fills dst, which holds len(ids) blocks of size bytes back to
+// back, with the verified plain bytes of ids: what the store holds in
+// runs, with one read a run (blockstore.RunGetter), and the rest one by
+// one as ReadBlock reads them (fetched when missing, fetched again when
+// corrupt). ids must hold no hole.
+func (c *Cache) ReadBlocks(ctx context.Context, ids []blockstore.ID, size int, dst []byte) error {
+	var small [32]bool
+	done := small[:0]
+	if len(ids) <= len(small) {
+		done = small[:len(ids)]
+	} else {
+		done = make([]bool, len(ids))
+	}
+	if rg, ok := c.cfg.Store.(blockstore.RunGetter); ok {
+		if err := rg.GetRun(ctx, ids, size, dst, done); err != nil {
+			return err
+		}
+	}
+	for i, id := range ids {
+		if done[i] {
+			c.hits.Add(1)
+			c.lru.touch(id)
+			continue
+		}
+		chunk := dst[i*size : (i+1)*size : (i+1)*size]
+		b, err := c.ReadBlock(ctx, id, chunk[:0])
+		if err != nil {
+			return fmt.Errorf("block %s: %w", id.Short(), err)
+		}
+		if len(b) != size {
+			return fmt.Errorf("block %s: %w: %d bytes, the manifest says %d", id.Short(), blockstore.ErrCorrupt, len(b), size)
+		}
+		if &b[0] != &chunk[0] {
+			copy(chunk, b)
+		}
+	}
+	return nil
+}
+
 // call is one block's fetch in flight.
 type call struct {
 	done chan struct{}

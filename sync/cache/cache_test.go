@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
 	"github.com/dvfs-project/dvfs/blockstore/memstore"
+	"github.com/dvfs-project/dvfs/blockstore/storetest"
 	"github.com/dvfs-project/dvfs/sync/api"
 	"github.com/dvfs-project/dvfs/sync/cache"
 	"github.com/dvfs-project/dvfs/sync/client"
@@ -164,5 +167,57 @@ func TestNoRemote(t *testing.T) {
 	_, err := c.ReadBlock(context.Background(), blockstore.Sum([]byte("x")), nil)
 	if !errors.Is(err, blockstore.ErrNotFound) {
 		t.Fatalf("got %v, want ErrNotFound", err)
+	}
+}
+
+// TestReadBlocks: a run read through a badger cache fills blocks the
+// store holds raw with run reads, fetches the missing ones, and returns
+// every byte as the server has it.
+func TestReadBlocks(t *testing.T) {
+	const size = 64 << 10
+	rm := newRemote(t, 3) // compressible: the cache stores them zstd
+	local, err := badgerstore.Open(t.TempDir(), badgerstore.Config{Volatile: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	c, err := cache.New(context.Background(), cache.Config{Store: local, Remote: rm.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	// Six raw blocks already cached (as multicast leaves them).
+	var ids []blockstore.ID
+	var plains [][]byte
+	r := rand.New(rand.NewPCG(3, 3))
+	var raw []blockstore.Block
+	for range 6 {
+		p := storetest.RandomBytes(r, size)
+		raw = append(raw, storetest.NewBlock(p))
+		ids, plains = append(ids, raw[len(raw)-1].ID), append(plains, p)
+	}
+	if err := c.Put(ctx, raw...); err != nil {
+		t.Fatal(err)
+	}
+	// The run: three cached, the server's three, three cached.
+	run := append(append(append([]blockstore.ID{}, ids[:3]...), rm.ids...), ids[3:]...)
+	want := bytes.Join(append(append(append([][]byte{}, plains[:3]...), rm.plains...), plains[3:]...), nil)
+	for round := range 2 {
+		dst := make([]byte, len(run)*size)
+		if err := c.ReadBlocks(ctx, run, size, dst); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if !bytes.Equal(dst, want) {
+			t.Fatalf("round %d: wrong bytes", round)
+		}
+	}
+	// Round 1: 6 hits and 3 misses; round 2: 9 hits.
+	if st := c.Stats(); st.Misses != 3 || st.Fetched != 3 || st.Hits != 15 {
+		t.Fatalf("stats %+v, want 3 misses fetched and 15 hits", st)
+	}
+	// A block the manifest says is bigger than it is: an error, not data.
+	if err := c.ReadBlocks(ctx, []blockstore.ID{rm.ids[0]}, size+1, make([]byte, size+1)); !errors.Is(err, blockstore.ErrCorrupt) {
+		t.Fatalf("block of the wrong size: %v", err)
 	}
 }

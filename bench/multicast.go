@@ -677,7 +677,11 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 	r.over = sst.Overhead()
 	var uni, left int
 	var nacks, packets, reads int64
+	var blocked, verify, store time.Duration
+	var writes int64
 	for i, st := range stats {
+		writes += st.Stores
+		blocked, verify, store = blocked+st.Blocked, verify+st.Verify, store+st.Store
 		uni += st.Unicast
 		nacks += st.Nacks
 		packets += st.Packets
@@ -697,9 +701,12 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 	// had data to send: below 1 the sender fell behind its pacing.
 	wire := float64(sst.Bytes+sst.Packets*(8+20+14)) / float64(b.rate)
 	r.note = fmt.Sprintf("packet %d, repairs %.1f%% of needed, %d NACKs, %d left, %d blocks by unicast, rate mean %.0f min %.0f MiB/s; "+
-		"all %d joined after %.3fs; link busy %.2fs of the sender's %.2fs after that; packets per send %.1f, per receiver read %.1f",
+		"sending from %.3fs (MinReceivers %d); link busy %.2fs of the sender's %.2fs after that (data until %.2fs, behind its pacing %.2fs, tail %.2fs); packets per send %.1f, per receiver read %.1f; "+
+		"receivers (sums) waited %.2fs for their writers, which verified %.2fs and stored %.2fs in %d writes",
 		b.packet, 100*float64(sst.RepairBytes)/float64(max(sst.NeededBytes, 1)), nacks, left, uni, rateSum/max(rateN, 1)/(1<<20), rateMin/(1<<20),
-		n, sst.Waited.Seconds(), wire, (sst.Duration - sst.Waited).Seconds(), float64(sst.Packets)/float64(max(sst.Sends, 1)), float64(packets)/float64(max(reads, 1)))
+		sst.Waited.Seconds(), n, wire, (sst.Duration - sst.Waited).Seconds(), (sst.Drained - sst.Waited).Seconds(), sst.Behind.Seconds(),
+		(sst.Duration - sst.Drained).Seconds(), float64(sst.Packets)/float64(max(sst.Sends, 1)), float64(packets)/float64(max(reads, 1)),
+		blocked.Seconds(), verify.Seconds(), store.Seconds(), writes)
 	if r.slow >= 0 {
 		st := stats[r.slow]
 		r.slowEnd = fmt.Sprintf("kept up: all %d blocks by multicast", st.Multicast)

@@ -108,6 +108,13 @@ type ReceiverStats struct {
 	// Left says the receiver left the session for unicast; Reason why.
 	Left   bool
 	Reason string
+	// Blocked is how long the receive loop waited for the writer (its
+	// queue full: verifying and storing fell behind the session), while
+	// the socket buffer took what arrived; Verify and Store are the
+	// writer's time hashing and storing.
+	Blocked, Verify, Store time.Duration
+	// Stores counts the writer's calls to the store (batches of blocks).
+	Stores int64
 	// Loss is the last loss rate measured.
 	Loss float64
 	// Duration is how long Run took.
@@ -223,7 +230,9 @@ type rx struct {
 	okCount atomic.Int64
 	okBytes atomic.Int64
 	corrupt atomic.Int64
-	pool    sync.Pool
+	// the writer's time verifying and storing, ns
+	verifyNs, storeNs, stores atomic.Int64
+	pool                      sync.Pool
 
 	shards  [][]byte
 	dp      dataPacket
@@ -315,6 +324,9 @@ func (x *rx) stats() ReceiverStats {
 	x.st.Multicast = int(x.okCount.Load())
 	x.st.Bytes = x.okBytes.Load()
 	x.st.Corrupt = x.corrupt.Load()
+	x.st.Verify = time.Duration(x.verifyNs.Load())
+	x.st.Store = time.Duration(x.storeNs.Load())
+	x.st.Stores = x.stores.Load()
 	x.st.Loss = max(x.lossEWMA, x.lossLong)
 	return x.st
 }
@@ -670,7 +682,14 @@ func (x *rx) assemble(blk uint32, p *partial) {
 		x.st.Repaired++
 	}
 	x.state[blk] = stAssembed
-	x.writeCh <- written{blk: blk, frame: p.buf[:p.frameLen], buf: p.buf}
+	w := written{blk: blk, frame: p.buf[:p.frameLen], buf: p.buf}
+	select {
+	case x.writeCh <- w:
+	default:
+		t0 := time.Now()
+		x.writeCh <- w
+		x.st.Blocked += time.Since(t0)
+	}
 }
 
 func (x *rx) release(buf []byte) {
@@ -712,7 +731,11 @@ func (x *rx) writer() {
 		if len(batch) == 0 {
 			return
 		}
-		if err := put(x.ctx, batch...); err != nil {
+		t0 := time.Now()
+		err := put(x.ctx, batch...)
+		x.storeNs.Add(int64(time.Since(t0)))
+		x.stores.Add(1)
+		if err != nil {
 			x.r.log.Warn("multicast: store", "err", err)
 			// The blocks stay missing; the unicast pass finds them.
 		} else {
@@ -729,7 +752,10 @@ func (x *rx) writer() {
 	}
 	for w := range x.writeCh {
 		id := x.r.ids[w.blk]
-		if err := blockstore.Verify(id, w.frame); err != nil {
+		t0 := time.Now()
+		err := blockstore.Verify(id, w.frame)
+		x.verifyNs.Add(int64(time.Since(t0)))
+		if err != nil {
 			x.corrupt.Add(1)
 			x.r.log.Warn("multicast: block failed verification; dropped", "block", id.Short(), "err", err)
 			x.release(w.buf)

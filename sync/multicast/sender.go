@@ -143,6 +143,14 @@ type SenderStats struct {
 	// Waited is how long the session was announced before data went
 	// out: JoinWindow, or less when MinReceivers joined sooner.
 	Waited time.Duration
+	// Drained is when (since the start) the sender last finished sending
+	// data: what comes after it is the session's tail, waiting for the
+	// receivers' last reports.
+	Drained time.Duration
+	// Behind is the sending time lost for good: how far the sender fell
+	// behind its pacing past what it may catch up on (paceSlack), when
+	// it was not scheduled or a send or a read of the source took long.
+	Behind time.Duration
 	// Rate is the rate at the end, bytes per second.
 	Rate int64
 	// Duration is the session's length.
@@ -289,12 +297,12 @@ func (s *Sender) Run(ctx context.Context) (SenderStats, error) {
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	tx := newTxState(s)
+	tx.start = start
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.control(ctx) }()
 	defer func() { cancel(); wg.Wait() }()
-
-	tx := newTxState(s)
 	var nextAnnounce, lingerFrom time.Time
 	sending := false
 	for {
@@ -326,6 +334,7 @@ func (s *Sender) Run(ctx context.Context) (SenderStats, error) {
 		}
 		blk, shards, fresh, ok := s.next()
 		if !ok {
+			tx.pace.next = time.Time{} // idle, not behind
 			if !s.finished(now, start) {
 				lingerFrom = time.Time{}
 			} else if s.cfg.Linger <= 0 {
@@ -490,6 +499,7 @@ type txState struct {
 	gsoCtl map[int][]byte
 	ctl    []byte
 	pace   pacer
+	start  time.Time // of the session
 }
 
 func newTxState(s *Sender) *txState {
@@ -642,6 +652,8 @@ func (t *txState) sendBlock(ctx context.Context, blk uint32, want uint8, fresh b
 		return err
 	}
 	s.mu.Lock()
+	s.stats.Drained = time.Since(t.start)
+	s.stats.Behind = t.pace.behind
 	if fresh {
 		s.stats.FreshBytes += bytes
 		if again {
@@ -760,8 +772,9 @@ func (t *txState) pack(from int) {
 // the next millisecond or more on a busy machine lost the time for good
 // and a session to one receiver ran at 0.55 of the rate.
 type pacer struct {
-	rate *atomic.Int64
-	next time.Time
+	rate   *atomic.Int64
+	next   time.Time
+	behind time.Duration // lost past the slack
 }
 
 // paceSlack bounds the catching up: 10 ms at 1 Gbit/s is 1.25 MB, well
@@ -770,8 +783,11 @@ const paceSlack = 10 * time.Millisecond
 
 func (p *pacer) wait(ctx context.Context, bytes int) {
 	now := time.Now()
-	if p.next.Before(now.Add(-paceSlack)) {
-		p.next = now.Add(-paceSlack)
+	if floor := now.Add(-paceSlack); p.next.Before(floor) {
+		if !p.next.IsZero() {
+			p.behind += floor.Sub(p.next)
+		}
+		p.next = floor
 	}
 	p.next = p.next.Add(time.Duration(float64(bytes) / float64(p.rate.Load()) * float64(time.Second)))
 	if d := p.next.Sub(now); d > 0 {

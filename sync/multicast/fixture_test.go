@@ -263,6 +263,9 @@ func runSession(t testing.TB, tn *testNet, tp *template, scfg SenderConfig, spec
 		}
 	}
 	scfg.Conn, scfg.Group, scfg.Source, scfg.Manifest = sconn, group, frames{tp.store}, tp.m
+	if senderSource != nil {
+		scfg.Source = senderSource
+	}
 	if sendWrap != nil {
 		scfg.Conn = sendWrap(sconn)
 	}
@@ -375,6 +378,8 @@ var (
 	// sendWrap, set by TestNoSegmentationOffload only, wraps the
 	// sender's socket.
 	sendWrap func(PacketConn) PacketConn
+	// senderSource, set by TestSlowSource only, is the sender's source.
+	senderSource FrameSource
 )
 
 // runBench runs a session to n receivers whose caches discard what they

@@ -186,6 +186,7 @@ type Sender struct {
 	repairWant []uint8 // shards asked for by NACKs (0: not queued)
 	nextShard  []uint8 // where the repair rotation of a block stands
 	frameLen   []uint32
+	ahead      map[uint32][]byte // frames read ahead of the sweep (readahead.go)
 	peers      map[uint32]*peer
 	joined     int // peers that told what they lack (or that they are done)
 	lastAdjust time.Time
@@ -300,8 +301,9 @@ func (s *Sender) Run(ctx context.Context) (SenderStats, error) {
 	tx := newTxState(s)
 	tx.start = start
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); s.control(ctx) }()
+	go func() { defer wg.Done(); tx.ra.run(ctx) }()
 	defer func() { cancel(); wg.Wait() }()
 	var nextAnnounce, lingerFrom time.Time
 	sending := false
@@ -500,6 +502,7 @@ type txState struct {
 	ctl    []byte
 	pace   pacer
 	start  time.Time // of the session
+	ra     *readAhead
 }
 
 func newTxState(s *Sender) *txState {
@@ -513,6 +516,7 @@ func newTxState(s *Sender) *txState {
 		}
 	}
 	t.pace.rate = &s.rate
+	t.ra = newReadAhead(s)
 	return t
 }
 
@@ -564,8 +568,10 @@ func (t *txState) writeOne(b []byte, to net.Addr) error {
 func (t *txState) sendBlock(ctx context.Context, blk uint32, want uint8, fresh bool) error {
 	s := t.s
 	var err error
-	t.frame, err = s.cfg.Source.Frame(ctx, s.ids[blk], t.frame[:0])
-	if err != nil {
+	if f, ok := t.ra.take(blk); ok {
+		t.ra.recycle(t.frame)
+		t.frame = f
+	} else if t.frame, err = s.cfg.Source.Frame(ctx, s.ids[blk], t.frame[:0]); err != nil {
 		return fmt.Errorf("multicast: block %d (%s): %w", blk, s.ids[blk].Short(), err)
 	}
 	fl := len(t.frame)

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -462,5 +463,43 @@ func TestMinReceivers(t *testing.T) {
 	check("4 of 5", res)
 	if w := res.sender.Waited; w < window {
 		t.Errorf("4 of 5 expected receivers joined, but the session sent after %v, before its %v window ended", w, window)
+	}
+}
+
+// slowSource is a FrameSource whose every 32nd read stalls, as a
+// template read from a busy disk does.
+type slowSource struct {
+	frames
+	stall time.Duration
+	n     atomic.Int64
+}
+
+func (s *slowSource) Frame(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error) {
+	if s.n.Add(1)%32 == 0 {
+		time.Sleep(s.stall)
+	}
+	return s.frames.Frame(ctx, id, dst)
+}
+
+// TestSlowSource sends from a source whose reads stall now and then: the
+// sender reads ahead of its sweep, so the stalls do not cost sending time
+// (SenderStats.Behind), and every cache ends byte-exact.
+func TestSlowSource(t *testing.T) {
+	tn := newTestNet(t, 3)
+	tp := newTemplate(t, 512, 15) // 32 MiB
+	const stall = 40 * time.Millisecond
+	src := &slowSource{frames: frames{tp.store}, stall: stall}
+	senderSource = src
+	defer func() { senderSource = nil }()
+	res := runSession(t, tn, tp, SenderConfig{MaxRate: 30 << 20}, make([]rxSpec, 2))
+	s := res.sender
+	stalls := int(src.n.Load()) / 32
+	// Read in line with the sending, each stall would lose what the
+	// pacer cannot catch up on: stall - paceSlack.
+	inline := time.Duration(stalls) * (stall - paceSlack)
+	t.Logf("%d reads, %d stalls of %v (%v lost if read in line); behind its pacing %v; session %v",
+		src.n.Load(), stalls, stall, inline, s.Behind, s.Duration.Round(time.Millisecond))
+	if s.Behind > inline/2 {
+		t.Errorf("the sender fell behind its pacing by %v: the source's stalls (%v in line) held it up", s.Behind, inline)
 	}
 }

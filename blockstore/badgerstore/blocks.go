@@ -121,19 +121,26 @@ func (s *Store) readFrame(id blockstore.ID, r *ref, dst []byte) ([]byte, error) 
 // ref; a legacy entry (a whole frame) is passed to legacy instead, valid
 // only during that call.
 func (s *Store) lookup(id blockstore.ID, r *ref, legacy func(frame []byte) error) (isRef bool, err error) {
-	key := blockKey(id)
 	err = s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(key[:])
-		if err != nil {
+		isRef, err = lookupIn(txn, id, r, legacy)
+		return err
+	})
+	return isRef, err
+}
+
+// lookupIn is lookup within txn.
+func lookupIn(txn *badger.Txn, id blockstore.ID, r *ref, legacy func(frame []byte) error) (isRef bool, err error) {
+	key := blockKey(id)
+	item, err := txn.Get(key[:])
+	if err != nil {
+		return false, err
+	}
+	err = item.Value(func(v []byte) error {
+		var err error
+		if isRef, err = parseRef(v, r); err != nil || isRef {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			var err error
-			if isRef, err = parseRef(v, r); err != nil || isRef {
-				return err
-			}
-			return legacy(v)
-		})
+		return legacy(v)
 	})
 	return isRef, err
 }

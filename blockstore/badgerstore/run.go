@@ -33,19 +33,13 @@ func (s *Store) GetRun(ctx context.Context, ids []blockstore.ID, size int, dst [
 			if id.IsHole() {
 				continue
 			}
-			key := blockKey(id)
-			item, err := txn.Get(key[:])
-			if err != nil {
-				continue // absent (or unreadable): Get says which
-			}
 			r := &refs[i]
-			item.Value(func(v []byte) error {
-				if isRef, err := parseRef(v, r); err == nil && isRef && r.n == size {
-					raw, n, err := blockstore.RawHeader(r.header())
-					done[i] = err == nil && raw && n == size
-				}
-				return nil
-			})
+			isRef, err := lookupIn(txn, id, r, func([]byte) error { return nil })
+			if err != nil || !isRef || r.n != size {
+				continue // absent, unreadable or legacy: Get says which
+			}
+			raw, n, err := blockstore.RawHeader(r.header())
+			done[i] = err == nil && raw && n == size
 		}
 		return nil
 	})

@@ -176,8 +176,8 @@ func (c *Cache) ReadBlock(ctx context.Context, id blockstore.ID, dst []byte) ([]
 // one as ReadBlock reads them (fetched when missing, fetched again when
 // corrupt). ids must hold no hole.
 func (c *Cache) ReadBlocks(ctx context.Context, ids []blockstore.ID, size int, dst []byte) error {
-	var small [32]bool
-	done := small[:0]
+	var small [32]bool // a 1 MiB request is 16 blocks: no allocation
+	var done []bool
 	if len(ids) <= len(small) {
 		done = small[:len(ids)]
 	} else {

@@ -71,17 +71,27 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// waitFor waits up to d for ok to hold of what was written, and reports
+// whether it did. A process's log reaches the buffer through a pipe and a
+// copying goroutine, a little after the process wrote it.
+func (s *syncBuffer) waitFor(d time.Duration, ok func(log string) bool) bool {
+	deadline := time.Now().Add(d)
+	for !ok(s.String()) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
 // waitCompressed waits until the server has compressed, while idle, every
 // block uploaded to it uncompressed (a publish on this machine sends them
 // so): its log says so n times.
 func (s *serverProc) waitCompressed(n int) {
 	s.t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for len(compressedRE.FindAllStringIndex(s.log.String(), -1)) < n {
-		if time.Now().After(deadline) {
-			s.t.Fatalf("the server did not finish compressing uploaded blocks in 2 minutes:\n%s", s.log)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !s.log.waitFor(2*time.Minute, func(log string) bool { return len(compressedRE.FindAllStringIndex(log, -1)) >= n }) {
+		s.t.Fatalf("the server did not finish compressing uploaded blocks in 2 minutes:\n%s", s.log)
 	}
 }
 

@@ -105,7 +105,7 @@ func TestLeaseTakeover(t *testing.T) {
 	if err == nil || !strings.Contains(out, "Read-only") {
 		t.Fatalf("B wrote a clone A holds: %v %s", err, out)
 	}
-	if !regexp.MustCompile(`leased to \S+ until`).MatchString(b.log.String()) {
+	if !b.log.waitFor(5*time.Second, regexp.MustCompile(`leased to \S+ until`).MatchString) {
 		t.Fatalf("B's log does not say who holds the clone:\n%s", b.log)
 	}
 	// A writes more while B has the clone read-only: B's view is behind.

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/zeebo/blake3"
+	lblake3 "lukechampine.com/blake3"
 )
 
 func TestParseID(t *testing.T) {
@@ -109,7 +112,8 @@ func BenchmarkIsZero(b *testing.B) {
 }
 
 // BenchmarkHash compares the block hash with SHA-256 at the block sizes
-// considered: it is the measurement behind the choice of BLAKE3 for ID.
+// considered: it is the measurement behind the choice of BLAKE3 for ID,
+// and of the implementations behind Sum (see sum.go).
 func BenchmarkHash(b *testing.B) {
 	hashes := []struct {
 		name string
@@ -117,6 +121,8 @@ func BenchmarkHash(b *testing.B) {
 	}{
 		{"sha256", func(p []byte) { sha256.Sum256(p) }},
 		{"blake3", func(p []byte) { Sum(p) }},
+		{"blake3-zeebo", func(p []byte) { blake3.Sum256(p) }},
+		{"blake3-luke", func(p []byte) { lblake3.Sum256(p) }},
 	}
 	for _, size := range []int{16 << 10, 64 << 10, 256 << 10, 1 << 20} {
 		buf := randomBytes(1, size)

@@ -138,6 +138,29 @@ func SplitFrame(frame []byte) (header, payload []byte, err error) {
 	return frame[:len(frame)-len(payload)], payload, nil
 }
 
+// RawHeaderLen returns the header length of a raw or deferred frame that
+// is frameLen bytes long, or 0 when no such frame is: the one h for which
+// a header of h bytes declares frameLen-h plain bytes. A receiver that
+// knows only a frame's length places it with this, so that the payload of
+// a raw frame lands where an O_DIRECT write can take it (a wrong guess,
+// for a zstd frame, costs only that copy).
+func RawHeaderLen(frameLen int) int {
+	for h := 2; h <= maxFrameOverhead && h < frameLen; h++ {
+		if 1+uvarintLen(uint64(frameLen-h)) == h {
+			return h
+		}
+	}
+	return 0
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
+}
+
 // MaxHeaderLen bounds the header of a frame.
 const MaxHeaderLen = maxFrameOverhead
 

@@ -299,3 +299,19 @@ func TestEncodeDeferred(t *testing.T) {
 		}
 	}
 }
+
+func TestRawHeaderLen(t *testing.T) {
+	for _, n := range []int{1, 127, 128, 3000, 16383, 16384, 65536, MaxBlockSize} {
+		frame := EncodeDeferred(nil, make([]byte, n))
+		hdr, _, err := SplitFrame(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := RawHeaderLen(len(frame)); got != len(hdr) {
+			t.Errorf("RawHeaderLen(%d) = %d, want %d (plain %d)", len(frame), got, len(hdr), n)
+		}
+	}
+	if got := RawHeaderLen(1); got != 0 {
+		t.Errorf("RawHeaderLen(1) = %d, want 0", got)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 	"github.com/dvfs-project/dvfs/blockstore/storetest"
 )
 
@@ -92,6 +93,51 @@ func TestConformanceDirect(t *testing.T) {
 	}
 	if err := s.Put(t.Context(), blocks[4:]...); err != nil {
 		t.Fatal(err)
+	}
+	s.Close()
+	s = openT(t, dir)
+	checkBlocks(t, s, blocks)
+}
+
+// TestDirectAligned checks that a direct write takes payloads that lie
+// aligned (as a multicast receiver places raw blocks) without staging
+// them, mixed in one Put with payloads that must be staged, and that all
+// of them read back.
+func TestDirectAligned(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t)
+	cfg.DirectWrites = true
+	s, err := Open(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(12, 12))
+	var blocks []blockstore.Block
+	var wantStaged int64
+	for i := range 40 {
+		b := storetest.NewBlock(storetest.RandomBytes(r, blockstore.DefaultBlockSize))
+		_, payload, _ := blockstore.SplitFrame(b.Frame)
+		if i%3 != 0 {
+			// Placed so, the payload is aligned.
+			h := blockstore.RawHeaderLen(len(b.Frame))
+			f := diskio.AlignedBufferAt(len(b.Frame), h)
+			copy(f, b.Frame)
+			b.Frame = f
+		} else {
+			wantStaged += alignUp(int64(len(payload)))
+		}
+		blocks = append(blocks, b)
+	}
+	for _, b := range testBlocks(13) { // zstd and short payloads: staged
+		_, payload, _ := blockstore.SplitFrame(b.Frame)
+		wantStaged += alignUp(int64(len(payload)))
+		blocks = append(blocks, b)
+	}
+	if err := s.Put(t.Context(), blocks...); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.packs.staged.Load(); got != wantStaged {
+		t.Errorf("staged %d bytes, want %d (only the unaligned payloads)", got, wantStaged)
 	}
 	s.Close()
 	s = openT(t, dir)

@@ -27,10 +27,22 @@ const DirectAlign = 4096
 
 // AlignedBuffer returns n bytes that start on a DirectAlign boundary, as
 // O_DIRECT reads and writes need.
-func AlignedBuffer(n int) []byte {
+func AlignedBuffer(n int) []byte { return AlignedBufferAt(n, 0) }
+
+// AlignedBufferAt returns n bytes of which byte lead falls on a DirectAlign
+// boundary: a buffer for a block frame whose payload, after a header of
+// lead bytes, an O_DIRECT write can take without a copy.
+func AlignedBufferAt(n, lead int) []byte {
 	b := make([]byte, n+DirectAlign)
-	skip := (DirectAlign - int(uintptr(unsafe.Pointer(&b[0]))%DirectAlign)) % DirectAlign
+	at := uintptr(unsafe.Pointer(&b[0])) + uintptr(lead)
+	skip := int((DirectAlign - at%DirectAlign) % DirectAlign)
 	return b[skip : skip+n : skip+n]
+}
+
+// Aligned reports whether O_DIRECT can write b as it is: it starts on a
+// DirectAlign boundary and is a whole number of DirectAlign units long.
+func Aligned(b []byte) bool {
+	return len(b) > 0 && len(b)%DirectAlign == 0 && uintptr(unsafe.Pointer(&b[0]))%DirectAlign == 0
 }
 
 // PreadvFull reads into iov at off until every buffer is full or the file

@@ -47,3 +47,32 @@ func TestAlignedBuffer(t *testing.T) {
 		}
 	}
 }
+
+func TestAlignedBufferAt(t *testing.T) {
+	for _, lead := range []int{0, 1, 4, 6, 4095, 4096} {
+		for _, n := range []int{lead + 1, lead + 65536, 1 << 20} {
+			b := AlignedBufferAt(n, lead)
+			if len(b) != n || cap(b) != n {
+				t.Fatalf("AlignedBufferAt(%d, %d): len %d cap %d", n, lead, len(b), cap(b))
+			}
+			if !Aligned(b[lead:lead+(n-lead)&^(DirectAlign-1)]) && n-lead >= DirectAlign {
+				t.Errorf("AlignedBufferAt(%d, %d): byte %d at %p is not aligned", n, lead, lead, &b[lead])
+			}
+		}
+	}
+	b := AlignedBuffer(2 * DirectAlign)
+	for _, c := range []struct {
+		b    []byte
+		want bool
+	}{
+		{b, true},
+		{b[:DirectAlign], true},
+		{b[1 : DirectAlign+1], false},
+		{b[:DirectAlign+512], false},
+		{b[:0], false},
+	} {
+		if got := Aligned(c.b); got != c.want {
+			t.Errorf("Aligned(len %d at +%d) = %v", len(c.b), uintptr(unsafe.Pointer(unsafe.SliceData(c.b)))-uintptr(unsafe.Pointer(&b[0])), got)
+		}
+	}
+}

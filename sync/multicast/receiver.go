@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 )
 
@@ -617,7 +618,9 @@ func (x *rx) data(b []byte, now time.Time) {
 		if bp, ok := x.pool.Get().(*[]byte); ok && cap(*bp) >= size {
 			p.buf = (*bp)[:size]
 		} else {
-			p.buf = make([]byte, size)
+			// Placed so that a raw frame's payload is aligned: the
+			// cache's O_DIRECT write takes it without a copy.
+			p.buf = diskio.AlignedBufferAt(size, blockstore.RawHeaderLen(p.frameLen))
 		}
 		x.partials[blk] = p
 		x.state[blk] = stPartial

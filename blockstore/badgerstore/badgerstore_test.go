@@ -81,12 +81,7 @@ func TestConformanceDirect(t *testing.T) {
 	// Blocks written direct, of every shape, read back after reopening
 	// (the page cache never held them).
 	dir := t.TempDir()
-	cfg := testConfig(t)
-	cfg.DirectWrites = true
-	s, err := Open(dir, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openDirectT(t, dir)
 	blocks := append(testBlocks(10), testBlocks(11)...)
 	if err := s.Put(t.Context(), blocks[:4]...); err != nil {
 		t.Fatal(err)
@@ -99,18 +94,25 @@ func TestConformanceDirect(t *testing.T) {
 	checkBlocks(t, s, blocks)
 }
 
-// TestDirectAligned checks that a direct write takes payloads that lie
-// aligned (as a multicast receiver places raw blocks) without staging
-// them, mixed in one Put with payloads that must be staged, and that all
-// of them read back.
-func TestDirectAligned(t *testing.T) {
-	dir := t.TempDir()
+// openDirectT opens a durable store in dir that writes with O_DIRECT.
+func openDirectT(t *testing.T, dir string) *Store {
+	t.Helper()
 	cfg := testConfig(t)
 	cfg.DirectWrites = true
 	s, err := Open(dir, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// TestDirectAligned checks that a direct write takes payloads that lie
+// aligned (as a multicast receiver places raw blocks) without staging
+// them, mixed in one Put with payloads that must be staged, and that all
+// of them read back.
+func TestDirectAligned(t *testing.T) {
+	dir := t.TempDir()
+	s := openDirectT(t, dir)
 	r := rand.New(rand.NewPCG(12, 12))
 	var blocks []blockstore.Block
 	var wantStaged int64

@@ -145,20 +145,13 @@ func SplitFrame(frame []byte) (header, payload []byte, err error) {
 // a raw frame lands where an O_DIRECT write can take it (a wrong guess,
 // for a zstd frame, costs only that copy).
 func RawHeaderLen(frameLen int) int {
+	var n [binary.MaxVarintLen64]byte
 	for h := 2; h <= maxFrameOverhead && h < frameLen; h++ {
-		if 1+uvarintLen(uint64(frameLen-h)) == h {
+		if 1+binary.PutUvarint(n[:], uint64(frameLen-h)) == h {
 			return h
 		}
 	}
 	return 0
-}
-
-func uvarintLen(x uint64) int {
-	n := 1
-	for ; x >= 0x80; x >>= 7 {
-		n++
-	}
-	return n
 }
 
 // MaxHeaderLen bounds the header of a frame.

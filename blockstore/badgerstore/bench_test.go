@@ -114,3 +114,44 @@ func benchStore(b *testing.B, gen func(*rand.Rand, int) []byte) (*Store, []block
 	}
 	return s, ids
 }
+
+// BenchmarkMissing asks about the 32768 blocks of a 2 GiB template, as a
+// multicast receiver does when it joins a session: against an empty cache
+// (a new workstation) and one that holds every block (nothing to do).
+func BenchmarkMissing(b *testing.B) {
+	const n = 32768
+	var blocks []blockstore.Block
+	ids := make([]blockstore.ID, n)
+	for i := range ids {
+		plain := binary.LittleEndian.AppendUint64(nil, uint64(i)+1)
+		ids[i] = blockstore.Sum(plain)
+		blocks = append(blocks, blockstore.Block{ID: ids[i], Frame: blockstore.Encode(nil, plain)})
+	}
+	for _, full := range []bool{false, true} {
+		name := "empty"
+		if full {
+			name = "full"
+		}
+		b.Run(name, func(b *testing.B) {
+			s, err := Open(b.TempDir(), Config{Volatile: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			for i := 0; full && i < n; i += 1024 {
+				if err := s.Put(b.Context(), blocks[i:i+1024]...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				missing, err := s.Missing(b.Context(), ids)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if full != (len(missing) == 0) {
+					b.Fatalf("%d of %d missing", len(missing), len(ids))
+				}
+			}
+		})
+	}
+}

@@ -282,38 +282,6 @@ func (s *Store) storePayloads(blocks []blockstore.Block) ([]ref, error) {
 	return refs, nil
 }
 
-// Missing implements blockstore.Checker, with one read transaction and no
-// value reads.
-func (s *Store) Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore.ID, error) {
-	if err := s.enter(ctx); err != nil {
-		return nil, fmt.Errorf("badgerstore: missing: %w", err)
-	}
-	defer s.exit()
-	var missing []blockstore.ID
-	err := s.db.View(func(txn *badger.Txn) error {
-		for _, id := range ids {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if id.IsHole() {
-				continue
-			}
-			key := blockKey(id)
-			_, err := txn.Get(key[:])
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				missing = append(missing, id)
-			} else if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("badgerstore: missing: %w", err)
-	}
-	return missing, nil
-}
-
 // Delete implements blockstore.Deleter. The index entries go first, in
 // one batch; then each deleted payload's range is punched out of its pack,
 // giving its disk space back at once.

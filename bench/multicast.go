@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,7 @@ func benchMulticast(args []string) error {
 		"dvfs with -jumbo-packet, uftp with -b 8800 (udpcast's blocks stop at 1456 bytes)")
 	jumboPacket := fl.Int("jumbo-packet", multicast.JumboPacketSize, "dvfs UDP payload size on the MTU 9000 rows")
 	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of each dvfs run (sender and receivers) to FILE.N, N receivers")
+	traceOut := fl.String("trace", "", "write an execution trace of each dvfs run to FILE.N (go tool trace -pprof=sched FILE.N: where goroutines waited to run)")
 	fl.Parse(args)
 	size, err := humanize.ParseBytes(*sizeStr)
 	if err != nil {
@@ -118,6 +120,7 @@ func benchMulticast(args []string) error {
 	fmt.Printf("network: %d namespaces on a bridge; the sender's eth0 shaped: %s\n", maxN+1, strings.Join(shapeCmd, " "))
 
 	b.profile = *cpuprofile
+	b.trace = *traceOut
 
 	var rows []mcRow
 	row := func(tool string, n, slow int) error {
@@ -249,6 +252,7 @@ type mcBench struct {
 	mtu       int // of every link, for the rows to come
 	tn        *testNet
 	profile   string // CPU profile of each dvfs run: profile.N
+	trace     string // execution trace of each dvfs run: trace.N
 	cmds      map[string][]string
 }
 
@@ -640,6 +644,16 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	if b.trace != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%d", b.trace, n))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err == nil {
+			defer trace.Stop()
+		}
+	}
 	r.each = make([]time.Duration, n)
 	stats := make([]multicast.ReceiverStats, n)
 	errs := make([]error, n+1)
@@ -711,10 +725,11 @@ func (b *mcBench) runDvfs(ctx context.Context, r *mcRow, dirs []string) error {
 	// had data to send: below 1 the sender fell behind its pacing.
 	wire := float64(sst.Bytes+sst.Packets*(8+20+14)) / float64(b.rate)
 	r.note = fmt.Sprintf("packet %d, repairs %.1f%% of needed, %d NACKs, %d left, %d blocks by unicast, rate mean %.0f min %.0f MiB/s; "+
-		"sending from %.3fs (MinReceivers %d); link busy %.2fs of the sender's %.2fs after that (data until %.2fs, behind its pacing %.2fs, tail %.2fs); packets per send %.1f, per receiver read %.1f; "+
+		"sending from %.3fs (MinReceivers %d); link busy %.2fs of the sender's %.2fs after that (data until %.2fs, behind its pacing %.2fs in %d stalls, the worst %.0fms; %d blocks read while sending waited, %.2fs; tail %.2fs); packets per send %.1f, per receiver read %.1f; "+
 		"receivers (sums) waited %.2fs for their writers, which verified %.2fs and stored %.2fs in %d writes",
 		b.packet, 100*float64(sst.RepairBytes)/float64(max(sst.NeededBytes, 1)), nacks, left, uni, rateSum/max(rateN, 1)/(1<<20), rateMin/(1<<20),
 		sst.Waited.Seconds(), n, wire, (sst.Duration - sst.Waited).Seconds(), (sst.Drained - sst.Waited).Seconds(), sst.Behind.Seconds(),
+		sst.Stalls, float64(sst.WorstStall)/float64(time.Millisecond), sst.ReadWaits, sst.ReadWait.Seconds(),
 		(sst.Duration - sst.Drained).Seconds(), float64(sst.Packets)/float64(max(sst.Sends, 1)), float64(packets)/float64(max(reads, 1)),
 		blocked.Seconds(), verify.Seconds(), store.Seconds(), writes)
 	if r.slow >= 0 {

@@ -110,9 +110,9 @@ type ReceiverStats struct {
 	Left   bool
 	Reason string
 	// Blocked is how long the receive loop waited for the writer (its
-	// queue full: verifying and storing fell behind the session), while
-	// the socket buffer took what arrived; Verify and Store are the
-	// writer's time hashing and storing.
+	// queue full: storing fell behind the session), while the socket
+	// buffer took what arrived; Verify is the receive loop's time hashing
+	// assembled blocks, Store the writer's time storing them.
 	Blocked, Verify, Store time.Duration
 	// Stores counts the writer's calls to the store (batches of blocks).
 	Stores int64
@@ -227,11 +227,10 @@ type rx struct {
 	lossLong  float64
 
 	writeCh chan written
-	failCh  chan uint32
 	okCount atomic.Int64
 	okBytes atomic.Int64
 	corrupt atomic.Int64
-	// the writer's time verifying and storing, ns
+	// time verifying (receive loop) and storing (writer), ns
 	verifyNs, storeNs, stores atomic.Int64
 	pool                      sync.Pool
 
@@ -305,14 +304,13 @@ func (x *rx) run() (ReceiverStats, error) {
 
 	if len(missing) > 0 && !x.ended {
 		x.writeCh = make(chan written, 64)
-		x.failCh = make(chan uint32, 4096)
 		var wg sync.WaitGroup
 		wg.Add(1)
 		go func() { defer wg.Done(); x.writer() }()
 		err = x.receive()
 		close(x.writeCh)
 		wg.Wait()
-		x.drainFailed()
+		x.countStored()
 		if err != nil && x.ctx.Err() != nil {
 			return x.stats(), err
 		}
@@ -437,7 +435,7 @@ func (x *rx) receive() error {
 		}
 		now := time.Now()
 		if !now.Before(nextTick) {
-			x.drainFailed()
+			x.countStored()
 			if x.remaining == 0 {
 				return nil
 			}
@@ -684,6 +682,22 @@ func (x *rx) assemble(blk uint32, p *partial) {
 		}
 		x.st.Repaired++
 	}
+	// Verify now, while the block's bytes are still in this core's
+	// cache from the copies above: in the writer, behind a queue of
+	// blocks, the same hash ran at 2.6 GB/s instead of 4.5 (eight
+	// receivers spent 6 core-s of a 19 s session hashing).
+	id := x.r.ids[blk]
+	t0 := time.Now()
+	err := blockstore.Verify(id, p.buf[:p.frameLen])
+	x.verifyNs.Add(int64(time.Since(t0)))
+	if err != nil {
+		x.corrupt.Add(1)
+		x.r.log.Warn("multicast: block failed verification; dropped", "block", id.Short(), "err", err)
+		x.release(p.buf)
+		x.state[blk] = stWant
+		x.nackAt[blk] = time.Time{}
+		return
+	}
 	x.state[blk] = stAssembed
 	w := written{blk: blk, frame: p.buf[:p.frameLen], buf: p.buf}
 	select {
@@ -720,9 +734,9 @@ func (x *rx) evictOldest() {
 	}
 }
 
-// writer verifies assembled blocks against the manifest's IDs and stores
-// them in batches. A block that does not verify is never stored: it goes
-// back to the receive loop to be asked for again.
+// writer stores the blocks the receive loop assembled and verified
+// against the manifest's IDs (assemble), in batches. A block that does not
+// verify never reaches it: the receive loop asks for it again.
 func (x *rx) writer() {
 	var batch []blockstore.Block
 	var bufs [][]byte
@@ -769,18 +783,7 @@ func (x *rx) writer() {
 			flush()
 			continue
 		}
-		id := x.r.ids[w.blk]
-		t0 := time.Now()
-		err := blockstore.Verify(id, w.frame)
-		x.verifyNs.Add(int64(time.Since(t0)))
-		if err != nil {
-			x.corrupt.Add(1)
-			x.r.log.Warn("multicast: block failed verification; dropped", "block", id.Short(), "err", err)
-			x.release(w.buf)
-			x.failCh <- w.blk
-			continue
-		}
-		batch = append(batch, blockstore.Block{ID: id, Frame: w.frame})
+		batch = append(batch, blockstore.Block{ID: x.r.ids[w.blk], Frame: w.frame})
 		bufs = append(bufs, w.buf)
 		switch {
 		case len(batch) >= writeBatch:
@@ -802,19 +805,9 @@ const (
 	writeHold  = 10 * time.Millisecond
 )
 
-// drainFailed takes back blocks that failed verification and counts
-// stored ones.
-func (x *rx) drainFailed() {
-	for {
-		select {
-		case blk := <-x.failCh:
-			x.state[blk] = stWant
-			x.nackAt[blk] = time.Time{}
-		default:
-			x.remaining = x.st.Needed - int(x.okCount.Load())
-			return
-		}
-	}
+// countStored updates what remains from the blocks the writer stored.
+func (x *rx) countStored() {
+	x.remaining = x.st.Needed - int(x.okCount.Load())
 }
 
 // sendNeeds sends the need messages not yet acknowledged, every 200 ms.

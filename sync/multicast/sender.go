@@ -151,6 +151,16 @@ type SenderStats struct {
 	// behind its pacing past what it may catch up on (paceSlack), when
 	// it was not scheduled or a send or a read of the source took long.
 	Behind time.Duration
+	// Stalls counts the times the sender fell behind past the slack, and
+	// WorstStall is the longest of them: a few long stalls point at the
+	// source or a descheduled sender, many short ones at a busy machine.
+	Stalls     int
+	WorstStall time.Duration
+	// ReadWaits counts the fresh blocks that were not read ahead in time
+	// and were read while the sending waited, ReadWait how long those
+	// reads took together.
+	ReadWaits int
+	ReadWait  time.Duration
 	// Rate is the rate at the end, bytes per second.
 	Rate int64
 	// Duration is the session's length.
@@ -486,23 +496,25 @@ func (s *Sender) repairDelay() uint16 {
 // txState is the sending goroutine's buffers: nothing on the hot path
 // allocates.
 type txState struct {
-	s      *Sender
-	frame  []byte
-	last   []byte   // the last data shard, padded for the encoder
-	parity [][]byte // parity shards
-	shards [][]byte // the code's view: data then parity
-	hdrs   [batchLen][dataLen]byte
-	iov    [2 * batchLen][]byte // packet i: header iov[2i], payload iov[2i+1]
-	seals  [batchLen][]byte
-	n      int // packets queued
-	msgs   []ipv4.Message
-	first  []int // the first packet of each of msgs
-	gso    bool  // send runs of packets as one (offload.go)
-	gsoCtl map[int][]byte
-	ctl    []byte
-	pace   pacer
-	start  time.Time // of the session
-	ra     *readAhead
+	s         *Sender
+	frame     []byte
+	last      []byte   // the last data shard, padded for the encoder
+	parity    [][]byte // parity shards
+	shards    [][]byte // the code's view: data then parity
+	hdrs      [batchLen][dataLen]byte
+	iov       [2 * batchLen][]byte // packet i: header iov[2i], payload iov[2i+1]
+	seals     [batchLen][]byte
+	n         int // packets queued
+	msgs      []ipv4.Message
+	first     []int // the first packet of each of msgs
+	gso       bool  // send runs of packets as one (offload.go)
+	gsoCtl    map[int][]byte
+	ctl       []byte
+	pace      pacer
+	start     time.Time // of the session
+	ra        *readAhead
+	readWaits int           // fresh blocks read while the sending waited
+	readWait  time.Duration // and how long those reads took
 }
 
 func newTxState(s *Sender) *txState {
@@ -571,8 +583,15 @@ func (t *txState) sendBlock(ctx context.Context, blk uint32, want uint8, fresh b
 	if f, ok := t.ra.take(blk); ok {
 		t.ra.recycle(t.frame)
 		t.frame = f
-	} else if t.frame, err = s.cfg.Source.Frame(ctx, s.ids[blk], t.frame[:0]); err != nil {
-		return fmt.Errorf("multicast: block %d (%s): %w", blk, s.ids[blk].Short(), err)
+	} else {
+		began := time.Now()
+		if t.frame, err = s.cfg.Source.Frame(ctx, s.ids[blk], t.frame[:0]); err != nil {
+			return fmt.Errorf("multicast: block %d (%s): %w", blk, s.ids[blk].Short(), err)
+		}
+		if fresh {
+			t.readWaits++
+			t.readWait += time.Since(began)
+		}
 	}
 	fl := len(t.frame)
 	k, m, ok := shardGeometry(fl, s.shardSize)
@@ -660,6 +679,8 @@ func (t *txState) sendBlock(ctx context.Context, blk uint32, want uint8, fresh b
 	s.mu.Lock()
 	s.stats.Drained = time.Since(t.start)
 	s.stats.Behind = t.pace.behind
+	s.stats.Stalls, s.stats.WorstStall = t.pace.stalls, t.pace.worst
+	s.stats.ReadWaits, s.stats.ReadWait = t.readWaits, t.readWait
 	if fresh {
 		s.stats.FreshBytes += bytes
 		if again {
@@ -781,6 +802,8 @@ type pacer struct {
 	rate   *atomic.Int64
 	next   time.Time
 	behind time.Duration // lost past the slack
+	stalls int           // times it fell behind past the slack
+	worst  time.Duration // the longest of them
 }
 
 // paceSlack bounds the catching up: 10 ms at 1 Gbit/s is 1.25 MB, well
@@ -791,7 +814,10 @@ func (p *pacer) wait(ctx context.Context, bytes int) {
 	now := time.Now()
 	if floor := now.Add(-paceSlack); p.next.Before(floor) {
 		if !p.next.IsZero() {
-			p.behind += floor.Sub(p.next)
+			lost := floor.Sub(p.next)
+			p.behind += lost
+			p.stalls++
+			p.worst = max(p.worst, lost)
 		}
 		p.next = floor
 	}

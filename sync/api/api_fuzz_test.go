@@ -73,6 +73,34 @@ func FuzzParseBatch(f *testing.F) {
 				t.Fatalf("re-encoding grew: %d > %d", len(re), len(b))
 			}
 		}
+		// Fed in pieces (as the server reads an upload), the same records
+		// and the same verdict, whatever the pieces.
+		for _, step := range []int{1, 7, 33, 1 + len(b)/3} {
+			var p BatchParser
+			var pieced [][]byte
+			var ferr error
+			for end := 0; end < len(b) && ferr == nil; {
+				end = min(end+step, len(b))
+				ferr = p.Feed(b[:end], func(id blockstore.ID, frame []byte) error {
+					pieced = append(pieced, append(id[:], frame...))
+					return nil
+				})
+			}
+			if ferr == nil {
+				ferr = p.End(b)
+			}
+			if (ferr == nil) != (perr == nil) {
+				t.Fatalf("step %d: pieces %v, whole %v", step, ferr, perr)
+			}
+			if perr == nil && len(pieced) != len(parsed) {
+				t.Fatalf("step %d: %d records in pieces, %d whole", step, len(pieced), len(parsed))
+			}
+			for i := range min(len(pieced), len(parsed)) {
+				if !bytes.Equal(pieced[i], parsed[i]) {
+					t.Fatalf("step %d: record %d differs", step, i)
+				}
+			}
+		}
 	})
 }
 

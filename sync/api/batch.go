@@ -34,11 +34,19 @@ func AppendBlock(dst []byte, id blockstore.ID, frame []byte) []byte {
 // deferred frame of plain (blockstore.EncodeDeferred), copying plain once,
 // straight into dst.
 func AppendDeferredBlock(dst []byte, id blockstore.ID, plain []byte) []byte {
-	var n [binary.MaxVarintLen64]byte
-	frameLen := 1 + len(binary.AppendUvarint(n[:0], uint64(len(plain)))) + len(plain)
+	return append(AppendDeferredBlockHeader(dst, id, len(plain)), plain...)
+}
+
+// AppendDeferredBlockHeader appends what precedes the plain bytes in
+// AppendDeferredBlock's record of a block of n bytes: a sender that writes
+// the header and then the block from where it lies sends the same record
+// without copying the block.
+func AppendDeferredBlockHeader(dst []byte, id blockstore.ID, n int) []byte {
+	var hdr [1 + binary.MaxVarintLen64]byte
+	frameLen := len(blockstore.AppendDeferredHeader(hdr[:0], n)) + n
 	dst = append(dst, id[:]...)
 	dst = binary.AppendUvarint(dst, uint64(frameLen))
-	return blockstore.EncodeDeferred(dst, plain)
+	return blockstore.AppendDeferredHeader(dst, n)
 }
 
 // BatchReader reads the records of a batch from a stream.
@@ -96,27 +104,73 @@ func (br *BatchReader) cut(what string, err error) error {
 // ParseBatch calls fn for each record of a batch held in memory. The frames
 // alias b; nothing is copied.
 func ParseBatch(b []byte, fn func(id blockstore.ID, frame []byte) error) error {
-	for n := 0; len(b) > 0; n++ {
-		if len(b) < blockstore.IDSize {
-			return fmt.Errorf("%w: record %d: id truncated", ErrMalformed, n)
-		}
-		id := blockstore.ID(b[:blockstore.IDSize])
-		b = b[blockstore.IDSize:]
-		l, k := binary.Uvarint(b)
-		if k <= 0 {
-			return fmt.Errorf("%w: record %d: frame length truncated or overflowing", ErrMalformed, n)
-		}
-		if l > MaxFrameLen {
-			return fmt.Errorf("%w: record %d: frame of %d bytes exceeds %d", ErrMalformed, n, l, MaxFrameLen)
-		}
-		b = b[k:]
-		if uint64(len(b)) < l {
-			return fmt.Errorf("%w: record %d: frame truncated", ErrMalformed, n)
-		}
-		if err := fn(id, b[:l:l]); err != nil {
+	var p BatchParser
+	if err := p.Feed(b, fn); err != nil {
+		return err
+	}
+	return p.End(b)
+}
+
+// BatchParser parses a batch that arrives in pieces into one buffer, so
+// that each record can be handled (a block hashed) while its bytes are
+// still in the CPU's caches. The buffer must not move between calls.
+type BatchParser struct {
+	off int // bytes of the buffer parsed
+	n   int // records parsed
+}
+
+// Feed calls fn for each record that b, the batch so far, now holds
+// whole. The frames alias b.
+func (p *BatchParser) Feed(b []byte, fn func(id blockstore.ID, frame []byte) error) error {
+	for {
+		id, frame, next, err := p.record(b)
+		if err != nil || next == 0 {
 			return err
 		}
-		b = b[l:]
+		if err := fn(id, frame); err != nil {
+			return err
+		}
+		p.off, p.n = next, p.n+1
 	}
-	return nil
+}
+
+// End says whether b, the whole batch, ended with a whole record.
+func (p *BatchParser) End(b []byte) error {
+	rest := b[p.off:]
+	switch {
+	case len(rest) == 0:
+		return nil
+	case len(rest) < blockstore.IDSize:
+		return fmt.Errorf("%w: record %d: id truncated", ErrMalformed, p.n)
+	}
+	if _, k := binary.Uvarint(rest[blockstore.IDSize:]); k <= 0 {
+		return fmt.Errorf("%w: record %d: frame length truncated or overflowing", ErrMalformed, p.n)
+	}
+	return fmt.Errorf("%w: record %d: frame truncated", ErrMalformed, p.n)
+}
+
+// record parses the record at p.off in b; next is 0 when b does not hold
+// all of it yet.
+func (p *BatchParser) record(b []byte) (id blockstore.ID, frame []byte, next int, err error) {
+	rest := b[p.off:]
+	if len(rest) < blockstore.IDSize {
+		return id, nil, 0, nil
+	}
+	id = blockstore.ID(rest[:blockstore.IDSize])
+	l, k := binary.Uvarint(rest[blockstore.IDSize:])
+	if k < 0 || (k == 0 && len(rest)-blockstore.IDSize >= binary.MaxVarintLen64) {
+		return id, nil, 0, fmt.Errorf("%w: record %d: frame length truncated or overflowing", ErrMalformed, p.n)
+	}
+	if k == 0 {
+		return id, nil, 0, nil
+	}
+	if l > MaxFrameLen {
+		return id, nil, 0, fmt.Errorf("%w: record %d: frame of %d bytes exceeds %d", ErrMalformed, p.n, l, MaxFrameLen)
+	}
+	start := blockstore.IDSize + k
+	if uint64(len(rest)-start) < l {
+		return id, nil, 0, nil
+	}
+	end := start + int(l)
+	return id, rest[start:end:end], p.off + end, nil
 }

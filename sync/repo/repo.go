@@ -131,13 +131,26 @@ func (r *Repo) Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore.I
 // wrapping blockstore.ErrCorrupt, and none of the batch is stored.
 func (r *Repo) PutBlocks(ctx context.Context, blocks []blockstore.Block) error {
 	for _, b := range blocks {
-		if b.ID.IsHole() {
-			return fmt.Errorf("%w: the hole ID is never uploaded", ErrInvalid)
-		}
-		if err := blockstore.Verify(b.ID, b.Frame); err != nil {
+		if err := CheckUpload(b); err != nil {
 			return err
 		}
 	}
+	return r.PutChecked(ctx, blocks)
+}
+
+// CheckUpload is what PutBlocks checks of each block: that it is not the
+// hole and that its frame decodes to bytes that hash to its ID.
+func CheckUpload(b blockstore.Block) error {
+	if b.ID.IsHole() {
+		return fmt.Errorf("%w: the hole ID is never uploaded", ErrInvalid)
+	}
+	return blockstore.Verify(b.ID, b.Frame)
+}
+
+// PutChecked is PutBlocks for blocks that each passed CheckUpload, for a
+// caller that checks blocks as they arrive, while their bytes are still
+// in the CPU's caches (the server's upload handler).
+func (r *Repo) PutChecked(ctx context.Context, blocks []blockstore.Block) error {
 	now := r.now()
 	r.recentMu.Lock()
 	for _, b := range blocks {

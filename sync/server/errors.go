@@ -34,7 +34,7 @@ func statusOf(err error) int {
 	case errors.Is(err, blockstore.ErrCorrupt):
 		// A corrupt upload is the client's fault; corrupt stored data is
 		// found before any byte is sent and is ours, but both must be
-		// refused loudly. Uploads are checked first, in PutBlocks.
+		// refused loudly. Uploads are checked first (repo.CheckUpload).
 		return http.StatusUnprocessableEntity
 	}
 	return http.StatusInternalServerError

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -201,3 +203,63 @@ func TestBadRequests(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestUploadInPieces sends batches far larger than the pieces the server
+// checks them in: every block of a good one is stored; a forged block in
+// the middle of one, or a batch cut short, stores none of it.
+func TestUploadInPieces(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(7, 8))
+	batch := func(n int) ([]byte, []blockstore.ID) {
+		var b []byte
+		var ids []blockstore.ID
+		for range n {
+			plain := make([]byte, blockstore.DefaultBlockSize)
+			for i := 0; i < len(plain); i += 8 {
+				binary.LittleEndian.PutUint64(plain[i:], r.Uint64())
+			}
+			id := blockstore.Sum(plain)
+			b = api.AppendDeferredBlock(b, id, plain)
+			ids = append(ids, id)
+		}
+		return b, ids
+	}
+	missing := func(ids []blockstore.ID) int {
+		m, err := e.store.Missing(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(m)
+	}
+	good, ids := batch(100)
+	if err := e.admin.Upload(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	if n := missing(ids); n != 0 {
+		t.Fatalf("%d of %d blocks missing after a good upload", n, len(ids))
+	}
+
+	forged, ids := batch(100)
+	// Flip a byte in the middle of block 60's plain bytes.
+	forged[60*(len(forged)/100)+blockstore.DefaultBlockSize/2] ^= 1
+	var he *client.HTTPError
+	if err := e.admin.Upload(ctx, forged); !errors.As(err, &he) || he.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("batch with a forged block: %v", err)
+	}
+	if n := missing(ids); n != len(ids) {
+		t.Fatalf("after a refused batch, %d of its %d blocks were stored", len(ids)-n, len(ids))
+	}
+
+	short, ids := batch(50)
+	if err := e.admin.Upload(ctx, short[:len(short)-100]); !errors.As(err, &he) || he.Status != http.StatusBadRequest {
+		t.Fatalf("batch cut short: %v", err)
+	}
+	if n := missing(ids); n != len(ids) {
+		t.Fatalf("after a batch cut short, %d of its %d blocks were stored", len(ids)-n, len(ids))
+	}
+	// The connection is still usable afterwards.
+	if err := e.admin.Upload(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+}

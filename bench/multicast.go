@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -428,9 +429,9 @@ func (s repoServer) Missing(ctx context.Context, ids []blockstore.ID) ([]blockst
 	return s.r.Missing(ctx, ids)
 }
 
-func (s repoServer) Upload(ctx context.Context, batch []byte) error {
+func (s repoServer) UploadParts(ctx context.Context, parts [][]byte) error {
 	var blocks []blockstore.Block
-	if err := api.ParseBatch(batch, func(id blockstore.ID, frame []byte) error {
+	if err := api.ParseBatch(bytes.Join(parts, nil), func(id blockstore.ID, frame []byte) error {
 		blocks = append(blocks, blockstore.Block{ID: id, Frame: frame})
 		return nil
 	}); err != nil {

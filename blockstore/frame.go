@@ -95,9 +95,15 @@ func EncodeDeferred(dst, plain []byte) []byte {
 	if len(plain) > MaxBlockSize {
 		panic(fmt.Sprintf("blockstore: block of %d bytes exceeds MaxBlockSize", len(plain)))
 	}
+	return append(AppendDeferredHeader(dst, len(plain)), plain...)
+}
+
+// AppendDeferredHeader appends the header of EncodeDeferred's frame for n
+// plain bytes: the frame is that header followed by the plain bytes, for a
+// caller that sends the two from where they lie.
+func AppendDeferredHeader(dst []byte, n int) []byte {
 	dst = append(dst, codecDeferred)
-	dst = binary.AppendUvarint(dst, uint64(len(plain)))
-	return append(dst, plain...)
+	return binary.AppendUvarint(dst, uint64(n))
 }
 
 // Deferred reports whether a frame, or a frame header from SplitFrame, was

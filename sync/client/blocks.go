@@ -40,7 +40,14 @@ func (c *Client) Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore
 // api.MaxUploadBytes). When it returns nil the server holds every block
 // durably.
 func (c *Client) Upload(ctx context.Context, batch []byte) error {
-	resp, err := c.do(ctx, http.MethodPost, c.url(api.PathUpload), batch)
+	return c.UploadParts(ctx, [][]byte{batch})
+}
+
+// UploadParts is Upload for a batch given as parts sent back to back, such
+// as record headers (api.AppendDeferredBlockHeader) and the blocks
+// themselves: over plain HTTP they go out with writev, not copied.
+func (c *Client) UploadParts(ctx context.Context, parts [][]byte) error {
+	resp, err := c.doParts(ctx, http.MethodPost, c.url(api.PathUpload), parts)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -13,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -66,6 +66,14 @@ func New(cfg Config) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 16
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return vecConn{c}, nil
+	}
 	if cfg.CACert != "" {
 		pemBytes, err := os.ReadFile(cfg.CACert)
 		if err != nil {
@@ -118,19 +126,30 @@ func (c *Client) url(path string, vals ...string) string {
 
 // do sends a request and returns the response when its status is 2xx.
 func (c *Client) do(ctx context.Context, method, u string, body []byte) (*http.Response, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	if body == nil {
+		return c.doParts(ctx, method, u, nil)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	return c.doParts(ctx, method, u, [][]byte{body})
+}
+
+// doParts is do with a body given as parts sent back to back (nil: no
+// body), without copying them into one buffer (vecbody.go).
+func (c *Client) doParts(ctx context.Context, method, u string, parts [][]byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, err
 	}
+	if parts != nil {
+		pb := newPartsBody(parts)
+		req.Body, req.ContentLength = pb, pb.len()
+		req.GetBody = func() (io.ReadCloser, error) { return newPartsBody(parts), nil }
+		if req.ContentLength == 0 {
+			req.Body, req.GetBody = http.NoBody, nil
+		}
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/octet-stream")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -2,6 +2,7 @@ package publish
 
 import (
 	"context"
+	"encoding/binary"
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -59,13 +60,12 @@ func (p *publisher) reuse(h hashed) {
 }
 
 // upload asks the server which blocks of each batch it lacks, then
-// compresses (or, Deferred, frames) and sends those.
+// compresses and sends those, or, Deferred, sends them as they are: each
+// record's header and then the block from its read buffer, not copied
+// (client.UploadParts).
 func (p *publisher) upload(ctx context.Context, in <-chan []hashed) error {
 	ids := make([]blockstore.ID, 0, p.cfg.BatchBlocks)
-	// One body per uploader, sized for a whole batch, so appending never
-	// reallocates.
-	body := make([]byte, 0, min(p.cfg.BatchBlocks*(p.bs+64), api.MaxUploadBytes))
-	frame := make([]byte, 0, p.bs+64)
+	u := p.newUploadBody()
 	for batch := range in {
 		ids = ids[:0]
 		for _, h := range batch {
@@ -79,28 +79,21 @@ func (p *publisher) upload(ctx context.Context, in <-chan []hashed) error {
 		for _, id := range missing {
 			want[id] = struct{}{}
 		}
-		body = body[:0]
 		var newBytes int64
 		for _, h := range batch {
 			if _, ok := want[h.id]; !ok {
 				p.reuse(h)
 				continue
 			}
-			if p.cfg.Deferred {
-				body = api.AppendDeferredBlock(body, h.id, *h.data)
-			} else {
-				frame = blockstore.Encode(frame[:0], *h.data)
-				body = api.AppendBlock(body, h.id, frame)
-			}
+			u.add(h, p.cfg.Deferred)
 			newBytes += int64(h.n)
-			if len(body) >= api.MaxUploadBytes-2*blockstore.MaxBlockSize {
-				if err := p.send(ctx, body); err != nil {
+			if u.size >= api.MaxUploadBytes-2*blockstore.MaxBlockSize {
+				if err := p.send(ctx, u); err != nil {
 					return err
 				}
-				body = body[:0]
 			}
 		}
-		if err := p.send(ctx, body); err != nil {
+		if err := p.send(ctx, u); err != nil {
 			return err
 		}
 		for _, h := range batch {
@@ -117,14 +110,64 @@ func (p *publisher) upload(ctx context.Context, in <-chan []hashed) error {
 	return nil
 }
 
-func (p *publisher) send(ctx context.Context, body []byte) error {
-	if len(body) == 0 {
+// maxRecordHeader bounds api.AppendDeferredBlockHeader's output.
+const maxRecordHeader = blockstore.IDSize + 1 + 2*binary.MaxVarintLen64
+
+// uploadBody is one uploader's batch being built: parts to send back to
+// back, pointing into hdrs (record headers, or whole compressed records)
+// and into the blocks' read buffers.
+type uploadBody struct {
+	parts [][]byte
+	hdrs  []byte // sized for a whole batch: appending never moves it
+	frame []byte
+	size  int
+}
+
+func (p *publisher) newUploadBody() *uploadBody {
+	n := p.cfg.BatchBlocks
+	u := &uploadBody{parts: make([][]byte, 0, 2*n)}
+	if p.cfg.Deferred {
+		u.hdrs = make([]byte, 0, n*maxRecordHeader)
+	} else {
+		u.hdrs = make([]byte, 0, min(n*(p.bs+maxRecordHeader+64), api.MaxUploadBytes))
+		u.frame = make([]byte, 0, p.bs+64)
+	}
+	return u
+}
+
+// add adds block h's record: deferred, its header and the block where it
+// lies; else the record with the block compressed, copied into hdrs.
+func (u *uploadBody) add(h hashed, deferred bool) {
+	start := len(u.hdrs)
+	if deferred {
+		u.hdrs = api.AppendDeferredBlockHeader(u.hdrs, h.id, h.n)
+		u.parts = append(u.parts, u.hdrs[start:], *h.data)
+	} else {
+		u.frame = blockstore.Encode(u.frame[:0], *h.data)
+		u.hdrs = api.AppendBlock(u.hdrs, h.id, u.frame)
+		u.parts = append(u.parts, u.hdrs[start:])
+	}
+	u.size += len(u.hdrs) - start
+	if deferred {
+		u.size += h.n
+	}
+}
+
+func (u *uploadBody) reset() {
+	clear(u.parts)
+	u.parts, u.hdrs, u.size = u.parts[:0], u.hdrs[:0], 0
+}
+
+// send uploads u's batch, if any, and empties u.
+func (p *publisher) send(ctx context.Context, u *uploadBody) error {
+	if u.size == 0 {
 		return nil
 	}
-	if err := p.cfg.Server.Upload(ctx, body); err != nil {
+	if err := p.cfg.Server.UploadParts(ctx, u.parts); err != nil {
 		return err
 	}
-	p.sent.Add(int64(len(body)))
+	p.sent.Add(int64(u.size))
+	u.reset()
 	return nil
 }
 

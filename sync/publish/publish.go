@@ -34,7 +34,9 @@ type blockID = blockstore.ID
 // Server is what a publish needs of the server (sync/client.Client).
 type Server interface {
 	Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore.ID, error)
-	Upload(ctx context.Context, batch []byte) error
+	// UploadParts uploads a batch (api.AppendBlock records) given as
+	// parts sent back to back.
+	UploadParts(ctx context.Context, parts [][]byte) error
 	Commit(ctx context.Context, m *manifest.Manifest) (api.VersionInfo, error)
 }
 

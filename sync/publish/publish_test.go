@@ -28,8 +28,8 @@ func (s *memServer) Missing(ctx context.Context, ids []blockstore.ID) ([]blockst
 	return s.store.Missing(ctx, ids)
 }
 
-func (s *memServer) Upload(ctx context.Context, batch []byte) error {
-	return api.ParseBatch(batch, func(id blockstore.ID, frame []byte) error {
+func (s *memServer) UploadParts(ctx context.Context, parts [][]byte) error {
+	return api.ParseBatch(bytes.Join(parts, nil), func(id blockstore.ID, frame []byte) error {
 		if err := blockstore.Verify(id, frame); err != nil {
 			return err
 		}

@@ -209,35 +209,27 @@ func (s *Store) readErr(op string, id blockstore.ID, err error) error {
 	return fmt.Errorf("badgerstore: %s %s: %w", op, id.Short(), err)
 }
 
-// Put implements blockstore.Putter. It looks up all blocks in one read
-// transaction (keys only), then writes the absent ones in one WriteBatch,
-// whose commits are synced (SyncWrites) before Flush returns.
+// Put implements blockstore.Putter. It finds the absent blocks in one read
+// transaction (keys only, as Missing does), then writes them in one
+// WriteBatch, whose commits are synced (SyncWrites) before Flush returns.
 func (s *Store) Put(ctx context.Context, blocks ...blockstore.Block) error {
 	if err := s.enter(ctx); err != nil {
 		return fmt.Errorf("badgerstore: put: %w", err)
 	}
 	defer s.exit()
-	var todo []blockstore.Block
-	err := s.db.View(func(txn *badger.Txn) error {
-		for _, b := range blocks {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if b.ID.IsHole() {
-				continue
-			}
-			key := blockKey(b.ID)
-			_, err := txn.Get(key[:])
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				todo = append(todo, b)
-			} else if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	ids := make([]blockstore.ID, len(blocks))
+	for i, b := range blocks {
+		ids[i] = b.ID
+	}
+	absent, err := s.absent(ctx, ids)
 	if err != nil {
 		return fmt.Errorf("badgerstore: put: %w", err)
+	}
+	var todo []blockstore.Block
+	for i, b := range blocks {
+		if absent[i] {
+			todo = append(todo, b)
+		}
 	}
 	return s.storeBlocks(ctx, todo)
 }

@@ -158,10 +158,10 @@ func (p *BatchParser) record(b []byte) (id blockstore.ID, frame []byte, next int
 	}
 	id = blockstore.ID(rest[:blockstore.IDSize])
 	l, k := binary.Uvarint(rest[blockstore.IDSize:])
-	if k < 0 || (k == 0 && len(rest)-blockstore.IDSize >= binary.MaxVarintLen64) {
+	if k < 0 {
 		return id, nil, 0, fmt.Errorf("%w: record %d: frame length truncated or overflowing", ErrMalformed, p.n)
 	}
-	if k == 0 {
+	if k == 0 { // the length's bytes have not all arrived
 		return id, nil, 0, nil
 	}
 	if l > MaxFrameLen {

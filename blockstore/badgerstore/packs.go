@@ -227,7 +227,7 @@ func (p *packSet) sync(f *os.File) error {
 const directChunk = max(4<<20, (maxPayload+packAlign-1)&^(packAlign-1))
 
 // stages are aligned staging buffers for O_DIRECT writes.
-var stages = sync.Pool{New: func() any { b := diskio.AlignedBuffer(directChunk); return &b }}
+var stages = sync.Pool{New: func() any { b := diskio.HugeBuffer(directChunk); return &b }}
 
 // writeDirect is write for an O_DIRECT handle. A payload that O_DIRECT
 // can take as it is (diskio.Aligned: a multicast receiver assembles raw

@@ -163,7 +163,8 @@ func newPublisher(cfg Config) (*publisher, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	p.pool.New = func() any { b := diskio.AlignedBuffer(p.bs); return &b }
+	slabs := diskio.NewSlabs(p.bs)
+	p.pool.New = func() any { b := slabs.Get(); return &b }
 	return p, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 	"github.com/dvfs-project/dvfs/sync/api"
 	"github.com/dvfs-project/dvfs/sync/repo"
@@ -44,7 +45,7 @@ func readBodyInto(w http.ResponseWriter, r *http.Request, max int64, buf []byte,
 	rd := http.MaxBytesReader(w, r.Body, max)
 	if n := r.ContentLength; n > 0 && n <= max {
 		if int64(cap(buf)) < n {
-			buf = make([]byte, 0, n)
+			buf = diskio.HugeBuffer(int(n))[:0]
 		}
 		buf = buf[:n]
 		for have := 0; have < len(buf); {

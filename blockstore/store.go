@@ -51,6 +51,30 @@ type Putter interface {
 	Put(ctx context.Context, blocks ...Block) error
 }
 
+// Stager is a Putter that can split a Put in two, for a caller that does
+// not need each batch durable on its own (a server taking uploads, whose
+// blocks must be durable only before a commit names them): Stage writes
+// the blocks' data, and CommitStaged makes the blocks of many Stages
+// durable and present at once, with one round of syncs instead of one per
+// batch. Until committed, staged blocks are missing (Get and Missing do
+// not see them), and a crash loses them.
+type Stager interface {
+	// Stage writes the data of the blocks the store lacks. The frames
+	// must be verified, as for Put, and may be reused once Stage returns.
+	Stage(ctx context.Context, blocks ...Block) (Staged, error)
+	// CommitStaged makes the staged blocks durable and present. Every
+	// Staged must be passed to CommitStaged once, whatever its outcome;
+	// on error, any subset of the blocks may be present.
+	CommitStaged(ctx context.Context, staged []Staged) error
+}
+
+// Staged is what Stager.Stage returns: only the store that made it takes
+// it back.
+type Staged interface {
+	// Blocks is how many blocks were staged (those the store lacked).
+	Blocks() int
+}
+
 // Checker tells which blocks a store lacks.
 type Checker interface {
 	// Missing returns the IDs of ids that are not in the store, in the

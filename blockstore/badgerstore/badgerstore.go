@@ -183,6 +183,9 @@ type Store struct {
 	stopGC chan struct{}
 	gcDone sync.WaitGroup
 
+	// group lets concurrent Puts share their syncs.
+	group groupCommit
+
 	// compressMu makes CompressDeferred one at a time, and guards
 	// compressFrom, the key its next round starts at, and damaged, the
 	// deferred blocks it found damaged (never tried again). moveMu is

@@ -217,13 +217,22 @@ func (s *Store) Put(ctx context.Context, blocks ...blockstore.Block) error {
 		return fmt.Errorf("badgerstore: put: %w", err)
 	}
 	defer s.exit()
+	todo, err := s.absentBlocks(ctx, blocks)
+	if err != nil {
+		return fmt.Errorf("badgerstore: put: %w", err)
+	}
+	return s.storeBlocks(ctx, todo)
+}
+
+// absentBlocks returns the blocks the store lacks.
+func (s *Store) absentBlocks(ctx context.Context, blocks []blockstore.Block) ([]blockstore.Block, error) {
 	ids := make([]blockstore.ID, len(blocks))
 	for i, b := range blocks {
 		ids[i] = b.ID
 	}
 	absent, err := s.absent(ctx, ids)
 	if err != nil {
-		return fmt.Errorf("badgerstore: put: %w", err)
+		return nil, err
 	}
 	var todo []blockstore.Block
 	for i, b := range blocks {
@@ -231,15 +240,32 @@ func (s *Store) Put(ctx context.Context, blocks ...blockstore.Block) error {
 			todo = append(todo, b)
 		}
 	}
-	return s.storeBlocks(ctx, todo)
+	return todo, nil
 }
 
 // storePayloads writes the payloads of blocks to the packs, synced unless
 // the store is volatile, and returns their index entries, not yet
 // committed.
 func (s *Store) storePayloads(blocks []blockstore.Block) ([]ref, error) {
+	refs, sl, err := s.writePayloads(blocks)
+	if err != nil || len(refs) == 0 {
+		return refs, err
+	}
+	err = s.packs.sync(sl.f)
+	s.packs.done(sl.num)
+	if err != nil {
+		return nil, err
+	}
+	return refs, nil
+}
+
+// writePayloads writes the payloads of blocks to the packs, not yet
+// synced, and returns their index entries and the slot written, whose
+// pack the caller must sync (packSet.sync) and then release
+// (packSet.done).
+func (s *Store) writePayloads(blocks []blockstore.Block) ([]ref, slot, error) {
 	if len(blocks) == 0 {
-		return nil, nil
+		return nil, slot{}, nil
 	}
 	refs := make([]ref, len(blocks))
 	bodies := make([][]byte, len(blocks))
@@ -250,7 +276,7 @@ func (s *Store) storePayloads(blocks []blockstore.Block) ([]ref, error) {
 			err = fmt.Errorf("%w: payload of %d bytes", blockstore.ErrCorrupt, len(payload))
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", b.ID.Short(), err)
+			return nil, slot{}, fmt.Errorf("%s: %w", b.ID.Short(), err)
 		}
 		refs[i].hdrLen = copy(refs[i].hdr[:], hdr)
 		refs[i].n = len(payload)
@@ -259,19 +285,18 @@ func (s *Store) storePayloads(blocks []blockstore.Block) ([]ref, error) {
 	}
 	sl, err := s.packs.reserve(total)
 	if err != nil {
-		return nil, err
+		return nil, slot{}, err
 	}
-	err = s.packs.write(sl, bodies)
-	s.packs.done(sl.num)
-	if err != nil {
-		return nil, err
+	if err := s.packs.write(sl, bodies); err != nil {
+		s.packs.done(sl.num)
+		return nil, slot{}, err
 	}
 	off := sl.off
 	for i := range refs {
 		refs[i].pack, refs[i].off = sl.num, off
 		off += alignUp(int64(refs[i].n))
 	}
-	return refs, nil
+	return refs, sl, nil
 }
 
 // Delete implements blockstore.Deleter. The index entries go first, in

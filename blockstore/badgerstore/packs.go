@@ -187,8 +187,7 @@ func (p *packSet) file(num uint32) (*os.File, error) {
 var zeros [packAlign]byte
 
 // write writes the payloads back to back from off, each padded to
-// packAlign, into the slot sl, then syncs the file unless the set is
-// volatile.
+// packAlign, into the slot sl. They are durable only after sync(sl.f).
 func (p *packSet) write(sl slot, payloads [][]byte) error {
 	f, off := sl.f, sl.off
 	if sl.direct {
@@ -206,7 +205,7 @@ func (p *packSet) write(sl slot, payloads [][]byte) error {
 	if err := diskio.PwritevFull(f, iov, off); err != nil {
 		return fmt.Errorf("packs: write %s: %w", f.Name(), err)
 	}
-	return p.sync(f)
+	return nil
 }
 
 // sync makes what was written to f durable, unless the set is volatile.
@@ -286,10 +285,7 @@ func (p *packSet) writeDirect(f *os.File, off int64, payloads [][]byte) error {
 		clear(stage[at+copy(stage[at:], pl):])
 		p.staged.Add(int64(n))
 	}
-	if err := flush(); err != nil {
-		return err
-	}
-	return p.sync(f)
+	return flush()
 }
 
 // directIOV bounds the buffers of one direct pwritev, under Linux's

@@ -3,6 +3,7 @@ package badgerstore
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 )
@@ -32,37 +33,126 @@ func (s *Store) PutAbsent(ctx context.Context, blocks ...blockstore.Block) error
 }
 
 // storeBlocks stores blocks whether or not they are present: payloads
-// first, durable, then the index entries that point at them, in one
-// WriteBatch whose commits are synced (unless Volatile) before it returns.
+// first, durable, then the index entries that point at them, committed
+// (synced unless Volatile) before it returns. Concurrent calls share
+// their syncs (groupCommit).
 func (s *Store) storeBlocks(ctx context.Context, blocks []blockstore.Block) error {
-	if len(blocks) == 0 {
-		return nil
+	st, err := s.stageBlocks(blocks)
+	if err != nil || st == nil {
+		return err
 	}
-	refs, err := s.storePayloads(blocks)
-	if err != nil {
+	defer s.packs.done(st.num)
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("badgerstore: put: %w", err)
 	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
+	if err := s.group.commit([]*indexWrite{&st.indexWrite}, s.commitRound); err != nil {
+		return fmt.Errorf("badgerstore: put: %w", err)
+	}
+	return nil
+}
+
+// staged is blocks whose payloads are written, not yet synced, and their
+// index entries, not yet committed; the pack slot stays reserved (so the
+// pack is not removed) until packs.done(num).
+type staged struct {
+	indexWrite
+	num uint32
+}
+
+func (st *staged) Blocks() int { return len(st.keys) }
+
+// stageBlocks writes the payloads of blocks and returns their index
+// entries; nil for no blocks.
+func (s *Store) stageBlocks(blocks []blockstore.Block) (*staged, error) {
+	if len(blocks) == 0 {
+		return nil, nil
+	}
+	refs, sl, err := s.writePayloads(blocks)
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: put: %w", err)
+	}
 	// The batch keeps the key and value slices until Flush: one array
 	// for each.
+	st := &staged{indexWrite: indexWrite{pack: sl.f, keys: make([][]byte, len(blocks)), vals: make([][]byte, len(blocks))}, num: sl.num}
 	keys := make([]byte, len(blocks)*blockKeyLen)
 	vals := make([]byte, 0, len(blocks)*refMaxLen)
 	for i, b := range blocks {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("badgerstore: put: %w", err)
-		}
 		k := keys[i*blockKeyLen : (i+1)*blockKeyLen]
 		k[0] = blockPrefix
 		copy(k[1:], b.ID[:])
 		at := len(vals)
 		vals = appendRef(vals, &refs[i])
-		if err := wb.Set(k, vals[at:len(vals):len(vals)]); err != nil {
-			return fmt.Errorf("badgerstore: put %s: %w", b.ID.Short(), err)
+		st.keys[i], st.vals[i] = k, vals[at:len(vals):len(vals)]
+	}
+	return st, nil
+}
+
+// Stage implements blockstore.Stager: Put's lookup and payload writes,
+// without the syncs and the index commit.
+func (s *Store) Stage(ctx context.Context, blocks ...blockstore.Block) (blockstore.Staged, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, fmt.Errorf("badgerstore: stage: %w", err)
+	}
+	defer s.exit()
+	todo, err := s.absentBlocks(ctx, blocks)
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: stage: %w", err)
+	}
+	st, err := s.stageBlocks(todo)
+	if err != nil || st == nil {
+		return &staged{}, err
+	}
+	return st, nil
+}
+
+// CommitStaged implements blockstore.Stager: one round of group commit
+// (syncs of the packs written, one synced index batch) for all of them.
+func (s *Store) CommitStaged(ctx context.Context, sts []blockstore.Staged) error {
+	var ws []*indexWrite
+	for _, x := range sts {
+		st, ok := x.(*staged)
+		if !ok {
+			return fmt.Errorf("badgerstore: commit staged: %T is not from this store", x)
+		}
+		if st.pack != nil {
+			defer s.packs.done(st.num)
+			ws = append(ws, &st.indexWrite)
 		}
 	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("badgerstore: put: %w", err)
+	if err := s.enter(ctx); err != nil {
+		return fmt.Errorf("badgerstore: commit staged: %w", err)
+	}
+	defer s.exit()
+	if len(ws) == 0 {
+		return nil
+	}
+	if err := s.group.commit(ws, s.commitRound); err != nil {
+		return fmt.Errorf("badgerstore: commit staged: %w", err)
 	}
 	return nil
+}
+
+// commitRound makes the writes of one group commit durable: it syncs
+// each pack they wrote, then commits all their index entries in one
+// WriteBatch, whose commits are synced (SyncWrites) before Flush returns.
+func (s *Store) commitRound(ws []*indexWrite) error {
+	synced := make(map[*os.File]bool, 2)
+	for _, w := range ws {
+		if !synced[w.pack] {
+			synced[w.pack] = true
+			if err := s.packs.sync(w.pack); err != nil {
+				return err
+			}
+		}
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, w := range ws {
+		for i, k := range w.keys {
+			if err := wb.Set(k, w.vals[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return wb.Flush()
 }

@@ -37,6 +37,13 @@ func (a absentFirst) Put(ctx context.Context, blocks ...blockstore.Block) error 
 }
 
 func TestConformancePutAbsent(t *testing.T) {
+	runConformanceVia(t, func(s *Store) storetest.Store { return absentFirst{s} },
+		func(st storetest.Store) *Store { return st.(absentFirst).Store })
+}
+
+// runConformanceVia runs the conformance suite, writing through the page
+// cache and with O_DIRECT, on stores seen through wrap (unwrap undoes it).
+func runConformanceVia(t *testing.T, wrap func(*Store) storetest.Store, unwrap func(storetest.Store) *Store) {
 	for _, direct := range []bool{false, true} {
 		name := "buffered"
 		if direct {
@@ -51,10 +58,10 @@ func TestConformancePutAbsent(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { s.Close() })
-				return absentFirst{s}
+				return wrap(s)
 			}
 			corrupt := func(t *testing.T, st storetest.Store, id blockstore.ID) {
-				corruptInDB(t, st.(absentFirst).Store, id)
+				corruptInDB(t, unwrap(st), id)
 			}
 			storetest.Run(t, open, storetest.Options{Corrupt: corrupt})
 		})

@@ -117,6 +117,15 @@ func CompressibleBytes(r *rand.Rand, n int) []byte {
 	return b[:n]
 }
 
+// IDs returns the IDs of blocks, in order.
+func IDs(blocks []blockstore.Block) []blockstore.ID {
+	out := make([]blockstore.ID, len(blocks))
+	for i, b := range blocks {
+		out[i] = b.ID
+	}
+	return out
+}
+
 // NewBlock frames plain as a store expects it.
 func NewBlock(plain []byte) blockstore.Block {
 	return blockstore.Block{ID: blockstore.Sum(plain), Frame: blockstore.Encode(nil, plain)}

@@ -87,6 +87,8 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	if err != nil {
 		return err
 	}
+	// Uploads answered are stored before the store closes.
+	defer r.Settle(context.Background())
 	// Blocks uploaded uncompressed (a publish on this machine) are
 	// compressed while uploads are idle.
 	loopCtx, stopLoop := context.WithCancel(ctx)

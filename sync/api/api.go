@@ -20,7 +20,7 @@ const (
 	PathManifest  = "/v1/templates/{name}/versions/{version}/signed" // GET: the signed manifest
 	PathMissing   = "/v1/blocks/missing"                             // POST IDs: the IDs the server lacks
 	PathFetch     = "/v1/blocks/fetch"                               // POST IDs: a block batch
-	PathUpload    = "/v1/blocks"                                     // POST a block batch: stored durably before 204
+	PathUpload    = "/v1/blocks"                                     // POST a block batch: verified before 204, stored durably before a commit naming it
 	PathGC        = "/v1/gc"                                         // POST: collect unreferenced blocks, returns GCResult
 	PathTokens    = "/v1/tokens"                                     // POST TokenRequest: returns TokenResponse
 	PathWhoAmI    = "/v1/whoami"                                     // GET: the caller's Principal

@@ -55,7 +55,7 @@ func (r *Repo) CreateClone(ctx context.Context, owner string, m *manifest.Manife
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ids := slices.Collect(m.BlockIDs())
-	missing, err := r.store.Missing(ctx, ids)
+	missing, err := r.lacking(ctx, ids)
 	if err != nil {
 		return info, err
 	}

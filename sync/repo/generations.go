@@ -58,7 +58,7 @@ func (r *Repo) commitGenerationLocked(ctx context.Context, owner string, m *mani
 	if info.Generation != parent {
 		return info, fmt.Errorf("clone %s: commit on generation %d, latest is %d: %w", m.Name, parent, info.Generation, blockstore.ErrConflict)
 	}
-	missing, err := r.store.Missing(ctx, ids)
+	missing, err := r.lacking(ctx, ids)
 	if err != nil {
 		return info, err
 	}

@@ -3,9 +3,10 @@
 // of HTTP; sync/server puts it on the network.
 //
 // Commit order is data before metadata: blocks are stored durably first (by
-// PutBlocks), and Commit refuses a manifest that names a block the store
-// lacks. A version becomes visible in one atomic metadata commit, so a
-// publish cut off at any point leaves no partial version behind.
+// PutBlocks, or in the background after Accept), and Commit refuses a
+// manifest that names a block the store lacks. A version becomes visible
+// in one atomic metadata commit, so a publish cut off at any point leaves
+// no partial version behind.
 package repo
 
 import (
@@ -83,6 +84,9 @@ type Repo struct {
 	// recent records when blocks were last uploaded, for GCGrace.
 	recentMu sync.Mutex
 	recent   map[blockstore.ID]time.Time
+
+	// intake stores the blocks Accept takes.
+	intake intake
 
 	// lastDeferred is when (UnixNano) blocks last arrived in deferred
 	// frames, and deferredArrived says that they did (CompressLoop).

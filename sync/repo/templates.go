@@ -31,7 +31,7 @@ func (r *Repo) Commit(ctx context.Context, m *manifest.Manifest) (api.VersionInf
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	missing, err := r.store.Missing(ctx, ids)
+	missing, err := r.lacking(ctx, ids)
 	if err != nil {
 		return api.VersionInfo{}, err
 	}

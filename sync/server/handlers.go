@@ -273,10 +273,12 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) error {
 // finds the list full is left to the collector.
 var uploadBufs = make(chan []byte, 8)
 
-// upload stores a batch of blocks, each checked (repo.CheckUpload) as soon
+// upload takes a batch of blocks, each checked (repo.CheckUpload) as soon
 // as it has arrived: hashed right after the socket's copy put it in the
 // CPU's cache instead of after the whole 16 MiB batch, when the server's
-// hashing ran at half the speed of the client's.
+// hashing ran at half the speed of the client's. It answers once the
+// repository has accepted the batch (repo.Accept), which stores it durably
+// before any commit that names its blocks.
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) error {
 	var buf []byte
 	select {
@@ -297,23 +299,26 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		})
 	})
-	defer func() {
+	release := func() {
 		select {
 		case uploadBufs <- body[:0]:
 		default:
 		}
-	}()
-	if err != nil {
-		return err
 	}
-	if err := p.End(body); err != nil {
-		return err
+	if err == nil {
+		err = p.End(body)
 	}
-	if err := s.repo.PutChecked(r.Context(), blocks); err != nil {
-		return err
+	if err == nil {
+		// The blocks' frames alias body: the repository gives it back
+		// once they are written.
+		err = s.repo.Accept(r.Context(), blocks, release)
+		if err == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
 	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	release()
+	return err
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {

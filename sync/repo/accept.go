@@ -53,8 +53,7 @@ const (
 	intakeWriters = 2
 	writeChunk    = 32 << 20
 	// commitEvery bounds the bytes written and not yet committed, and
-	// idleCommit is how long after the writers run out of work a commit
-	// comes.
+	// idleCommit is how long after the last upload a commit comes.
 	commitEvery = 256 << 20
 	idleCommit  = 200 * time.Millisecond
 )
@@ -75,6 +74,7 @@ type intake struct {
 	writers    int
 	committing bool
 	idle       *time.Timer // armed: an idle commit will come
+	lastAdd    time.Time   // when the last batch was accepted
 }
 
 type accepted struct {
@@ -124,6 +124,7 @@ func (in *intake) add(ctx context.Context, r *Repo, a accepted) error {
 		return err
 	}
 	in.added++
+	in.lastAdd = time.Now()
 	a.seq = in.added
 	in.queue = append(in.queue, a)
 	in.queued += a.size
@@ -195,12 +196,18 @@ func (in *intake) write(r *Repo) {
 	}
 	in.writers--
 	if in.writers == 0 && len(in.pending) > 0 && in.idle == nil {
-		in.idle = time.AfterFunc(idleCommit, func() {
+		var idle func()
+		idle = func() {
 			in.mu.Lock()
+			defer in.mu.Unlock()
+			if wait := idleCommit - time.Since(in.lastAdd); wait > 0 {
+				in.idle = time.AfterFunc(wait, idle) // uploads go on
+				return
+			}
 			in.idle = nil
 			in.commit(stager, r)
-			in.mu.Unlock()
-		})
+		}
+		in.idle = time.AfterFunc(idleCommit, idle)
 	}
 	in.mu.Unlock()
 }

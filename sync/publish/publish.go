@@ -52,7 +52,7 @@ type Config struct {
 	BlockSize int
 	// Workers is how many goroutines read and hash; 0 means GOMAXPROCS.
 	Workers int
-	// Uploads is how many batches may be in flight; 0 means 3.
+	// Uploads is how many batches may be in flight; 0 means 4.
 	Uploads int
 	// Deferred sends blocks uncompressed, in deferred frames
 	// (blockstore.EncodeDeferred), for the server to compress once the
@@ -62,7 +62,12 @@ type Config struct {
 	// 2 GiB image, pprof), and sending is a copy.
 	Deferred bool
 	// BatchBlocks is how many blocks are asked about and uploaded at once;
-	// 0 means 256 (16 MiB of 64 KiB blocks).
+	// 0 means 128 (8 MiB of 64 KiB blocks). Since the server answers an
+	// upload once it has taken it (repo.Accept), smaller batches with more
+	// in flight keep the link busier: publishing a 2 GiB image to a server
+	// on this machine took 2.41-2.54 s with 8 MiB and 4 in flight, against
+	// 2.43-2.96 s with 16 MiB and 3 (alternating, five runs each), and
+	// holds less in memory.
 	BatchBlocks int
 	// Progress, if set, is called with the running totals now and then
 	// from one goroutine, and once at the end.
@@ -154,10 +159,10 @@ func newPublisher(cfg Config) (*publisher, error) {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
 	if cfg.Uploads == 0 {
-		cfg.Uploads = 3
+		cfg.Uploads = 4
 	}
 	if cfg.BatchBlocks == 0 {
-		cfg.BatchBlocks = 256
+		cfg.BatchBlocks = 128
 	}
 	p := &publisher{cfg: cfg, bs: cfg.BlockSize, log: cfg.Logger, seen: make(map[blockID]struct{})}
 	if p.log == nil {

@@ -58,6 +58,11 @@ func newRemote(t *testing.T, blocks int) *remote {
 	if err := c.Upload(context.Background(), batch); err != nil {
 		t.Fatal(err)
 	}
+	// The server stores what it took in the background: present once
+	// settled (as before a commit that names the blocks).
+	if err := r.Settle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	return rm
 }
 

@@ -27,6 +27,7 @@ import (
 
 type env struct {
 	srv   *httptest.Server
+	repo  *repo.Repo
 	store *memstore.Store
 	admin *client.Client
 	token string
@@ -47,12 +48,21 @@ func newEnv(t *testing.T) *env {
 	tok, _ := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
 	srv := httptest.NewServer(server.New(server.Config{Repo: r}))
 	t.Cleanup(srv.Close)
-	e := &env{srv: srv, store: st, token: strings.TrimSpace(string(tok))}
+	e := &env{srv: srv, repo: r, store: st, token: strings.TrimSpace(string(tok))}
 	e.admin, err = client.New(client.Config{Server: srv.URL, Token: e.token, ServerKey: key.Public().(ed25519.PublicKey)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// settle waits until the server has stored every upload it answered
+// (it stores them in the background; a commit waits the same way).
+func (e *env) settle(t *testing.T) {
+	t.Helper()
+	if err := e.repo.Settle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func writeTree(t *testing.T) string {
@@ -135,6 +145,7 @@ func TestUploadRefusesForgedBlock(t *testing.T) {
 	if !errors.As(err, &he) || he.Status != http.StatusUnprocessableEntity {
 		t.Fatalf("forged upload: %v", err)
 	}
+	e.settle(t)
 	if missing, _ := e.store.Missing(ctx, []blockstore.ID{id}); len(missing) != 1 {
 		t.Fatal("forged block was stored")
 	}
@@ -148,6 +159,7 @@ func TestFetchVerifiesAndDetectsCorruption(t *testing.T) {
 	if err := e.admin.Upload(ctx, api.AppendBlock(nil, id, blockstore.Encode(nil, plain))); err != nil {
 		t.Fatal(err)
 	}
+	e.settle(t)
 	var got []byte
 	if err := e.admin.Fetch(ctx, []blockstore.ID{id}, func(_ blockstore.ID, p []byte) error {
 		got = append([]byte(nil), p...)
@@ -226,6 +238,7 @@ func TestUploadInPieces(t *testing.T) {
 		return b, ids
 	}
 	missing := func(ids []blockstore.ID) int {
+		e.settle(t)
 		m, err := e.store.Missing(ctx, ids)
 		if err != nil {
 			t.Fatal(err)

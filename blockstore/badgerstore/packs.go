@@ -58,7 +58,7 @@ type packSet struct {
 	end    int64               // next free offset in the active pack
 	next   uint32              // number of the next pack to create
 
-	staged atomic.Int64 // bytes writeDirect copied into a stage (tests)
+	staged atomic.Int64 // bytes writeDirect copied into a stage (Stats)
 }
 
 func openPacks(dir string, volatile, direct bool, maxSize int64) (*packSet, error) {

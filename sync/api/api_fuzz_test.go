@@ -21,6 +21,8 @@ func seedBatch() []byte {
 // hands out a frame beyond its bound, and agrees with the streaming decoder.
 func FuzzParseBatch(f *testing.F) {
 	f.Add(seedBatch())
+	padded, skip := AppendPaddingHeader(nil, Padding(0, 40))
+	f.Add(append(append(padded, make([]byte, skip)...), seedBatch()...))
 	f.Add([]byte{})
 	f.Add(make([]byte, 31))
 	f.Add(append(make([]byte, 32), 0xff, 0xff, 0xff, 0xff, 0x0f))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"unsafe"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 )
@@ -80,5 +81,77 @@ func TestBatchErrors(t *testing.T) {
 				t.Fatalf("BatchReader: got %v, want ErrMalformed", err)
 			}
 		})
+	}
+}
+
+// TestPadding: for any offset and record header, the padding record
+// Padding asks for is exactly that long once written, and puts the
+// record's block on a PadAlign boundary.
+func TestPadding(t *testing.T) {
+	for off := 0; off < 3*PadAlign; off += 7 {
+		for _, hdrLen := range []int{0, 1, 36, 37, 38, 39, 40, 200} {
+			pad := Padding(off, hdrLen)
+			if (off+pad+hdrLen)%PadAlign != 0 {
+				t.Fatalf("off %d hdr %d: padding %d leaves the block at %d", off, hdrLen, pad, off+pad+hdrLen)
+			}
+			if pad == 0 {
+				continue
+			}
+			hdr, skip := AppendPaddingHeader(nil, pad)
+			if len(hdr)+skip != pad {
+				t.Fatalf("off %d hdr %d: a padding record of %d bytes came out %d+%d", off, hdrLen, pad, len(hdr), skip)
+			}
+			rec := append(hdr, make([]byte, skip)...)
+			if err := ParseBatch(rec, func(blockstore.ID, []byte) error {
+				t.Fatal("padding handed out as a block")
+				return nil
+			}); err != nil {
+				t.Fatalf("padding record of %d bytes: %v", pad, err)
+			}
+		}
+	}
+}
+
+// TestPaddingSkipped: a batch with padding records between its blocks
+// yields the blocks alone, from both decoders, and the blocks' bytes land
+// on PadAlign boundaries of the body.
+func TestPaddingSkipped(t *testing.T) {
+	var b []byte
+	var want []blockstore.ID
+	for i := range 5 {
+		plain := bytes.Repeat([]byte{byte(i + 1)}, blockstore.DefaultBlockSize)
+		id := blockstore.Sum(plain)
+		hdr := AppendDeferredBlockHeader(nil, id, len(plain))
+		if pad := Padding(len(b), len(hdr)); pad > 0 {
+			var skip int
+			b, skip = AppendPaddingHeader(b, pad)
+			b = append(b, make([]byte, skip)...)
+		}
+		b = append(append(b, hdr...), plain...)
+		want = append(want, id)
+	}
+	var got []blockstore.ID
+	if err := ParseBatch(b, func(id blockstore.ID, frame []byte) error {
+		if _, err := blockstore.Open(id, frame, nil); err != nil {
+			t.Fatal(err)
+		}
+		_, payload, _ := blockstore.SplitFrame(frame)
+		if at := uintptr(unsafe.Pointer(&payload[0])) - uintptr(unsafe.Pointer(&b[0])); at%PadAlign != 0 {
+			t.Errorf("block %d's bytes at offset %d", len(got), at)
+		}
+		got = append(got, id)
+		return nil
+	}); err != nil || len(got) != len(want) {
+		t.Fatalf("parsed %d blocks, %v", len(got), err)
+	}
+	br := NewBatchReader(bytes.NewReader(b))
+	for i := range want {
+		id, _, err := br.Next()
+		if err != nil || id != want[i] {
+			t.Fatalf("streamed record %d: %s, %v", i, id.Short(), err)
+		}
+	}
+	if _, _, err := br.Next(); err != io.EOF {
+		t.Fatalf("after the blocks: %v", err)
 	}
 }

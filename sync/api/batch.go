@@ -18,6 +18,12 @@ import (
 //
 // ending at the end of the stream. Frames are checked by the receiver with
 // blockstore.Open before use: the batch encoding carries no trust.
+//
+// A record whose ID is the hole's (all zeros: no block has it) is padding,
+// and its "frame" is skipped: a sender of raw blocks pads so that each
+// block's bytes start on a 4 KiB boundary of the body (AppendPadding),
+// where the server's O_DIRECT write takes them without copying them into
+// an aligned buffer first.
 
 // MaxFrameLen bounds one frame in a batch: the largest block stored raw, plus
 // its header.
@@ -49,6 +55,40 @@ func AppendDeferredBlockHeader(dst []byte, id blockstore.ID, n int) []byte {
 	return blockstore.AppendDeferredHeader(dst, n)
 }
 
+// PadAlign is the boundary AppendPadding aligns to: O_DIRECT's.
+const PadAlign = 4096
+
+// minPadding is the smallest padding record: an ID and a zero length.
+const minPadding = blockstore.IDSize + 1
+
+// Padding returns the size of the padding record that, put at offset off
+// of a batch, makes a record whose header is hdrLen bytes long (its ID,
+// frame length and frame header) start its block's bytes on a PadAlign
+// boundary; 0 when none is needed.
+func Padding(off, hdrLen int) int {
+	gap := (PadAlign - (off+hdrLen)%PadAlign) % PadAlign
+	// No record is 161 bytes long: a length of 128 takes two bytes.
+	if gap != 0 && (gap < minPadding || gap == minPadding+0x80) {
+		gap += PadAlign
+	}
+	return gap
+}
+
+// AppendPaddingHeader appends the header of a padding record size bytes
+// long in all (size from Padding, at least minPadding): its ID and length.
+// The record's remaining bytes, which a receiver skips, follow it; the
+// returned count is how many.
+func AppendPaddingHeader(dst []byte, size int) ([]byte, int) {
+	dst = append(dst, blockstore.Hole[:]...)
+	// A length of n takes one uvarint byte below 128, two below 16384.
+	n := size - minPadding
+	if n >= 0x80 {
+		n--
+	}
+	dst = binary.AppendUvarint(dst, uint64(n))
+	return dst, n
+}
+
 // BatchReader reads the records of a batch from a stream.
 type BatchReader struct {
 	r   *bufio.Reader
@@ -65,6 +105,16 @@ func NewBatchReader(r io.Reader) *BatchReader {
 // At the end of the batch it returns io.EOF; a record cut short or too long
 // is an error wrapping ErrMalformed.
 func (br *BatchReader) Next() (blockstore.ID, []byte, error) {
+	for {
+		id, frame, err := br.next()
+		if err != nil || !id.IsHole() {
+			return id, frame, err
+		}
+	}
+}
+
+// next reads the next record, padding included.
+func (br *BatchReader) next() (blockstore.ID, []byte, error) {
 	var id blockstore.ID
 	if _, err := io.ReadFull(br.r, id[:]); err != nil {
 		if err == io.EOF {
@@ -127,8 +177,10 @@ func (p *BatchParser) Feed(b []byte, fn func(id blockstore.ID, frame []byte) err
 		if err != nil || next == 0 {
 			return err
 		}
-		if err := fn(id, frame); err != nil {
-			return err
+		if !id.IsHole() {
+			if err := fn(id, frame); err != nil {
+				return err
+			}
 		}
 		p.off, p.n = next, p.n+1
 	}

@@ -125,9 +125,9 @@ type uploadBody struct {
 
 func (p *publisher) newUploadBody() *uploadBody {
 	n := p.cfg.BatchBlocks
-	u := &uploadBody{parts: make([][]byte, 0, 2*n)}
+	u := &uploadBody{parts: make([][]byte, 0, 4*n)}
 	if p.cfg.Deferred {
-		u.hdrs = make([]byte, 0, n*maxRecordHeader)
+		u.hdrs = make([]byte, 0, n*(maxRecordHeader+maxPaddingHeader))
 	} else {
 		u.hdrs = make([]byte, 0, min(n*(p.bs+maxRecordHeader+64), api.MaxUploadBytes))
 		u.frame = make([]byte, 0, p.bs+64)
@@ -135,22 +135,38 @@ func (p *publisher) newUploadBody() *uploadBody {
 	return u
 }
 
+// maxPaddingHeader bounds api.AppendPaddingHeader's output.
+const maxPaddingHeader = blockstore.IDSize + 2
+
+// padZeros is what padding records carry, sent from here.
+var padZeros [2 * api.PadAlign]byte
+
 // add adds block h's record: deferred, its header and the block where it
-// lies; else the record with the block compressed, copied into hdrs.
+// lies, after a padding record that puts the block on a 4 KiB boundary of
+// the body when its size is a multiple of that (the server then writes it
+// to disk with O_DIRECT straight from where it received it, instead of
+// copying it into an aligned buffer: 0.27 of its 1.8 CPU-seconds for a 2
+// GiB image); else the record with the block compressed, copied into hdrs.
 func (u *uploadBody) add(h hashed, deferred bool) {
 	start := len(u.hdrs)
-	if deferred {
-		u.hdrs = api.AppendDeferredBlockHeader(u.hdrs, h.id, h.n)
-		u.parts = append(u.parts, u.hdrs[start:], *h.data)
-	} else {
+	if !deferred {
 		u.frame = blockstore.Encode(u.frame[:0], *h.data)
 		u.hdrs = api.AppendBlock(u.hdrs, h.id, u.frame)
 		u.parts = append(u.parts, u.hdrs[start:])
+		u.size += len(u.hdrs) - start
+		return
 	}
-	u.size += len(u.hdrs) - start
-	if deferred {
-		u.size += h.n
+	u.hdrs = api.AppendDeferredBlockHeader(u.hdrs, h.id, h.n)
+	rec := u.hdrs[start:len(u.hdrs):len(u.hdrs)]
+	if pad := api.Padding(u.size, len(rec)); pad > 0 && h.n%api.PadAlign == 0 {
+		at := len(u.hdrs)
+		var skip int
+		u.hdrs, skip = api.AppendPaddingHeader(u.hdrs, pad)
+		u.parts = append(u.parts, u.hdrs[at:], padZeros[:skip])
+		u.size += pad
 	}
+	u.parts = append(u.parts, rec, *h.data)
+	u.size += len(rec) + h.n
 }
 
 func (u *uploadBody) reset() {

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
 	"github.com/dvfs-project/dvfs/blockstore/memstore"
 	"github.com/dvfs-project/dvfs/sync/api"
 	"github.com/dvfs-project/dvfs/sync/client"
@@ -274,5 +275,58 @@ func TestUploadInPieces(t *testing.T) {
 	// The connection is still usable afterwards.
 	if err := e.admin.Upload(ctx, good); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDeferredUploadLandsAligned publishes uncompressed into a server on
+// the embedded store writing with O_DIRECT: the publisher pads its
+// records so that each whole block arrives on a 4 KiB boundary of the
+// upload buffer, and the store writes it from there, copying only the
+// short last block of a file into an aligned buffer.
+func TestDeferredUploadLandsAligned(t *testing.T) {
+	st, err := badgerstore.Open(t.TempDir(), badgerstore.Config{DirectWrites: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_, key, _ := ed25519.GenerateKey(nil)
+	r, err := repo.New(repo.Config{Store: st, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := server.EnsureAdminToken(t.Context(), r, dir); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
+	srv := httptest.NewServer(server.New(server.Config{Repo: r}))
+	defer srv.Close()
+	c, err := client.New(client.Config{Server: srv.URL, Token: strings.TrimSpace(string(tok)), ServerKey: key.Public().(ed25519.PublicKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	src := t.TempDir()
+	data := make([]byte, 8<<20+5000) // 128 whole blocks and a short one
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i+8 <= len(data); i += 8 {
+		binary.LittleEndian.PutUint64(data[i:], rng.Uint64())
+	}
+	if err := os.WriteFile(filepath.Join(src, "disk-flat.vmdk"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := publish.Publish(t.Context(), publish.Config{Server: c, Name: "xp", Dir: src, Deferred: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := st.Stats()
+	if !stats.DirectWrites {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI's temporary directory takes no O_DIRECT")
+		}
+		t.Skip("the temporary directory takes no O_DIRECT: nothing is staged either way")
+	}
+	if want := int64(8192); res.NewBlocks != 129 || stats.StagedBytes != want {
+		t.Fatalf("%d new blocks, %d bytes staged; want 129 blocks and only the short one's %d", res.NewBlocks, stats.StagedBytes, want)
 	}
 }

@@ -34,7 +34,7 @@ func needNetns(t testing.TB) {
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		if os.Getenv("CI") == "" {
-			t.Skip("needs iproute2")
+			t.Skip("needs iproute2 (set CI to make this a failure)")
 		}
 		t.Fatal("needs iproute2 (ip)")
 	}

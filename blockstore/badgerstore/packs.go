@@ -230,7 +230,8 @@ var stages = sync.Pool{New: func() any { b := diskio.HugeBuffer(directChunk); re
 
 // writeDirect is write for an O_DIRECT handle. A payload that O_DIRECT
 // can take as it is (diskio.Aligned: a multicast receiver assembles raw
-// blocks so, see diskio.AlignedBufferAt) is written from where it lies;
+// blocks so, see diskio.AlignedBufferAt, and a publisher pads its uploads
+// so, see api.Padding) is written from where it lies;
 // the others are copied, padded, into an aligned staging buffer. One
 // pwritev takes both kinds, a few MiB at a time. Writing through the page
 // cache, eight multicast receivers filling their caches at once on a

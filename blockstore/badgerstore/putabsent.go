@@ -99,8 +99,11 @@ func (s *Store) Stage(ctx context.Context, blocks ...blockstore.Block) (blocksto
 		return nil, fmt.Errorf("badgerstore: stage: %w", err)
 	}
 	st, err := s.stageBlocks(todo)
-	if err != nil || st == nil {
-		return &staged{}, err
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return &staged{}, nil // nothing was absent
 	}
 	return st, nil
 }

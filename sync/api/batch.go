@@ -43,6 +43,9 @@ func AppendDeferredBlock(dst []byte, id blockstore.ID, plain []byte) []byte {
 	return append(AppendDeferredBlockHeader(dst, id, len(plain)), plain...)
 }
 
+// MaxDeferredBlockHeader bounds AppendDeferredBlockHeader's output.
+const MaxDeferredBlockHeader = blockstore.IDSize + 1 + 2*binary.MaxVarintLen64
+
 // AppendDeferredBlockHeader appends what precedes the plain bytes in
 // AppendDeferredBlock's record of a block of n bytes: a sender that writes
 // the header and then the block from where it lies sends the same record
@@ -58,8 +61,13 @@ func AppendDeferredBlockHeader(dst []byte, id blockstore.ID, n int) []byte {
 // PadAlign is the boundary AppendPadding aligns to: O_DIRECT's.
 const PadAlign = 4096
 
-// minPadding is the smallest padding record: an ID and a zero length.
-const minPadding = blockstore.IDSize + 1
+// minPadding is the smallest padding record: an ID and a zero length;
+// MaxPaddingHeader bounds AppendPaddingHeader's output, an ID and a
+// length of at most two bytes.
+const (
+	minPadding       = blockstore.IDSize + 1
+	MaxPaddingHeader = blockstore.IDSize + 2
+)
 
 // Padding returns the size of the padding record that, put at offset off
 // of a batch, makes a record whose header is hdrLen bytes long (its ID,

@@ -2,7 +2,6 @@ package publish
 
 import (
 	"context"
-	"encoding/binary"
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -110,9 +109,6 @@ func (p *publisher) upload(ctx context.Context, in <-chan []hashed) error {
 	return nil
 }
 
-// maxRecordHeader bounds api.AppendDeferredBlockHeader's output.
-const maxRecordHeader = blockstore.IDSize + 1 + 2*binary.MaxVarintLen64
-
 // uploadBody is one uploader's batch being built: parts to send back to
 // back, pointing into hdrs (record headers, or whole compressed records)
 // and into the blocks' read buffers.
@@ -127,16 +123,13 @@ func (p *publisher) newUploadBody() *uploadBody {
 	n := p.cfg.BatchBlocks
 	u := &uploadBody{parts: make([][]byte, 0, 4*n)}
 	if p.cfg.Deferred {
-		u.hdrs = make([]byte, 0, n*(maxRecordHeader+maxPaddingHeader))
+		u.hdrs = make([]byte, 0, n*(api.MaxDeferredBlockHeader+api.MaxPaddingHeader))
 	} else {
-		u.hdrs = make([]byte, 0, min(n*(p.bs+maxRecordHeader+64), api.MaxUploadBytes))
+		u.hdrs = make([]byte, 0, min(n*(p.bs+api.MaxDeferredBlockHeader+64), api.MaxUploadBytes))
 		u.frame = make([]byte, 0, p.bs+64)
 	}
 	return u
 }
-
-// maxPaddingHeader bounds api.AppendPaddingHeader's output.
-const maxPaddingHeader = blockstore.IDSize + 2
 
 // padZeros is what padding records carry, sent from here.
 var padZeros [2 * api.PadAlign]byte

@@ -31,12 +31,7 @@ import (
 // bytes wait to be written, so a client that sends faster than the disk
 // writes is held back; ctx ends that wait.
 func (r *Repo) Accept(ctx context.Context, blocks []blockstore.Block, release func()) error {
-	now := r.now()
-	r.recentMu.Lock()
-	for _, b := range blocks {
-		r.recent[b.ID] = now
-	}
-	r.recentMu.Unlock()
+	r.uploaded(blocks)
 	size := 0
 	for _, b := range blocks {
 		size += len(b.Frame)

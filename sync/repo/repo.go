@@ -139,7 +139,12 @@ func (r *Repo) PutBlocks(ctx context.Context, blocks []blockstore.Block) error {
 			return err
 		}
 	}
-	return r.PutChecked(ctx, blocks)
+	r.uploaded(blocks)
+	if err := r.store.Put(ctx, blocks...); err != nil {
+		return err
+	}
+	r.noteDeferred(blocks)
+	return nil
 }
 
 // CheckUpload is what PutBlocks checks of each block: that it is not the
@@ -151,21 +156,15 @@ func CheckUpload(b blockstore.Block) error {
 	return blockstore.Verify(b.ID, b.Frame)
 }
 
-// PutChecked is PutBlocks for blocks that each passed CheckUpload, for a
-// caller that checks blocks as they arrive, while their bytes are still
-// in the CPU's caches (the server's upload handler).
-func (r *Repo) PutChecked(ctx context.Context, blocks []blockstore.Block) error {
+// uploaded starts the grace (GCGrace) of blocks that arrived: no
+// collection takes them before a commit names them, or the grace ends.
+func (r *Repo) uploaded(blocks []blockstore.Block) {
 	now := r.now()
 	r.recentMu.Lock()
 	for _, b := range blocks {
 		r.recent[b.ID] = now
 	}
 	r.recentMu.Unlock()
-	if err := r.store.Put(ctx, blocks...); err != nil {
-		return err
-	}
-	r.noteDeferred(blocks)
-	return nil
 }
 
 // committed ends the grace of blocks a commit now protects: once a

@@ -36,8 +36,16 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	_, key, _ := ed25519.GenerateKey(nil)
 	st := memstore.New()
+	e := newEnvOn(t, st)
+	e.store = st
+	return e
+}
+
+// newEnvOn serves a repository over st; env.store stays nil.
+func newEnvOn(t *testing.T, st repo.Store) *env {
+	t.Helper()
+	_, key, _ := ed25519.GenerateKey(nil)
 	r, err := repo.New(repo.Config{Store: st, Key: key})
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +57,7 @@ func newEnv(t *testing.T) *env {
 	tok, _ := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
 	srv := httptest.NewServer(server.New(server.Config{Repo: r}))
 	t.Cleanup(srv.Close)
-	e := &env{srv: srv, repo: r, store: st, token: strings.TrimSpace(string(tok))}
+	e := &env{srv: srv, repo: r, token: strings.TrimSpace(string(tok))}
 	e.admin, err = client.New(client.Config{Server: srv.URL, Token: e.token, ServerKey: key.Public().(ed25519.PublicKey)})
 	if err != nil {
 		t.Fatal(err)
@@ -288,23 +296,8 @@ func TestDeferredUploadLandsAligned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	_, key, _ := ed25519.GenerateKey(nil)
-	r, err := repo.New(repo.Config{Store: st, Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if _, err := server.EnsureAdminToken(t.Context(), r, dir); err != nil {
-		t.Fatal(err)
-	}
-	tok, _ := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
-	srv := httptest.NewServer(server.New(server.Config{Repo: r}))
-	defer srv.Close()
-	c, err := client.New(client.Config{Server: srv.URL, Token: strings.TrimSpace(string(tok)), ServerKey: key.Public().(ed25519.PublicKey)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { st.Close() })
+	e := newEnvOn(t, st)
 
 	src := t.TempDir()
 	data := make([]byte, 8<<20+5000) // 128 whole blocks and a short one
@@ -315,7 +308,7 @@ func TestDeferredUploadLandsAligned(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "disk-flat.vmdk"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res, err := publish.Publish(t.Context(), publish.Config{Server: c, Name: "xp", Dir: src, Deferred: true})
+	res, err := publish.Publish(t.Context(), publish.Config{Server: e.admin, Name: "xp", Dir: src, Deferred: true})
 	if err != nil {
 		t.Fatal(err)
 	}

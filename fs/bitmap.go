@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"slices"
 )
 
-// A bitmap says which blocks of a regular file are in its local data file.
-// Meta keeps it in chunks of chunkBits blocks (512 MiB of file at 64 KiB
-// blocks), so a sync commits only the chunks that changed.
+// A bitmap says which sectors of a regular file are in its local data
+// file (see sectorSize). Meta keeps it in chunks of chunkBits sectors (32
+// MiB of file at 4 KiB sectors), so a sync commits only the chunks that
+// changed.
 const (
 	chunkWords = 128
 	chunkBytes = chunkWords * 8
@@ -45,6 +47,42 @@ func (b *bitmap) set(i int64) bool {
 	b.words[w] |= m
 	b.markDirty(w / chunkWords)
 	return true
+}
+
+// run reports whether bit i is set and where the run of bits equal to it
+// that starts at i ends: the first index in (i, limit) whose bit differs,
+// or limit.
+func (b *bitmap) run(i, limit int64) (bool, int64) {
+	return scanRun(b.words, i, limit)
+}
+
+// scanRun is run over plain words.
+func scanRun(words []uint64, i, limit int64) (bool, int64) {
+	set := i/64 < int64(len(words)) && words[i/64]&(1<<(i%64)) != 0
+	for j := i + 1; j < limit; {
+		w := j / 64
+		var word uint64
+		if w < int64(len(words)) {
+			word = words[w]
+		} else if !set {
+			return set, limit // all clear from here on
+		}
+		if set {
+			word = ^word
+		}
+		if word >>= j % 64; word != 0 {
+			return set, min(limit, j+int64(bits.TrailingZeros64(word)))
+		}
+		j = (w + 1) * 64
+	}
+	return set, limit
+}
+
+// setRange sets bits [from, to).
+func (b *bitmap) setRange(from, to int64) {
+	for i := from; i < to; i++ {
+		b.set(i)
+	}
 }
 
 // clearFrom clears every bit from i on.
@@ -153,8 +191,21 @@ func (b *bitmap) committed(u []chunkUpdate) {
 	}
 }
 
-// blockSet is a plain set of block indexes, kept in memory only.
+// blockSet is a plain set of block (or sector) indexes, kept in memory
+// only.
 type blockSet []uint64
+
+func (s blockSet) has(i int64) bool {
+	w := i / 64
+	return w < int64(len(s)) && s[w]&(1<<(i%64)) != 0
+}
+
+// addRange adds [from, to).
+func (s *blockSet) addRange(from, to int64) {
+	for i := from; i < to; i++ {
+		s.add(i)
+	}
+}
 
 func (s *blockSet) add(i int64) {
 	w := int(i / 64)
@@ -185,6 +236,47 @@ func (s blockSet) and(words []uint64, limit int64) []int64 {
 			}
 			out = append(out, i)
 		}
+	}
+	return out
+}
+
+// sectorSize is the overlay's unit of copy-on-write for blocks of bs
+// bytes: 4 KiB, a guest's page and the sector size of current virtual
+// disks, so a 4 KiB write into a block the overlay does not hold yet
+// copies nothing. Smaller blocks are their own sector; blocks over 256 KiB
+// have 64 sectors, so a block's sectors always fit one uint64 mask.
+func sectorSize(bs int64) int64 { return max(min(bs, 4096), bs/64) }
+
+// sectorMask returns the bits of block bi's spb sectors (spb divides 64)
+// as a mask: bit k is sector bi*spb+k.
+func sectorMask(words []uint64, bi, spb int64) uint64 {
+	first := bi * spb
+	w := first / 64
+	if w >= int64(len(words)) {
+		return 0
+	}
+	m := words[w] >> (first % 64)
+	if spb < 64 {
+		m &= 1<<spb - 1
+	}
+	return m
+}
+
+// blockWords returns, from a bitmap of sectors with spb sectors a block,
+// the bitmap of the blocks with any sector set.
+func blockWords(words []uint64, spb int64) []uint64 {
+	if spb == 1 {
+		return slices.Clone(words)
+	}
+	nb := (int64(len(words))*64 + spb - 1) / spb
+	out := make([]uint64, (nb+63)/64)
+	for bi := range nb {
+		if sectorMask(words, bi, spb) != 0 {
+			out[bi/64] |= 1 << (bi % 64)
+		}
+	}
+	for len(out) > 0 && out[len(out)-1] == 0 {
+		out = out[:len(out)-1]
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	iofs "io/fs"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,6 +27,7 @@ type clone struct {
 	space  uint64
 	base   *manifest.Manifest
 	bs     int64
+	ss     int64  // sector size: the unit of copy-on-write
 	dir    string // StateDir/NAME: the data files
 	prefix string // "ovl/NAME/": the metadata keys
 
@@ -80,6 +82,7 @@ func (fsys *FS) clone(ctx context.Context, name string) (*clone, error) {
 		space:  fsys.newSpace(),
 		base:   m,
 		bs:     int64(m.BlockSize),
+		ss:     sectorSize(int64(m.BlockSize)),
 		dir:    fsys.cloneDir(name),
 		prefix: "ovl/" + name + "/",
 		inodes: make(map[uint64]*cinode),
@@ -113,6 +116,7 @@ func (c *clone) load(ctx context.Context) error {
 	if err := diskio.SyncDir(filepath.Dir(c.dir)); err != nil {
 		return err
 	}
+	legacy := false
 	switch {
 	case errors.Is(err, blockstore.ErrNotFound):
 		if err := c.initFromBase(ctx); err != nil {
@@ -129,9 +133,15 @@ func (c *clone) load(ctx context.Context) error {
 			return fmt.Errorf("%w: overlay on generation %d (blocks of %d), catalog has %d (blocks of %d)",
 				ErrBaseChanged, h.baseVersion, h.blockSize, c.base.Version, c.bs)
 		}
+		legacy = h.format == formatV1
 	}
 	if err := c.loadMeta(ctx); err != nil {
 		return err
+	}
+	if legacy {
+		if err := c.convertV1(ctx); err != nil {
+			return fmt.Errorf("convert the overlay to sectors: %w", err)
+		}
 	}
 	return c.checkDataFiles()
 }
@@ -175,7 +185,7 @@ func (c *clone) initFromBase(ctx context.Context) error {
 			}
 		}
 	}
-	h := header{baseVersion: m.Version, blockSize: m.BlockSize}
+	h := newHeader(m.Version, m.BlockSize)
 	ops = append(ops, blockstore.MetaOp{Key: c.hdrKey(), Value: h.marshal(), Check: true})
 	return commit()
 }
@@ -290,6 +300,48 @@ func (c *clone) loadMeta(ctx context.Context) error {
 		}
 	}
 	c.nextIno = max(c.nextIno, 2)
+	return nil
+}
+
+// convertV1 turns the bitmaps of a format 1 overlay, loaded as they are
+// stored (a bit a block), into bitmaps of sectors, and commits them with
+// the format 2 header in one CommitMeta: a crash before it leaves the
+// overlay in format 1, converted again at the next load. The data files
+// keep their layout (a byte at its file offset), so nothing else changes.
+func (c *clone) convertV1(ctx context.Context) error {
+	spb := c.bs / c.ss
+	var ops []blockstore.MetaOp
+	for _, n := range c.inodes {
+		if !n.mode.IsRegular() {
+			continue
+		}
+		old, oldStored := n.bits.words, n.bits.stored
+		n.bits = bitmap{}
+		for w, word := range old {
+			for ; word != 0; word &= word - 1 {
+				bi := int64(w)*64 + int64(bits.TrailingZeros64(word))
+				n.bits.setRange(bi*spb, (bi+1)*spb)
+			}
+		}
+		n.bits.clearFrom((n.size + c.ss - 1) / c.ss)
+		chunks := n.bits.takeDirty()
+		n.bits.committed(chunks)
+		for _, ch := range chunks {
+			ops = append(ops, blockstore.MetaOp{Key: c.chunkKey(n.ino, ch.idx), Value: ch.data})
+		}
+		for idx := range oldStored { // one op a key: delete what is not rewritten
+			if !n.bits.stored[idx] {
+				ops = append(ops, blockstore.MetaOp{Key: c.chunkKey(n.ino, idx)})
+			}
+		}
+		n.marks = slices.Clone(blockSet(n.bits.words))
+	}
+	h := newHeader(c.base.Version, uint32(c.bs))
+	ops = append(ops, blockstore.MetaOp{Key: c.hdrKey(), Value: h.marshal()})
+	if err := c.fsys.cfg.Meta.CommitMeta(ctx, ops...); err != nil {
+		return err
+	}
+	c.fsys.log.Info("overlay converted to sector bitmaps", "clone", c.name)
 	return nil
 }
 

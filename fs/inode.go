@@ -38,8 +38,10 @@ type cinode struct {
 	base      *manifest.File // nil: no base data
 	size      int64
 	baseSize  int64    // base data at or past this offset reads as zeros; <= size
-	bits      bitmap   // local blocks
-	marks     blockSet // local blocks changed since the last Seal; a subset of bits
+	bits      bitmap   // local sectors
+	marks     blockSet // sectors written since the last Seal
+	reshaped  blockSet // blocks whose length changed since the last Seal
+	shrunk    bool     // the file was cut short since the last Seal
 	dirty     bool     // changed since the last commit
 	changes   uint64   // changes since the clone was loaded
 	gone      bool     // record deleted from Meta: never commit it again
@@ -48,7 +50,7 @@ type cinode struct {
 
 	syncMu  sync.Mutex     // one commit of this inode at a time
 	rw      sync.RWMutex   // reads and writes share it; truncate and zeroing take it alone
-	stripes [16]sync.Mutex // one copy-up of a given block at a time
+	stripes [16]sync.Mutex // one copy-up into a given block at a time
 	fileMu  sync.Mutex     // guards data and created
 	data    dataFile       // nil until first needed
 	created bool           // data file opened since its directory was last synced

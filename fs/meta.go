@@ -11,11 +11,15 @@ import (
 
 // An overlay's metadata lives in Config.Meta under "ovl/CLONE/":
 //
-//	ovl/CLONE/hdr              header: format version, the base generation
+//	ovl/CLONE/hdr              header: format version, the base generation,
+//	                           block and sector size
 //	ovl/CLONE/i/INO            inode record (INO: 16 hex digits; 1 is the root)
 //	ovl/CLONE/d/PARENT/NAME    directory entry: the child's INO, 8 bytes big-endian
-//	ovl/CLONE/b/INO/CHUNK      bitmap of a regular file's local blocks, chunkBits
-//	                           blocks per chunk (CHUNK: 8 hex digits); absent = none
+//	ovl/CLONE/b/INO/CHUNK      bitmap of a regular file's local sectors, chunkBits
+//	                           sectors per chunk (CHUNK: 8 hex digits); absent = none
+//
+// Format 1 overlays (before sectors) kept bitmaps of blocks; load converts
+// them to format 2 in one CommitMeta (a local block is all local sectors).
 //
 // A namespace change (create, mkdir, symlink, rename, unlink, rmdir) is one
 // CommitMeta of the records and entries it touches. A regular file's record
@@ -49,6 +53,8 @@ const (
 	tagRecord = 'i'
 	tagHeader = 'h'
 	formatV1  = 1
+	// formatV2 is the header's format since bitmaps hold sectors.
+	formatV2 = 2
 )
 
 // record is an inode as Meta keeps it.
@@ -176,21 +182,39 @@ func unmarshalRecord(b []byte) (record, error) {
 
 // header is an overlay's ovl/CLONE/hdr.
 type header struct {
+	format      byte   // formatV1: bitmaps of blocks; formatV2: of sectors
 	baseVersion uint64 // the clone generation the overlay was made on
 	blockSize   uint32
+	sectorSize  uint32 // formatV2
+}
+
+// newHeader is the header of an overlay made now.
+func newHeader(baseVersion uint64, blockSize uint32) header {
+	return header{format: formatV2, baseVersion: baseVersion, blockSize: blockSize,
+		sectorSize: uint32(sectorSize(int64(blockSize)))}
 }
 
 func (h *header) marshal() []byte {
-	b := []byte{tagHeader, formatV1}
+	b := []byte{tagHeader, h.format}
 	b = binary.AppendUvarint(b, h.baseVersion)
-	return binary.AppendUvarint(b, uint64(h.blockSize))
+	b = binary.AppendUvarint(b, uint64(h.blockSize))
+	if h.format >= formatV2 {
+		b = binary.AppendUvarint(b, uint64(h.sectorSize))
+	}
+	return b
 }
 
 func unmarshalHeader(b []byte) (header, error) {
-	d := decoder{b: b}
-	d.tag(tagHeader)
-	h := header{baseVersion: d.uvarint()}
+	if len(b) < 2 || b[0] != tagHeader || (b[1] != formatV1 && b[1] != formatV2) {
+		return header{}, fmt.Errorf("%w: overlay header: not a header of format %d or %d", ErrCorrupt, formatV1, formatV2)
+	}
+	d := decoder{b: b[2:]}
+	h := header{format: b[1], baseVersion: d.uvarint()}
 	bs := d.uvarint()
+	ss := bs
+	if h.format >= formatV2 {
+		ss = d.uvarint()
+	}
 	if err := d.finish(); err != nil {
 		return header{}, fmt.Errorf("%w: overlay header: %v", ErrCorrupt, err)
 	}
@@ -198,6 +222,12 @@ func unmarshalHeader(b []byte) (header, error) {
 		return header{}, fmt.Errorf("%w: overlay header: block size %d", ErrCorrupt, bs)
 	}
 	h.blockSize = uint32(bs)
+	if h.format >= formatV2 {
+		if int64(ss) != sectorSize(int64(bs)) {
+			return header{}, fmt.Errorf("%w: overlay header: sector size %d for blocks of %d", ErrCorrupt, ss, bs)
+		}
+		h.sectorSize = uint32(ss)
+	}
 	return h, nil
 }
 

@@ -11,21 +11,25 @@ import (
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/diskio"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
 )
 
-// The overlay of a regular file of a clone.
+// The overlay of a regular file of a clone, at sector granularity
+// (sectorSize: 4 KiB for 64 KiB blocks).
 //
-// Reading block i: when bit i is set the block is in the data file;
-// otherwise it is the base file's block, as far as baseSize, and zeros
-// after. The data file's bytes of a block whose bit is clear are never
-// read, so they may be anything: the leftovers of a write that failed
-// half-way (ENOSPC) or that a crash kept from being committed.
+// Reading sector i: when bit i is set the sector is in the data file;
+// otherwise it is the base file's, as far as baseSize, and zeros after.
+// The data file's bytes of a sector whose bit is clear are never read, so
+// they may be anything: the leftovers of a write that failed half-way
+// (ENOSPC) or that a crash kept from being committed.
 //
-// Writing block i: when bit i is set, the write goes to the data file.
-// Otherwise the block is copied up: its current content (base or zeros)
-// with the write laid over it is written to the data file whole, and only
-// then is bit i set. A write that covers the whole block skips the base.
-// So a block is either all old or all new, however a write fails.
+// Writing: whole sectors go to the data file as they are, then their bits
+// are set; nothing of the base is read or copied (qcow2's subclusters do
+// the same for its 64 KiB clusters). A write that covers only part of a
+// sector whose bit is clear copies that sector up: its current content
+// (base or zeros) with the write laid over it goes to the data file
+// whole, then its bit is set. So a sector is either all old or all new,
+// however a write fails.
 //
 // Past the file's size the data file holds zeros (a shrink truncates it),
 // so extending a file reads zeros, never old data.
@@ -33,14 +37,26 @@ import (
 // Durability (sync, on fsync, release, the periodic flush and Close):
 // fdatasync the data file (and fsync its directory the first time), then
 // commit the inode record and the changed bitmap chunks in one CommitMeta.
-// A bit reaches Meta only after its block's data is on disk. After a
+// A bit reaches Meta only after its sector's data is on disk. After a
 // crash, load cuts each data file back to the committed size.
 
-// isLocal reports whether block bi is in the data file.
-func (n *cinode) isLocal(bi int64) bool {
+// blockLocal reports whether every sector of block bi is in the data file.
+func (n *cinode) blockLocal(bi int64) bool {
+	spb := n.c.bs / n.c.ss
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.bits.get(bi)
+	set, end := n.bits.run(bi*spb, (bi+1)*spb)
+	return set && end == (bi+1)*spb
+}
+
+// localRun reports whether the sector at byte pos is local, and where
+// (in bytes, at most limit) the run of sectors like it ends.
+func (n *cinode) localRun(pos, limit int64) (bool, int64) {
+	ss := n.c.ss
+	n.mu.Lock()
+	local, end := n.bits.run(pos/ss, (limit+ss-1)/ss)
+	n.mu.Unlock()
+	return local, min(limit, end*ss)
 }
 
 // file returns the data file, opening (and creating) it the first time.
@@ -77,33 +93,36 @@ func (n *cinode) readAt(ctx context.Context, p []byte, off int64, ra *readAhead)
 		return 0, nil
 	}
 	p = p[:min(int64(len(p)), size-off)]
+	n.c.fsys.readAheadBase(ra, n.c.bs, base, off, int64(len(p)), baseSize, n.blockLocal)
+	if err := n.readMerged(ctx, p, off, baseSize, base); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// readMerged reads p at off (below the size): local sectors from the data
+// file, the others from the base. n.rw is held, or changes are held off.
+func (n *cinode) readMerged(ctx context.Context, p []byte, off, baseSize int64, base *manifest.File) error {
 	end := off + int64(len(p))
-	bs := n.c.bs
-	fsys := n.c.fsys
-	fsys.readAheadBase(ra, bs, base, off, int64(len(p)), baseSize, n.isLocal)
 	for pos := off; pos < end; {
-		local := n.isLocal(pos / bs)
-		next := min(end, (pos/bs+1)*bs)
-		for next < end && n.isLocal(next/bs) == local {
-			next = min(end, next+bs)
-		}
+		local, next := n.localRun(pos, end)
 		chunk := p[pos-off : next-off]
 		if local {
 			f, err := n.file()
 			if err != nil {
-				return 0, err
+				return err
 			}
 			k, err := f.ReadAt(chunk, pos)
 			if err != nil && err != io.EOF {
-				return 0, err
+				return err
 			}
 			clear(chunk[k:])
-		} else if err := fsys.readBase(ctx, bs, base, chunk, pos, baseSize); err != nil {
-			return 0, err
+		} else if err := n.c.fsys.readBase(ctx, n.c.bs, base, chunk, pos, baseSize); err != nil {
+			return err
 		}
 		pos = next
 	}
-	return len(p), nil
+	return nil
 }
 
 func (n *cinode) writeAt(ctx context.Context, p []byte, off int64) (int, error) {
@@ -119,8 +138,7 @@ func (n *cinode) writeAt(ctx context.Context, p []byte, off int64) (int, error) 
 }
 
 // writeLocked writes p at off; n.rw is held, shared or alone. It returns
-// how many bytes were written before an error, a whole number of blocks'
-// worth from off.
+// how many bytes were written before an error.
 func (n *cinode) writeLocked(ctx context.Context, p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -132,17 +150,18 @@ func (n *cinode) writeLocked(ctx context.Context, p []byte, off int64) (int, err
 	bs := n.c.bs
 	end := off + int64(len(p))
 	for pos := off; pos < end; {
-		bi := pos / bs
-		next := min(end, (bi+1)*bs)
-		if n.isLocal(bi) {
-			for next < end && n.isLocal(next/bs) {
-				next = min(end, next+bs)
-			}
+		local, next := n.localRun(pos, end)
+		if local {
+			// Sectors already local: straight to the data file.
 			if _, err := f.WriteAt(p[pos-off:next-off], pos); err != nil {
 				return int(pos - off), err
 			}
-			n.wrote(-1, pos, next)
-		} else if err := n.copyUp(ctx, f, bi, p[pos-off:next-off], pos); err != nil {
+			n.wrote(pos, next, false)
+			pos = next
+			continue
+		}
+		next = min(end, (pos/bs+1)*bs)
+		if err := n.writeSectors(ctx, f, p[pos-off:next-off], pos); err != nil {
 			return int(pos - off), err
 		}
 		pos = next
@@ -152,70 +171,78 @@ func (n *cinode) writeLocked(ctx context.Context, p []byte, off int64) (int, err
 
 var blockPool sync.Pool
 
-// copyUp writes part at pos into block bi, which is not local (as seen
-// without its stripe lock): the block's content with part laid over it
-// goes to the data file whole, then bit bi is set.
-func (n *cinode) copyUp(ctx context.Context, f dataFile, bi int64, part []byte, pos int64) error {
-	s := &n.stripes[bi%int64(len(n.stripes))]
+// writeSectors writes part at pos, within one block some of whose sectors
+// are not local (as seen without the block's stripe lock). A head or tail
+// sector that part covers only in part and that is not local is copied
+// up: read (base or zeros), laid under part, and written whole. Local
+// sectors are written only where part covers them, so a write into
+// another part of such a sector, running at the same time, is kept.
+func (n *cinode) writeSectors(ctx context.Context, f dataFile, part []byte, pos int64) error {
+	bs, ss := n.c.bs, n.c.ss
+	s := &n.stripes[(pos/bs)%int64(len(n.stripes))]
 	s.Lock()
 	defer s.Unlock()
-	if n.isLocal(bi) { // another writer copied it up meanwhile
-		if _, err := f.WriteAt(part, pos); err != nil {
-			return err
-		}
-		n.wrote(-1, pos, pos+int64(len(part)))
-		return nil
+	end := pos + int64(len(part))
+	from, to := pos, end // the bytes to write
+	n.mu.Lock()
+	baseSize, base := n.baseSize, n.base
+	if pos%ss != 0 && !n.bits.get(pos/ss) {
+		from = pos / ss * ss
 	}
-	bs := n.c.bs
-	start := bi * bs
-	block := part
-	if int64(len(part)) != bs {
+	if end%ss != 0 && !n.bits.get(end/ss) {
+		to = min((end/ss+1)*ss, (pos/bs+1)*bs)
+	}
+	n.mu.Unlock()
+	buf := part
+	if from != pos || to != end {
 		bp, _ := blockPool.Get().(*[]byte)
-		if bp == nil || int64(len(*bp)) != bs {
+		if bp == nil || int64(len(*bp)) < bs {
 			b := make([]byte, bs)
 			bp = &b
 		}
 		defer blockPool.Put(bp)
-		block = *bp
-		n.mu.Lock()
-		baseSize, base := n.baseSize, n.base
-		n.mu.Unlock()
-		if err := n.c.fsys.readBase(ctx, bs, base, block, start, baseSize); err != nil {
-			return err
+		buf = (*bp)[:to-from]
+		if from != pos {
+			if err := n.c.fsys.readBase(ctx, bs, base, buf[:ss], from, baseSize); err != nil {
+				return err
+			}
 		}
-		copy(block[pos-start:], part)
+		if t := (end / ss) * ss; to != end && (t != from || from == pos) {
+			if err := n.c.fsys.readBase(ctx, bs, base, buf[t-from:to-from], t, baseSize); err != nil {
+				return err
+			}
+		}
+		copy(buf[pos-from:], part)
 	}
-	if _, err := f.WriteAt(block, start); err != nil {
+	if _, err := f.WriteAt(buf, from); err != nil {
 		return err
 	}
-	n.wrote(bi, pos, pos+int64(len(part)))
+	n.wrote(pos, end, true)
 	return nil
 }
 
-// wrote records a write of [start, end), within local blocks or, when
-// bi >= 0, making block bi local.
-func (n *cinode) wrote(bi, start, end int64) {
+// wrote records a write of [start, end); local: its sectors are in the
+// data file now (those it covers in part were local already or copied up).
+func (n *cinode) wrote(start, end int64, local bool) {
+	ss := n.c.ss
+	first, last := start/ss, (end+ss-1)/ss
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if bi >= 0 {
-		n.bits.set(bi)
+	if local {
+		n.bits.setRange(first, last)
 	}
-	bs := n.c.bs
-	for b := start / bs; b*bs < end; b++ {
-		n.marks.add(b)
-	}
+	n.marks.addRange(first, last)
 	n.setSizeLocked(max(n.size, end))
 	n.mtime = time.Now()
 	n.ctime = n.mtime
 	n.setDirtyLocked()
 }
 
-// setSizeLocked sets the size; n.mu is held. A local block that the old
-// or the new size cuts short changes content (it ends elsewhere), so it
-// is marked for the next Seal.
+// setSizeLocked sets the size; n.mu is held. A block that the old or the
+// new size cuts short changes length, so it is noted for the next Seal.
 func (n *cinode) setSizeLocked(size int64) {
-	if edge := min(n.size, size); size != n.size && edge%n.c.bs != 0 && n.bits.get(edge/n.c.bs) {
-		n.marks.add(edge / n.c.bs)
+	if edge := min(n.size, size); size != n.size && edge%n.c.bs != 0 {
+		n.reshaped.add(edge / n.c.bs)
 	}
 	n.size = size
 }
@@ -231,12 +258,13 @@ func (n *cinode) truncate(ctx context.Context, size int64) error {
 	}
 	n.rw.Lock()
 	defer n.rw.Unlock()
-	bs := n.c.bs
+	ss := n.c.ss
 	n.mu.Lock()
 	shrink := size < n.size
 	if shrink {
-		n.bits.clearFrom((size + bs - 1) / bs)
-		n.marks.clearFrom((size + bs - 1) / bs)
+		n.bits.clearFrom((size + ss - 1) / ss)
+		n.marks.clearFrom((size + ss - 1) / ss)
+		n.shrunk = true
 	}
 	n.setSizeLocked(size)
 	n.baseSize = min(n.baseSize, size)
@@ -273,8 +301,8 @@ func (n *cinode) allocate(ctx context.Context, off, length int64, mode AllocMode
 		if keep {
 			return nil
 		}
-		// Nothing to reserve: the overlay takes space as blocks are
-		// copied up. Only the size changes.
+		// Nothing to reserve: the overlay takes space as sectors are
+		// written. Only the size changes.
 		n.rw.Lock()
 		n.mu.Lock()
 		if end > n.size {
@@ -297,12 +325,12 @@ func (n *cinode) allocate(ctx context.Context, off, length int64, mode AllocMode
 }
 
 // zero makes [off, end) read as zeros, growing the file unless keep. Whole
-// blocks are punched in the data file and marked local (so the base does
+// sectors are punched in the data file and marked local (so the base does
 // not show through); partial ones are written with zeros.
 func (n *cinode) zero(ctx context.Context, off, end int64, keep bool) error {
 	n.rw.Lock()
 	defer n.rw.Unlock()
-	bs := n.c.bs
+	ss := n.c.ss
 	n.mu.Lock()
 	size := n.size
 	n.mu.Unlock()
@@ -312,17 +340,17 @@ func (n *cinode) zero(ctx context.Context, off, end int64, keep bool) error {
 	if off >= end {
 		return nil
 	}
-	first, last := (off+bs-1)/bs, end/bs // whole blocks [first, last)
+	first, last := (off+ss-1)/ss, end/ss // whole sectors [first, last)
 	if first >= last {
 		_, err := n.writeLocked(ctx, make([]byte, end-off), off)
 		return err
 	}
-	if head := first * bs; off < head {
+	if head := first * ss; off < head {
 		if _, err := n.writeLocked(ctx, make([]byte, head-off), off); err != nil {
 			return err
 		}
 	}
-	if tail := last * bs; tail < end {
+	if tail := last * ss; tail < end {
 		if _, err := n.writeLocked(ctx, make([]byte, end-tail), tail); err != nil {
 			return err
 		}
@@ -331,17 +359,17 @@ func (n *cinode) zero(ctx context.Context, off, end int64, keep bool) error {
 	if err != nil {
 		return err
 	}
-	if err := f.Punch(first*bs, (last-first)*bs); err != nil {
+	if err := f.Punch(first*ss, (last-first)*ss); err != nil {
 		return err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for bi := first; bi < last; bi++ {
-		if bi*bs < n.baseSize {
-			n.bits.set(bi)
+	for si := first; si < last; si++ {
+		if si*ss < n.baseSize {
+			n.bits.set(si)
 		}
-		if n.bits.get(bi) {
-			n.marks.add(bi)
+		if n.bits.get(si) {
+			n.marks.add(si)
 		}
 	}
 	n.setSizeLocked(max(n.size, end))

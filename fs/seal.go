@@ -2,20 +2,34 @@ package fs
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"sync/atomic"
 )
 
 // SealedEntry is one entry of a sealed clone.
 type SealedEntry struct {
 	OverlayEntry
-	// Dirty lists the local blocks (indexes into the file) written, copied up,
-	// or otherwise changed since the last successful Seal of this clone. After
-	// the clone is loaded (mount, remount, crash), every local block counts as
-	// dirty once. A block whose bit is clear is never listed.
+	// Dirty lists the blocks with local sectors (indexes into the file)
+	// written, copied up, or otherwise changed since the last successful
+	// Seal of this clone. After the clone is loaded (mount, remount,
+	// crash), every such block counts as dirty once. A block with no
+	// local sector is never listed.
 	Dirty []int64
+	// DirtySectors holds, for each block of Dirty, the mask of its
+	// sectors changed since that Seal (bit k: the block's k-th sector of
+	// SectorSize bytes); every sector for a block whose length changed.
+	// Sectors not in the mask hold what they held at that Seal, unless
+	// Shrunk.
+	DirtySectors []uint64
+	// LocalSectors holds, for each block of Dirty, the mask of its
+	// sectors in the data file; the others are the base's (below
+	// BaseSize) or zeros.
+	LocalSectors []uint64
+	// SectorSize is the unit of the masks.
+	SectorSize int64
+	// Shrunk is set when the file was cut short since that Seal: blocks
+	// past the cut may hold other bytes than the masks tell.
+	Shrunk bool
 }
 
 // Seal captures clone name at one instant. With every change to the clone
@@ -65,7 +79,7 @@ func (fsys *FS) Seal(ctx context.Context, name string, fn func(entries []SealedE
 		if n == nil {
 			return nil, fmt.Errorf("seal of clone %s: no regular file with inode %d: %w", name, ino, ErrNotExist)
 		}
-		return n.readLocal(block, dst)
+		return n.readLocal(ctx, block, dst)
 	}
 	err = fn(entries, read)
 	over.Store(true)
@@ -76,7 +90,7 @@ func (fsys *FS) Seal(ctx context.Context, name string, fn func(entries []SealedE
 	for _, it := range items {
 		if it.Mode.IsRegular() {
 			it.n.mu.Lock()
-			it.n.marks = nil
+			it.n.marks, it.n.reshaped, it.n.shrunk = nil, nil, false
 			it.n.mu.Unlock()
 		}
 	}
@@ -98,33 +112,29 @@ func (fsys *FS) freeze(ctx context.Context, name string) (*clone, error) {
 	}
 }
 
-// readLocal reads local block bi from the data file into dst, as Seal's
-// read; changes are held off.
-func (n *cinode) readLocal(bi int64, dst []byte) ([]byte, error) {
+// readLocal reads block bi, which has local sectors, into dst, as Seal's
+// read: its local sectors from the data file, the others from the base.
+// Changes are held off.
+func (n *cinode) readLocal(ctx context.Context, bi int64, dst []byte) ([]byte, error) {
 	bs := n.c.bs
 	n.mu.Lock()
-	size, local := n.size, n.bits.get(bi)
+	size, baseSize, base := n.size, n.baseSize, n.base
+	local := bi >= 0 && sectorMask(n.bits.words, bi, bs/n.c.ss) != 0
 	n.mu.Unlock()
 	if bi < 0 || bi*bs >= size {
 		return nil, fmt.Errorf("inode %d: block %d is past the size %d: %w", n.ino, bi, size, ErrInvalid)
 	}
 	if !local {
-		return nil, fmt.Errorf("inode %d: block %d is not local: %w", n.ino, bi, ErrInvalid)
+		return nil, fmt.Errorf("inode %d: block %d has no local sector: %w", n.ino, bi, ErrInvalid)
 	}
 	want := min(bs, size-bi*bs)
 	if int64(cap(dst)) < want {
 		dst = make([]byte, want)
 	}
 	dst = dst[:want]
-	f, err := n.file()
-	if err != nil {
-		return nil, err
-	}
-	k, err := f.ReadAt(dst, bi*bs)
-	if err != nil && !errors.Is(err, io.EOF) {
+	if err := n.readMerged(ctx, dst, bi*bs, baseSize, base); err != nil {
 		return nil, fmt.Errorf("inode %d block %d: %w", n.ino, bi, err)
 	}
-	clear(dst[k:]) // past the data file's end: zeros, as readAt
 	return dst, nil
 }
 

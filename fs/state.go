@@ -30,9 +30,10 @@ type OverlayEntry struct {
 	BasePath string
 	// BaseSize: base data at or past this offset reads as zeros.
 	BaseSize int64
-	// Local is the bitmap of the blocks in the data file: block i is
-	// local when bit i%64 of Local[i/64] is set. Other blocks below
-	// BaseSize are the base file's; the rest are zeros.
+	// Local is the bitmap of the blocks with sectors in the data file:
+	// block i has some when bit i%64 of Local[i/64] is set. Sectors not
+	// in the data file are the base file's below BaseSize, and zeros
+	// after.
 	Local []uint64
 	// Changes counts the changes made to the entry since the clone was
 	// loaded; two snapshots with equal Changes saw the same content.
@@ -75,10 +76,12 @@ func (c *clone) listLocked() []listed {
 			e := listed{n: n, SealedEntry: SealedEntry{OverlayEntry: OverlayEntry{
 				Path: p, Ino: n.ino, Mode: n.mode, MTime: n.mtime, Target: n.target,
 				Size: n.size, BasePath: n.basePath, BaseSize: n.baseSize,
-				Local: slices.Clone(n.bits.words), Changes: n.changes,
+				Local: blockWords(n.bits.words, c.bs/c.ss), Changes: n.changes,
 			}}}
 			if n.mode.IsRegular() {
-				e.Dirty = n.marks.and(n.bits.words, (n.size+c.bs-1)/c.bs)
+				e.SectorSize = c.ss
+				e.Shrunk = n.shrunk
+				e.Dirty, e.DirtySectors, e.LocalSectors = n.dirtyLocked()
 			}
 			n.mu.Unlock()
 			if !e.Mode.IsRegular() {
@@ -93,6 +96,44 @@ func (c *clone) listLocked() []listed {
 	walk(c.root, "")
 	slices.SortFunc(out, func(a, b listed) int { return strings.Compare(a.Path, b.Path) })
 	return out
+}
+
+// dirtyLocked lists the blocks with local sectors that changed since the
+// last Seal, for each the mask of its sectors written since (all of them
+// for a block whose length changed), and the mask of its local sectors;
+// n.mu is held.
+func (n *cinode) dirtyLocked() (blocks []int64, masks, locals []uint64) {
+	bs, spb := n.c.bs, n.c.bs/n.c.ss
+	nb := (n.size + bs - 1) / bs
+	all := ^uint64(0)
+	if spb < 64 {
+		all = 1<<spb - 1
+	}
+	add := func(bi int64, m, local uint64) {
+		if k := len(blocks); k > 0 && blocks[k-1] == bi {
+			masks[k-1] |= m
+			return
+		}
+		blocks = append(blocks, bi)
+		masks = append(masks, m)
+		locals = append(locals, local)
+	}
+	// Blocks with marked sectors, and reshaped blocks, in order.
+	lastMark := min(nb, (int64(len(n.marks))*64+spb-1)/spb)
+	lastShape := min(nb, int64(len(n.reshaped))*64)
+	for bi := range max(lastMark, lastShape) {
+		local := sectorMask(n.bits.words, bi, spb)
+		if local == 0 {
+			continue
+		}
+		if m := sectorMask(n.marks, bi, spb) & local; m != 0 {
+			add(bi, m, local)
+		}
+		if n.reshaped.has(bi) {
+			add(bi, all, local)
+		}
+	}
+	return blocks, masks, locals
 }
 
 // DataPath is the local data file of inode ino of clone name.

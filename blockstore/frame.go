@@ -11,7 +11,8 @@ import (
 
 // A frame is how a block is kept on disk and sent on the wire:
 //
-//	byte 0      codec: codecRaw, codecZstd or codecDeferred
+//	byte 0      codec: codecRaw, codecZstd or codecDeferred (or
+//	            codecDelta, a frame of its own kind: see delta.go)
 //	uvarint     plain length (at most MaxBlockSize)
 //	rest        payload: the plain bytes, or one zstd frame of them
 //
@@ -119,6 +120,9 @@ func FrameLen(frame []byte) (int, error) {
 }
 
 func parseHeader(frame []byte) (codec byte, plainLen int, payload []byte, err error) {
+	if IsDelta(frame) {
+		return 0, 0, nil, fmt.Errorf("%w: %w", ErrCorrupt, ErrNeedsBase)
+	}
 	if len(frame) < 2 {
 		return 0, 0, nil, fmt.Errorf("%w: frame of %d bytes is too short", ErrCorrupt, len(frame))
 	}

@@ -102,6 +102,10 @@ type Error struct {
 	Missing []string `json:"missing,omitempty"`
 	// Lease is the lease that refused a request (409).
 	Lease *Lease `json:"lease,omitempty"`
+	// DeltaBaseMissing and DeltaMismatch list the delta blocks of an
+	// upload that were refused (409, 422; see DeltaRefusedError).
+	DeltaBaseMissing []string `json:"delta_base_missing,omitempty"`
+	DeltaMismatch    []string `json:"delta_mismatch,omitempty"`
 }
 
 // ErrMalformed is wrapped by every decoding error of this package.

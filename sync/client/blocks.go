@@ -39,6 +39,13 @@ func (c *Client) Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore
 // Upload sends a block batch (made with api.AppendBlock, at most
 // api.MaxUploadBytes). When it returns nil the server holds every block
 // durably.
+//
+// Records may carry delta frames (blockstore.AppendDeltaFrame, at most
+// api.MaxDeltasPerUpload of them) against a base block the server holds
+// durably. When the server refuses some, the error wraps
+// api.ErrDeltaRefused and an *api.DeltaRefusedError (errors.As) naming
+// them; the other records were taken, and the named blocks must be sent
+// again whole.
 func (c *Client) Upload(ctx context.Context, batch []byte) error {
 	return c.UploadParts(ctx, [][]byte{batch})
 }

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/sync/api"
 )
 
@@ -105,6 +106,38 @@ type HTTPError struct {
 	Missing []string
 	// Lease is the lease that refused the request (409).
 	Lease *api.Lease
+	// Delta names the delta blocks of an upload the server refused (409,
+	// 422); the error then wraps it, and api.ErrDeltaRefused.
+	Delta *api.DeltaRefusedError
+}
+
+// Unwrap returns Delta, when the server refused deltas.
+func (e *HTTPError) Unwrap() error {
+	if e.Delta == nil {
+		return nil
+	}
+	return e.Delta
+}
+
+// deltaRefusal decodes the delta blocks an Error names, if any.
+func deltaRefusal(e *api.Error) (*api.DeltaRefusedError, error) {
+	if len(e.DeltaBaseMissing)+len(e.DeltaMismatch) == 0 {
+		return nil, nil
+	}
+	var d api.DeltaRefusedError
+	for _, l := range []struct {
+		in  []string
+		out *[]blockstore.ID
+	}{{e.DeltaBaseMissing, &d.BaseMissing}, {e.DeltaMismatch, &d.Mismatch}} {
+		for _, s := range l.in {
+			id, err := blockstore.ParseID(s)
+			if err != nil {
+				return nil, fmt.Errorf("%w: refused delta block %q: %v", api.ErrMalformed, s, err)
+			}
+			*l.out = append(*l.out, id)
+		}
+	}
+	return &d, nil
 }
 
 func (e *HTTPError) Error() string {
@@ -164,6 +197,9 @@ func (c *Client) doParts(ctx context.Context, method, u string, parts [][]byte) 
 	he := &HTTPError{Status: resp.StatusCode}
 	if json.Unmarshal(b, &apiErr) == nil && apiErr.Error != "" {
 		he.Message, he.Missing, he.Lease = apiErr.Error, apiErr.Missing, apiErr.Lease
+		if he.Delta, err = deltaRefusal(&apiErr); err != nil {
+			return nil, fmt.Errorf("%s: %w", he.Error(), err)
+		}
 	} else {
 		he.Message = strings.TrimSpace(string(b))
 	}

@@ -274,7 +274,7 @@ func (r *Repo) lacking(ctx context.Context, ids []blockstore.ID) ([]blockstore.I
 	if err := r.intake.settle(ctx, r); err != nil {
 		return nil, err
 	}
-	return r.store.Missing(ctx, ids)
+	return r.Missing(ctx, ids)
 }
 
 // Settle waits until every block accepted so far is committed (or

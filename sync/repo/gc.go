@@ -13,7 +13,10 @@ import (
 // GC deletes every block that no kept manifest (template version or clone
 // generation) names, except blocks
 // uploaded within the grace period (they may belong to a publish that has
-// not committed yet). It holds the commit lock throughout, so no version
+// not committed yet) and the bases, transitively, of the blocks it keeps
+// that are stored as deltas. Deleting a delta-stored block deletes its
+// records (dref/, dfrm/). Kept counts the blocks manifests name, Skipped
+// the others kept. It holds the commit lock throughout, so no version
 // can appear half-marked.
 func (r *Repo) GC(ctx context.Context) (api.GCResult, error) {
 	var res api.GCResult
@@ -44,29 +47,90 @@ func (r *Repo) GC(ctx context.Context) (api.GCResult, error) {
 		}
 	}
 
-	var dead []blockstore.ID
-	cutoff := r.now().Add(-r.grace)
-	r.recentMu.Lock()
-	err := r.store.Walk(ctx, func(id blockstore.ID) error {
-		if _, ok := live[id]; ok {
-			res.Kept++
-			return nil
+	// Blocks stored as deltas, and the roots: what manifests name, and
+	// what was uploaded within the grace. A delta keeps its base, and the
+	// base's base, for as long as it lives.
+	refs := make(map[blockstore.ID]blockstore.ID)
+	err := r.store.ListMeta(ctx, prefixDeltaRef, func(key string, value []byte) error {
+		id, err := blockstore.ParseID(strings.TrimPrefix(key, prefixDeltaRef))
+		if err != nil {
+			return fmt.Errorf("gc: delta record %s: %w", key, err)
 		}
-		if t, ok := r.recent[id]; ok && t.After(cutoff) {
-			res.Skipped++
-			return nil
+		ref, err := parseDeltaRef(value)
+		if err != nil {
+			// Deleting what it names could lose live blocks.
+			return fmt.Errorf("gc: delta record %s: %w", key, err)
 		}
-		dead = append(dead, id)
+		refs[id] = ref.base
 		return nil
 	})
+	if err != nil {
+		return res, err
+	}
+	keep := make(map[blockstore.ID]struct{}, len(live))
+	var todo []blockstore.ID
+	for id := range live {
+		todo = append(todo, id)
+	}
+	cutoff := r.now().Add(-r.grace)
+	r.recentMu.Lock()
 	for id, t := range r.recent {
 		if !t.After(cutoff) {
 			delete(r.recent, id)
+		} else if _, ok := live[id]; !ok {
+			todo = append(todo, id)
 		}
 	}
+	// recentMu stays held through the walk: a block uploaded meanwhile
+	// waits in uploaded, before the store holds it, and the walk cannot
+	// see it.
+	for len(todo) > 0 {
+		id := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if _, ok := keep[id]; ok {
+			continue
+		}
+		keep[id] = struct{}{}
+		if base, ok := refs[id]; ok {
+			todo = append(todo, base)
+		}
+	}
+	count := func(id blockstore.ID) bool {
+		if _, ok := keep[id]; !ok {
+			return false
+		}
+		if _, ok := live[id]; ok {
+			res.Kept++
+		} else {
+			res.Skipped++ // recent, or the base of a live delta
+		}
+		return true
+	}
+
+	var dead []blockstore.ID
+	err = r.store.Walk(ctx, func(id blockstore.ID) error {
+		if !count(id) {
+			dead = append(dead, id)
+		}
+		return nil
+	})
 	r.recentMu.Unlock()
 	if err != nil {
 		return res, err
+	}
+	var deadDeltas []blockstore.MetaOp
+	for id := range refs {
+		if !count(id) {
+			deadDeltas = append(deadDeltas, blockstore.MetaOp{Key: deltaRefKey(id)}, blockstore.MetaOp{Key: deltaFrameKey(id)})
+		}
+	}
+	for len(deadDeltas) > 0 {
+		n := min(len(deadDeltas), 2*deltaChunk)
+		if err := r.store.CommitMeta(ctx, deadDeltas[:n]...); err != nil {
+			return res, fmt.Errorf("gc: deleting deltas: %w", err)
+		}
+		res.Deleted += n / 2
+		deadDeltas = deadDeltas[n:]
 	}
 	for len(dead) > 0 {
 		n := min(len(dead), 4096)

@@ -63,6 +63,11 @@ type Config struct {
 	GCGrace time.Duration
 	// Now tells the time (tests set it); nil means time.Now.
 	Now func() time.Time
+	// MaxDeltaDepth bounds the chains of blocks stored as deltas
+	// (PutDeltas): a delta whose base is this deep is stored rebuilt,
+	// whole. 0 means DefaultMaxDeltaDepth; a negative value stores every
+	// delta whole. At most maxChain.
+	MaxDeltaDepth int
 }
 
 // DefaultGCGrace is Config.GCGrace's default.
@@ -76,6 +81,8 @@ type Repo struct {
 	log   *slog.Logger
 	grace time.Duration
 	now   func() time.Time
+
+	maxDeltaDepth int
 
 	// mu orders commits and removals against garbage collection: a
 	// collection sees either all of a commit or none of it.
@@ -119,15 +126,28 @@ func New(cfg Config) (*Repo, error) {
 	if r.now == nil {
 		r.now = time.Now
 	}
+	switch d := cfg.MaxDeltaDepth; {
+	case d == 0:
+		r.maxDeltaDepth = DefaultMaxDeltaDepth
+	case d < 0:
+		r.maxDeltaDepth = 0
+	default:
+		r.maxDeltaDepth = min(d, maxChain)
+	}
 	return r, nil
 }
 
 // PublicKey returns the key that verifies this repository's manifests.
 func (r *Repo) PublicKey() ed25519.PublicKey { return r.key.Public().(ed25519.PublicKey) }
 
-// Missing returns the IDs of ids the store lacks.
+// Missing returns the IDs of ids the repository lacks: neither in the
+// block store nor stored as deltas (PutDeltas).
 func (r *Repo) Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore.ID, error) {
-	return r.store.Missing(ctx, ids)
+	missing, err := r.store.Missing(ctx, ids)
+	if err != nil || len(missing) == 0 {
+		return missing, err
+	}
+	return r.withoutDeltas(ctx, missing)
 }
 
 // PutBlocks verifies each block against its ID and stores them all
@@ -167,6 +187,16 @@ func (r *Repo) uploaded(blocks []blockstore.Block) {
 	r.recentMu.Unlock()
 }
 
+// uploadedIDs is uploaded for blocks given by ID.
+func (r *Repo) uploadedIDs(ids []blockstore.ID) {
+	now := r.now()
+	r.recentMu.Lock()
+	for _, id := range ids {
+		r.recent[id] = now
+	}
+	r.recentMu.Unlock()
+}
+
 // committed ends the grace of blocks a commit now protects: once a
 // manifest names them they live as long as it does, and when it is removed
 // they must be collectable at once.
@@ -183,9 +213,16 @@ func (r *Repo) committed(ids []blockstore.ID) {
 // CompressLoop) is compressed on the way out: what workstations fetch, and
 // what a multicast session sends right after a publish, goes on the wire
 // compressed.
+//
+// A block stored as a delta (PutDeltas) is rebuilt, checked against its
+// ID and sent as an ordinary frame (blockstore.Encode): workstations never
+// see delta frames from here.
 func (r *Repo) Frame(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error) {
 	start := len(dst)
 	out, err := r.store.GetFrame(ctx, id, dst)
+	if errors.Is(err, blockstore.ErrNotFound) {
+		return r.deltaFrame(ctx, id, dst, err)
+	}
 	if err != nil || !blockstore.Deferred(out[start:]) {
 		return out, err
 	}
@@ -197,6 +234,22 @@ func (r *Repo) Frame(ctx context.Context, id blockstore.ID, dst []byte) ([]byte,
 	defer frames.Put(bp)
 	*bp = blockstore.Encode((*bp)[:0], plain)
 	return append(out[:start], *bp...), nil
+}
+
+// deltaFrame is Frame of a block the block store lacks (notFound says
+// so): rebuilt from its deltas, if it is stored so.
+func (r *Repo) deltaFrame(ctx context.Context, id blockstore.ID, dst []byte, notFound error) ([]byte, error) {
+	if ok, err := r.hasDelta(ctx, id); err != nil || !ok {
+		return dst, errors.Join(notFound, err)
+	}
+	bp := frames.Get().(*[]byte)
+	defer frames.Put(bp)
+	plain, _, err := r.rebuild(ctx, id, (*bp)[:0])
+	*bp = plain[:0]
+	if err != nil {
+		return dst, err
+	}
+	return blockstore.Encode(dst, plain), nil
 }
 
 var frames = sync.Pool{New: func() any { b := make([]byte, 0, blockstore.DefaultBlockSize+64); return &b }}

@@ -13,10 +13,20 @@ import (
 
 // statusOf maps an error to its HTTP status: one table for every handler.
 func statusOf(err error) int {
-	var maxBytes *http.MaxBytesError
+	var (
+		maxBytes *http.MaxBytesError
+		refused  *api.DeltaRefusedError
+	)
 	switch {
 	case errors.As(err, &maxBytes):
 		return http.StatusRequestEntityTooLarge
+	case errors.As(err, &refused):
+		// The client's deltas: 422 when some do not rebuild to their
+		// IDs, 409 when all that failed only lack their base.
+		if len(refused.Mismatch) > 0 {
+			return http.StatusUnprocessableEntity
+		}
+		return http.StatusConflict
 	case errors.Is(err, repo.ErrNotFound), errors.Is(err, blockstore.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, repo.ErrMissingBlocks), errors.Is(err, blockstore.ErrConflict), errors.Is(err, repo.ErrExists),
@@ -51,6 +61,17 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, err er
 				break
 			}
 			body.Missing = append(body.Missing, id.String())
+		}
+	}
+	var refused *api.DeltaRefusedError
+	if errors.As(err, &refused) {
+		// At most api.MaxDeltasPerUpload: all of them, so the client
+		// knows every block to send whole.
+		for _, id := range refused.BaseMissing {
+			body.DeltaBaseMissing = append(body.DeltaBaseMissing, id.String())
+		}
+		for _, id := range refused.Mismatch {
+			body.DeltaMismatch = append(body.DeltaMismatch, id.String())
 		}
 	}
 	var leased *repo.LeaseError

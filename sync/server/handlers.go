@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/diskio"
@@ -279,6 +280,12 @@ var uploadBufs = make(chan []byte, 8)
 // hashing ran at half the speed of the client's. It answers once the
 // repository has accepted the batch (repo.Accept), which stores it durably
 // before any commit that names its blocks.
+//
+// Records in delta frames (blockstore.IsDelta) are checked for form as
+// they arrive and resolved against their bases once the batch is whole
+// (repo.PutDeltas, after the whole blocks are accepted, so that a delta
+// may build on a block of the same batch). Refused deltas give 409 or 422
+// naming them (api.DeltaRefusedError); the rest of the batch is taken.
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) error {
 	var buf []byte
 	select {
@@ -286,12 +293,22 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) error {
 	default:
 	}
 	var (
-		blocks []blockstore.Block
-		p      api.BatchParser
+		blocks, deltas []blockstore.Block
+		p              api.BatchParser
 	)
 	body, err := readBodyInto(w, r, api.MaxUploadBytes, buf[:0], func(have []byte) error {
 		return p.Feed(have, func(id blockstore.ID, frame []byte) error {
 			b := blockstore.Block{ID: id, Frame: frame}
+			if blockstore.IsDelta(frame) {
+				if len(deltas) == api.MaxDeltasPerUpload {
+					return fmt.Errorf("%w: more than %d delta records in one upload", errBadRequest, api.MaxDeltasPerUpload)
+				}
+				if _, err := blockstore.ParseDelta(frame); err != nil {
+					return fmt.Errorf("block %s: %w", id.Short(), err)
+				}
+				deltas = append(deltas, b)
+				return nil
+			}
 			if err := repo.CheckUpload(b); err != nil {
 				return err
 			}
@@ -308,17 +325,31 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) error {
 	if err == nil {
 		err = p.End(body)
 	}
-	if err == nil {
-		// The blocks' frames alias body: the repository gives it back
-		// once they are written.
-		err = s.repo.Accept(r.Context(), blocks, release)
-		if err == nil {
-			w.WriteHeader(http.StatusNoContent)
-			return nil
+	if err != nil {
+		release()
+		return err
+	}
+	// The frames alias body: it goes back once the repository has
+	// written the blocks and PutDeltas is done with the deltas.
+	var holds atomic.Int32
+	holds.Store(2)
+	drop := func() {
+		if holds.Add(-1) == 0 {
+			release()
 		}
 	}
-	release()
-	return err
+	if err := s.repo.Accept(r.Context(), blocks, drop); err != nil {
+		drop()
+		drop()
+		return err
+	}
+	err = s.repo.PutDeltas(r.Context(), deltas)
+	drop()
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {

@@ -18,6 +18,7 @@ func (a overlayAdapter) Seal(ctx context.Context, clone string, fn func([]writeb
 			out[i] = writeback.Entry{
 				Path: e.Path, Ino: e.Ino, Mode: e.Mode, MTime: e.MTime, Target: e.Target, Size: e.Size,
 				BasePath: e.BasePath, BaseSize: e.BaseSize, Local: e.Local, Dirty: e.Dirty,
+				DirtySectors: e.DirtySectors, LocalSectors: e.LocalSectors, SectorSize: e.SectorSize, Shrunk: e.Shrunk,
 			}
 		}
 		return fn(out, read)

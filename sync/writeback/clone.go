@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -34,6 +35,11 @@ type cloneWB struct {
 	// Used by the loop (and BaseManifest before the loop writes) only.
 	base  *manifest.Manifest
 	known known
+	// noDelta: the server refused a delta since the last commit; blocks
+	// go whole until the next one.
+	noDelta bool
+	// sent counts the batch bytes uploaded.
+	sent atomic.Int64
 }
 
 func (c *cloneWB) poke() {
@@ -368,13 +374,20 @@ func (c *cloneWB) commit(ctx context.Context, p *pending) error {
 	if err != nil {
 		return fmt.Errorf("pending generation: %w", err)
 	}
+	sent0 := c.sent.Load()
 	if err := c.upload(ctx, m, p.OutboxFile); err != nil {
 		return err
 	}
 	c.mu.Lock()
 	epoch := c.lease.Epoch
 	c.mu.Unlock()
-	info, err := c.w.cfg.Server.CommitGeneration(ctx, m, p.Parent, epoch)
+	// The committed manifest is the parent's when it is the generation
+	// this one was sealed on (it is, unless the state was lost).
+	parentM, err := getManifest(ctx, c.w.cfg.Store, key(c.name, "committed"))
+	if err != nil || parentM.Version != p.Parent {
+		parentM = nil
+	}
+	info, err := c.w.cfg.Server.CommitGeneration(ctx, m, p.Parent, epoch, parentM)
 	if err != nil {
 		if isRefused(err) {
 			return c.conflict(ctx, m, p)
@@ -384,6 +397,7 @@ func (c *cloneWB) commit(ctx context.Context, p *pending) error {
 	c.mu.Lock()
 	c.st.Committed = info.Generation
 	c.mu.Unlock()
+	c.noDelta = false
 	m.Version = info.Generation
 	comOp, err := manifestOp(key(c.name, "committed"), m)
 	if err != nil {
@@ -392,7 +406,8 @@ func (c *cloneWB) commit(ctx context.Context, p *pending) error {
 	if err := c.saveState(ctx, comOp, blockstore.MetaOp{Key: key(c.name, "pending")}); err != nil {
 		return err
 	}
-	c.w.log.Debug("clone generation committed", "clone", c.name, "generation", info.Generation, "committed_at", time.Now().UnixNano())
+	c.w.log.Debug("clone generation committed", "clone", c.name, "generation", info.Generation,
+		"uploaded_bytes", c.sent.Load()-sent0, "committed_at", time.Now().UnixNano())
 	return c.dropOutbox(ctx, p)
 }
 

@@ -30,12 +30,42 @@ import (
 //
 //	32 bytes  block ID
 //	4 bytes   plain length (big endian)
-//	4 bytes   CRC-32C of the plain bytes
+//	4 bytes   CRC-32C of the plain bytes, then of the delta fields below
+//	32 bytes  delta base: the ID of the block's content at the last
+//	          seal, or of its base block (all zeros: none; see delta)
+//	8 bytes   mask of the sectors changed since the delta base
+//	4 bytes   sector size of the mask
+//	4 bytes   zero
 //	...       the plain bytes
+//
+// Files of format 1 ("dvfsobx1": records of the first 40 bytes and the
+// plain bytes, no delta) are still read, so a pending generation sealed
+// by an earlier version uploads after an upgrade.
 const (
-	outboxMagic  = "dvfsobx1"
-	outboxRecHdr = blockstore.IDSize + 8
+	outboxMagic    = "dvfsobx2"
+	outboxMagicV1  = "dvfsobx1"
+	outboxRecHdrV1 = blockstore.IDSize + 8
+	outboxRecHdr   = outboxRecHdrV1 + blockstore.IDSize + 16
 )
+
+// delta says how a sealed block differs from a block the server holds:
+// only the sectors in mask changed since base. A zero delta is none.
+type delta struct {
+	base       blockstore.ID
+	mask       uint64
+	sectorSize int
+}
+
+func (d delta) ok() bool { return !d.base.IsHole() }
+
+// fits reports whether d describes a block of n bytes.
+func (d delta) fits(n int) bool {
+	if !d.ok() || d.mask == 0 || d.sectorSize < blockstore.MinDeltaSector || d.sectorSize > blockstore.MaxDeltaSector || n == 0 {
+		return false
+	}
+	sectors := (n + d.sectorSize - 1) / d.sectorSize
+	return sectors <= blockstore.MaxDeltaSectors && (sectors == 64 || d.mask>>sectors == 0)
+}
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -69,14 +99,18 @@ func (o *outbox) create(name string) *outboxWriter {
 	return &outboxWriter{o: o, name: name}
 }
 
-// add appends block id. rec holds the block's plain bytes from offset
-// outboxRecHdr on; add writes the record header into rec[:outboxRecHdr]
-// and the whole record with one write.
-func (w *outboxWriter) add(id blockstore.ID, rec []byte) error {
+// add appends block id, with how it differs from a block the server
+// holds (d). rec holds the block's plain bytes from offset outboxRecHdr
+// on; add writes the record header into rec[:outboxRecHdr] and the whole
+// record with one write.
+func (w *outboxWriter) add(id blockstore.ID, rec []byte, d delta) error {
 	plain := rec[outboxRecHdr:]
 	copy(rec, id[:])
 	binary.BigEndian.PutUint32(rec[blockstore.IDSize:], uint32(len(plain)))
-	binary.BigEndian.PutUint32(rec[blockstore.IDSize+4:], crc32.Checksum(plain, crcTable))
+	putDelta(rec[outboxRecHdrV1:outboxRecHdr], d)
+	crc := crc32.Checksum(plain, crcTable)
+	crc = crc32.Update(crc, crcTable, rec[outboxRecHdrV1:outboxRecHdr])
+	binary.BigEndian.PutUint32(rec[blockstore.IDSize+4:], crc)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
@@ -94,6 +128,31 @@ func (w *outboxWriter) add(id blockstore.ID, rec []byte) error {
 	}
 	w.blocks++
 	return nil
+}
+
+func putDelta(b []byte, d delta) {
+	copy(b, d.base[:])
+	binary.BigEndian.PutUint64(b[blockstore.IDSize:], d.mask)
+	binary.BigEndian.PutUint32(b[blockstore.IDSize+8:], uint32(d.sectorSize))
+	binary.BigEndian.PutUint32(b[blockstore.IDSize+12:], 0)
+}
+
+func getDelta(b []byte) (delta, error) {
+	d := delta{
+		base:       blockstore.ID(b[:blockstore.IDSize]),
+		mask:       binary.BigEndian.Uint64(b[blockstore.IDSize:]),
+		sectorSize: int(binary.BigEndian.Uint32(b[blockstore.IDSize+8:])),
+	}
+	if !d.ok() {
+		if d.mask != 0 || d.sectorSize != 0 {
+			return delta{}, fmt.Errorf("delta fields without a base")
+		}
+		return d, nil
+	}
+	if d.sectorSize < 512 || d.sectorSize > blockstore.MaxBlockSize || d.sectorSize&(d.sectorSize-1) != 0 {
+		return delta{}, fmt.Errorf("sector size %d", d.sectorSize)
+	}
+	return d, nil
 }
 
 // file returns the file's name, or "" if no block was added.
@@ -131,10 +190,10 @@ func (w *outboxWriter) abort() {
 }
 
 // scan reads outbox file name in order and calls fn with each record's
-// block ID and plain bytes (valid only during the call), checked against
-// the record's CRC. A short or damaged file gives an error wrapping
-// errOutboxCorrupt.
-func (o *outbox) scan(ctx context.Context, name string, fn func(id blockstore.ID, plain []byte) error) error {
+// block ID, plain bytes (valid only during the call) and delta, checked
+// against the record's CRC. A short or damaged file gives an error
+// wrapping errOutboxCorrupt.
+func (o *outbox) scan(ctx context.Context, name string, fn func(id blockstore.ID, plain []byte, d delta) error) error {
 	f, err := os.Open(filepath.Join(o.dir, name))
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
@@ -142,16 +201,21 @@ func (o *outbox) scan(ctx context.Context, name string, fn func(id blockstore.ID
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 1<<20)
 	var magic [len(outboxMagic)]byte
-	if _, err := io.ReadFull(r, magic[:]); err != nil || string(magic[:]) != outboxMagic {
+	if _, err := io.ReadFull(r, magic[:]); err != nil || string(magic[:]) != outboxMagic && string(magic[:]) != outboxMagicV1 {
 		return fmt.Errorf("outbox %s: no header: %w", name, errOutboxCorrupt)
 	}
-	var hdr [outboxRecHdr]byte
+	hdrLen := outboxRecHdr
+	if string(magic[:]) == outboxMagicV1 {
+		hdrLen = outboxRecHdrV1
+	}
+	var hdrBuf [outboxRecHdr]byte
+	hdr := hdrBuf[:hdrLen]
 	var buf []byte
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if _, err := io.ReadFull(r, hdr[:]); err == io.EOF {
+		if _, err := io.ReadFull(r, hdr); err == io.EOF {
 			return nil
 		} else if err != nil {
 			return fmt.Errorf("outbox %s record %d: %w (%v)", name, n, errOutboxCorrupt, err)
@@ -168,10 +232,19 @@ func (o *outbox) scan(ctx context.Context, name string, fn func(id blockstore.ID
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return fmt.Errorf("outbox %s record %d: %w (%v)", name, n, errOutboxCorrupt, err)
 		}
-		if crc32.Checksum(buf, crcTable) != binary.BigEndian.Uint32(hdr[blockstore.IDSize+4:]) {
+		crc := crc32.Checksum(buf, crcTable)
+		crc = crc32.Update(crc, crcTable, hdr[outboxRecHdrV1:])
+		if crc != binary.BigEndian.Uint32(hdr[blockstore.IDSize+4:]) {
 			return fmt.Errorf("outbox %s block %s: checksum mismatch: %w", name, id.Short(), errOutboxCorrupt)
 		}
-		if err := fn(id, buf); err != nil {
+		var d delta
+		if hdrLen == outboxRecHdr {
+			var err error
+			if d, err = getDelta(hdr[outboxRecHdrV1:]); err != nil {
+				return fmt.Errorf("outbox %s block %s: %v: %w", name, id.Short(), err, errOutboxCorrupt)
+			}
+		}
+		if err := fn(id, buf, d); err != nil {
 			return err
 		}
 	}

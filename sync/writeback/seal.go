@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -19,8 +20,9 @@ import (
 type known map[uint64][]idOK
 
 type idOK struct {
-	id blockstore.ID
-	ok bool
+	id   blockstore.ID
+	ok   bool
+	full bool // the block was a whole block long
 }
 
 // sealed is a sealed generation: its tree, and the outbox file ("" for
@@ -73,6 +75,7 @@ type blockJob struct {
 	ino   uint64
 	b     int64 // block index
 	l     int64 // its length
+	d     delta // how it differs from a block the server has, if known
 	id    *blockstore.ID
 	known *idOK
 }
@@ -87,7 +90,7 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, read func(uint64, 
 	var seenMu sync.Mutex
 	seen := make(map[blockstore.ID]bool)
 	// put adds a block to the outbox; rec holds it from outboxRecHdr on.
-	put := func(rec []byte) (blockstore.ID, error) {
+	put := func(rec []byte, d delta) (blockstore.ID, error) {
 		plain := rec[outboxRecHdr:]
 		if blockstore.IsZero(plain) {
 			return blockstore.Hole, nil
@@ -100,7 +103,7 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, read func(uint64, 
 		if dup {
 			return id, nil
 		}
-		return id, ob.add(id, rec)
+		return id, ob.add(id, rec, d)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -120,11 +123,11 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, read func(uint64, 
 				if len(p) > 0 && &p[0] != &r[outboxRecHdr] {
 					copy(r[outboxRecHdr:], p) // read made its own buffer
 				}
-				id, err := put(r)
+				id, err := put(r, j.d)
 				if err != nil {
 					return err
 				}
-				*j.id, *j.known = id, idOK{id, true}
+				*j.id, *j.known = id, idOK{id, true, j.l == bs}
 			}
 			return nil
 		})
@@ -148,9 +151,9 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, read func(uint64, 
 					bf = nil
 				}
 			}
-			dirty := make(map[int64]bool, len(e.Dirty))
-			for _, d := range e.Dirty {
-				dirty[d] = true
+			dirty := make(map[int64]int, len(e.Dirty))
+			for i, d := range e.Dirty {
+				dirty[d] = i
 			}
 			prev := c.known[e.Ino]
 			ids := make([]idOK, n)
@@ -158,13 +161,18 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, read func(uint64, 
 				off := b * bs
 				l := min(bs, e.Size-off)
 				if e.local(b) {
-					if !dirty[b] && b < int64(len(prev)) && prev[b].ok {
+					di, isDirty := dirty[b]
+					if !isDirty && b < int64(len(prev)) && prev[b].ok {
 						ids[b] = prev[b]
 						f.Blocks[b] = prev[b].id
 						continue
 					}
+					var d delta
+					if isDirty && l == bs {
+						d = e.delta(di, b, bs, prev, bf)
+					}
 					select {
-					case jobs <- blockJob{path: e.Path, ino: e.Ino, b: b, l: l, id: &f.Blocks[b], known: &ids[b]}:
+					case jobs <- blockJob{path: e.Path, ino: e.Ino, b: b, l: l, d: d, id: &f.Blocks[b], known: &ids[b]}:
 					case <-gctx.Done():
 						return gctx.Err()
 					}
@@ -194,7 +202,7 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, read func(uint64, 
 // baseBlock returns the ID of block b (l bytes) of a file whose block is not
 // local: the base file's block when it is whole and unchanged, else a block
 // rebuilt from the base's bytes below baseSize and zeros.
-func (c *cloneWB) baseBlock(ctx context.Context, bf *manifest.File, baseSize, b, l int64, put func(rec []byte) (blockstore.ID, error)) (blockstore.ID, error) {
+func (c *cloneWB) baseBlock(ctx context.Context, bf *manifest.File, baseSize, b, l int64, put func(rec []byte, d delta) (blockstore.ID, error)) (blockstore.ID, error) {
 	bs := int64(c.base.BlockSize)
 	off := b * bs
 	if bf == nil || off >= baseSize || b >= int64(len(bf.Blocks)) {
@@ -215,7 +223,41 @@ func (c *cloneWB) baseBlock(ctx context.Context, bf *manifest.File, baseSize, b,
 	}
 	rec := make([]byte, outboxRecHdr+l)
 	copy(rec[outboxRecHdr:], p[:have])
-	return put(rec)
+	return put(rec, delta{})
+}
+
+// deltaMaxShare is the share of a block's sectors above which a changed
+// block goes whole: a delta of most of a block saves little and costs the
+// server a rebuild.
+const deltaMaxShare = 0.75
+
+// delta returns how whole block b, e.Dirty[di], differs from a block the
+// server holds: from its content at the last seal (prev, committed before
+// this seal began) by the sectors written since, or, when that is not
+// known, from the base file's block by its local sectors. None when the
+// file was cut short since (sectors past the cut may have changed
+// unmarked), when the base block is not whole under BaseSize, or when too
+// many sectors changed. A wrong delta costs only a retry: the server
+// checks the rebuilt block's hash, and the block then goes whole.
+func (e *Entry) delta(di int, b, bs int64, prev []idOK, bf *manifest.File) delta {
+	if e.SectorSize <= 0 || di >= len(e.DirtySectors) || di >= len(e.LocalSectors) {
+		return delta{}
+	}
+	d := delta{sectorSize: int(e.SectorSize)}
+	switch {
+	case !e.Shrunk && b < int64(len(prev)) && prev[b].ok && prev[b].full:
+		d.base, d.mask = prev[b].id, e.DirtySectors[di]
+	case bf != nil && (b+1)*bs <= e.BaseSize && (b+1)*bs <= bf.Size && b < int64(len(bf.Blocks)):
+		d.base, d.mask = bf.Blocks[b], e.LocalSectors[di]
+	default:
+		return delta{}
+	}
+	spb := bs / e.SectorSize
+	if d.base.IsHole() || d.mask == 0 || spb > 64 || spb < 64 && d.mask>>spb != 0 ||
+		float64(bits.OnesCount64(d.mask)) > deltaMaxShare*float64(spb) {
+		return delta{}
+	}
+	return d
 }
 
 // sameTree reports whether two manifests describe the same tree.

@@ -163,3 +163,42 @@ func TestSeal(t *testing.T) {
 	}
 	check(s, n-2)
 }
+
+// TestEntryDelta: which changed blocks are sealed as a delta, against
+// which block, with which sectors.
+func TestEntryDelta(t *testing.T) {
+	const bs, ss = 65536, 4096
+	prevID, baseID := blockstore.Sum([]byte("prev")), blockstore.Sum([]byte("base"))
+	bf := &manifest.File{Size: 4 * bs, Blocks: []blockstore.ID{baseID, baseID, blockstore.Hole, baseID}}
+	prev := []idOK{{prevID, true, true}, {}, {prevID, true, false}, {}}
+	for _, tc := range []struct {
+		name    string
+		b       int64
+		e       Entry
+		bf      *manifest.File
+		want    blockstore.ID
+		wantMsk uint64
+	}{
+		{"since the last seal", 0, Entry{BaseSize: 4 * bs}, bf, prevID, 0b10},
+		{"not sealed before: the base block, local sectors", 1, Entry{BaseSize: 4 * bs}, bf, baseID, 0b110},
+		{"last seal's block was short", 2, Entry{BaseSize: 4 * bs}, bf, blockstore.Hole, 0},
+		{"cut short since: not the last seal's", 0, Entry{BaseSize: 4 * bs, Shrunk: true}, bf, baseID, 0b110},
+		{"base cut below the block", 1, Entry{BaseSize: bs + 100}, bf, blockstore.Hole, 0},
+		{"base block a hole", 3, Entry{BaseSize: 4 * bs}, &manifest.File{Size: 4 * bs, Blocks: make([]blockstore.ID, 4)}, blockstore.Hole, 0},
+		{"a new file", 1, Entry{}, nil, blockstore.Hole, 0},
+		{"too many sectors", 0, Entry{BaseSize: 4 * bs, DirtySectors: []uint64{0x1fff}}, bf, blockstore.Hole, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := tc.e
+			e.SectorSize = ss
+			if e.DirtySectors == nil {
+				e.DirtySectors = []uint64{0b10}
+			}
+			e.LocalSectors = []uint64{0b110}
+			d := e.delta(0, tc.b, bs, prev, tc.bf)
+			if d.base != tc.want || d.ok() && (d.mask != tc.wantMsk || d.sectorSize != ss) {
+				t.Fatalf("delta %+v, want base %s mask %b", d, tc.want.Short(), tc.wantMsk)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package writeback
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
+	"github.com/dvfs-project/dvfs/sync/api"
 )
 
 const (
@@ -23,8 +25,23 @@ const (
 
 // upload sends the blocks of m the server lacks: from outbox file (""
 // for none), compressed on the way, and any not there from the Store (the
-// outbox of earlier versions, which kept frames in the Store).
+// outbox of earlier versions, which kept frames in the Store). A block
+// sealed with a delta goes as that delta (its changed sectors, against a
+// block the server holds), unless the server refused a delta since the
+// last commit: then every block goes whole.
 func (c *cloneWB) upload(ctx context.Context, m *manifest.Manifest, file string) error {
+	err := c.uploadOnce(ctx, m, file, !c.noDelta)
+	if errors.Is(err, api.ErrDeltaRefused) {
+		// The server lacks a base, or a delta did not rebuild its
+		// block: what the server took stays; the rest goes whole.
+		c.w.log.Warn("the server refused a delta; sending the clone's blocks whole", "clone", c.name, "err", err)
+		c.noDelta = true
+		err = c.uploadOnce(ctx, m, file, false)
+	}
+	return err
+}
+
+func (c *cloneWB) uploadOnce(ctx context.Context, m *manifest.Manifest, file string, deltas bool) error {
 	missing, err := c.w.cfg.Server.Missing(ctx, slices.Collect(m.BlockIDs()))
 	if err != nil || len(missing) == 0 {
 		return err
@@ -48,6 +65,7 @@ func (c *cloneWB) upload(ctx context.Context, m *manifest.Manifest, file string)
 				if err := c.w.cfg.Server.Upload(gctx, b.data); err != nil {
 					return err
 				}
+				c.sent.Add(int64(len(b.data)))
 				free <- b.data[:0]
 				if c.w.cfg.Progress != nil {
 					progMu.Lock()
@@ -85,12 +103,16 @@ func (c *cloneWB) upload(ctx context.Context, m *manifest.Manifest, file string)
 			}
 		}
 		if file != "" {
-			err := c.w.outbox.scan(gctx, file, func(id blockstore.ID, plain []byte) error {
+			err := c.w.outbox.scan(gctx, file, func(id blockstore.ID, plain []byte, d delta) error {
 				if !want[id] {
 					return nil
 				}
 				delete(want, id)
-				frame = blockstore.Encode(frame[:0], plain)
+				if deltas && d.fits(len(plain)) {
+					frame = blockstore.AppendDeltaFrame(frame[:0], d.base, d.sectorSize, d.mask, plain)
+				} else {
+					frame = blockstore.Encode(frame[:0], plain)
+				}
 				return add(id, frame)
 			})
 			if err != nil {

@@ -38,8 +38,15 @@ type Entry struct {
 	Size     int64
 	BasePath string   // the base file a regular file started as ("": new)
 	BaseSize int64    // base data at or past this offset reads as zeros
-	Local    []uint64 // bitmap of local blocks
-	Dirty    []int64  // local blocks changed since the last successful seal
+	Local    []uint64 // bitmap of blocks with local sectors
+	Dirty    []int64  // such blocks changed since the last successful seal
+	// DirtySectors and LocalSectors hold, for each block of Dirty, the
+	// mask of its sectors (of SectorSize bytes) changed since that seal
+	// (all for a block whose length changed), and of those local.
+	DirtySectors, LocalSectors []uint64
+	SectorSize                 int64
+	// Shrunk: the file was cut short since that seal.
+	Shrunk bool
 }
 
 func (e *Entry) local(i int64) bool {
@@ -65,7 +72,9 @@ type Server interface {
 	ReleaseLease(ctx context.Context, name, holder string, epoch uint64) error
 	Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore.ID, error)
 	Upload(ctx context.Context, batch []byte) error
-	CommitGeneration(ctx context.Context, m *manifest.Manifest, parent, epoch uint64) (api.CloneInfo, error)
+	// CommitGeneration commits m after generation parent; parentManifest,
+	// when known, lets m travel as what changed.
+	CommitGeneration(ctx context.Context, m *manifest.Manifest, parent, epoch uint64, parentManifest *manifest.Manifest) (api.CloneInfo, error)
 	CreateClone(ctx context.Context, m *manifest.Manifest, template string, version uint64) (api.CloneInfo, error)
 }
 

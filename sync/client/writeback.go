@@ -34,15 +34,32 @@ func (c *Client) ReleaseLease(ctx context.Context, name, holder string, epoch ui
 }
 
 // CommitGeneration commits m as the generation after parent, under the
-// lease epoch. IsFenced and IsConflict tell the refusals apart.
-func (c *Client) CommitGeneration(ctx context.Context, m *manifest.Manifest, parent, epoch uint64) (api.CloneInfo, error) {
+// lease epoch. IsFenced and IsConflict tell the refusals apart. With the
+// parent's manifest (nil: not known), m travels compressed against the
+// parent's block IDs (api.EncodeManifestDelta), and plain if the server
+// cannot take it so.
+func (c *Client) CommitGeneration(ctx context.Context, m *manifest.Manifest, parent, epoch uint64, parentManifest *manifest.Manifest) (api.CloneInfo, error) {
 	var out api.CloneInfo
 	body, err := m.MarshalBinary()
 	if err != nil {
 		return out, err
 	}
 	q := url.Values{"parent": {strconv.FormatUint(parent, 10)}, "epoch": {strconv.FormatUint(epoch, 10)}}
-	err = c.doJSON(ctx, http.MethodPost, c.url(api.PathCloneGenerations, "{name}", m.Name)+"?"+q.Encode(), body, &out)
+	u := c.url(api.PathCloneGenerations, "{name}", m.Name)
+	if dict := api.ManifestDict(parentManifest); dict != nil {
+		if enc, err := api.EncodeManifestDelta(body, dict); err == nil && len(enc) < len(body) {
+			dq := url.Values{"encoding": {api.ManifestEncodingParent}, "dict": {api.DictID(dict)}}
+			for k, v := range q {
+				dq[k] = v
+			}
+			err := c.doJSON(ctx, http.MethodPost, u+"?"+dq.Encode(), enc, &out)
+			var he *HTTPError
+			if !errors.As(err, &he) || he.Status != http.StatusUnprocessableEntity && he.Status != http.StatusBadRequest {
+				return out, err
+			}
+		}
+	}
+	err = c.doJSON(ctx, http.MethodPost, u+"?"+q.Encode(), body, &out)
 	return out, err
 }
 

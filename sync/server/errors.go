@@ -41,7 +41,7 @@ func statusOf(err error) int {
 	case errors.Is(err, repo.ErrInvalid), errors.Is(err, api.ErrMalformed),
 		errors.Is(err, manifest.ErrMalformed), errors.Is(err, errBadRequest):
 		return http.StatusBadRequest
-	case errors.Is(err, blockstore.ErrCorrupt):
+	case errors.Is(err, errUnprocessable), errors.Is(err, blockstore.ErrCorrupt):
 		// A corrupt upload is the client's fault; corrupt stored data is
 		// found before any byte is sent and is ours, but both must be
 		// refused loudly. Uploads are checked first (repo.CheckUpload).
@@ -50,7 +50,12 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-var errBadRequest = errors.New("bad request")
+var (
+	errBadRequest = errors.New("bad request")
+	// errUnprocessable: a well-formed request that cannot be taken as
+	// it is (422).
+	errUnprocessable = errors.New("unprocessable request")
+)
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
 	body := api.Error{Error: err.Error()}

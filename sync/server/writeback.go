@@ -79,6 +79,11 @@ func (s *Server) commitGeneration(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	if enc := r.URL.Query().Get("encoding"); enc != "" {
+		if body, err = s.decodeManifest(r, name, parent, enc, body); err != nil {
+			return err
+		}
+	}
 	m, err := manifest.Unmarshal(body)
 	if err != nil {
 		return err
@@ -91,6 +96,41 @@ func (s *Server) commitGeneration(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, info)
+}
+
+// manifestDecodes bounds the manifests decoded against their parent at
+// once: each holds a zstd window as large as the manifest and its parent.
+var manifestDecodes = make(chan struct{}, 2)
+
+// decodeManifest decodes a generation's manifest sent compressed against
+// its parent's block IDs (api.ManifestEncodingParent).
+func (s *Server) decodeManifest(r *http.Request, name string, parent uint64, enc string, body []byte) ([]byte, error) {
+	if enc != api.ManifestEncodingParent {
+		return nil, fmt.Errorf("%w: manifest encoding %q", errBadRequest, enc)
+	}
+	signed, err := s.repo.GenerationSigned(r.Context(), owner(r), name, parent)
+	if err != nil {
+		return nil, err
+	}
+	pm, _, err := manifest.Open(signed, s.repo.PublicKey())
+	if err != nil {
+		return nil, err
+	}
+	dict := api.ManifestDict(pm)
+	if dict == nil || api.DictID(dict) != r.URL.Query().Get("dict") {
+		return nil, fmt.Errorf("%w: the manifest was compressed against another dictionary than generation %d's block IDs", errUnprocessable, parent)
+	}
+	select {
+	case manifestDecodes <- struct{}{}:
+		defer func() { <-manifestDecodes }()
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
+	out, err := api.DecodeManifestDelta(body, dict, api.MaxManifestBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	return out, nil
 }
 
 func (s *Server) generationSigned(w http.ResponseWriter, r *http.Request) error {

@@ -290,3 +290,39 @@ func TestOutboxCrash(t *testing.T) {
 	}
 	t.Logf("%d recorded files checked", checked)
 }
+
+// FuzzOutboxScan: whatever an outbox file holds, scan returns records that
+// passed their checksum or an error wrapping errOutboxCorrupt, never a
+// panic or a delta it would not write.
+func FuzzOutboxScan(f *testing.F) {
+	dir := f.TempDir()
+	o, _ := openOutbox(dir)
+	writeOutbox(f, o, "seed", 3, 3, 4096)
+	seed, _ := os.ReadFile(filepath.Join(dir, "seed"))
+	f.Add(seed)
+	f.Add(append([]byte(outboxMagicV1), seed[len(outboxMagic):]...))
+	f.Add([]byte(outboxMagic))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tf, err := os.CreateTemp(dir, "fuzz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(tf.Name())
+		_, err = tf.Write(data)
+		if cerr := tf.Close(); err != nil || cerr != nil {
+			t.Fatal(err, cerr)
+		}
+		err = o.scan(context.Background(), filepath.Base(tf.Name()), func(id blockstore.ID, plain []byte, d delta) error {
+			if len(plain) > blockstore.MaxBlockSize {
+				t.Fatalf("record of %d bytes", len(plain))
+			}
+			if d.ok() && (d.sectorSize < 512 || d.sectorSize&(d.sectorSize-1) != 0) {
+				t.Fatalf("delta with sector size %d", d.sectorSize)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errOutboxCorrupt) {
+			t.Fatalf("error not wrapping errOutboxCorrupt: %v", err)
+		}
+	})
+}

@@ -87,6 +87,11 @@ func (s *storm) runDvfs(ctx context.Context, r *stormRow, dir string, warm bool)
 	if err := dropCaches(); err != nil {
 		return err
 	}
+	// The mounts' CPU from here on counts (not the fill's).
+	mcpu0 := make([]float64, n)
+	for i, m := range mounts {
+		mcpu0[i] = procCPU(m.cmd.Process.Pid)
+	}
 	tree := watchTree(srv.cmd.Process.Pid)
 	defer tree.end()
 	cpu0, wb0 := tree.totals()
@@ -115,7 +120,7 @@ func (s *storm) runDvfs(ctx context.Context, r *stormRow, dir string, warm bool)
 		if wks[i].err == nil {
 			r.Durable[i] = umountAt[i].Sub(startAt).Seconds()
 		}
-		r.WSCPU[i] += mounts[i].cpu() // the mount daemon's
+		r.WSCPU[i] += mounts[i].cpu() - mcpu0[i] // the mount daemon's
 	}
 	cpu1, wb1 := tree.totals()
 	r.SrvCPU, r.DiskW = cpu1-cpu0, wb1-wb0

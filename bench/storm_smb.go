@@ -196,6 +196,12 @@ func (s *storm) runSMB(ctx context.Context, r *stormRow, dir, target string) err
 	if err := dropCaches(); err != nil {
 		return err
 	}
+	rcpu0 := make([]float64, n)
+	for i, p := range rcl {
+		if p != nil {
+			rcpu0[i] = procCPU(p.cmd.Process.Pid)
+		}
+	}
 	tree := watchTree(smbd.cmd.Process.Pid)
 	defer tree.end()
 	cpu0, wb0 := tree.totals()
@@ -212,7 +218,7 @@ func (s *storm) runSMB(ctx context.Context, r *stormRow, dir, target string) err
 			if wks[i].err == nil {
 				r.Durable[i] = durable[i].Sub(startAt).Seconds()
 			}
-			r.WSCPU[i] += rcl[i].cpu()
+			r.WSCPU[i] += rcl[i].cpu() - rcpu0[i]
 		}
 	}
 	// The sessions end with the workers; smbd's children have exited.

@@ -180,12 +180,7 @@ func (rep *stormReport) timeSVG() string {
 	}
 	ymax = max(ymax*1.1, 0.1)
 	nmax := float64(slices.Max(ns))
-	x := func(n int) float64 {
-		if nmax <= 1 {
-			return L
-		}
-		return L + float64(n-1)/(nmax-1)*(W-L-R)
-	}
+	x := func(n int) float64 { return L + float64(n)/nmax*(W-L-R) }
 	y := func(v float64) float64 { return H - B - v/ymax*(H-T-B) }
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", W, H)

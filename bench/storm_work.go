@@ -27,11 +27,14 @@ import (
 // Caches", SC 2013, measured boot working sets of tens to a few hundred
 // MB per image), in runs of 64 KiB-1 MiB requests (guest readahead and
 // large sequential reads of executables and libraries); the guest writes
-// tens of MB in 4 KiB requests (logs, swap, registry and metadata
-// updates), and real guests' writes cluster: journals are written
-// sequentially and metadata in a few hot regions (Tarasov et al.,
-// "Virtual Machine Workloads: The Case for New Benchmarks for NAS", FAST
-// 2013). At shutdown the guest flushes: one fsync at the end.
+// tens of MB in small (4 KiB) requests, and what reaches the storage
+// server from a virtual disk is smaller and more random than a physical
+// client's I/O (Tarasov, Hildebrand, Kuenning and Zadok, "Virtual
+// Machine Workloads: The Case for New Benchmarks for NAS", FAST 2013).
+// At shutdown the guest flushes: one fsync at the end. The -locality
+// variant's clustering (a journal written in order, a few hot metadata
+// regions) is this benchmark's model of a guest file system, not a
+// measured distribution.
 //
 // Every size is a flag of `bench storm`; the defaults are the issue's
 // (issue 20) scaled to this machine.

@@ -145,7 +145,7 @@ func benchStorm(args []string) error {
 				}
 				r := sb.runTarget(ctx, t, n)
 				r.print()
-				if len(r.Errors) > 0 || r.DigestOK != r.N {
+				if r.failed() {
 					failed++
 				}
 				rows = append(rows, r)
@@ -368,10 +368,9 @@ func (s *storm) startWorkers(n int, extra func(i int) []string, done func(wk *wo
 			wk.err = err
 			continue
 		}
-		kill := s.atExit(func() { wk.cmd.Process.Kill() })
+		s.atExit(func() { wk.cmd.Process.Kill() }) // a no-op once it has been waited for
 		wg.Go(func() {
 			err := wk.cmd.Wait()
-			_ = kill // the process is gone: nothing to kill
 			if ru, ok := wk.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 				wk.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 			}

@@ -7,6 +7,7 @@
 //	go run ./bench mem [-size 20GiB] [-dir /var/tmp]
 //	go run ./bench writeback [-size 1GiB] [-rate 20] [-duration 20s]
 //	go run ./bench multicast [-size 2GiB] [-receivers 1,4,8] [-tools dvfs,uftp,udpcast] [-slow]
+//	go run ./bench storm [-n 1,4] [-size 1GiB] [-read 128MiB] [-write 16MiB] [-targets ...] [-rates 1gbit] [-smoke] [-out DIR]
 package main
 
 import (
@@ -30,6 +31,10 @@ func main() {
 		err = benchWriteback(os.Args[2:])
 	case "multicast":
 		err = benchMulticast(os.Args[2:])
+	case "storm":
+		err = benchStorm(os.Args[2:])
+	case "storm-work": // storm's per-workstation process
+		err = stormWorker(os.Args[2:])
 	default:
 		usage()
 	}
@@ -40,6 +45,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio|mem|writeback|multicast [flags]")
+	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio|mem|writeback|multicast|storm [flags]")
 	os.Exit(2)
 }

@@ -147,3 +147,22 @@ func (tn *testNet) in(i int, fn func() error) error {
 	}()
 	return <-errc
 }
+
+// shapeBoth limits node i's link in both directions with tbf: its eth0's
+// egress (what it sends) and the egress of its bridge port (what it
+// receives; a bridge port's shaping applies towards that node only). A
+// second call replaces the rate. It returns the commands.
+func (tn *testNet) shapeBoth(i int, rate string) ([]string, error) {
+	var lines []string
+	for _, c := range [][]string{
+		{"ip", "netns", "exec", tn.nodes[i], "tc", "qdisc", "replace", "dev", "eth0", "root"},
+		{"ip", "netns", "exec", tn.bridge, "tc", "qdisc", "replace", "dev", fmt.Sprintf("p%d", i), "root"},
+	} {
+		args := append(c, "tbf", "rate", rate, "burst", "256kb", "latency", "50ms")
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		lines = append(lines, strings.Join(args, " "))
+	}
+	return lines, nil
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dustin/go-humanize"
+)
+
+const stormGroup = "239.78.9.1:7421"
+
+// runDvfs: `dvfs serve` in the server's namespace, a `dvfs mount` with
+// its own cache in each workstation's, one clone per workstation. Warm:
+// the template is pushed by multicast into every cache first (`dvfs
+// template push`, timed); cold: the caches start empty. Each
+// workstation's workload runs against its clone on its mount; then `dvfs
+// umount` returns once its changes are on the server. The final disks
+// are checked from the server: `dvfs clone export`.
+func (s *storm) runDvfs(ctx context.Context, r *stormRow, dir string, warm bool) error {
+	n := r.N
+	data := filepath.Join(dir, "server")
+	listen := s.tn.addr(0).String() + ":7420"
+	srv, err := startBG(s.nsCmd(0, nil, s.bin, "serve", "--data", data, "--listen", listen,
+		"--multicast-group", stormGroup, "--multicast-iface", "eth0", "--multicast-rate", s.rate,
+		"--multicast-on-publish=false", "--multicast-receivers", strconv.Itoa(n)), filepath.Join(dir, "server.log"))
+	if err != nil {
+		return err
+	}
+	stopSrv := s.atExit(func() { srv.stop(30 * time.Second) })
+	if !waitFor(ctx, 30*time.Second, func() bool { return servingLine.MatchString(srv.log()) }) {
+		return fmt.Errorf("dvfs serve did not start:\n%s", tail([]byte(srv.log()), 2000))
+	}
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		return err
+	}
+	env := []string{"DVFS_TOKEN=" + strings.TrimSpace(string(tok))}
+	if _, err := s.nsRun(0, env, s.bin, "template", "publish", "--name", "storm", filepath.Dir(s.template)); err != nil {
+		return err
+	}
+	for i := range n {
+		if _, err := s.nsRun(0, env, s.bin, "clone", "create", "--template", "storm", fmt.Sprintf("ws%d", i+1)); err != nil {
+			return err
+		}
+	}
+	// The mounts, one per workstation namespace.
+	mnts := make([]string, n)
+	mounts := make([]*bg, n)
+	for i := range n {
+		mnts[i] = filepath.Join(dir, fmt.Sprintf("ws%d", i+1), "mnt")
+		os.MkdirAll(mnts[i], 0o755)
+		args := []string{"mount", "--cache", filepath.Join(dir, fmt.Sprintf("ws%d", i+1), "cache"), "--multicast-iface", "eth0"}
+		if !warm {
+			args = append(args, "--multicast=false")
+		}
+		m, err := startBG(s.nsCmd(i+1, env, s.bin, append(args, mnts[i])...), filepath.Join(dir, fmt.Sprintf("ws%d.mount.log", i+1)))
+		if err != nil {
+			return err
+		}
+		mounts[i] = m
+		mnt := mnts[i]
+		s.atExit(func() {
+			select {
+			case <-m.done:
+			default:
+				m.stop(30 * time.Second)
+			}
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+		})
+		if !waitFor(ctx, 60*time.Second, func() bool { return strings.Contains(m.log(), "msg=mounted") }) {
+			return fmt.Errorf("workstation %d: dvfs mount did not come up:\n%s", i+1, tail([]byte(m.log()), 2000))
+		}
+	}
+	if warm {
+		if err := s.fill(ctx, r, env, mnts); err != nil {
+			return err
+		}
+	}
+	if err := dropCaches(); err != nil {
+		return err
+	}
+	// The mounts' CPU from here on counts (not the fill's).
+	mcpu0 := make([]float64, n)
+	for i, m := range mounts {
+		mcpu0[i] = procCPU(m.cmd.Process.Pid)
+	}
+	tree := watchTree(srv.cmd.Process.Pid)
+	defer tree.end()
+	cpu0, wb0 := tree.totals()
+	links := s.measure(r)
+	var umu sync.Mutex
+	umountErrs := map[int]error{}
+	umountAt := map[int]time.Time{}
+	startAt, wks, wg := s.startWorkers(n, func(i int) []string {
+		return []string{"-mode", "file", "-path", filepath.Join(mnts[i], "clones", fmt.Sprintf("ws%d", i+1), "disk.img")}
+	}, func(wk *worker) {
+		// As each workstation's workload ends, it unmounts: dvfs umount
+		// returns once the clone's changes are on the server.
+		_, err := s.nsRun(wk.i+1, env, s.bin, "umount", mnts[wk.i])
+		mounts[wk.i].wait(2 * time.Minute)
+		umu.Lock()
+		umountErrs[wk.i], umountAt[wk.i] = err, time.Now()
+		umu.Unlock()
+	})
+	wg.Wait()
+	links()
+	r.collect(startAt, wks)
+	for i := range n {
+		if err := umountErrs[i]; err != nil {
+			r.errorf("workstation %d: %v", i+1, err)
+		}
+		if wks[i].err == nil {
+			r.Durable[i] = umountAt[i].Sub(startAt).Seconds()
+		}
+		r.WSCPU[i] += mounts[i].cpu() - mcpu0[i] // the mount daemon's
+	}
+	cpu1, wb1 := tree.totals()
+	r.SrvCPU, r.DiskW = cpu1-cpu0, wb1-wb0
+	// The server's copy of every clone, against the expected bytes.
+	for i := range n {
+		out := filepath.Join(dir, fmt.Sprintf("export%d", i+1))
+		if _, err := s.nsRun(0, env, s.bin, "clone", "export", fmt.Sprintf("ws%d", i+1), out); err != nil {
+			r.errorf("workstation %d: %v", i+1, err)
+			continue
+		}
+		s.check(r, i, filepath.Join(out, "disk.img"))
+	}
+	stopSrv()
+	return ctx.Err()
+}
+
+var fillRE = regexp.MustCompile(`template storm(?:@\d+)?\s+\S+% cached \((\d+) of (\d+) blocks\)`)
+
+// fill pushes the template to every mount by multicast and waits until
+// every cache holds it. If multicast does not fill them, every
+// workstation reads the template through its mount instead, and the
+// row says so.
+func (s *storm) fill(ctx context.Context, r *stormRow, env []string, mnts []string) error {
+	full := func(mnt string) bool {
+		out, err := s.nsRun(0, env, s.bin, "status", mnt)
+		if err != nil {
+			return false
+		}
+		m := fillRE.FindStringSubmatch(out)
+		return m != nil && m[1] == m[2]
+	}
+	rx0, tx0 := s.linkBytes()
+	start := time.Now()
+	if _, err := s.nsRun(0, env, s.bin, "template", "push", "storm"); err != nil {
+		return err
+	}
+	rate, _ := parseRate(s.rate)
+	timeout := 30*time.Second + 3*time.Duration(float64(s.w.Size)/float64(rate)*float64(time.Second))
+	ok := waitFor(ctx, timeout, func() bool {
+		for _, m := range mnts {
+			if !full(m) {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		st, _ := s.nsRun(0, env, s.bin, "status", mnts[0])
+		r.Note = "multicast fill failed, caches filled by reading the template through each mount"
+		fmt.Printf("  multicast fill did not complete in %s (%s); reading the template through instead\n", timeout, strings.TrimSpace(st))
+		var wg sync.WaitGroup
+		errs := make([]error, len(mnts))
+		for i, m := range mnts {
+			wg.Go(func() {
+				_, errs[i] = s.nsRun(i+1, nil, "dd", "if="+filepath.Join(m, "templates", "storm", "disk.img"), "of=/dev/null", "bs=1M", "status=none")
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return err
+			}
+		}
+	}
+	r.Fill = time.Since(start).Seconds()
+	rx1, tx1 := s.linkBytes()
+	r.FillTo = tx1 - tx0
+	_ = rx1 - rx0
+	if ok {
+		r.Note = fmt.Sprintf("caches filled by one multicast push: %.2fs, %s sent", r.Fill, humanize.IBytes(uint64(r.FillTo)))
+	}
+	return nil
+}

@@ -6,6 +6,7 @@
 //	go run ./bench fio [-size 2GiB] [-dir /var/tmp] [-runtime 10s]
 //	go run ./bench mem [-size 20GiB] [-dir /var/tmp]
 //	go run ./bench writeback [-size 1GiB] [-rate 20] [-duration 20s]
+//	go run ./bench cow [-size 2GiB] [-write 32MiB] [-baseline REV]
 //	go run ./bench multicast [-size 2GiB] [-receivers 1,4,8] [-tools dvfs,uftp,udpcast] [-slow]
 //	go run ./bench storm [-n 1,4] [-size 1GiB] [-read 128MiB] [-write 16MiB] [-targets ...] [-rates 1gbit] [-smoke] [-out DIR]
 package main
@@ -29,6 +30,8 @@ func main() {
 		err = benchMem(os.Args[2:])
 	case "writeback":
 		err = benchWriteback(os.Args[2:])
+	case "cow":
+		err = benchCow(os.Args[2:])
 	case "multicast":
 		err = benchMulticast(os.Args[2:])
 	case "storm":
@@ -45,6 +48,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio|mem|writeback|multicast|storm [flags]")
+	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio|mem|writeback|cow|multicast|storm [flags]")
 	os.Exit(2)
 }

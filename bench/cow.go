@@ -142,6 +142,9 @@ func cowBuild(work, bin, tpl string, size, wsize int64, patterns []string, fioRu
 	}
 	store := filepath.Join(root, "server", "store")
 	for i, p := range patterns {
+		if p == "" {
+			continue
+		}
 		clone := fmt.Sprintf("c%d", i)
 		if _, out, err := run(env, bin, "clone", "create", "--template", "cow", clone); err != nil {
 			return res, fmt.Errorf("clone create: %v\n%s", err, out)

@@ -12,7 +12,7 @@ import (
 // Delta-stored blocks. A block uploaded as a delta frame (blockstore.
 // AppendDeltaFrame) is kept as that frame, not rebuilt: a 4 KiB change to
 // a 64 KiB block then costs about 4 KiB of disk instead of 64 (see
-// DESIGN-delta.md and BenchmarkDeltaStorage). Such a block lives in the
+// DESIGN.md and BenchmarkDeltaStorage). Such a block lives in the
 // metadata, not in the block store, under two keys written and deleted
 // together:
 //

@@ -17,7 +17,7 @@ import (
 )
 
 // The benchmarks here chose how the server keeps delta uploads
-// (DESIGN-delta.md). Run them with a fixed count, so that the disk
+// (DESIGN.md). Run them with a fixed count, so that the disk
 // measurement covers enough blocks:
 //
 //	go test -run XXX -bench Delta -benchtime 2000x ./sync/repo/

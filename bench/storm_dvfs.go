@@ -43,7 +43,10 @@ func (s *storm) runDvfs(ctx context.Context, r *stormRow, dir string, warm bool)
 		return err
 	}
 	env := []string{"DVFS_TOKEN=" + strings.TrimSpace(string(tok))}
-	if _, err := s.nsRun(0, env, s.bin, "template", "publish", "--name", "storm", filepath.Dir(s.template)); err != nil {
+	// --compress yes: blocks arrive compressed, so the server does not
+	// compress them in the background while the workloads run (which
+	// would count as server disk written).
+	if _, err := s.nsRun(0, env, s.bin, "template", "publish", "--compress", "yes", "--name", "storm", filepath.Dir(s.template)); err != nil {
 		return err
 	}
 	for i := range n {

@@ -254,7 +254,11 @@ func TestEncrypted(t *testing.T) {
 func TestLateJoiner(t *testing.T) {
 	tn := newTestNet(t, 5)
 	tp := newTemplate(t, 1024, 12) // 64 MiB
-	specs := []rxSpec{{}, {}, {after: 0.5, loss: 0.1}, {after: 1}}
+	// Every receiver stays whatever loss it measures: on two cores kept
+	// busy by other work the on-time ones measured 53-60% loss from
+	// their own starved reads and left, which is what TestSlowReceiver is
+	// about, not this test.
+	specs := []rxSpec{{stay: true}, {stay: true}, {after: 0.5, loss: 0.1, stay: true}, {after: 1, stay: true}}
 	res := runSession(t, tn, tp, SenderConfig{Linger: 3 * time.Second}, specs)
 	s := res.sender
 	for i, st := range res.rx {

@@ -51,6 +51,8 @@ type clone struct {
 
 	dirtyMu sync.Mutex
 	dirty   map[*cinode]struct{} // inodes with changes not yet committed
+
+	changes *atomic.Uint64 // FS.Changes of this clone
 }
 
 // clone returns the loaded clone name, loading it the first time.
@@ -77,16 +79,17 @@ func (fsys *FS) clone(ctx context.Context, name string) (*clone, error) {
 		return nil, fmt.Errorf("clone %s: %w: block size 0", name, ErrCorrupt)
 	}
 	c = &clone{
-		fsys:   fsys,
-		name:   name,
-		space:  fsys.newSpace(),
-		base:   m,
-		bs:     int64(m.BlockSize),
-		ss:     sectorSize(int64(m.BlockSize)),
-		dir:    fsys.cloneDir(name),
-		prefix: "ovl/" + name + "/",
-		inodes: make(map[uint64]*cinode),
-		dirty:  make(map[*cinode]struct{}),
+		fsys:    fsys,
+		name:    name,
+		space:   fsys.newSpace(),
+		base:    m,
+		bs:      int64(m.BlockSize),
+		ss:      sectorSize(int64(m.BlockSize)),
+		dir:     fsys.cloneDir(name),
+		prefix:  "ovl/" + name + "/",
+		inodes:  make(map[uint64]*cinode),
+		dirty:   make(map[*cinode]struct{}),
+		changes: fsys.changeCounter(name),
 	}
 	if err := c.load(ctx); err != nil {
 		fsys.log.Error("clone not opened", "clone", name, "err", err)
@@ -409,7 +412,11 @@ func (c *clone) begin() error {
 }
 
 // end ends a change begun with begin.
-func (c *clone) end() { c.change.RUnlock() }
+// It counts the change before it lets a Seal in.
+func (c *clone) end() {
+	c.changes.Add(1)
+	c.change.RUnlock()
+}
 
 // errDropped is the error of nodes of a clone that Drop discarded.
 func (c *clone) errDropped() error {

@@ -36,6 +36,10 @@ type FS struct {
 
 	loadMu sync.Mutex // one clone load (or Drop) at a time
 
+	// changes counts, per clone name, the changes that ended (see
+	// Changes); it outlives a Drop.
+	changes sync.Map // string -> *atomic.Uint64
+
 	roMu     sync.Mutex           // guards roWarned
 	roWarned map[string]time.Time // when a refusal of Writable was last logged, per clone
 
@@ -136,6 +140,18 @@ func (fsys *FS) writable(name string) error {
 	}
 	// The reason is text only: what it wraps must not change the errno.
 	return fmt.Errorf("clone %s: %w: %v", name, ErrReadOnly, err)
+}
+
+// Changes counts the changes to clone name that have ended (writes,
+// truncates, namespace changes, opens for writing) since the FS started.
+// Read while Seal holds changes off, it counts exactly the changes the
+// seal captures: a writeback compares it with the count at its last
+// committed seal to know whether anything is unsealed.
+func (fsys *FS) Changes(name string) uint64 { return fsys.changeCounter(name).Load() }
+
+func (fsys *FS) changeCounter(name string) *atomic.Uint64 {
+	v, _ := fsys.changes.LoadOrStore(name, new(atomic.Uint64))
+	return v.(*atomic.Uint64)
 }
 
 // flushLoop flushes every interval until Close.

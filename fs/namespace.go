@@ -5,9 +5,11 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
 )
 
 // Namespace changes of a clone. Each begins a change (c.begin), holds c.ns
@@ -43,6 +45,14 @@ func (d *cloneDir) add(ctx context.Context, name string, r record) (*cinode, err
 	}
 	if d.n.children[name] != nil {
 		return nil, fmt.Errorf("%q: %w", name, ErrExist)
+	}
+	if err := checkPathLen(d.n, name, 0); err != nil {
+		return nil, err
+	}
+	if len(c.inodes) >= manifest.MaxFiles {
+		// The server takes no manifest with more entries: refuse the
+		// entry here rather than have the clone stop syncing.
+		return nil, fmt.Errorf("create %q: the clone holds %d entries, the most a generation may: %w", name, len(c.inodes), syscall.ENOSPC)
 	}
 	ino := c.nextIno
 	n, err := c.newInode(ino, r)
@@ -304,6 +314,10 @@ func (d *cloneDir) Rename(ctx context.Context, name string, newDir MutableDir, n
 			}
 		}
 	}
+	if err := checkPathLen(nd.n, newName, src.subtreePathLen()); err != nil {
+		c.ns.Unlock()
+		return err
+	}
 	now := time.Now()
 	ops := []blockstore.MetaOp{
 		{Key: c.dentKey(d.n.ino, name)},
@@ -341,6 +355,45 @@ func (d *cloneDir) Rename(ctx context.Context, name string, newDir MutableDir, n
 	}
 	if err != nil {
 		return fmt.Errorf("rename %q to %q: %w", name, newName, err)
+	}
+	return nil
+}
+
+// pathLen is the length in bytes of n's path from the clone root, as a
+// manifest names it ("a/b/c"; 0 for the root); c.ns is held.
+func (n *cinode) pathLen() int {
+	l := 0
+	for p := n; p.parent != nil; p = p.parent {
+		l += len(p.name)
+		if p.parent.parent != nil {
+			l++ // the slash before it
+		}
+	}
+	return l
+}
+
+// subtreePathLen is the length of the longest path below n, relative to
+// n and with its leading slash ("/x/y"; 0 when n has no children); c.ns
+// is held.
+func (n *cinode) subtreePathLen() int {
+	longest := 0
+	for name, ch := range n.children {
+		longest = max(longest, 1+len(name)+ch.subtreePathLen())
+	}
+	return longest
+}
+
+// checkPathLen refuses an entry name in dir whose path (or, for a
+// directory moved there, the longest path below it, below bytes more)
+// would be longer than a manifest takes: the server would refuse the
+// clone's every later generation. c.ns is held.
+func checkPathLen(dir *cinode, name string, below int) error {
+	l := dir.pathLen() + len(name) + below
+	if dir.parent != nil {
+		l++
+	}
+	if l > manifest.MaxPathLen {
+		return fmt.Errorf("%q: path of %d bytes from the clone root, more than %d: %w", name, l, manifest.MaxPathLen, ErrNameTooLong)
 	}
 	return nil
 }

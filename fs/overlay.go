@@ -129,7 +129,7 @@ func (n *cinode) writeAt(ctx context.Context, p []byte, off int64) (int, error) 
 	if off < 0 {
 		return 0, ErrInvalid
 	}
-	if off+int64(len(p)) > MaxFileSize {
+	if off+int64(len(p)) > n.c.maxSize() {
 		return 0, ErrTooLarge
 	}
 	n.rw.RLock()
@@ -253,7 +253,7 @@ func (n *cinode) truncate(ctx context.Context, size int64) error {
 	if size < 0 {
 		return ErrInvalid
 	}
-	if size > MaxFileSize {
+	if size > n.c.maxSize() {
 		return ErrTooLarge
 	}
 	n.rw.Lock()
@@ -292,7 +292,7 @@ func (n *cinode) allocate(ctx context.Context, off, length int64, mode AllocMode
 		return ErrInvalid
 	}
 	end := off + length
-	if end > MaxFileSize || end < off {
+	if end > n.c.maxSize() || end < off {
 		return ErrTooLarge
 	}
 	keep := mode&AllocKeepSize != 0
@@ -455,3 +455,7 @@ func (n *cinode) discard() error {
 	}
 	return err
 }
+
+// maxSize is the largest file the clone takes: MaxFileSize, or less when
+// a generation could not name that many blocks (manifest.MaxBlocks).
+func (c *clone) maxSize() int64 { return min(MaxFileSize, manifest.MaxBlocks*c.bs) }

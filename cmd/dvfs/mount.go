@@ -70,7 +70,7 @@ clone overlays are kept apart inside the cache.`,
 	return cmd
 }
 
-func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string) error {
+func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string) (err error) {
 	limit, err := humanize.ParseBytes(c.cacheSize)
 	if err != nil {
 		return fmt.Errorf("--cache-size: %w", err)
@@ -201,6 +201,9 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 		g.log.Warn("cannot record the mount's pid; dvfs umount will not wait for the flush", "file", pidFile, "err", err)
 	}
 	defer os.Remove(pidFile)
+	exitFile := mountExitFile(mountpoint)
+	os.Remove(exitFile)
+	defer func() { recordMountExit(exitFile, err) }()
 	g.log.Info("mounted", "mountpoint", mountpoint, "user", who.Name, "cache", c.cache)
 
 	unmounted := make(chan struct{})
@@ -294,7 +297,10 @@ func newUmountCmd(g *globals) *cobra.Command {
 					}
 				}
 			}
-			fmt.Printf("unmounted %s\n", mp)
+			if err := mountExitError(mp); err != nil {
+				return err
+			}
+			fmt.Printf("unmounted %s; every clone change is on the server\n", mp)
 			return nil
 		},
 	}

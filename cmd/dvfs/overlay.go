@@ -26,3 +26,7 @@ func (a overlayAdapter) Seal(ctx context.Context, clone string, fn func([]writeb
 }
 
 func (a overlayAdapter) Drop(ctx context.Context, clone string) error { return a.fs.Drop(ctx, clone) }
+
+// Changes counts the clone's changes, so dvfs status can tell changes not
+// sealed yet from a synced clone.
+func (a overlayAdapter) Changes(clone string) uint64 { return a.fs.Changes(clone) }

@@ -133,10 +133,7 @@ func printStatus(st mountStatus) {
 		fmt.Println()
 	}
 	for _, c := range st.Clones {
-		sync := "synced"
-		if c.Pending {
-			sync = fmt.Sprintf("%d blocks waiting to upload", c.PendingBlocks)
-		}
+		sync := cloneSyncText(c.Status)
 		pct := 100.0
 		if c.Blocks > 0 {
 			pct = 100 * float64(c.Cached) / float64(c.Blocks)
@@ -146,6 +143,28 @@ func printStatus(st mountStatus) {
 			fmt.Printf("    taken over elsewhere; changes made here were saved as clone %s\n", c.Conflict)
 		}
 	}
+}
+
+// cloneSyncText says whether everything written to a clone here is on
+// the server, and if not what is missing and why.
+func cloneSyncText(c writeback.Status) string {
+	if c.Synced {
+		return "synced"
+	}
+	var parts []string
+	if c.Pending {
+		parts = append(parts, fmt.Sprintf("NOT SYNCED: %d blocks (%s) waiting to upload", c.PendingBlocks, humanize.IBytes(uint64(c.PendingBytes))))
+	}
+	if c.Unsealed {
+		parts = append(parts, "NOT SYNCED: changes not sealed for upload yet")
+	}
+	if c.Stalled != "" {
+		parts = append(parts, fmt.Sprintf("SYNC STALLED since %s: %s", c.StalledSince.Local().Format(time.TimeOnly), c.Stalled))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "NOT SYNCED")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // cloneStatuses adds to the writeback's report how much of each clone the

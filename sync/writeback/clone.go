@@ -31,6 +31,13 @@ type cloneWB struct {
 	holdErr error // why this workstation may not write, if it may not
 	// wroteHere is set once a change was allowed in this process.
 	wroteHere bool
+	// syncedChanges is the overlay's change count (changeCounter) at the
+	// last seal whose tree is committed; checked says such a seal ran in
+	// this process. stall is why the last cycle failed, since when.
+	syncedChanges uint64
+	checked       bool
+	stall         error
+	stallSince    time.Time
 
 	// Used by the loop (and BaseManifest before the loop writes) only.
 	base  *manifest.Manifest
@@ -76,6 +83,11 @@ func (c *cloneWB) load(ctx context.Context, latest func() (*manifest.Manifest, e
 			c.w.log.Warn("cannot clean the outbox", "clone", c.name, "err", err)
 		}
 		c.loaded = true
+		if c.st.Epoch != 0 && !c.st.Lost {
+			// Written here before: a seal soon tells whether anything
+			// is left to sync (status says so until then).
+			c.poke()
+		}
 		return nil
 	}
 	if latest == nil {
@@ -253,6 +265,16 @@ func (c *cloneWB) loop(ctx context.Context) {
 			continue
 		}
 		err := c.cycle(ctx)
+		c.mu.Lock()
+		if err != nil && ctx.Err() == nil {
+			if c.stall == nil {
+				c.stallSince = time.Now()
+			}
+			c.stall = err
+		} else if err == nil {
+			c.stall = nil
+		}
+		c.mu.Unlock()
 		if reply != nil {
 			reply <- err
 		}
@@ -322,9 +344,39 @@ func (c *cloneWB) cycle(ctx context.Context) error {
 		return err
 	}
 	if p.Manifest == nil {
+		c.sealCommitted(s.changes)
 		return nil // nothing changed
 	}
-	return c.commit(ctx, &p)
+	if err := c.commit(ctx, &p); err != nil {
+		return err
+	}
+	c.sealCommitted(s.changes)
+	return nil
+}
+
+// sealCommitted records that every change the overlay counted (changes)
+// at a seal is on the server.
+func (c *cloneWB) sealCommitted(changes uint64) {
+	c.mu.Lock()
+	c.syncedChanges, c.checked = changes, true
+	c.mu.Unlock()
+}
+
+// changeCounter is the optional ability of an Overlay to count the changes
+// made to a clone (fs.FS.Changes): read while Seal holds changes off, it
+// counts exactly the changes that seal captures.
+type changeCounter interface {
+	Changes(clone string) uint64
+}
+
+// overlayChanges is the overlay's change count of the clone, ok false when
+// the overlay does not count.
+func (c *cloneWB) overlayChanges() (uint64, bool) {
+	cc, ok := c.w.cfg.Overlay.(changeCounter)
+	if !ok {
+		return 0, false
+	}
+	return cc.Changes(c.name), true
 }
 
 // savePending saves a sealed generation as pending, or drops it (a zero

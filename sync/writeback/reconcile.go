@@ -147,8 +147,18 @@ type Status struct {
 	Generation    uint64 // latest generation committed from here
 	Pending       bool   // a sealed generation awaits upload
 	PendingBlocks int    // its blocks in the outbox
-	Lease         string // holder and expiry, or why writes are refused
-	Conflict      string // the conflict clone, after a takeover
+	PendingBytes  int64  // the size of its outbox file
+	// Unsealed: the clone changed since its last seal that reached the
+	// server (or no seal has checked it since the mount started).
+	Unsealed bool
+	// Stalled is why the last attempt to sync failed (empty when it
+	// worked), and StalledSince when the failures began.
+	Stalled      string    `json:",omitempty"`
+	StalledSince time.Time `json:",omitzero"`
+	// Synced: everything written to the clone here is on the server.
+	Synced   bool
+	Lease    string // holder and expiry, or why writes are refused
+	Conflict string // the conflict clone, after a takeover
 }
 
 // Status reports every clone the writeback knows.
@@ -164,6 +174,8 @@ func (w *Writeback) Status(ctx context.Context) []Status {
 		c.mu.Lock()
 		s := Status{Clone: c.name, Generation: c.st.Committed, Conflict: c.st.ConflictClone}
 		switch {
+		case c.lease.Epoch != 0 && c.lease.Expires.IsZero():
+			s.Lease = fmt.Sprintf("last held by this workstation (epoch %d); not renewed yet (server unreachable?)", c.lease.Epoch)
 		case c.lease.Epoch != 0:
 			s.Lease = fmt.Sprintf("held by this workstation (epoch %d) until %s", c.lease.Epoch, c.lease.Expires.Local().Format(time.TimeOnly))
 		case c.holdErr != nil:
@@ -176,6 +188,7 @@ func (w *Writeback) Status(ctx context.Context) []Status {
 		if has, _ := getJSON(ctx, w.cfg.Store, key(c.name, "pending"), &p); has {
 			s.Pending, s.PendingBlocks = true, p.Blocks+len(p.Outbox)
 		}
+		c.syncStatus(&s, p.OutboxFile)
 		out = append(out, s)
 	}
 	return out

@@ -31,6 +31,9 @@ type sealed struct {
 	m      *manifest.Manifest
 	file   string
 	blocks int // blocks in file
+	// changes is the overlay's change count when the seal held changes
+	// off (see changeCounter).
+	changes uint64
 
 	held, synced time.Duration // changes held off; then the file's sync
 }
@@ -45,7 +48,9 @@ func (c *cloneWB) seal(ctx context.Context) (sealed, error) {
 	var next known
 	ob := c.w.outbox.create(c.w.outboxName(c.name))
 	start := time.Now()
+	var changes uint64
 	err := c.w.cfg.Overlay.Seal(ctx, c.name, func(entries []Entry, read func(uint64, int64, []byte) ([]byte, error)) error {
+		changes, _ = c.overlayChanges()
 		var err error
 		m, next, err = c.build(ctx, entries, read, ob)
 		return err
@@ -62,7 +67,7 @@ func (c *cloneWB) seal(ctx context.Context) (sealed, error) {
 		return sealed{}, err
 	}
 	c.known = next
-	return sealed{m: m, file: ob.file(), blocks: ob.blocks, held: held, synced: time.Since(start) - held}, nil
+	return sealed{m: m, file: ob.file(), blocks: ob.blocks, changes: changes, held: held, synced: time.Since(start) - held}, nil
 }
 
 // sealWorkers read, hash and write out changed blocks in parallel (the read

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
@@ -69,4 +71,31 @@ func getManifest(ctx context.Context, s blockstore.MetaStore, k string) (*manife
 func manifestOp(k string, m *manifest.Manifest) (blockstore.MetaOp, error) {
 	b, err := m.MarshalBinary()
 	return blockstore.MetaOp{Key: k, Value: b}, err
+}
+
+// syncStatus fills in what s says about unsynced changes: the pending
+// generation's outbox size (file), changes not sealed yet, and a stall.
+// It errs on the side of "not synced": a clone written here before this
+// process started counts as unsealed until a seal has checked it.
+func (c *cloneWB) syncStatus(s *Status, file string) {
+	if file != "" {
+		if fi, err := os.Stat(filepath.Join(c.w.outbox.dir, file)); err == nil {
+			s.PendingBytes = fi.Size()
+		}
+	}
+	now, counts := c.overlayChanges()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stall != nil {
+		s.Stalled, s.StalledSince = c.stall.Error(), c.stallSince
+	}
+	writtenHere := c.st.Epoch != 0 && !c.st.Lost
+	switch {
+	case !writtenHere && !c.wroteHere:
+	case !counts || !c.checked:
+		s.Unsealed = true
+	default:
+		s.Unsealed = now != c.syncedChanges
+	}
+	s.Synced = !s.Pending && !s.Unsealed && s.Stalled == ""
 }

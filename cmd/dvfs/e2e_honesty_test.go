@@ -1,0 +1,99 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// With a long --sync-interval, changes written and closed (not fsynced)
+// are not on the server: dvfs status must say so, and once the server is
+// gone dvfs umount must fail, saying what is not on the server.
+func TestStatusAndUmountTellUnsyncedChanges(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	publishBase(t, s, "lab")
+	work := t.TempDir()
+	m := s.startMount(t, filepath.Join(work, "cache"), filepath.Join(work, "mnt"), "--sync-interval", "10m", "--flush-timeout", "30s")
+	cl := filepath.Join(m.dir, "clones", "lab")
+	if out, err := shell(fmt.Sprintf(`head -c 8M /dev/urandom | dd of=%s/disk.vmdk bs=1M seek=3 conv=notrunc status=none`, cl)); err != nil {
+		t.Fatalf("writing: %v\n%s", err, out)
+	}
+	st := s.statusOf(t, m)
+	if !strings.Contains(st, "NOT SYNCED") || strings.Contains(st, ", synced;") {
+		t.Fatalf("8 MiB written, sync interval 10m, nothing fsynced: dvfs status says\n%s", st)
+	}
+	t.Logf("dvfs status:\n%s", st)
+	s.stop(syscall.SIGKILL)
+	out, err := exec.Command(dvfsBin, "umount", m.dir).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("dvfs umount with the server gone and 8 MiB unsynced: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "NOT everything is on the server") {
+		t.Fatalf("dvfs umount failed without saying what is not on the server:\n%s", out)
+	}
+	t.Logf("dvfs umount (exit %d): %s", ee.ExitCode(), out)
+	<-m.done
+}
+
+// A path longer than a manifest takes is refused at the system call
+// (ENAMETOOLONG), so it never blocks the clone's sync: the clone's other
+// changes still reach the server, and dvfs umount says so.
+func TestOverLongPathRefused(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	publishBase(t, s, "lab")
+	work := t.TempDir()
+	m := s.startMount(t, filepath.Join(work, "cache"), filepath.Join(work, "mnt"))
+	cl := filepath.Join(m.dir, "clones", "lab")
+	// Relative to a directory fd, as the kernel limits only what one call
+	// names: 16 nested 255-byte names reach 4,095 bytes from the clone root.
+	fd, err := unix.Open(cl, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.Repeat("d", 255)
+	for i := range 16 {
+		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			t.Fatalf("mkdir %d: %v", i, err)
+		}
+		next, err := unix.Openat(fd, name, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(fd)
+		fd = next
+	}
+	for _, c := range []struct {
+		what string
+		call func() error
+	}{
+		{"create", func() error {
+			f, err := unix.Openat(fd, "xy", unix.O_CREAT|unix.O_WRONLY, 0o644)
+			if err == nil {
+				unix.Close(f)
+			}
+			return err
+		}},
+		{"mkdir", func() error { return unix.Mkdirat(fd, "xy", 0o755) }},
+		{"symlink", func() error { return unix.Symlinkat("target", fd, "xy") }},
+	} {
+		if err := c.call(); !errors.Is(err, unix.ENAMETOOLONG) {
+			t.Errorf("%s at 4,098 bytes from the clone root: %v, want ENAMETOOLONG", c.what, err)
+		}
+	}
+	unix.Close(fd) // before the unmount
+	if out, err := shell(fmt.Sprintf(`echo other > %s/other.txt`, cl)); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	out, err := exec.Command(dvfsBin, "umount", m.dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dvfs umount: %v\n%s\nmount log:\n%s", err, out, m.log)
+	}
+	<-m.done
+}

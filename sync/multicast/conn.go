@@ -1,6 +1,7 @@
 package multicast
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"syscall"
@@ -40,14 +41,34 @@ const socketBuffer = 16 << 20
 const senderQueue = 1 << 20
 
 // ListenGroup opens a receiver's socket: bound to the group's port on
-// every address (unicast control replies arrive on it too), joined to the
-// group on ifi (nil: the system's choice), and taking coalesced runs of
-// packets (offload.go) where the kernel can.
+// every address, joined to the group on ifi (nil: the system's choice),
+// and taking coalesced runs of packets (offload.go) where the kernel can.
+//
+// The port is shared (SO_REUSEADDR and SO_REUSEPORT, as multicast
+// receivers such as uftp's and udp-receiver's set them): two mounts on one
+// host both receive. The kernel gives every multicast packet to each
+// socket bound to the group's port but a unicast one to only one of them,
+// so nothing a receiver needs comes by unicast: the sender multicasts its
+// replies too (Sender.control).
 func ListenGroup(group *net.UDPAddr, ifi *net.Interface) (*ipv4.PacketConn, error) {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: group.Port})
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+				return
+			}
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf(":%d", group.Port))
 	if err != nil {
 		return nil, fmt.Errorf("multicast: listen: %w", err)
 	}
+	c := pc.(*net.UDPConn)
 	growBuffers(c, socketBuffer)
 	if rc, err := c.SyscallConn(); err == nil {
 		_ = rc.Control(func(fd uintptr) { enableGRO(int(fd)) })

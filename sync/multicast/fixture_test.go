@@ -180,6 +180,10 @@ type rxSpec struct {
 	// late by the session's progress, not by the clock, so a loaded
 	// machine does not change what the test tests.
 	after float64
+	// node is the namespace the receiver runs in; 0: its own, i+1.
+	// Receivers given one node share a host, as two mounts on one
+	// workstation do.
+	node int
 }
 
 type sessionResult struct {
@@ -226,7 +230,11 @@ func runSession(t testing.TB, tn *testNet, tp *template, scfg SenderConfig, spec
 	var connMu sync.Mutex
 	listen := func(i int) error {
 		var c PacketConn
-		if err := tn.in(i+1, func() error {
+		node := i + 1
+		if specs[i].node != 0 {
+			node = specs[i].node
+		}
+		if err := tn.in(node, func() error {
 			ifi, err := net.InterfaceByName("eth0")
 			if err != nil {
 				return err

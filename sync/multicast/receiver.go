@@ -517,9 +517,12 @@ func (x *rx) packet(b []byte, now time.Time) {
 			x.ended = true
 		}
 	case typeNeedAck:
-		if parseNeedAck(b, &x.ack) != nil || x.ack.Receiver != x.r.id {
+		if parseNeedAck(b, &x.ack) != nil {
 			x.st.Dropped++
 			return
+		}
+		if x.ack.Receiver != x.r.id {
+			return // another receiver's (acks go to the group)
 		}
 		for i := range x.chunks {
 			c := &x.chunks[i]

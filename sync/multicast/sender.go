@@ -901,7 +901,10 @@ func (s *Sender) control(ctx context.Context) {
 				}
 				ack := s.onNeed(&nd, msgs[i].Addr)
 				out = ack.append(out[:0])
-				if _, err := s.cfg.Conn.WriteBatch([]ipv4.Message{{Buffers: [][]byte{out}, Addr: msgs[i].Addr}}, 0); err != nil {
+				// To the group, not to the receiver's address: receivers
+				// on one host share the group's port (ListenGroup), and
+				// the kernel hands a unicast packet to only one of them.
+				if _, err := s.cfg.Conn.WriteBatch([]ipv4.Message{{Buffers: [][]byte{out}, Addr: s.cfg.Group}}, 0); err != nil {
 					s.log.Debug("multicast: ack", "err", err)
 				}
 			case typeReport:

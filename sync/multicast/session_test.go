@@ -39,6 +39,30 @@ func TestFourReceivers(t *testing.T) {
 	t.Logf("sent %d bytes for %d needed (overhead %.3f) in %v; %+v", res.sender.Bytes, res.sender.NeededBytes, res.sender.Overhead(), res.wall, res.sender)
 }
 
+// TestSharedHost runs two receivers on one host (one namespace), as two
+// mounts on one workstation: both bind the group's port, and both must
+// complete the session by multicast. Both drop 5% of what they read, so
+// each must NACK, which it does only once the sender has answered its
+// needs: a reply sent by unicast would reach only one of the two
+// sockets. A third receiver on a host of its own checks the others do
+// not disturb the group.
+func TestSharedHost(t *testing.T) {
+	tn := newTestNet(t, 3)
+	tp := newTemplate(t, 256, 9) // 16 MiB
+	res := runSession(t, tn, tp, SenderConfig{}, []rxSpec{{node: 1, loss: 0.05, stay: true}, {node: 1, loss: 0.05, stay: true}, {node: 2}})
+	for i, st := range res.rx {
+		if st.Left || st.Multicast != st.Needed || st.Unicast != 0 {
+			t.Errorf("receiver %d: left %v (%s), %d of %d blocks by multicast, %d by unicast", i+1, st.Left, st.Reason, st.Multicast, st.Needed, st.Unicast)
+		}
+		if i < 2 && st.Nacks == 0 {
+			t.Errorf("receiver %d lost packets but sent no NACK", i+1)
+		}
+	}
+	if s := res.sender; s.Receivers != 3 || s.Done != 3 {
+		t.Errorf("sender: %d receivers, %d done; want 3 and 3", s.Receivers, s.Done)
+	}
+}
+
 // TestLoss drops 1%, 10% and 30% of the packets two of four receivers
 // read (a lossy wrapper over the real socket). Every cache must come out
 // byte-exact, by multicast alone; the repair overhead (bytes sent / bytes

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -153,5 +154,36 @@ func TestPaddingSkipped(t *testing.T) {
 	}
 	if _, _, err := br.Next(); err != io.EOF {
 		t.Fatalf("after the blocks: %v", err)
+	}
+}
+
+func TestValidPrincipalName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"alice", true},
+		{"alice.smith@lab-1", true},
+		{"u_2", true},
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"../../../x", false},
+		{"a/b", false},
+		{"-rf", false},
+		{".hidden", false},
+		{"a b", false},
+		{"a\x00b", false},
+		{"é", false},
+		{strings.Repeat("a", MaxPrincipalNameLen), true},
+		{strings.Repeat("a", MaxPrincipalNameLen+1), false},
+	} {
+		err := ValidPrincipalName(tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidPrincipalName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, ErrMalformed) {
+			t.Errorf("ValidPrincipalName(%q) = %v, not ErrMalformed", tc.name, err)
+		}
 	}
 }

@@ -13,8 +13,15 @@ import (
 // WhoAmI returns the principal the client's token speaks for.
 func (c *Client) WhoAmI(ctx context.Context) (api.Principal, error) {
 	var out api.Principal
-	err := c.doJSON(ctx, http.MethodGet, c.url(api.PathWhoAmI), nil, &out)
-	return out, err
+	if err := c.doJSON(ctx, http.MethodGet, c.url(api.PathWhoAmI), nil, &out); err != nil {
+		return out, err
+	}
+	// Workstations name directories after it: a server's word is not
+	// enough to make "../x" one.
+	if err := api.ValidPrincipalName(out.Name); err != nil {
+		return api.Principal{}, fmt.Errorf("the server names this token's principal unusably: %w", err)
+	}
+	return out, nil
 }
 
 // Clones lists the caller's clones.

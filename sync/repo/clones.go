@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
@@ -87,13 +86,15 @@ func (r *Repo) CreateClone(ctx context.Context, owner string, m *manifest.Manife
 		return info, err
 	}
 	r.committed(ids)
+	// Only fails when the set is not built; its build reads this commit.
+	_ = r.grant(ctx, owner, ids)
 	r.log.Info("created clone", "clone", m.Name, "owner", owner, "template", template, "version", tv.Version)
 	return info, nil
 }
 
 func validOwner(owner string) error {
-	if owner == "" || strings.ContainsAny(owner, "/\x00") {
-		return fmt.Errorf("%w: owner %q", ErrInvalid, owner)
+	if err := api.ValidPrincipalName(owner); err != nil {
+		return fmt.Errorf("%w: owner: %v", ErrInvalid, err)
 	}
 	return nil
 }
@@ -105,8 +106,8 @@ func (r *Repo) Clones(ctx context.Context, owner string) ([]api.CloneInfo, error
 	}
 	out := []api.CloneInfo{}
 	err := r.store.ListMeta(ctx, prefixClones+owner+"/", func(key string, value []byte) error {
-		if !strings.HasSuffix(key, "/info") {
-			return nil
+		if k, _ := keyKind(key); k != keyCloneInfo {
+			return nil // generations, leases, snapshots (one may be named "info")
 		}
 		var info api.CloneInfo
 		if err := json.Unmarshal(value, &info); err != nil {

@@ -159,8 +159,29 @@ func (r *Repo) rebuild(ctx context.Context, id blockstore.ID, dst []byte) (_ []b
 // The work is bounded per delta: at most maxChain metadata reads, one
 // block read and as many applies of one block.
 func (r *Repo) PutDeltas(ctx context.Context, deltas []blockstore.Block) error {
+	return r.PutDeltasFor(ctx, "", deltas)
+}
+
+// PutDeltasFor is PutDeltas of deltas a user uploads (owner ""; an
+// admin's). A delta whose base owner may not read (Unreadable), or whose
+// block is present but not readable by owner, counts as lacking its base:
+// the user sends the block whole, which proves they hold its bytes. The
+// blocks taken owner may read from now on; the deltas count against the
+// pending quota as AcceptFor's blocks do (refused ones too, until the
+// grace ends).
+func (r *Repo) PutDeltasFor(ctx context.Context, owner string, deltas []blockstore.Block) error {
 	if len(deltas) == 0 {
 		return nil
+	}
+	readable := func(id blockstore.ID) (bool, error) { return true, nil }
+	if owner != "" {
+		if err := r.uploadedBy(owner, deltas); err != nil {
+			return err
+		}
+		readable = func(id blockstore.ID) (bool, error) {
+			no, err := r.Unreadable(ctx, owner, []blockstore.ID{id})
+			return len(no) == 0, err
+		}
 	}
 	// Under the commit lock: a collection cannot take a base between the
 	// check here and the commit of the delta that needs it.
@@ -194,12 +215,26 @@ func (r *Repo) PutDeltas(ctx context.Context, deltas []blockstore.Block) error {
 		if err != nil {
 			return err
 		}
-		if len(missing) == 0 {
-			continue
-		}
 		d, err := blockstore.ParseDelta(b.Frame)
 		if err != nil {
 			return fmt.Errorf("block %s: %w", b.ID.Short(), err)
+		}
+		// Present: skipped, if owner may read it. Else its base must be
+		// readable.
+		check := d.Base
+		if len(missing) == 0 {
+			check = b.ID
+		}
+		ok, err := readable(check)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			refused.BaseMissing = append(refused.BaseMissing, b.ID)
+			continue
+		}
+		if len(missing) == 0 {
+			continue
 		}
 		var depth int
 		base, depth, err = r.rebuild(ctx, d.Base, base[:0])
@@ -247,7 +282,11 @@ func (r *Repo) PutDeltas(ctx context.Context, deltas []blockstore.Block) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	r.uploadedIDs(taken)
+	if owner == "" {
+		r.uploadedIDs(taken)
+	} else if err := r.grant(ctx, owner, taken); err != nil {
+		return err
+	}
 	if len(refused.BaseMissing)+len(refused.Mismatch) > 0 {
 		return &refused
 	}

@@ -3,10 +3,11 @@ package repo
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
-	"github.com/dvfs-project/dvfs/blockstore/manifest"
 	"github.com/dvfs-project/dvfs/sync/api"
 )
 
@@ -24,27 +25,14 @@ func (r *Repo) GC(ctx context.Context) (api.GCResult, error) {
 	defer r.mu.Unlock()
 
 	live := make(map[blockstore.ID]struct{})
-	pub := r.PublicKey()
 	// Every signed manifest is a root: template versions and every
-	// generation of every clone.
-	mark := func(key string, value []byte) error {
-		if !strings.Contains(key, "/v/") && !strings.Contains(key, "/g/") {
-			return nil
-		}
-		m, _, err := manifest.Open(value, pub)
-		if err != nil {
-			// A manifest we cannot read would make us delete its blocks.
-			return fmt.Errorf("gc: manifest %s: %w", key, err)
-		}
-		for id := range m.BlockIDs() {
-			live[id] = struct{}{}
-		}
-		return nil
+	// generation of every clone. A manifest we cannot read fails the
+	// collection: it would make us delete its blocks.
+	if err := r.markManifests(ctx, prefixTemplates, keyTemplateMan, live); err != nil {
+		return res, fmt.Errorf("gc: %w", err)
 	}
-	for _, prefix := range []string{prefixTemplates, prefixClones} {
-		if err := r.store.ListMeta(ctx, prefix, mark); err != nil {
-			return res, err
-		}
+	if err := r.markManifests(ctx, prefixClones, keyCloneGen, live); err != nil {
+		return res, fmt.Errorf("gc: %w", err)
 	}
 
 	// Blocks stored as deltas, and the roots: what manifests name, and
@@ -74,9 +62,9 @@ func (r *Repo) GC(ctx context.Context) (api.GCResult, error) {
 	}
 	cutoff := r.now().Add(-r.grace)
 	r.recentMu.Lock()
-	for id, t := range r.recent {
-		if !t.After(cutoff) {
-			delete(r.recent, id)
+	for id, p := range r.recent {
+		if !p.at.After(cutoff) {
+			r.unpendLocked(id)
 		} else if _, ok := live[id]; !ok {
 			todo = append(todo, id)
 		}
@@ -124,6 +112,13 @@ func (r *Repo) GC(ctx context.Context) (api.GCResult, error) {
 			deadDeltas = append(deadDeltas, blockstore.MetaOp{Key: deltaRefKey(id)}, blockstore.MetaOp{Key: deltaFrameKey(id)})
 		}
 	}
+	gone := slices.Clone(dead)
+	for _, op := range deadDeltas {
+		if id, err := blockstore.ParseID(strings.TrimPrefix(op.Key, prefixDeltaRef)); err == nil && strings.HasPrefix(op.Key, prefixDeltaRef) {
+			gone = append(gone, id)
+		}
+	}
+	defer r.forget(gone)
 	for len(deadDeltas) > 0 {
 		n := min(len(deadDeltas), 2*deltaChunk)
 		if err := r.store.CommitMeta(ctx, deadDeltas[:n]...); err != nil {
@@ -143,3 +138,28 @@ func (r *Repo) GC(ctx context.Context) (api.GCResult, error) {
 	r.log.Info("garbage collected blocks", "kept", res.Kept, "deleted", res.Deleted, "skipped_recent", res.Skipped)
 	return res, nil
 }
+
+// GCLoop collects garbage every interval until ctx ends: uploads that no
+// commit named within GCGrace, and what removals freed, go without an
+// admin asking. A failed collection is logged and tried again at the next
+// tick. An interval <= 0 runs none.
+func (r *Repo) GCLoop(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := r.GC(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("automatic garbage collection failed", "err", err)
+		}
+	}
+}
+
+// DefaultGCEvery is how often a server collects garbage by itself.
+const DefaultGCEvery = 10 * time.Minute

@@ -84,6 +84,8 @@ func (r *Repo) commitGenerationLocked(ctx context.Context, owner string, m *mani
 		return info, err
 	}
 	r.committed(ids)
+	// Only fails when the set is not built; its build reads this commit.
+	_ = r.grant(ctx, owner, ids)
 	r.log.Debug("committed clone generation", "clone", m.Name, "owner", owner, "generation", m.Version, "epoch", epoch)
 	return info, nil
 }
@@ -121,6 +123,9 @@ func (r *Repo) Snapshot(ctx context.Context, owner, name, snap string) (api.Snap
 // Revert makes the tree of snapshot snap the clone's next generation. The
 // holder must hold the clone's lease, or take it here when nobody does.
 func (r *Repo) Revert(ctx context.Context, owner, name, snap, holder string) (api.CloneInfo, error) {
+	if err := manifest.ValidName(snap); err != nil {
+		return api.CloneInfo{}, fmt.Errorf("%w: snapshot name: %v", ErrInvalid, err)
+	}
 	lease, err := r.AcquireLease(ctx, owner, name, holder, MaxLeaseTTL, false)
 	if err != nil {
 		return api.CloneInfo{}, err

@@ -3,6 +3,7 @@ package repo
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 )
 
 // Metadata layout. Every template's keys share the prefix "tpl/NAME/".
@@ -31,4 +32,33 @@ func decodeUint(b []byte) (uint64, error) {
 		return 0, fmt.Errorf("repo: counter of %d bytes", len(b))
 	}
 	return binary.BigEndian.Uint64(b), nil
+}
+
+// A metadata key's kinds, parsed by its place in the path, never by
+// searching it: names are free to be "v", "g", "info" or "s".
+const (
+	keyOther       = iota
+	keyTemplateMan // tpl/NAME/v/VVVV
+	keyCloneInfo   // cln/OWNER/NAME/info
+	keyCloneGen    // cln/OWNER/NAME/g/GGGG
+)
+
+// keyKind says what key is, and for clone keys whose.
+func keyKind(key string) (kind int, owner string) {
+	if rest, ok := strings.CutPrefix(key, prefixTemplates); ok {
+		if p := strings.Split(rest, "/"); len(p) == 3 && p[1] == "v" {
+			return keyTemplateMan, ""
+		}
+		return keyOther, ""
+	}
+	if rest, ok := strings.CutPrefix(key, prefixClones); ok {
+		p := strings.Split(rest, "/")
+		switch {
+		case len(p) == 3 && p[2] == "info":
+			return keyCloneInfo, p[0]
+		case len(p) == 4 && p[2] == "g":
+			return keyCloneGen, p[0]
+		}
+	}
+	return keyOther, ""
 }

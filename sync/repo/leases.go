@@ -99,13 +99,17 @@ func (r *Repo) AcquireLease(ctx context.Context, owner, name, holder string, ttl
 // ReleaseLease gives the lease back; the epoch stays. Releasing a lease one
 // no longer holds is ErrFenced.
 func (r *Repo) ReleaseLease(ctx context.Context, owner, name, holder string, epoch uint64) error {
+	// Only a clone has a lease: no record for one that does not exist.
+	if _, err := r.Clone(ctx, owner, name); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cur, old, err := r.lease(ctx, owner, name)
 	if err != nil {
 		return err
 	}
-	if cur.Holder != holder || cur.Epoch != epoch {
+	if cur.Holder == "" || cur.Holder != holder || cur.Epoch != epoch {
 		return fmt.Errorf("release %s: %w", name, ErrFenced)
 	}
 	b, _ := json.Marshal(api.Lease{Epoch: cur.Epoch})

@@ -31,6 +31,9 @@ var (
 	ErrMissingBlocks = errors.New("manifest names blocks the server lacks")
 	// ErrInvalid: a request that can never succeed as sent.
 	ErrInvalid = errors.New("invalid request")
+	// ErrQuota: the upload would take a user past a quota
+	// (Config.PendingQuota, Config.CloneQuota).
+	ErrQuota = errors.New("over quota")
 )
 
 // MissingError lists the blocks a commit lacked.
@@ -68,7 +71,21 @@ type Config struct {
 	// whole. 0 means DefaultMaxDeltaDepth; a negative value stores every
 	// delta whole. At most maxChain.
 	MaxDeltaDepth int
+	// PendingQuota bounds the frame bytes one user may have uploaded
+	// that no commit names yet (they wait for one, for GCGrace at most).
+	// 0 means DefaultPendingQuota; negative, no bound. Admins (uploads
+	// through Accept, PutDeltas) have none.
+	PendingQuota int64
+	// CloneQuota bounds the data of one user's clones that no template
+	// holds: the distinct blocks of all their generations and pending
+	// uploads, counted in whole blocks of blockstore.DefaultBlockSize.
+	// 0 means no bound.
+	CloneQuota int64
 }
+
+// DefaultPendingQuota is Config.PendingQuota's default: a few of a
+// workstation's writeback uploads (16 MiB each) in flight, with room.
+const DefaultPendingQuota = 1 << 30
 
 // DefaultGCGrace is Config.GCGrace's default.
 const DefaultGCGrace = time.Hour
@@ -88,9 +105,16 @@ type Repo struct {
 	// collection sees either all of a commit or none of it.
 	mu sync.Mutex
 
-	// recent records when blocks were last uploaded, for GCGrace.
+	// recent records when blocks were last uploaded, for GCGrace, and
+	// by whom; pending sums the frame bytes of each user's.
 	recentMu sync.Mutex
-	recent   map[blockstore.ID]time.Time
+	recent   map[blockstore.ID]pendingUpload
+	pending  map[string]int64
+
+	pendingQuota, cloneQuota int64
+
+	// access says who may read which blocks.
+	access access
 
 	// intake stores the blocks Accept takes.
 	intake intake
@@ -107,13 +131,17 @@ func New(cfg Config) (*Repo, error) {
 		return nil, fmt.Errorf("repo: a store and an ed25519 key are required")
 	}
 	r := &Repo{
-		store:  cfg.Store,
-		key:    cfg.Key,
-		keyID:  manifest.KeyID(cfg.Key.Public().(ed25519.PublicKey)),
-		log:    cfg.Logger,
-		grace:  cfg.GCGrace,
-		now:    cfg.Now,
-		recent: make(map[blockstore.ID]time.Time),
+		store:   cfg.Store,
+		key:     cfg.Key,
+		keyID:   manifest.KeyID(cfg.Key.Public().(ed25519.PublicKey)),
+		log:     cfg.Logger,
+		grace:   cfg.GCGrace,
+		now:     cfg.Now,
+		recent:  make(map[blockstore.ID]pendingUpload),
+		pending: make(map[string]int64),
+
+		pendingQuota: cfg.PendingQuota,
+		cloneQuota:   cfg.CloneQuota,
 
 		deferredArrived: make(chan struct{}, 1),
 	}
@@ -125,6 +153,9 @@ func New(cfg Config) (*Repo, error) {
 	}
 	if r.now == nil {
 		r.now = time.Now
+	}
+	if r.pendingQuota == 0 {
+		r.pendingQuota = DefaultPendingQuota
 	}
 	switch d := cfg.MaxDeltaDepth; {
 	case d == 0:
@@ -179,22 +210,81 @@ func CheckUpload(b blockstore.Block) error {
 // uploaded starts the grace (GCGrace) of blocks that arrived: no
 // collection takes them before a commit names them, or the grace ends.
 func (r *Repo) uploaded(blocks []blockstore.Block) {
-	now := r.now()
-	r.recentMu.Lock()
-	for _, b := range blocks {
-		r.recent[b.ID] = now
-	}
-	r.recentMu.Unlock()
+	_ = r.uploadedBy("", blocks)
 }
 
-// uploadedIDs is uploaded for blocks given by ID.
+// uploadedIDs is uploaded for an admin's blocks given by ID.
 func (r *Repo) uploadedIDs(ids []blockstore.ID) {
 	now := r.now()
 	r.recentMu.Lock()
+	defer r.recentMu.Unlock()
 	for _, id := range ids {
-		r.recent[id] = now
+		p := r.recent[id]
+		p.at = now
+		r.recent[id] = p
 	}
-	r.recentMu.Unlock()
+}
+
+// pendingUpload is a block in its grace: when it arrived, from whom ("":
+// an admin) and its size as uploaded.
+type pendingUpload struct {
+	at    time.Time
+	owner string
+	size  int64
+}
+
+// uploadedBy is uploaded of blocks owner sent. It fails with ErrQuota,
+// recording nothing, when they would take owner past the pending quota.
+func (r *Repo) uploadedBy(owner string, blocks []blockstore.Block) error {
+	now := r.now()
+	r.recentMu.Lock()
+	defer r.recentMu.Unlock()
+	if owner != "" && r.pendingQuota > 0 {
+		add := int64(0)
+		for _, b := range blocks {
+			if _, ok := r.recent[b.ID]; !ok {
+				add += int64(len(b.Frame))
+			}
+		}
+		if have := r.pending[owner]; add > 0 && have+add > r.pendingQuota {
+			return fmt.Errorf("%w: %s has %d bytes uploaded that no commit names yet; %d more would pass the quota of %d (commit, or wait for the collection of uploads older than %s)",
+				ErrQuota, owner, have, add, r.pendingQuota, r.grace)
+		}
+	}
+	for _, b := range blocks {
+		if p, ok := r.recent[b.ID]; ok {
+			p.at = now // still charged to whoever sent it first
+			r.recent[b.ID] = p
+			continue
+		}
+		r.recent[b.ID] = pendingUpload{at: now, owner: owner, size: int64(len(b.Frame))}
+		if owner != "" {
+			r.pending[owner] += int64(len(b.Frame))
+		}
+	}
+	return nil
+}
+
+// unpendLocked ends the grace of a block; the caller holds recentMu.
+func (r *Repo) unpendLocked(id blockstore.ID) {
+	p, ok := r.recent[id]
+	if !ok {
+		return
+	}
+	delete(r.recent, id)
+	if p.owner != "" {
+		if r.pending[p.owner] -= p.size; r.pending[p.owner] <= 0 {
+			delete(r.pending, p.owner)
+		}
+	}
+}
+
+// Pending returns the frame bytes owner uploaded that no commit names
+// yet and no collection took.
+func (r *Repo) Pending(owner string) int64 {
+	r.recentMu.Lock()
+	defer r.recentMu.Unlock()
+	return r.pending[owner]
 }
 
 // committed ends the grace of blocks a commit now protects: once a
@@ -203,7 +293,7 @@ func (r *Repo) uploadedIDs(ids []blockstore.ID) {
 func (r *Repo) committed(ids []blockstore.ID) {
 	r.recentMu.Lock()
 	for _, id := range ids {
-		delete(r.recent, id)
+		r.unpendLocked(id)
 	}
 	r.recentMu.Unlock()
 }

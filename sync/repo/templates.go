@@ -75,6 +75,8 @@ func (r *Repo) Commit(ctx context.Context, m *manifest.Manifest) (api.VersionInf
 		return api.VersionInfo{}, fmt.Errorf("commit %s@%d: %w", m.Name, next, err)
 	}
 	r.committed(ids)
+	// Only fails when the set is not built; its build reads this commit.
+	_ = r.grant(ctx, "", ids)
 	r.log.Info("committed template version", "template", m.Name, "version", next,
 		"parent", latest, "files", info.Files, "bytes", info.Bytes, "blocks", info.Blocks)
 	return info, nil

@@ -34,8 +34,8 @@ func (r *Repo) CreateToken(ctx context.Context, name, role string) (string, erro
 	if role != api.RoleAdmin && role != api.RoleUser {
 		return "", fmt.Errorf("%w: role %q is not %q or %q", ErrInvalid, role, api.RoleAdmin, api.RoleUser)
 	}
-	if name == "" || len(name) > 128 {
-		return "", fmt.Errorf("%w: a token needs a name of 1-128 bytes", ErrInvalid)
+	if err := api.ValidPrincipalName(name); err != nil {
+		return "", fmt.Errorf("%w: token name: %v", ErrInvalid, err)
 	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
@@ -67,8 +67,15 @@ func (r *Repo) Authenticate(ctx context.Context, token string) (Principal, error
 	if err != nil {
 		return p, err
 	}
-	err = json.Unmarshal(b, &p)
-	return p, err
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, err
+	}
+	// A record made before names were checked: its name is a key of
+	// the metadata and a directory on workstations, so it serves no one.
+	if err := api.ValidPrincipalName(p.Name); err != nil {
+		return Principal{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	return p, nil
 }
 
 // HasTokens reports whether any token exists.

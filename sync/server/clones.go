@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
@@ -10,9 +11,27 @@ import (
 	"github.com/dvfs-project/dvfs/sync/repo"
 )
 
+// principal is whom a request speaks for.
+func principal(r *http.Request) repo.Principal {
+	return r.Context().Value(principalKey{}).(repo.Principal)
+}
+
 // owner is the principal a request speaks for: clones are per owner.
-func owner(r *http.Request) string {
-	return r.Context().Value(principalKey{}).(repo.Principal).Name
+func owner(r *http.Request) string { return principal(r).Name }
+
+// mayName fails with a *repo.MissingError naming the blocks of m the
+// caller may not read: a manifest's IDs are no proof of holding the
+// bytes, so those must be uploaded (a cheap no-op for the store when it
+// has them) before a clone of the caller's may name them.
+func (s *Server) mayName(r *http.Request, m *manifest.Manifest) error {
+	no, err := s.unreadable(r, slices.Collect(m.BlockIDs()))
+	if err != nil {
+		return err
+	}
+	if len(no) > 0 {
+		return &repo.MissingError{IDs: no}
+	}
+	return nil
 }
 
 func (s *Server) whoAmI(w http.ResponseWriter, r *http.Request) error {
@@ -60,6 +79,9 @@ func (s *Server) createClone(w http.ResponseWriter, r *http.Request) error {
 	}
 	if m.Name != name {
 		return fmt.Errorf("%w: manifest names %q, URL %q", errBadRequest, m.Name, name)
+	}
+	if err := s.mayName(r, m); err != nil {
+		return err
 	}
 	info, err := s.repo.CreateClone(r.Context(), owner(r), m, template, version)
 	if err != nil {

@@ -21,13 +21,13 @@ import (
 const sector = 4096
 
 // newBadgerEnv serves a repository over a real badger store.
-func newBadgerEnv(t *testing.T) (*env, *badgerstore.Store) {
+func newBadgerEnv(t *testing.T, opts ...func(*repo.Config)) (*env, *badgerstore.Store) {
 	t.Helper()
 	st, err := badgerstore.Open(t.TempDir(), badgerstore.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnvOn(t, st)
+	e := newEnvOn(t, st, opts...)
 	t.Cleanup(func() {
 		e.repo.Settle(context.Background())
 		st.Close()

@@ -36,6 +36,8 @@ func statusOf(err error) int {
 		// 412: the request's precondition (its lease epoch) no longer
 		// holds; the client must not retry it as it is.
 		return http.StatusPreconditionFailed
+	case errors.Is(err, repo.ErrQuota):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, errNoMulticast):
 		return http.StatusNotImplemented
 	case errors.Is(err, repo.ErrInvalid), errors.Is(err, api.ErrMalformed),

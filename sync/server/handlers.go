@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -213,13 +214,67 @@ func (s *Server) missing(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	missing, err := s.repo.Missing(r.Context(), ids)
+	// A block the caller may not read is missing to them, whether or
+	// not it is stored: the answer reveals nothing of others' data, and
+	// the upload that follows proves they hold its bytes.
+	no, err := s.unreadable(r, ids)
 	if err != nil {
 		return err
+	}
+	ask := ids
+	if len(no) > 0 {
+		hidden := make(map[blockstore.ID]struct{}, len(no))
+		for _, id := range no {
+			hidden[id] = struct{}{}
+		}
+		ask = slices.DeleteFunc(slices.Clone(ids), func(id blockstore.ID) bool { _, ok := hidden[id]; return ok })
+	}
+	missing, err := s.repo.Missing(r.Context(), ask)
+	if err != nil {
+		return err
+	}
+	if len(no) > 0 {
+		missing = inOrder(ids, append(missing, no...))
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	_, err = w.Write(api.AppendIDs(nil, missing))
 	return err
+}
+
+// inOrder returns the IDs of some in the order ids has them.
+func inOrder(ids, some []blockstore.ID) []blockstore.ID {
+	want := make(map[blockstore.ID]struct{}, len(some))
+	for _, id := range some {
+		want[id] = struct{}{}
+	}
+	out := make([]blockstore.ID, 0, len(some))
+	for _, id := range ids {
+		if _, ok := want[id]; ok {
+			delete(want, id)
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// unreadable returns the IDs of ids the request's principal may not read:
+// none for an admin; for a user, the blocks of no template and none of
+// their clones (repo.Unreadable).
+func (s *Server) unreadable(r *http.Request, ids []blockstore.ID) ([]blockstore.ID, error) {
+	p := principal(r)
+	if p.Role == api.RoleAdmin {
+		return nil, nil
+	}
+	return s.repo.Unreadable(r.Context(), p.Name, ids)
+}
+
+// uploader is whom the request's uploads are charged to and granted to
+// (repo.AcceptFor): "" for an admin.
+func uploader(r *http.Request) string {
+	if p := principal(r); p.Role != api.RoleAdmin {
+		return p.Name
+	}
+	return ""
 }
 
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, blockstore.DefaultBlockSize+64); return &b }}
@@ -234,6 +289,14 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
+	// What the caller may not read is not found, as if it did not exist.
+	no, err := s.unreadable(r, ids)
+	if err != nil {
+		return err
+	}
+	if len(no) > 0 {
+		return fmt.Errorf("block %s: %w", no[0], blockstore.ErrNotFound)
+	}
 	// Refuse up front what we lack, while a status can still be sent.
 	missing, err := s.repo.Missing(ctx, ids)
 	if err != nil {
@@ -338,12 +401,12 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) error {
 			release()
 		}
 	}
-	if err := s.repo.Accept(r.Context(), blocks, drop); err != nil {
+	if err := s.repo.AcceptFor(r.Context(), uploader(r), blocks, drop); err != nil {
 		drop()
 		drop()
 		return err
 	}
-	err = s.repo.PutDeltas(r.Context(), deltas)
+	err = s.repo.PutDeltasFor(r.Context(), uploader(r), deltas)
 	drop()
 	if err != nil {
 		return err

@@ -43,10 +43,14 @@ func newEnv(t *testing.T) *env {
 }
 
 // newEnvOn serves a repository over st; env.store stays nil.
-func newEnvOn(t *testing.T, st repo.Store) *env {
+func newEnvOn(t *testing.T, st repo.Store, opts ...func(*repo.Config)) *env {
 	t.Helper()
 	_, key, _ := ed25519.GenerateKey(nil)
-	r, err := repo.New(repo.Config{Store: st, Key: key})
+	cfg := repo.Config{Store: st, Key: key}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	r, err := repo.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

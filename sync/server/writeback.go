@@ -91,6 +91,9 @@ func (s *Server) commitGeneration(w http.ResponseWriter, r *http.Request) error 
 	if m.Name != name {
 		return fmt.Errorf("%w: manifest names %q, URL %q", errBadRequest, m.Name, name)
 	}
+	if err := s.mayName(r, m); err != nil {
+		return err
+	}
 	info, err := s.repo.CommitGeneration(r.Context(), owner(r), m, parent, epoch)
 	if err != nil {
 		return err
@@ -157,6 +160,9 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) error {
 	var req api.SnapshotRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
+	}
+	if err := manifest.ValidName(req.Name); err != nil {
+		return fmt.Errorf("%w: snapshot name: %v", errBadRequest, err)
 	}
 	si, err := s.repo.Snapshot(r.Context(), owner(r), name, req.Name)
 	if err != nil {

@@ -1,0 +1,203 @@
+package repo
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/manifest"
+)
+
+// Who may read a block. A user may read the blocks of every template
+// version and of their own clones' generations, and the blocks they
+// uploaded whole themselves (the upload proved they hold the bytes). The
+// server asks before it answers fetch and missing for a user, and before
+// it commits a user's clone naming blocks (a manifest naming an ID is no
+// proof of holding its bytes).
+//
+// The sets live in memory, built on first use from the signed manifests
+// (one pass over the templates, one over an owner's clones) and kept up to
+// date by every commit and upload after it. They only grow, except that a
+// collection drops the blocks it deletes: a block someone once could read
+// stays theirs to read while it exists, which gives away nothing they did
+// not hold. Their size is that of the garbage collector's live set.
+type access struct {
+	mu        sync.Mutex
+	templates map[blockstore.ID]struct{} // nil: not built yet
+	owners    map[string]*ownerSet
+}
+
+// ownerSet is what one user may read beyond the templates.
+type ownerSet struct {
+	ids map[blockstore.ID]struct{}
+	// private counts the IDs in ids that no template names: the blocks
+	// the user's data holds on the server (Config.CloneQuota).
+	private int
+}
+
+// Unreadable returns the IDs of ids that owner may not read.
+func (r *Repo) Unreadable(ctx context.Context, owner string, ids []blockstore.ID) ([]blockstore.ID, error) {
+	a := &r.access
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	own, err := r.ownerSetLocked(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	var out []blockstore.ID
+	for _, id := range ids {
+		if _, ok := a.templates[id]; ok {
+			continue
+		}
+		if _, ok := own.ids[id]; ok {
+			continue
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// grant lets owner read ids; owner "" stands for every user (templates).
+func (r *Repo) grant(ctx context.Context, owner string, ids []blockstore.ID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	a := &r.access
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	own, err := r.ownerSetLocked(ctx, owner)
+	if err != nil {
+		return err
+	}
+	if owner != "" {
+		for _, id := range ids {
+			own.add(id, a.templates)
+		}
+		return nil
+	}
+	for _, id := range ids {
+		if _, ok := a.templates[id]; ok {
+			continue
+		}
+		a.templates[id] = struct{}{}
+		for _, o := range a.owners {
+			if _, ok := o.ids[id]; ok {
+				o.private--
+			}
+		}
+	}
+	return nil
+}
+
+func (o *ownerSet) add(id blockstore.ID, templates map[blockstore.ID]struct{}) {
+	if _, ok := o.ids[id]; ok {
+		return
+	}
+	o.ids[id] = struct{}{}
+	if _, ok := templates[id]; !ok {
+		o.private++
+	}
+}
+
+// privateBlocks returns how many blocks owner's data holds that no
+// template names, and would hold with ids added.
+func (r *Repo) privateBlocks(ctx context.Context, owner string, ids []blockstore.ID) (now, with int, err error) {
+	a := &r.access
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	own, err := r.ownerSetLocked(ctx, owner)
+	if err != nil {
+		return 0, 0, err
+	}
+	now, with = own.private, own.private
+	seen := make(map[blockstore.ID]struct{}, len(ids))
+	for _, id := range ids {
+		if _, ok := own.ids[id]; ok {
+			continue
+		}
+		if _, ok := a.templates[id]; ok {
+			continue
+		}
+		if _, ok := seen[id]; !ok {
+			seen[id] = struct{}{}
+			with++
+		}
+	}
+	return now, with, nil
+}
+
+// forget drops deleted blocks from every set.
+func (r *Repo) forget(ids []blockstore.ID) {
+	a := &r.access
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, id := range ids {
+		_, tpl := a.templates[id]
+		delete(a.templates, id)
+		for _, o := range a.owners {
+			if _, ok := o.ids[id]; ok {
+				delete(o.ids, id)
+				if !tpl {
+					o.private--
+				}
+			}
+		}
+	}
+}
+
+// ownerSetLocked builds what it lacks of the template set and owner's set
+// and returns owner's (nil for owner ""). The caller holds access.mu.
+func (r *Repo) ownerSetLocked(ctx context.Context, owner string) (*ownerSet, error) {
+	a := &r.access
+	if a.templates == nil {
+		set := make(map[blockstore.ID]struct{})
+		if err := r.markManifests(ctx, prefixTemplates, keyTemplateMan, set); err != nil {
+			return nil, err
+		}
+		a.templates = set
+	}
+	if owner == "" {
+		return nil, nil
+	}
+	if o, ok := a.owners[owner]; ok {
+		return o, nil
+	}
+	if err := validOwner(owner); err != nil {
+		return nil, err
+	}
+	set := make(map[blockstore.ID]struct{})
+	if err := r.markManifests(ctx, prefixClones+owner+"/", keyCloneGen, set); err != nil {
+		return nil, err
+	}
+	o := &ownerSet{ids: set}
+	for id := range set {
+		if _, ok := a.templates[id]; !ok {
+			o.private++
+		}
+	}
+	if a.owners == nil {
+		a.owners = make(map[string]*ownerSet)
+	}
+	a.owners[owner] = o
+	return o, nil
+}
+
+// markManifests adds to set the blocks of every signed manifest of kind
+// under prefix.
+func (r *Repo) markManifests(ctx context.Context, prefix string, kind int, set map[blockstore.ID]struct{}) error {
+	pub := r.PublicKey()
+	return r.store.ListMeta(ctx, prefix, func(key string, value []byte) error {
+		if k, _ := keyKind(key); k != kind {
+			return nil
+		}
+		m, _, err := manifest.Open(value, pub)
+		if err != nil {
+			return fmt.Errorf("manifest %s: %w", key, err)
+		}
+		for id := range m.BlockIDs() {
+			set[id] = struct{}{}
+		}
+		return nil
+	})
+}

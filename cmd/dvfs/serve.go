@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
@@ -27,6 +28,9 @@ type serveConfig struct {
 	tlsCert string // PEM certificate; with tlsKey, serve HTTPS
 	tlsKey  string // PEM private key of tlsCert
 	mc      multicastConfig
+	gcEvery time.Duration // automatic garbage collection interval
+	// Per-user quotas (humanize sizes; "0" means none).
+	quotaPending, quotaClone string
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -53,6 +57,9 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.IntVar(&c.mc.receivers, "multicast-receivers", 0, "start a session as soon as this many workstations have joined it "+
 		"(0, or fewer join: when its join window of a few seconds ends)")
 	f.DurationVar(&c.mc.every, "multicast-every", 0, "also send every template's latest version this often (0: only on publish and push)")
+	f.DurationVar(&c.gcEvery, "gc-every", repo.DefaultGCEvery, "collect unreferenced blocks (uploads no commit named within the grace, removed clones' data) this often (0: only when an admin runs dvfs template gc)")
+	f.StringVar(&c.quotaPending, "quota-pending", "1GiB", "per user: bytes uploaded that no commit names yet (0: no bound)")
+	f.StringVar(&c.quotaClone, "quota-clone", "0", "per user: the data of their clones that no template holds, in 64 KiB blocks (0: no bound)")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
 }
@@ -83,7 +90,17 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 		return err
 	}
 	defer store.Close()
-	r, err := repo.New(repo.Config{Store: store, Key: key, Logger: g.log})
+	rcfg := repo.Config{Store: store, Key: key, Logger: g.log}
+	if rcfg.PendingQuota, err = quotaFlag("--quota-pending", c.quotaPending); err != nil {
+		return err
+	}
+	if rcfg.PendingQuota == 0 {
+		rcfg.PendingQuota = -1 // 0 in repo.Config is the default
+	}
+	if rcfg.CloneQuota, err = quotaFlag("--quota-clone", c.quotaClone); err != nil {
+		return err
+	}
+	r, err := repo.New(rcfg)
 	if err != nil {
 		return err
 	}
@@ -94,7 +111,9 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	compressed := make(chan struct{})
 	go func() { defer close(compressed); r.CompressLoop(loopCtx, repo.DefaultCompressIdle) }()
-	defer func() { stopLoop(); <-compressed }()
+	collected := make(chan struct{})
+	go func() { defer close(collected); r.GCLoop(loopCtx, c.gcEvery) }()
+	defer func() { stopLoop(); <-compressed; <-collected }()
 	tokenFile, err := server.EnsureAdminToken(ctx, r, c.data)
 	if err != nil {
 		return err
@@ -146,4 +165,13 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutCtx)
+}
+
+// quotaFlag parses a quota size flag.
+func quotaFlag(flag, v string) (int64, error) {
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n > 1<<62 {
+		return 0, fmt.Errorf("%s %q: not a size", flag, v)
+	}
+	return int64(n), nil
 }

@@ -21,7 +21,7 @@ import (
 const sector = 4096
 
 // newBadgerEnv serves a repository over a real badger store.
-func newBadgerEnv(t *testing.T, opts ...func(*repo.Config)) (*env, *badgerstore.Store) {
+func newBadgerEnv(t testing.TB, opts ...func(*repo.Config)) (*env, *badgerstore.Store) {
 	t.Helper()
 	st, err := badgerstore.Open(t.TempDir(), badgerstore.Config{})
 	if err != nil {
@@ -81,7 +81,7 @@ func fetchPlain(t *testing.T, c *client.Client, want []byte) {
 }
 
 // commitTemplate commits a template version of one file naming plains.
-func commitTemplate(t *testing.T, c *client.Client, name string, plains ...[]byte) uint64 {
+func commitTemplate(t testing.TB, c *client.Client, name string, plains ...[]byte) uint64 {
 	t.Helper()
 	f := manifest.File{Path: "disk.vmdk", Mode: 0o644, MTime: time.Unix(1, 0)}
 	for _, p := range plains {

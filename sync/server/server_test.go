@@ -43,7 +43,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // newEnvOn serves a repository over st; env.store stays nil.
-func newEnvOn(t *testing.T, st repo.Store, opts ...func(*repo.Config)) *env {
+func newEnvOn(t testing.TB, st repo.Store, opts ...func(*repo.Config)) *env {
 	t.Helper()
 	_, key, _ := ed25519.GenerateKey(nil)
 	cfg := repo.Config{Store: st, Key: key}

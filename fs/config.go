@@ -88,6 +88,12 @@ type Config struct {
 	// its text is logged at Warn, once per clone per minute. Reads are
 	// never refused.
 	Writable func(clone string) error
+	// MinFree is the free space the disk of StateDir keeps for what must
+	// never fail there (the metadata stores map their files: a write into
+	// a mapped page on a full disk kills the process): below it, writes,
+	// growth and new entries in clones fail with ENOSPC; reads, deletes
+	// and syncs of what was written go on. 0 keeps no reserve.
+	MinFree int64
 }
 
 // Defaults, in one place.

@@ -49,6 +49,9 @@ func (d *cloneDir) add(ctx context.Context, name string, r record) (*cinode, err
 	if err := checkPathLen(d.n, name, 0); err != nil {
 		return nil, err
 	}
+	if err := c.fsys.checkSpace(); err != nil {
+		return nil, err
+	}
 	if len(c.inodes) >= manifest.MaxFiles {
 		// The server takes no manifest with more entries: refuse the
 		// entry here rather than have the clone stop syncing.

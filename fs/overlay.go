@@ -132,6 +132,9 @@ func (n *cinode) writeAt(ctx context.Context, p []byte, off int64) (int, error) 
 	if off+int64(len(p)) > n.c.maxSize() {
 		return 0, ErrTooLarge
 	}
+	if err := n.c.fsys.checkSpace(); err != nil {
+		return 0, err
+	}
 	n.rw.RLock()
 	defer n.rw.RUnlock()
 	return n.writeLocked(ctx, p, off)
@@ -294,6 +297,9 @@ func (n *cinode) allocate(ctx context.Context, off, length int64, mode AllocMode
 	end := off + length
 	if end > n.c.maxSize() || end < off {
 		return ErrTooLarge
+	}
+	if err := n.c.fsys.checkSpace(); err != nil {
+		return err
 	}
 	keep := mode&AllocKeepSize != 0
 	switch mode &^ AllocKeepSize {

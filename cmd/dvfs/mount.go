@@ -37,6 +37,7 @@ type mountConfig struct {
 	mcIface      string        // interface to receive multicast on
 	syncInterval time.Duration // how often clone changes are sealed and uploaded
 	flushTimeout time.Duration // how long an unmount waits for the final upload
+	minFree      string        // free space kept on the cache disk
 }
 
 func newMountCmd(g *globals) *cobra.Command {
@@ -65,6 +66,7 @@ clone overlays are kept apart inside the cache.`,
 	f.BoolVar(&c.multicast, "multicast", true, "join the server's multicast sessions to fill the cache")
 	f.StringVar(&c.mcIface, "multicast-iface", "", "interface to receive multicast on (default: the system's choice)")
 	f.DurationVar(&c.syncInterval, "sync-interval", 5*time.Second, "how often clone changes are sealed and uploaded (also at every fsync)")
+	f.StringVar(&c.minFree, "min-free", "256MiB", "free space kept on the cache's disk: below it, writes into clones fail with ENOSPC (badger, which maps its files, must never meet a full disk)")
 	f.DurationVar(&c.flushTimeout, "flush-timeout", 10*time.Minute, "how long unmounting waits for clone changes to reach the server")
 	_ = cmd.MarkFlagRequired("cache")
 	return cmd
@@ -74,6 +76,10 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	limit, err := humanize.ParseBytes(c.cacheSize)
 	if err != nil {
 		return fmt.Errorf("--cache-size: %w", err)
+	}
+	minFree, err := humanize.ParseBytes(c.minFree)
+	if err != nil {
+		return fmt.Errorf("--min-free: %w", err)
 	}
 	mountpoint, err = filepath.Abs(mountpoint)
 	if err != nil {
@@ -152,6 +158,7 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 		Logger:   g.log,
 		OnSync:   wb.Synced,
 		Writable: wb.Writable,
+		MinFree:  int64(minFree),
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// smallFS mounts a 200 MiB filesystem of kind ("tmpfs" or "ext4", an
+// image on a loop device) under the test's temp dir.
+func smallFS(t *testing.T, kind string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), kind)
+	os.Mkdir(dir, 0o755)
+	var out []byte
+	var err error
+	switch kind {
+	case "tmpfs":
+		err = unix.Mount("tmpfs", dir, "tmpfs", 0, "size=200m")
+	case "ext4":
+		img := filepath.Join(t.TempDir(), "cache.img")
+		if err = os.Truncate(img, 0); errors.Is(err, os.ErrNotExist) {
+			var f *os.File
+			if f, err = os.Create(img); err == nil {
+				err = f.Truncate(200 << 20)
+				f.Close()
+			}
+		}
+		if err == nil {
+			if out, err = exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err == nil {
+				out, err = exec.Command("mount", "-o", "loop", img, dir).CombinedOutput()
+			}
+		}
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI runs as root and must mount a %s: %v %s", kind, err, out)
+		}
+		t.Skipf("cannot mount a %s (not root?): %v %s; this never skips in CI", kind, err, out)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// The cache's disk fills up under a clone's writer (1 MiB writes, fsync
+// every 8 MiB): the writer gets ENOSPC, the mount goes on serving, every
+// byte fsynced reads back, and once space returns (a filler file is
+// deleted) writes work again and everything reaches the server.
+func TestFullCacheDisk(t *testing.T) {
+	for _, kind := range []string{"tmpfs", "ext4"} {
+		t.Run(kind, func(t *testing.T) { testFullCacheDisk(t, kind) })
+	}
+}
+
+func testFullCacheDisk(t *testing.T, kind string) {
+	disk := smallFS(t, kind)
+	s := startServer(t, t.TempDir())
+	vm := filepath.Join(t.TempDir(), "tpl")
+	os.Mkdir(vm, 0o755)
+	os.WriteFile(filepath.Join(vm, "disk.vmx"), []byte("displayName = \"small\"\n"), 0o644)
+	s.dvfs("template", "publish", "--name", "small", vm)
+	s.dvfs("clone", "create", "--template", "small", "lab")
+	filler := filepath.Join(disk, "filler")
+	if err := os.WriteFile(filler, make([]byte, 40<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := s.startMount(t, filepath.Join(disk, "cache"), filepath.Join(t.TempDir(), "mnt"), "--min-free", "32MiB", "--sync-interval", "1s", "--flush-timeout", "2m")
+	path := filepath.Join(m.dir, "clones", "lab", "big.img")
+
+	rng := rand.NewChaCha8([32]byte{'f'})
+	var want []byte // every byte written and fsynced
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	var werr error
+	var pending []byte
+	for len(want) < 400<<20 && werr == nil {
+		rng.Read(chunk)
+		if _, werr = f.WriteAt(chunk, int64(len(want)+len(pending))); werr != nil {
+			break
+		}
+		pending = append(pending, chunk...)
+		if len(pending) == 8<<20 {
+			if werr = f.Sync(); werr == nil {
+				want, pending = append(want, pending...), nil
+			}
+		}
+	}
+	if !errors.Is(werr, syscall.ENOSPC) {
+		t.Fatalf("writing into the clone on a full cache disk: %v after %d MiB fsynced, want ENOSPC", werr, len(want)>>20)
+	}
+	f.Close()
+	t.Logf("%s: writer got %v after %d MiB fsynced", kind, werr, len(want)>>20)
+	select {
+	case <-m.done:
+		t.Fatalf("the mount died on the full disk:\n%s", m.log)
+	default:
+	}
+	// The mount serves: fsynced bytes read back, the clone lists, other
+	// files read.
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got[:len(want)], want) {
+		t.Fatalf("fsynced data after the disk filled: %d bytes, %v", len(got), err)
+	}
+	if _, err := os.ReadFile(filepath.Join(m.dir, "clones", "lab", "disk.vmx")); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("dvfs status with the disk full:\n%s", s.statusOf(t, m))
+
+	// Space returns: writes work again, by themselves.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	more := make([]byte, 8<<20)
+	rng.Read(more)
+	if err := writeAtSync(path, more, int64(len(want))); err != nil {
+		t.Fatalf("writing after space returned: %v\n%s", err, m.log)
+	}
+	want = append(want, more...)
+	out, err := exec.Command(dvfsBin, "umount", m.dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dvfs umount after space returned: %v\n%s\nmount log:\n%s", err, out, m.log)
+	}
+	<-m.done
+	// A second workstation (its own cache, off the small disk) reads it all.
+	b := s.startMount(t, filepath.Join(t.TempDir(), "cacheB"), filepath.Join(t.TempDir(), "mntB"))
+	got, err := os.ReadFile(filepath.Join(b.dir, "clones", "lab", "big.img"))
+	if err != nil || len(got) < len(want) || !bytes.Equal(got[:len(want)], want) {
+		t.Fatalf("the server's clone: %d bytes (%v), want the %d written and fsynced", len(got), err, len(want))
+	}
+}
+
+// writeAtSync writes data at off into path and fsyncs it.
+func writeAtSync(path string, data []byte, off int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(data, off); err != nil {
+		return err
+	}
+	return f.Sync()
+}

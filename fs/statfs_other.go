@@ -1,0 +1,6 @@
+//go:build !unix
+
+package fs
+
+// checkSpace keeps no reserve where statfs is not available.
+func (fsys *FS) checkSpace() error { return nil }

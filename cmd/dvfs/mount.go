@@ -85,6 +85,9 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	if err != nil {
 		return err
 	}
+	if err := checkMountpoint(mountpoint); err != nil {
+		return err
+	}
 	cl, err := g.newClient()
 	if err != nil {
 		return err
@@ -204,10 +207,11 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 		defer stopStatus()
 	}
 	pidFile := mountPIDFile(mountpoint)
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+	pidLine := strconv.Itoa(os.Getpid()) + "\n"
+	if err := os.WriteFile(pidFile, []byte(pidLine), 0o644); err != nil {
 		g.log.Warn("cannot record the mount's pid; dvfs umount will not wait for the flush", "file", pidFile, "err", err)
 	}
-	defer os.Remove(pidFile)
+	defer removeOwnPIDFile(pidFile, pidLine)
 	exitFile := mountExitFile(mountpoint)
 	os.Remove(exitFile)
 	defer func() { recordMountExit(exitFile, err) }()
@@ -264,6 +268,9 @@ func newUmountCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mp, err := filepath.Abs(args[0])
 			if err != nil {
+				return err
+			}
+			if err := checkMounted(mp); err != nil {
 				return err
 			}
 			pid := 0

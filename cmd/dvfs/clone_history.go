@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/dvfs-project/dvfs/sync/api"
 	exportpkg "github.com/dvfs-project/dvfs/sync/export"
 	"github.com/dvfs-project/dvfs/sync/writeback"
 )
@@ -72,8 +75,32 @@ func newCloneHistoryCmds(g *globals) []*cobra.Command {
 			if err != nil {
 				return err
 			}
+			ctx := cmd.Context()
+			name, snap := args[0], args[1]
+			// The snapshot must exist before the clone is leased.
+			h, err := c.History(ctx, name)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(h.Snapshots, func(s api.SnapshotInfo) bool { return s.Name == snap }) {
+				return fmt.Errorf("clone %s has no snapshot %q (dvfs clone history %s lists them)", name, snap, name)
+			}
+			// The revert holds the clone's lease only while it runs: taken
+			// here (refused while a workstation has the clone), renewed by
+			// the server's revert, given back whatever happens, so the
+			// next mount may write the clone at once.
 			host, _ := os.Hostname()
-			info, err := c.Revert(cmd.Context(), args[0], args[1], "dvfs-revert@"+host)
+			holder := "dvfs-revert@" + host
+			l, err := c.AcquireLease(ctx, name, holder, time.Minute, false)
+			if err != nil {
+				return fmt.Errorf("clone %s: %w", name, err)
+			}
+			defer func() {
+				if err := c.ReleaseLease(context.WithoutCancel(ctx), name, holder, l.Epoch); err != nil {
+					fmt.Fprintf(os.Stderr, "clone %s stays leased to %s until %s: %v\n", name, holder, l.Expires.Local().Format(time.DateTime), err)
+				}
+			}()
+			info, err := c.Revert(ctx, name, snap, holder)
 			if err != nil {
 				return err
 			}

@@ -210,11 +210,14 @@ func (c *cloneWB) acquire(ctx context.Context, force bool) error {
 			// Offline, and this workstation held the lease last: keep
 			// working locally; the commits will tell if it was lost.
 			c.lease = api.Lease{Holder: c.w.cfg.Holder, Epoch: c.st.Epoch}
+			// Changes follow under the old epoch: if the lease moved on
+			// meanwhile, that is worth the warning above.
+			c.st.Released = false
 			return nil
 		}
 		return fmt.Errorf("clone %s: cannot take its lease: %w", c.name, err)
 	}
-	if c.st.Epoch != 0 && l.Epoch != c.st.Epoch {
+	if c.st.Epoch != 0 && l.Epoch != c.st.Epoch && !c.st.Released {
 		// The lease moved on without us (expired and taken, then given
 		// back): what we did not commit belongs to an old epoch.
 		c.w.log.Warn("clone lease was held by another workstation meanwhile", "clone", c.name, "old_epoch", c.st.Epoch, "epoch", l.Epoch)
@@ -225,7 +228,7 @@ func (c *cloneWB) acquire(ctx context.Context, force bool) error {
 	}
 	// Remember the epoch durably before anything is written under it: a
 	// restart must know this workstation has changes to sync.
-	c.st.Epoch = l.Epoch
+	c.st.Epoch, c.st.Released = l.Epoch, false
 	op, err := putOp(key(c.name, "state"), c.st)
 	if err != nil {
 		return err
@@ -497,5 +500,15 @@ func (c *cloneWB) release(ctx context.Context) {
 	}
 	if err := c.w.cfg.Server.ReleaseLease(ctx, c.name, c.w.cfg.Holder, l.Epoch); err != nil {
 		c.w.log.Warn("lease release failed (it will expire)", "clone", c.name, "err", err)
+		return
+	}
+	c.mu.Lock()
+	c.lease = api.Lease{}
+	c.st.Released = c.loaded
+	c.mu.Unlock()
+	if c.st.Released {
+		if err := c.saveState(ctx); err != nil {
+			c.w.log.Warn("cannot record the lease's release", "clone", c.name, "err", err)
+		}
 	}
 }

@@ -21,9 +21,13 @@ import (
 // The pending generation's new blocks are in its outbox file until the
 // commit (see outbox.go).
 type state struct {
-	Base            uint64 `json:"base"`      // generation the overlay started from
-	Committed       uint64 `json:"committed"` // latest generation committed from here (or Base)
-	Epoch           uint64 `json:"epoch"`     // the lease epoch last held
+	Base      uint64 `json:"base"`      // generation the overlay started from
+	Committed uint64 `json:"committed"` // latest generation committed from here (or Base)
+	Epoch     uint64 `json:"epoch"`     // the lease epoch last held
+	// Released is set when the lease of Epoch was given back after a
+	// clean flush: nothing was left to sync under it, so the next epoch
+	// (the server gives a new one to every new holding) is expected.
+	Released        bool   `json:"released,omitempty"`
 	Template        string `json:"template"`
 	TemplateVersion uint64 `json:"template_version"`
 	// Lost is set when another workstation took the lease over; the

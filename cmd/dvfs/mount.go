@@ -270,14 +270,16 @@ func newUmountCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := checkMounted(mp); err != nil {
-				return err
-			}
 			pid := 0
 			if b, err := os.ReadFile(mountPIDFile(mp)); err == nil {
 				pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 			}
-			if err := syscall.Unmount(mp, 0); err != nil {
+			// Unmounted already but still syncing: wait for it below.
+			if err := checkMounted(mp); err != nil {
+				if pid == 0 || !alive(pid) {
+					return err
+				}
+			} else if err := syscall.Unmount(mp, 0); err != nil {
 				// Not root: the setuid helper of fuse3 may unmount.
 				out, ferr := exec.Command("fusermount3", "-u", mp).CombinedOutput()
 				if ferr != nil {

@@ -58,7 +58,7 @@ func newServeCmd(g *globals) *cobra.Command {
 		"(0, or fewer join: when its join window of a few seconds ends)")
 	f.DurationVar(&c.mc.every, "multicast-every", 0, "also send every template's latest version this often (0: only on publish and push)")
 	f.DurationVar(&c.gcEvery, "gc-every", repo.DefaultGCEvery, "collect unreferenced blocks (uploads no commit named within the grace, removed clones' data) this often (0: only when an admin runs dvfs template gc)")
-	f.StringVar(&c.quotaPending, "quota-pending", "1GiB", "per user: bytes uploaded that no commit names yet (0: no bound)")
+	f.StringVar(&c.quotaPending, "quota-pending", "64GiB", "per user: bytes uploaded that no commit names yet (0: no bound); more than the largest generation a workstation syncs at once")
 	f.StringVar(&c.quotaClone, "quota-clone", "0", "per user: the data of their clones that no template holds, in 64 KiB blocks (0: no bound)")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd

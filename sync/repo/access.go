@@ -17,11 +17,13 @@ import (
 // proof of holding its bytes).
 //
 // The sets live in memory, built on first use from the signed manifests
-// (one pass over the templates, one over an owner's clones) and kept up to
-// date by every commit and upload after it. They only grow, except that a
-// collection drops the blocks it deletes: a block someone once could read
-// stays theirs to read while it exists, which gives away nothing they did
-// not hold. Their size is that of the garbage collector's live set.
+// (one pass over the templates, one over an owner's clones, plus the
+// owner's uploads still in their grace) and kept up to date by every
+// commit and upload after it. Between collections they only grow: a block
+// someone could read stays theirs to read, which gives away nothing they
+// did not hold. Each collection drops them all (reset), so removed clones
+// and versions stop counting; they are built again on demand. Their size
+// is that of the garbage collector's live set.
 type access struct {
 	mu        sync.Mutex
 	templates map[blockstore.ID]struct{} // nil: not built yet
@@ -127,23 +129,12 @@ func (r *Repo) privateBlocks(ctx context.Context, owner string, ids []blockstore
 	return now, with, nil
 }
 
-// forget drops deleted blocks from every set.
-func (r *Repo) forget(ids []blockstore.ID) {
+// reset drops every set; the next request builds what it needs again.
+func (r *Repo) reset() {
 	a := &r.access
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, id := range ids {
-		_, tpl := a.templates[id]
-		delete(a.templates, id)
-		for _, o := range a.owners {
-			if _, ok := o.ids[id]; ok {
-				delete(o.ids, id)
-				if !tpl {
-					o.private--
-				}
-			}
-		}
-	}
+	a.templates, a.owners = nil, nil
 }
 
 // ownerSetLocked builds what it lacks of the template set and owner's set
@@ -170,6 +161,14 @@ func (r *Repo) ownerSetLocked(ctx context.Context, owner string) (*ownerSet, err
 	if err := r.markManifests(ctx, prefixClones+owner+"/", keyCloneGen, set); err != nil {
 		return nil, err
 	}
+	// Whole uploads in their grace are the owner's too (AcceptFor).
+	r.recentMu.Lock()
+	for id, p := range r.recent {
+		if p.owner == owner {
+			set[id] = struct{}{}
+		}
+	}
+	r.recentMu.Unlock()
 	o := &ownerSet{ids: set}
 	for id := range set {
 		if _, ok := a.templates[id]; !ok {

@@ -166,16 +166,16 @@ func (r *Repo) PutDeltas(ctx context.Context, deltas []blockstore.Block) error {
 // admin's). A delta whose base owner may not read (Unreadable), or whose
 // block is present but not readable by owner, counts as lacking its base:
 // the user sends the block whole, which proves they hold its bytes. The
-// blocks taken owner may read from now on; the deltas count against the
-// pending quota as AcceptFor's blocks do (refused ones too, until the
-// grace ends).
+// blocks taken owner may read from now on and count against the pending
+// quota as AcceptFor's blocks do; a batch that could take owner past it is
+// refused whole.
 func (r *Repo) PutDeltasFor(ctx context.Context, owner string, deltas []blockstore.Block) error {
 	if len(deltas) == 0 {
 		return nil
 	}
 	readable := func(id blockstore.ID) (bool, error) { return true, nil }
 	if owner != "" {
-		if err := r.uploadedBy(owner, deltas); err != nil {
+		if err := r.pendingRoom(owner, deltas); err != nil {
 			return err
 		}
 		readable = func(id blockstore.ID) (bool, error) {
@@ -284,8 +284,23 @@ func (r *Repo) PutDeltasFor(ctx context.Context, owner string, deltas []blocksto
 	}
 	if owner == "" {
 		r.uploadedIDs(taken)
-	} else if err := r.grant(ctx, owner, taken); err != nil {
-		return err
+	} else {
+		// Only verified deltas: a refused one proves nothing.
+		byID := make(map[blockstore.ID][]byte, len(deltas))
+		for _, b := range deltas {
+			byID[b.ID] = b.Frame
+		}
+		blocks := make([]blockstore.Block, len(taken))
+		for i, id := range taken {
+			blocks[i] = blockstore.Block{ID: id, Frame: byID[id]}
+		}
+		// Room was checked above; a race past it by a batch is fine.
+		r.recentMu.Lock()
+		r.recordLocked(owner, blocks)
+		r.recentMu.Unlock()
+		if err := r.grant(ctx, owner, taken); err != nil {
+			return err
+		}
 	}
 	if len(refused.BaseMissing)+len(refused.Mismatch) > 0 {
 		return &refused

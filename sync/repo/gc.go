@@ -3,7 +3,6 @@ package repo
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -112,13 +111,8 @@ func (r *Repo) GC(ctx context.Context) (api.GCResult, error) {
 			deadDeltas = append(deadDeltas, blockstore.MetaOp{Key: deltaRefKey(id)}, blockstore.MetaOp{Key: deltaFrameKey(id)})
 		}
 	}
-	gone := slices.Clone(dead)
-	for _, op := range deadDeltas {
-		if id, err := blockstore.ParseID(strings.TrimPrefix(op.Key, prefixDeltaRef)); err == nil && strings.HasPrefix(op.Key, prefixDeltaRef) {
-			gone = append(gone, id)
-		}
-	}
-	defer r.forget(gone)
+	// Who reads what is built again from what remains.
+	defer r.reset()
 	for len(deadDeltas) > 0 {
 		n := min(len(deadDeltas), 2*deltaChunk)
 		if err := r.store.CommitMeta(ctx, deadDeltas[:n]...); err != nil {

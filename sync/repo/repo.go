@@ -83,9 +83,12 @@ type Config struct {
 	CloneQuota int64
 }
 
-// DefaultPendingQuota is Config.PendingQuota's default: a few of a
-// workstation's writeback uploads (16 MiB each) in flight, with room.
-const DefaultPendingQuota = 1 << 30
+// DefaultPendingQuota is Config.PendingQuota's default. A workstation
+// uploads a whole generation (all that was written since its last sync)
+// before it commits it, so the quota must exceed the largest one: a
+// refused upload is retried, and the clone syncs only once the quota
+// allows it.
+const DefaultPendingQuota = 64 << 30
 
 // DefaultGCGrace is Config.GCGrace's default.
 const DefaultGCGrace = time.Hour
@@ -236,9 +239,41 @@ type pendingUpload struct {
 // uploadedBy is uploaded of blocks owner sent. It fails with ErrQuota,
 // recording nothing, when they would take owner past the pending quota.
 func (r *Repo) uploadedBy(owner string, blocks []blockstore.Block) error {
-	now := r.now()
 	r.recentMu.Lock()
 	defer r.recentMu.Unlock()
+	if err := r.pendingRoomLocked(owner, blocks); err != nil {
+		return err
+	}
+	r.recordLocked(owner, blocks)
+	return nil
+}
+
+// recordLocked starts the grace of blocks owner sent; the caller holds
+// recentMu.
+func (r *Repo) recordLocked(owner string, blocks []blockstore.Block) {
+	now := r.now()
+	for _, b := range blocks {
+		if p, ok := r.recent[b.ID]; ok {
+			p.at = now // still charged to whoever sent it first
+			r.recent[b.ID] = p
+			continue
+		}
+		r.recent[b.ID] = pendingUpload{at: now, owner: owner, size: int64(len(b.Frame))}
+		if owner != "" {
+			r.pending[owner] += int64(len(b.Frame))
+		}
+	}
+}
+
+// pendingRoom fails with ErrQuota when blocks would take owner past the
+// pending quota.
+func (r *Repo) pendingRoom(owner string, blocks []blockstore.Block) error {
+	r.recentMu.Lock()
+	defer r.recentMu.Unlock()
+	return r.pendingRoomLocked(owner, blocks)
+}
+
+func (r *Repo) pendingRoomLocked(owner string, blocks []blockstore.Block) error {
 	if owner != "" && r.pendingQuota > 0 {
 		add := int64(0)
 		for _, b := range blocks {
@@ -249,17 +284,6 @@ func (r *Repo) uploadedBy(owner string, blocks []blockstore.Block) error {
 		if have := r.pending[owner]; add > 0 && have+add > r.pendingQuota {
 			return fmt.Errorf("%w: %s has %d bytes uploaded that no commit names yet; %d more would pass the quota of %d (commit, or wait for the collection of uploads older than %s)",
 				ErrQuota, owner, have, add, r.pendingQuota, r.grace)
-		}
-	}
-	for _, b := range blocks {
-		if p, ok := r.recent[b.ID]; ok {
-			p.at = now // still charged to whoever sent it first
-			r.recent[b.ID] = p
-			continue
-		}
-		r.recent[b.ID] = pendingUpload{at: now, owner: owner, size: int64(len(b.Frame))}
-		if owner != "" {
-			r.pending[owner] += int64(len(b.Frame))
 		}
 	}
 	return nil

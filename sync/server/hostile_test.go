@@ -188,6 +188,15 @@ func TestDeltaOnUnreadableBaseRefused(t *testing.T) {
 		t.Fatalf("bob fetched alice's block after a delta claiming it: %v", err)
 	}
 	fetchPlain(t, alice, next)
+	// A collection rebuilds who reads what: still not bob's, and his own
+	// upload, in its grace, still his.
+	if _, err := e.admin.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Fetch(ctx, []blockstore.ID{blockstore.Sum(next)}, func(blockstore.ID, []byte) error { return nil }); !client.IsNotFound(err) {
+		t.Fatalf("bob fetched alice's block after a collection: %v", err)
+	}
+	fetchPlain(t, bob, own)
 }
 
 func TestPendingUploadQuota(t *testing.T) {
@@ -254,6 +263,16 @@ func TestCloneQuota(t *testing.T) {
 	err := bob.Upload(ctx, wholeRecord(randomBlock(600)))
 	if statusOf(err) != http.StatusInsufficientStorage || !strings.Contains(err.Error(), "quota") {
 		t.Fatalf("upload over the clone quota: %v, want 507 naming the quota", err)
+	}
+	// Removing the clone frees its block once collected.
+	if err := bob.RemoveClone(ctx, "lab1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Upload(ctx, wholeRecord(randomBlock(600))); err != nil {
+		t.Fatalf("upload after freeing a block: %v", err)
 	}
 }
 

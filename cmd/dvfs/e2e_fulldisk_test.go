@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -112,6 +114,10 @@ func testFullCacheDisk(t *testing.T, kind string) {
 	}
 	if _, err := os.ReadFile(filepath.Join(m.dir, "clones", "lab", "disk.vmx")); err != nil {
 		t.Fatal(err)
+	}
+	// What was written syncs with the disk at the reserve.
+	if !m.log.waitFor(time.Minute, func(string) bool { return strings.Contains(s.statusOf(t, m), ", synced;") }) {
+		t.Fatalf("writeback stalled with the disk at the reserve: dvfs status says\n%s\nmount log:\n%s", s.statusOf(t, m), m.log)
 	}
 	t.Logf("dvfs status with the disk full:\n%s", s.statusOf(t, m))
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +31,14 @@ func TestStatusAndUmountTellUnsyncedChanges(t *testing.T) {
 	}
 	t.Logf("dvfs status:\n%s", st)
 	s.stop(syscall.SIGKILL)
+	// An fsync starts a sync, which fails: status shows the stall and why.
+	if err := writeSync(filepath.Join(cl, "notes.txt"), []byte("offline\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !m.log.waitFor(time.Minute, func(string) bool { return strings.Contains(s.statusOf(t, m), "SYNC STALLED since") }) {
+		t.Fatalf("server gone, a sync failed: dvfs status says\n%s", s.statusOf(t, m))
+	}
+	t.Logf("dvfs status with the server gone:\n%s", s.statusOf(t, m))
 	out, err := exec.Command(dvfsBin, "umount", m.dir).CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() == 0 {

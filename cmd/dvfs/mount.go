@@ -149,6 +149,9 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 		// Sealed blocks wait for the upload in files of their own, one
 		// per seal, synced once (a synced badger batch was 10x slower).
 		OutboxDir: filepath.Join(c.cache, "outbox", who.Name),
+		// Seals may go further into the reserve than clone writes (they
+		// are how written data leaves the disk), not all the way.
+		OutboxReserve: int64(minFree) / 4,
 	})
 	if err != nil {
 		return err

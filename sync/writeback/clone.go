@@ -32,8 +32,8 @@ type cloneWB struct {
 	// wroteHere is set once a change was allowed in this process.
 	wroteHere bool
 	// syncedChanges is the overlay's change count (changeCounter) at the
-	// last seal whose tree is committed; checked says such a seal ran in
-	// this process. stall is why the last cycle failed, since when.
+	// last seal saved as pending (or found unchanged); checked says such
+	// a seal ran in this process. stall is why the last cycle failed, since when.
 	syncedChanges uint64
 	checked       bool
 	stall         error
@@ -346,20 +346,18 @@ func (c *cloneWB) cycle(ctx context.Context) error {
 		c.known = nil
 		return err
 	}
+	// Every change the seal captured is in the pending generation now
+	// (or in the committed one, when nothing changed).
+	c.sealSaved(s.changes)
 	if p.Manifest == nil {
-		c.sealCommitted(s.changes)
 		return nil // nothing changed
 	}
-	if err := c.commit(ctx, &p); err != nil {
-		return err
-	}
-	c.sealCommitted(s.changes)
-	return nil
+	return c.commit(ctx, &p)
 }
 
-// sealCommitted records that every change the overlay counted (changes)
-// at a seal is on the server.
-func (c *cloneWB) sealCommitted(changes uint64) {
+// sealSaved records that every change the overlay counted (changes) at a
+// seal is in the pending or the committed generation.
+func (c *cloneWB) sealSaved(changes uint64) {
 	c.mu.Lock()
 	c.syncedChanges, c.checked = changes, true
 	c.mu.Unlock()

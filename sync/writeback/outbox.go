@@ -72,8 +72,12 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // errOutboxCorrupt: an outbox file that does not read back as written.
 var errOutboxCorrupt = errors.New("outbox file corrupt")
 
-// outbox is a directory of outbox files.
-type outbox struct{ dir string }
+// outbox is a directory of outbox files. Writes leave reserve bytes free
+// on its disk (see Config.OutboxReserve).
+type outbox struct {
+	dir     string
+	reserve int64
+}
 
 func openOutbox(dir string) (*outbox, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -122,6 +126,9 @@ func (w *outboxWriter) add(id blockstore.ID, rec []byte, d delta) error {
 		if _, err := f.WriteString(outboxMagic); err != nil {
 			return fmt.Errorf("outbox %s: %w", w.name, err)
 		}
+	}
+	if err := w.o.checkSpace(int64(len(rec))); err != nil {
+		return fmt.Errorf("outbox %s: %w", w.name, err)
 	}
 	if _, err := w.f.Write(rec); err != nil {
 		return fmt.Errorf("outbox %s: %w", w.name, err)

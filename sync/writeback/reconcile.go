@@ -148,8 +148,8 @@ type Status struct {
 	Pending       bool   // a sealed generation awaits upload
 	PendingBlocks int    // its blocks in the outbox
 	PendingBytes  int64  // the size of its outbox file
-	// Unsealed: the clone changed since its last seal that reached the
-	// server (or no seal has checked it since the mount started).
+	// Unsealed: the clone changed since its last seal (or no seal has
+	// checked it since the mount started).
 	Unsealed bool
 	// Stalled is why the last attempt to sync failed (empty when it
 	// worked), and StalledSince when the failures began.

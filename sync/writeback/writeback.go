@@ -97,6 +97,10 @@ type Config struct {
 	// OutboxDir is the directory of the outbox files, the sealed blocks
 	// not yet on the server (a local disk that keeps what is synced).
 	OutboxDir string
+	// OutboxReserve is the free space seals leave on the outbox's disk:
+	// a seal that would leave less fails with ENOSPC and is retried (the
+	// stall shows in Status). 0 keeps no reserve.
+	OutboxReserve int64
 	// Blocks reads base blocks (the workstation cache), for the rare block
 	// a seal must rebuild from its base (a file shrunk mid-block).
 	Blocks interface {
@@ -137,6 +141,7 @@ func New(cfg Config) (*Writeback, error) {
 	if err != nil {
 		return nil, err
 	}
+	ob.reserve = cfg.OutboxReserve
 	if cfg.LeaseTTL == 0 {
 		cfg.LeaseTTL = 60 * time.Second
 	}

@@ -1,0 +1,6 @@
+//go:build !unix
+
+package writeback
+
+// checkSpace keeps no reserve where statfs is not available.
+func (o *outbox) checkSpace(int64) error { return nil }

@@ -49,6 +49,9 @@ func TestStatusAndUmountTellUnsyncedChanges(t *testing.T) {
 	}
 	t.Logf("dvfs umount (exit %d): %s", ee.ExitCode(), out)
 	<-m.done
+	if code := m.cmd.ProcessState.ExitCode(); code == 0 {
+		t.Fatalf("the mount process exited 0 with changes not on the server:\n%s", m.log)
+	}
 }
 
 // A path longer than a manifest takes is refused at the system call

@@ -83,11 +83,6 @@ func (c *cloneWB) load(ctx context.Context, latest func() (*manifest.Manifest, e
 			c.w.log.Warn("cannot clean the outbox", "clone", c.name, "err", err)
 		}
 		c.loaded = true
-		if c.st.Epoch != 0 && !c.st.Lost {
-			// Written here before: a seal soon tells whether anything
-			// is left to sync (status says so until then).
-			c.poke()
-		}
 		return nil
 	}
 	if latest == nil {

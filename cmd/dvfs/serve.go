@@ -5,15 +5,14 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
@@ -31,6 +30,9 @@ type serveConfig struct {
 	gcEvery time.Duration // automatic garbage collection interval
 	// Per-user quotas (humanize sizes; "0" means none).
 	quotaPending, quotaClone string
+	limits                   server.Limits
+	minRate                  string // limits.MinRate, e.g. 64KiB
+	bodyMem                  string // limits.BodyMemory, e.g. 512MiB
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -60,13 +62,54 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&c.gcEvery, "gc-every", repo.DefaultGCEvery, "collect unreferenced blocks (uploads no commit named within the grace, removed clones' data) this often (0: only when an admin runs dvfs template gc)")
 	f.StringVar(&c.quotaPending, "quota-pending", "64GiB", "per user: bytes uploaded that no commit names yet (0: no bound); more than the largest generation a workstation syncs at once")
 	f.StringVar(&c.quotaClone, "quota-clone", "0", "per user: the data of their clones that no template holds, in 64 KiB blocks (0: no bound)")
+	d := server.DefaultLimits
+	f.IntVar(&c.limits.MaxConns, "max-conns", d.MaxConns, "most open client connections; at the bound a new one closes the one idle longest")
+	f.DurationVar(&c.limits.HeaderTimeout, "header-timeout", d.HeaderTimeout, "time a client has to send a request's headers (and a TLS handshake)")
+	f.DurationVar(&c.limits.IdleTimeout, "idle-timeout", d.IdleTimeout, "close a connection idle this long between requests")
+	f.StringVar(&c.minRate, "min-rate", humanize.IBytes(uint64(d.MinRate)), "slowest a request body may arrive, and a response be read, per second, after --grace")
+	f.DurationVar(&c.limits.Grace, "grace", d.Grace, "time a body or a response write gets before --min-rate counts")
+	f.StringVar(&c.bodyMem, "body-memory", humanize.IBytes(uint64(d.BodyMemory)), "most request body bytes held by all requests at once")
+	f.DurationVar(&c.limits.BodyWait, "body-wait", d.BodyWait, "how long a request waits for --body-memory before it gets 503")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
+}
+
+// limits parses the limit flags and lowers --max-conns to what the
+// process's open-file limit leaves beside the store's files.
+func (c *serveConfig) parseLimits(g *globals) (server.Limits, error) {
+	l := c.limits
+	rate, err := humanize.ParseBytes(c.minRate)
+	if err != nil || rate == 0 {
+		return l, fmt.Errorf("--min-rate %q: want a size a second, e.g. 64KiB", c.minRate)
+	}
+	mem, err := humanize.ParseBytes(c.bodyMem)
+	if err != nil || mem == 0 {
+		return l, fmt.Errorf("--body-memory %q: want a size, e.g. 512MiB", c.bodyMem)
+	}
+	l.MinRate, l.BodyMemory = int64(rate), int64(mem)
+	if l.MaxConns <= 0 {
+		return l, fmt.Errorf("--max-conns %d: want at least 1", l.MaxConns)
+	}
+	// Go raised the soft limit to the hard one at start.
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err == nil && rl.Cur != unix.RLIM_INFINITY {
+		const reserve = 1024 // the store's files, multicast sockets, the log
+		if avail := int64(rl.Cur) - reserve; int64(l.MaxConns) > avail {
+			lowered := int(max(avail, 64))
+			g.log.Warn("--max-conns lowered to fit the open-file limit (raise LimitNOFILE)", "max_conns", lowered, "nofile", rl.Cur)
+			l.MaxConns = lowered
+		}
+	}
+	return l, nil
 }
 
 func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	limits, err := c.parseLimits(g)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(c.data, 0o700); err != nil {
 		return err
@@ -122,7 +165,7 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 		g.log.Info("wrote the first admin token", "file", tokenFile)
 	}
 
-	scfg := server.Config{Repo: r, Logger: g.log}
+	scfg := server.Config{Repo: r, Logger: g.log, Limits: limits}
 	if c.mc.group != "" {
 		sessions, err := startMulticast(ctx, g, c.mc, r)
 		if err != nil {
@@ -130,16 +173,11 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 		}
 		scfg.Multicast, scfg.PushOnPublish = sessions, c.mc.onPublish
 	}
-	ln, err := net.Listen("tcp", c.listen)
+	tcpLn, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           server.New(scfg),
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       5 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
-	}
+	ln, srv := server.New(scfg).Listen(tcpLn)
 	scheme := "http"
 	if c.tlsCert != "" {
 		scheme = "https"

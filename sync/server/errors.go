@@ -1,9 +1,12 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
+	"os"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
@@ -16,10 +19,21 @@ func statusOf(err error) int {
 	var (
 		maxBytes *http.MaxBytesError
 		refused  *api.DeltaRefusedError
+		body     *bodyError
 	)
 	switch {
-	case errors.As(err, &maxBytes):
+	case errors.As(err, &maxBytes), errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.As(err, &body):
+		// The client sent too little, too slowly or not at all; or the
+		// server had no memory for the body in time.
+		switch {
+		case errors.Is(err, errBusy):
+			return http.StatusServiceUnavailable
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return http.StatusRequestTimeout
+		}
+		return http.StatusBadRequest
 	case errors.As(err, &refused):
 		// The client's deltas: 422 when some do not rebuild to their
 		// IDs, 409 when all that failed only lack their base.
@@ -51,6 +65,10 @@ func statusOf(err error) int {
 	}
 	return http.StatusInternalServerError
 }
+
+// statusClientClosed is the status logged for a request whose client
+// closed its connection before the answer (nginx's 499).
+const statusClientClosed = 499
 
 var (
 	errBadRequest = errors.New("bad request")
@@ -85,8 +103,22 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, err er
 	if errors.As(err, &leased) {
 		body.Lease = &leased.Lease
 	}
+	if status >= 500 && r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+		// The client went away (closed its connection) while the server
+		// worked for it: its doing, not a server fault; nobody reads
+		// this answer.
+		status = statusClientClosed
+	}
 	level := slogLevel(status)
-	s.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	var bodyErr *bodyError
+	if level < slog.LevelWarn && (errors.As(err, &bodyErr) || status == statusClientClosed) {
+		level = slog.LevelWarn
+	}
+	s.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", status,
+		"client", r.RemoteAddr, "err", err)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)

@@ -44,6 +44,10 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 // the storage does not move between calls. Without Content-Length, piece
 // sees the whole body once.
 func readBodyInto(w http.ResponseWriter, r *http.Request, max int64, buf []byte, piece func(have []byte) error) ([]byte, error) {
+	// Take the body's bytes from the server's budget before making room.
+	if err := admitBody(r); err != nil {
+		return buf[:0], err
+	}
 	rd := http.MaxBytesReader(w, r.Body, max)
 	if n := r.ContentLength; n > 0 && n <= max {
 		if int64(cap(buf)) < n {
@@ -318,7 +322,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) error {
 			}
 			// The status is gone; cut the stream so the client sees a
 			// truncated batch instead of a short one that looks whole.
-			s.log.Error("fetch: block unreadable, aborting response", "block", id, "err", err)
+			s.log.Error("fetch: block unreadable, aborting response", "block", id, "client", r.RemoteAddr, "err", err)
 			panic(http.ErrAbortHandler)
 		}
 		*bp = frame
@@ -334,8 +338,14 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) error {
 // buffers made the server spend most of its time clearing memory, and a
 // sync.Pool, emptied by every other garbage collection, still left 4% of
 // a publish's CPU time in page faults on new ones (perf). A body that
-// finds the list full is left to the collector.
+// finds the list full, or is larger than a client's batch
+// (uploadBufMax), is left to the collector: the list never keeps more
+// than 8 of those.
 var uploadBufs = make(chan []byte, 8)
+
+// uploadBufMax is the largest body kept for reuse: a writeback batch
+// (16 MiB and a block) with its padding records; publish sends 8 MiB.
+const uploadBufMax = 24 << 20
 
 // upload takes a batch of blocks, each checked (repo.CheckUpload) as soon
 // as it has arrived: hashed right after the socket's copy put it in the
@@ -380,6 +390,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) error {
 		})
 	})
 	release := func() {
+		if cap(body) > uploadBufMax {
+			return
+		}
 		select {
 		case uploadBufs <- body[:0]:
 		default:

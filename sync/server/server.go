@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 
+	"golang.org/x/sync/semaphore"
+
+	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/sync/api"
 	"github.com/dvfs-project/dvfs/sync/repo"
 )
@@ -22,6 +25,9 @@ type Config struct {
 	Multicast Multicast
 	// PushOnPublish starts a multicast session for every new version.
 	PushOnPublish bool
+	// Limits bounds connections, time and body memory; zero fields take
+	// DefaultLimits.
+	Limits Limits
 }
 
 // Multicast is what the server needs of the multicast session runner.
@@ -32,17 +38,38 @@ type Multicast interface {
 
 // Server is the repository's HTTP handler.
 type Server struct {
-	repo *repo.Repo
-	log  *slog.Logger
-	mux  *http.ServeMux
-	cfg  Config
+	repo    *repo.Repo
+	log     *slog.Logger
+	mux     *http.ServeMux
+	cfg     Config
+	limits  Limits
+	bodyMax map[string]int64 // by route pattern; others: defaultBodyMax
+	bodies  bodies
 }
 
 // New returns the handler for cfg.Repo.
 func New(cfg Config) *Server {
-	s := &Server{repo: cfg.Repo, log: cfg.Logger, mux: http.NewServeMux(), cfg: cfg}
+	lim := cfg.Limits.withDefaults()
+	s := &Server{repo: cfg.Repo, log: cfg.Logger, mux: http.NewServeMux(), cfg: cfg, limits: lim,
+		bodyMax: make(map[string]int64), bodies: bodies{sem: semaphore.NewWeighted(lim.BodyMemory)}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	// The largest body each route takes; a route not named here takes
+	// defaultBodyMax.
+	for pattern, max := range map[string]int64{
+		"POST " + api.PathVersions:         api.MaxManifestBytes,
+		"POST " + api.PathClone:            api.MaxManifestBytes,
+		"POST " + api.PathCloneGenerations: api.MaxManifestBytes,
+		"POST " + api.PathMissing:          api.MaxIDsPerRequest * blockstore.IDSize,
+		"POST " + api.PathFetch:            api.MaxFetchIDs * blockstore.IDSize,
+		"POST " + api.PathUpload:           api.MaxUploadBytes,
+		"POST " + api.PathTokens:           api.MaxJSONBytes,
+		"POST " + api.PathCloneLease:       api.MaxJSONBytes,
+		"POST " + api.PathCloneSnapshots:   api.MaxJSONBytes,
+		"POST " + api.PathCloneRevert:      api.MaxJSONBytes,
+	} {
+		s.bodyMax[pattern] = max
 	}
 	user, admin := api.RoleUser, api.RoleAdmin
 	s.handle("GET "+api.PathPubKey, user, s.pubKey)
@@ -76,5 +103,6 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. Serve it with the http.Server and
+// listener of Listen, which apply the rest of the Limits.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.serveLimited(w, r) }

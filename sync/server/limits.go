@@ -1,0 +1,281 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// Limits bounds what clients, one by one and all together, can hold of the
+// server: connections, time, and request body memory. Zero fields take the
+// values of DefaultLimits.
+type Limits struct {
+	// MaxConns bounds open connections. At the bound a new connection
+	// closes the one idle longest (never sent a request, or between
+	// requests); with none idle, it waits for one to end.
+	MaxConns int
+	// HeaderTimeout bounds reading a request's headers (and a TLS
+	// handshake).
+	HeaderTimeout time.Duration
+	// IdleTimeout closes a connection idle this long between requests.
+	IdleTimeout time.Duration
+	// MinRate is the slowest a request body may arrive on average, and a
+	// response be taken, in bytes a second, after Grace: a body must
+	// have arrived whole by Grace + its length / MinRate, and each write
+	// of a response must be taken within Grace + its length / MinRate.
+	MinRate int64
+	// Grace is the time a body or a write gets before MinRate counts.
+	Grace time.Duration
+	// BodyMemory bounds the request body bytes all requests hold at once.
+	// A request takes its Content-Length (or its route's bound, without
+	// one) from it before it reads its body, once it is authenticated.
+	BodyMemory int64
+	// BodyWait bounds how long a request waits for BodyMemory; then it
+	// gets 503.
+	BodyWait time.Duration
+}
+
+// DefaultLimits: a lab of 80 workstations holds a few connections each; a
+// body at 64 KiB/s is a 0.5 Mbit/s link; 512 MiB of bodies is 64 upload
+// batches of 8 MiB (a publish has four in flight), or two of the largest
+// manifests.
+var DefaultLimits = Limits{
+	MaxConns:      4096,
+	HeaderTimeout: 10 * time.Second,
+	IdleTimeout:   90 * time.Second,
+	MinRate:       64 << 10,
+	Grace:         20 * time.Second,
+	BodyMemory:    512 << 20,
+	BodyWait:      2 * time.Minute,
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	if l.MaxConns <= 0 {
+		l.MaxConns = d.MaxConns
+	}
+	if l.HeaderTimeout <= 0 {
+		l.HeaderTimeout = d.HeaderTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = d.IdleTimeout
+	}
+	if l.MinRate <= 0 {
+		l.MinRate = d.MinRate
+	}
+	if l.Grace <= 0 {
+		l.Grace = d.Grace
+	}
+	if l.BodyMemory <= 0 {
+		l.BodyMemory = d.BodyMemory
+	}
+	if l.BodyWait <= 0 {
+		l.BodyWait = d.BodyWait
+	}
+	return l
+}
+
+// within is how long n bytes may take at l's rate.
+func (l Limits) within(n int64) time.Duration {
+	return l.Grace + time.Duration(float64(n)/float64(l.MinRate)*float64(time.Second))
+}
+
+var (
+	// errBusy: the server's body memory stayed taken for BodyWait (503).
+	errBusy = errors.New("server busy: too many request bodies in flight, retry later")
+	// errTooLarge: a body larger than its route allows (413), known from
+	// its Content-Length before any of it is read.
+	errTooLarge = errors.New("request body too large")
+)
+
+// bodyError is a failure to read a request's body: the client's fault
+// (400; 408 when it came too slowly; 503 when the server had no memory
+// for it).
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return "request body: " + e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+// bodies is the server-wide budget of request body bytes.
+type bodies struct {
+	sem *semaphore.Weighted
+
+	mu      sync.Mutex
+	held    int64
+	peak    int64     // most held since memory was last returned
+	freedAt time.Time // when memory was last returned to the OS
+}
+
+// freeAfter is the peak of body bytes above which, once no body is held,
+// the server hands free memory back to the OS; at most once per
+// freeEvery.
+const (
+	freeAfter = 64 << 20
+	freeEvery = 10 * time.Second
+)
+
+func (b *bodies) acquire(ctx context.Context, n int64) error {
+	if err := b.sem.Acquire(ctx, n); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.held += n
+	b.peak = max(b.peak, b.held)
+	b.mu.Unlock()
+	return nil
+}
+
+// release gives n bytes back. Once nothing is held after a peak of large
+// bodies, the Go runtime is told to return the freed heap now: it would
+// otherwise keep it, and the server's RSS, for minutes.
+func (b *bodies) release(n int64) {
+	b.sem.Release(n)
+	b.mu.Lock()
+	b.held -= n
+	free := b.held == 0 && b.peak >= freeAfter && time.Since(b.freedAt) >= freeEvery
+	if free {
+		b.peak, b.freedAt = 0, time.Now()
+	}
+	b.mu.Unlock()
+	if free {
+		go debug.FreeOSMemory()
+	}
+}
+
+// limitedBody is a request body that takes its bytes from the server's
+// budget before its first read and must arrive at Limits.MinRate.
+type limitedBody struct {
+	io.ReadCloser
+	r      *http.Request
+	rc     *http.ResponseController
+	s      *Server
+	weight int64 // bytes taken from the budget
+	max    int64 // the route's bound
+
+	admitted bool
+	err      error // of admission
+	start    time.Time
+	n        int64
+	deadline time.Time // the read deadline set last
+	eof      bool      // read whole
+	failed   bool      // a read failed
+}
+
+// admit takes the body's bytes from the server's budget (once).
+func (b *limitedBody) admit() error {
+	if b.admitted {
+		return b.err
+	}
+	b.admitted = true
+	n := b.r.ContentLength
+	if n < 0 {
+		n = b.max
+	}
+	if n > b.s.limits.BodyMemory {
+		b.err = &bodyError{fmt.Errorf("%w: %d bytes, more than the server's %d for all bodies", errTooLarge, n, b.s.limits.BodyMemory)}
+		return b.err
+	}
+	if n > 0 {
+		ctx, cancel := context.WithTimeout(b.r.Context(), b.s.limits.BodyWait)
+		defer cancel()
+		if err := b.s.bodies.acquire(ctx, n); err != nil {
+			if b.r.Context().Err() == nil {
+				err = errBusy
+			}
+			b.err = &bodyError{err}
+			return b.err
+		}
+		b.weight = n
+	}
+	b.start = time.Now()
+	return nil
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if err := b.admit(); err != nil {
+		b.failed = true
+		return 0, err
+	}
+	// The deadline only moves later as bytes arrive; set it again once
+	// the one set last is near, not at every read.
+	if now := time.Now(); b.deadline.Sub(now) < b.s.limits.Grace/2 {
+		b.deadline = b.start.Add(b.s.limits.within(b.n))
+		_ = b.rc.SetReadDeadline(b.deadline)
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	switch {
+	case err == io.EOF:
+		// Lift the deadline, so that the server's watch for the
+		// client's close is not cut short while the handler works.
+		b.eof = true
+		if !b.deadline.IsZero() {
+			_ = b.rc.SetReadDeadline(time.Time{})
+			b.deadline = time.Time{}
+		}
+	case err != nil:
+		b.failed = true
+		err = &bodyError{err}
+	}
+	return n, err
+}
+
+// done bounds what the server reads of the body after the handler: it
+// reads on up to 256 KiB of a body left unread to keep the connection,
+// with no deadline of its own. A body that failed gets none of that time.
+func (b *limitedBody) done() {
+	switch {
+	case b.failed:
+		_ = b.rc.SetReadDeadline(time.Now())
+	case !b.eof:
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.s.limits.Grace))
+	}
+}
+
+// admitBody takes r's body bytes from the server's budget before a handler
+// allocates room for them. Reading the body does it too.
+func admitBody(r *http.Request) error {
+	if b, ok := r.Body.(*limitedBody); ok {
+		return b.admit()
+	}
+	return nil
+}
+
+// serveLimited runs the routed handler with r's body bounded: refused with
+// 413 at once when its Content-Length is over its route's bound, else
+// taken from the budget when first read and cut off below MinRate.
+func (s *Server) serveLimited(w http.ResponseWriter, r *http.Request) {
+	_, pattern := s.mux.Handler(r)
+	limit, ok := s.bodyMax[pattern]
+	if !ok {
+		limit = defaultBodyMax
+	}
+	if r.ContentLength > limit {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+		s.fail(w, r, http.StatusRequestEntityTooLarge, &bodyError{fmt.Errorf("%w: %d bytes, more than %d for %s", errTooLarge, r.ContentLength, limit, pattern)})
+		return
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	b := &limitedBody{ReadCloser: r.Body, r: r, rc: http.NewResponseController(w), s: s, max: limit}
+	r.Body = b
+	defer func() {
+		b.done()
+		if b.weight > 0 {
+			s.bodies.release(b.weight)
+		}
+	}()
+	s.mux.ServeHTTP(w, r)
+}
+
+// defaultBodyMax bounds the body of a route that names no bound of its own.
+const defaultBodyMax = 64 << 10

@@ -1,0 +1,276 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/memstore"
+	"github.com/dvfs-project/dvfs/sync/api"
+	"github.com/dvfs-project/dvfs/sync/repo"
+	"github.com/dvfs-project/dvfs/sync/server"
+)
+
+// logBuffer collects a server's log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// lines returns the log lines that contain every one of parts.
+func (l *logBuffer) lines(parts ...string) []string {
+	var out []string
+	for _, line := range strings.Split(l.String(), "\n") {
+		all := line != ""
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// waitLines waits (at most a minute: the outcome is asserted, not the
+// time) for a log line that contains every one of parts.
+func (l *logBuffer) waitLines(parts ...string) []string {
+	for range 600 {
+		if got := l.lines(parts...); len(got) > 0 {
+			return got
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
+// limitedEnv is a server behind its own listener and http.Server
+// (server.Listen), as dvfs serve runs it.
+type limitedEnv struct {
+	addr  string
+	token string // a user's
+	log   *logBuffer
+}
+
+func newLimitedEnv(t *testing.T, lim server.Limits) *limitedEnv {
+	t.Helper()
+	_, key, _ := ed25519.GenerateKey(nil)
+	r, err := repo.New(repo.Config{Store: memstore.New(), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := r.CreateToken(context.Background(), "alice", api.RoleUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, hs := server.New(server.Config{Repo: r, Logger: log, Limits: lim}).Listen(tcp)
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return &limitedEnv{addr: tcp.Addr().String(), token: tok, log: logs}
+}
+
+// open sends the headers of a POST to path with a body of length bytes
+// (none of it yet) and returns the connection.
+func (e *limitedEnv) open(t *testing.T, path string, length int64) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: dvfs\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", path, e.token, length)
+	return c
+}
+
+// status reads the response on c; 0 if the server closed c without one.
+// It gives up after a minute: a server that neither answers nor closes
+// fails the test.
+func status(t *testing.T, c net.Conn) int {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("no answer and the connection still open: %v", err)
+		}
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// A body that trickles in is cut off once it falls below MinRate after
+// Grace: 408, logged as a warning naming the client.
+func TestSlowBodyCutOff(t *testing.T) {
+	e := newLimitedEnv(t, server.Limits{Grace: 500 * time.Millisecond, MinRate: 64 << 10})
+	c := e.open(t, api.PathUpload, 1<<20)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // one byte every 100 ms, until the server lets go
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if _, err := c.Write([]byte{0}); err != nil {
+				return
+			}
+		}
+	}()
+	if got := status(t, c); got != http.StatusRequestTimeout && got != 0 {
+		t.Fatalf("slow body: status %d, want 408", got)
+	}
+	if lines := e.log.waitLines("level=WARN", "status=408", "client="+c.LocalAddr().String()); lines == nil {
+		t.Fatalf("no warning with status 408 and the client's address; log:\n%s", e.log)
+	}
+}
+
+// A client that sends part of an upload and hangs up gets a 4xx-class
+// warning with its address in the log, not a 500 and an ERROR line.
+func TestAbortedUploadIsClientFault(t *testing.T) {
+	e := newLimitedEnv(t, server.Limits{})
+	c := e.open(t, api.PathUpload, 4<<20)
+	c.Write(make([]byte, 100<<10))
+	client := c.LocalAddr().String()
+	c.Close()
+	if lines := e.log.waitLines("request failed", "client="+client); lines == nil {
+		t.Fatalf("no log line with the client's address; log:\n%s", e.log)
+	}
+	if got := e.log.lines("request failed", "level=WARN", "status=400", "client="+client); len(got) != 1 {
+		t.Fatalf("want one warning with status 400; log:\n%s", e.log)
+	}
+	if got := e.log.lines("level=ERROR"); len(got) > 0 {
+		t.Fatalf("an aborted upload logged an error: %s", got)
+	}
+}
+
+// A body whose Content-Length is over its route's bound, or over the
+// memory for all bodies, is refused with 413 before any of it is sent.
+func TestOversizedBody(t *testing.T) {
+	e := newLimitedEnv(t, server.Limits{BodyMemory: 8 << 20})
+	cases := []struct {
+		name   string
+		path   string
+		length int64
+	}{
+		{"upload over its bound", api.PathUpload, api.MaxUploadBytes + 1},
+		{"manifest over the body memory", "/v1/clones/lab/generations?parent=1&epoch=1", 9 << 20},
+		{"json over its bound", "/v1/clones/lab/lease", api.MaxJSONBytes + 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			conn := e.open(t, c.path, c.length)
+			if got := status(t, conn); got != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %d, want 413", got)
+			}
+		})
+	}
+}
+
+// Bodies in flight never hold more than BodyMemory: while one upload holds
+// most of it, another waits and gets 503 after BodyWait; once the first
+// is gone, the second is taken.
+func TestBodyMemoryBound(t *testing.T) {
+	e := newLimitedEnv(t, server.Limits{BodyMemory: 4 << 20, BodyWait: time.Second, Grace: time.Hour})
+	hog := e.open(t, api.PathUpload, 3<<20)
+	hog.Write(make([]byte, 1024))
+	time.Sleep(100 * time.Millisecond) // not needed for the outcome: the hog's headers go first either way
+	var batch []byte                   // 1.25 MiB: more than the hog leaves
+	for i := range 20 {
+		plain := bytes.Repeat([]byte(fmt.Sprintf("block %d ", i)), 9000)[:64<<10]
+		batch = api.AppendDeferredBlock(batch, blockstore.Sum(plain), plain)
+	}
+	upload := func() (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+e.addr+api.PathUpload, bytes.NewReader(batch))
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	if got, retry := upload(); got != http.StatusServiceUnavailable || retry == "" {
+		t.Fatalf("upload while the memory is taken: status %d (Retry-After %q), want 503 with Retry-After", got, retry)
+	}
+	hog.Close()
+	var got int
+	for range 50 { // the server notices the hog's close when it next reads
+		if got, _ = upload(); got != http.StatusServiceUnavailable {
+			break
+		}
+	}
+	if got != http.StatusNoContent {
+		t.Fatalf("upload once the memory is free: status %d, want 204", got)
+	}
+}
+
+// At MaxConns, a new connection closes one that has sent nothing, and its
+// request is answered.
+func TestConnLimitClosesIdle(t *testing.T) {
+	const max = 8
+	e := newLimitedEnv(t, server.Limits{MaxConns: max})
+	var idle []net.Conn
+	for range 3 * max {
+		c, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idle = append(idle, c)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+e.addr+api.PathWhoAmI, nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("whoami at the connection limit: status %d", resp.StatusCode)
+	}
+	closed := 0
+	for _, c := range idle {
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err == io.EOF {
+			closed++
+		}
+	}
+	// Every connection beyond the bound made room by closing an idle one.
+	if closed < 2*max {
+		t.Fatalf("%d of %d idle connections closed, want at least %d", closed, len(idle), 2*max)
+	}
+	if e.log.waitLines("level=WARN", "connection limit reached") == nil {
+		t.Fatalf("no warning about the connection limit; log:\n%s", e.log)
+	}
+}

@@ -27,6 +27,10 @@ func TestMain(m *testing.M) {
 		writerMain()
 		return
 	}
+	if os.Getenv("DVFS_E2E_IDLE") != "" {
+		idleMain()
+		return
+	}
 	dir, err := os.MkdirTemp("", "dvfs-e2e-bin")
 	if err != nil {
 		panic(err)

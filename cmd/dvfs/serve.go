@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -33,6 +34,7 @@ type serveConfig struct {
 	limits                   server.Limits
 	minRate                  string // limits.MinRate, e.g. 64KiB
 	bodyMem                  string // limits.BodyMemory, e.g. 512MiB
+	memory                   string // the Go runtime's soft memory limit; "auto": --body-memory + 512MiB
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -70,6 +72,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&c.limits.Grace, "grace", d.Grace, "time a body or a response write gets before --min-rate counts")
 	f.StringVar(&c.bodyMem, "body-memory", humanize.IBytes(uint64(d.BodyMemory)), "most request body bytes held by all requests at once")
 	f.DurationVar(&c.limits.BodyWait, "body-wait", d.BodyWait, "how long a request waits for --body-memory before it gets 503")
+	f.StringVar(&c.memory, "memory-limit", "auto", "soft limit of the server's memory, the Go runtime's (GOMEMLIMIT, when set, wins); auto: --body-memory + 512MiB")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
 }
@@ -87,6 +90,20 @@ func (c *serveConfig) parseLimits(g *globals) (server.Limits, error) {
 		return l, fmt.Errorf("--body-memory %q: want a size, e.g. 512MiB", c.bodyMem)
 	}
 	l.MinRate, l.BodyMemory = int64(rate), int64(mem)
+	// Without a limit the Go heap grows to twice what is live before it
+	// collects, and keeps it: bodies of --body-memory made a server of
+	// twice that, and more.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		limit := l.BodyMemory + 512<<20
+		if c.memory != "auto" {
+			m, err := humanize.ParseBytes(c.memory)
+			if err != nil || m == 0 {
+				return l, fmt.Errorf("--memory-limit %q: want a size, e.g. 1GiB, or auto", c.memory)
+			}
+			limit = int64(m)
+		}
+		debug.SetMemoryLimit(limit)
+	}
 	if l.MaxConns <= 0 {
 		return l, fmt.Errorf("--max-conns %d: want at least 1", l.MaxConns)
 	}

@@ -28,6 +28,8 @@ func statusOf(err error) int {
 		// The client sent too little, too slowly or not at all; or the
 		// server had no memory for the body in time.
 		switch {
+		case errors.Is(err, errTooMany):
+			return http.StatusTooManyRequests
 		case errors.Is(err, errBusy):
 			return http.StatusServiceUnavailable
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -111,12 +113,13 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, err er
 	}
 	level := slogLevel(status)
 	var bodyErr *bodyError
-	if level < slog.LevelWarn && (errors.As(err, &bodyErr) || status == statusClientClosed) {
+	if errors.As(err, &bodyErr) || status == statusClientClosed {
+		// The client's doing, or load it brought (503): a warning.
 		level = slog.LevelWarn
 	}
 	s.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", status,
 		"client", r.RemoteAddr, "err", err)
-	if status == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "5")
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -33,9 +33,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
-// readBody reads a whole request body of at most max bytes.
+// readBody reads a whole request body of at most max bytes, into room
+// made once for its Content-Length when it has one.
 func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
-	return io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	return readBodyInto(w, r, max, nil, nil)
 }
 
 // readBodyInto reads a request body of at most max bytes into buf's

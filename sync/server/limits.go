@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"sync"
@@ -90,6 +91,9 @@ func (l Limits) within(n int64) time.Duration {
 var (
 	// errBusy: the server's body memory stayed taken for BodyWait (503).
 	errBusy = errors.New("server busy: too many request bodies in flight, retry later")
+	// errTooMany: the client's address held its share of the body
+	// memory for BodyWait (429).
+	errTooMany = errors.New("too many request bodies in flight from this address, retry later")
 	// errTooLarge: a body larger than its route allows (413), known from
 	// its Content-Length before any of it is read.
 	errTooLarge = errors.New("request body too large")
@@ -103,14 +107,53 @@ type bodyError struct{ err error }
 func (e *bodyError) Error() string { return "request body: " + e.err.Error() }
 func (e *bodyError) Unwrap() error { return e.err }
 
-// bodies is the server-wide budget of request body bytes.
+// bodies is the server-wide budget of request body bytes. One client
+// address holds (or waits in line for) at most a quarter of it, or one
+// body of any size, so that a client cannot queue ahead of all others.
 type bodies struct {
-	sem *semaphore.Weighted
+	sem   *semaphore.Weighted
+	share int64 // most one address holds or waits for, beyond one body
 
 	mu      sync.Mutex
+	byAddr  map[string]int64
+	changed chan struct{} // closed when an address's share shrinks
 	held    int64
 	peak    int64     // most held since memory was last returned
 	freedAt time.Time // when memory was last returned to the OS
+}
+
+func newBodies(limit int64) bodies {
+	return bodies{sem: semaphore.NewWeighted(limit), share: limit / 4, byAddr: make(map[string]int64), changed: make(chan struct{})}
+}
+
+// reserve counts n bytes against addr's share, waiting while the share is
+// taken.
+func (b *bodies) reserve(ctx context.Context, addr string, n int64) error {
+	for {
+		b.mu.Lock()
+		if have := b.byAddr[addr]; have == 0 || have+n <= b.share {
+			b.byAddr[addr] = have + n
+			b.mu.Unlock()
+			return nil
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", errTooMany, ctx.Err())
+		}
+	}
+}
+
+func (b *bodies) unreserve(addr string, n int64) {
+	b.mu.Lock()
+	if b.byAddr[addr] -= n; b.byAddr[addr] <= 0 {
+		delete(b.byAddr, addr)
+	}
+	close(b.changed)
+	b.changed = make(chan struct{})
+	b.mu.Unlock()
 }
 
 // freeAfter is the peak of body bytes above which, once no body is held,
@@ -121,8 +164,12 @@ const (
 	freeEvery = 10 * time.Second
 )
 
-func (b *bodies) acquire(ctx context.Context, n int64) error {
+func (b *bodies) acquire(ctx context.Context, addr string, n int64) error {
+	if err := b.reserve(ctx, addr, n); err != nil {
+		return err
+	}
 	if err := b.sem.Acquire(ctx, n); err != nil {
+		b.unreserve(addr, n)
 		return err
 	}
 	b.mu.Lock()
@@ -135,8 +182,9 @@ func (b *bodies) acquire(ctx context.Context, n int64) error {
 // release gives n bytes back. Once nothing is held after a peak of large
 // bodies, the Go runtime is told to return the freed heap now: it would
 // otherwise keep it, and the server's RSS, for minutes.
-func (b *bodies) release(n int64) {
+func (b *bodies) release(addr string, n int64) {
 	b.sem.Release(n)
+	b.unreserve(addr, n)
 	b.mu.Lock()
 	b.held -= n
 	free := b.held == 0 && b.peak >= freeAfter && time.Since(b.freedAt) >= freeEvery
@@ -185,8 +233,8 @@ func (b *limitedBody) admit() error {
 	if n > 0 {
 		ctx, cancel := context.WithTimeout(b.r.Context(), b.s.limits.BodyWait)
 		defer cancel()
-		if err := b.s.bodies.acquire(ctx, n); err != nil {
-			if b.r.Context().Err() == nil {
+		if err := b.s.bodies.acquire(ctx, clientHost(b.r), n); err != nil {
+			if b.r.Context().Err() == nil && !errors.Is(err, errTooMany) {
 				err = errBusy
 			}
 			b.err = &bodyError{err}
@@ -271,10 +319,19 @@ func (s *Server) serveLimited(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		b.done()
 		if b.weight > 0 {
-			s.bodies.release(b.weight)
+			s.bodies.release(clientHost(r), b.weight)
 		}
 	}()
 	s.mux.ServeHTTP(w, r)
+}
+
+// clientHost is the address r came from, without its port.
+func clientHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // defaultBodyMax bounds the body of a route that names no bound of its own.

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 
-	"golang.org/x/sync/semaphore"
-
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/sync/api"
 	"github.com/dvfs-project/dvfs/sync/repo"
@@ -51,7 +49,7 @@ type Server struct {
 func New(cfg Config) *Server {
 	lim := cfg.Limits.withDefaults()
 	s := &Server{repo: cfg.Repo, log: cfg.Logger, mux: http.NewServeMux(), cfg: cfg, limits: lim,
-		bodyMax: make(map[string]int64), bodies: bodies{sem: semaphore.NewWeighted(lim.BodyMemory)}}
+		bodyMax: make(map[string]int64), bodies: newBodies(lim.BodyMemory)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -154,6 +154,15 @@ func TestServerUnderHostileLoad(t *testing.T) {
 			return -1
 		}
 		defer c.Close()
+		done := make(chan struct{})
+		defer close(done)
+		go func() { // a server that never answers must not hold the test
+			select {
+			case <-stop:
+				c.Close()
+			case <-done:
+			}
+		}()
 		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: dvfs\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", path, mallory, length)
 		go body(c)
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)

@@ -59,28 +59,21 @@ var DefaultLimits = Limits{
 
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits
-	if l.MaxConns <= 0 {
-		l.MaxConns = d.MaxConns
-	}
-	if l.HeaderTimeout <= 0 {
-		l.HeaderTimeout = d.HeaderTimeout
-	}
-	if l.IdleTimeout <= 0 {
-		l.IdleTimeout = d.IdleTimeout
-	}
-	if l.MinRate <= 0 {
-		l.MinRate = d.MinRate
-	}
-	if l.Grace <= 0 {
-		l.Grace = d.Grace
-	}
-	if l.BodyMemory <= 0 {
-		l.BodyMemory = d.BodyMemory
-	}
-	if l.BodyWait <= 0 {
-		l.BodyWait = d.BodyWait
-	}
+	orDefault(&l.MaxConns, d.MaxConns)
+	orDefault(&l.HeaderTimeout, d.HeaderTimeout)
+	orDefault(&l.IdleTimeout, d.IdleTimeout)
+	orDefault(&l.MinRate, d.MinRate)
+	orDefault(&l.Grace, d.Grace)
+	orDefault(&l.BodyMemory, d.BodyMemory)
+	orDefault(&l.BodyWait, d.BodyWait)
 	return l
+}
+
+// orDefault sets *v to d unless it is positive.
+func orDefault[T int | int64 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 // within is how long n bytes may take at l's rate.

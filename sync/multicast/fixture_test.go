@@ -180,6 +180,9 @@ type rxSpec struct {
 	// late by the session's progress, not by the clock, so a loaded
 	// machine does not change what the test tests.
 	after float64
+	// slowStore, if set, wraps the receiver's store (checked byte-exact
+	// as always): a fault injected on top of the real store.
+	slowStore func(*cacheStore) BlockStore
 	// node is the namespace the receiver runs in; 0: its own, i+1.
 	// Receivers given one node share a host, as two mounts on one
 	// workstation do.
@@ -280,8 +283,18 @@ func runSession(t testing.TB, tn *testNet, tp *template, scfg SenderConfig, spec
 	if raceEnabled && scfg.MaxRate == 0 {
 		scfg.MaxRate = 30 << 20
 	}
-	if scfg.JoinWindow == 0 {
-		scfg.JoinWindow = 300 * time.Millisecond
+	if scfg.JoinWindow == 0 && scfg.MinReceivers == 0 {
+		// The session starts when the receivers that start with it have
+		// joined, not after a time they may miss on a loaded machine:
+		// with a 300 ms window, a session whose receivers had not yet
+		// sent their needs found nothing to send and ended, and all of
+		// them fetched everything by unicast.
+		for _, sp := range specs {
+			if sp.late == 0 && sp.after == 0 {
+				scfg.MinReceivers++
+			}
+		}
+		scfg.JoinWindow = 30 * time.Second
 	}
 	snd, err := NewSender(scfg)
 	if err != nil {
@@ -309,6 +322,9 @@ func runSession(t testing.TB, tn *testNet, tp *template, scfg SenderConfig, spec
 			var store BlockStore = res.stores[i]
 			if rxStore != nil {
 				store = rxStore(i)
+			}
+			if sp.slowStore != nil {
+				store = sp.slowStore(res.stores[i])
 			}
 			rcfg := ReceiverConfig{Conn: conns[i], Manifest: tp.m, Store: store,
 				Unicast: frames{tp.store}, ID: uint32(i + 1), Session: snd.Session(), Key: scfg.Key, JoinTimeout: 30 * time.Second}

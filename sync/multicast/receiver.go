@@ -65,9 +65,16 @@ type ReceiverConfig struct {
 	Session uint32
 	// Key decrypts payloads when the session is encrypted.
 	Key []byte
-	// LeaveLoss is the loss rate above which the receiver leaves for
-	// unicast; 0 means DefaultLeaveLoss, negative never leaves.
+	// LeaveLoss is the loss rate above which the receiver counts as far
+	// behind the group; 0 means DefaultLeaveLoss, negative never leaves.
 	LeaveLoss float64
+	// LeaveAfter is how long the receiver stays far behind (its loss
+	// above LeaveLoss, or its store holding up its reading) before it
+	// leaves for unicast; 0 means DefaultLeaveAfter. The sender slows to
+	// what the group keeps up with, so a moment of slow disks across the
+	// lab passes, and only a receiver far slower than the rest stays
+	// behind this long.
+	LeaveAfter time.Duration
 	// Timeout ends the session when the sender is silent this long; 0
 	// means DefaultReceiverTimeout.
 	Timeout time.Duration
@@ -116,6 +123,9 @@ type ReceiverStats struct {
 	Blocked, Verify, Store time.Duration
 	// Stores counts the writer's calls to the store (batches of blocks).
 	Stores int64
+	// Stalls counts the times the receive loop waited for the store
+	// past behindEvery, telling the sender it is behind.
+	Stalls int64
 	// Loss is the last loss rate measured.
 	Loss float64
 	// Duration is how long Run took.
@@ -145,6 +155,9 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultReceiverTimeout
+	}
+	if cfg.LeaveAfter == 0 {
+		cfg.LeaveAfter = DefaultLeaveAfter
 	}
 	if cfg.MaxPartial == 0 {
 		cfg.MaxPartial = 512
@@ -225,6 +238,12 @@ type rx struct {
 	totGot    int64
 	samples   []lossSample
 	lossLong  float64
+	// farSince is when the receiver fell far behind (loss above
+	// LeaveLoss, or waiting for its store); zero while it keeps up.
+	farSince time.Time
+	// behind says the receive loop waits for the store: reports say
+	// loss 1.0. waited says it did since the last loss measurement.
+	behind, waited bool
 
 	writeCh chan written
 	okCount atomic.Int64
@@ -447,9 +466,17 @@ func (x *rx) receive() error {
 			x.measureLoss(now)
 			x.report(false)
 			nextReport = now.Add(100 * time.Millisecond)
-			if r.cfg.LeaveLoss > 0 && x.lossLong > r.cfg.LeaveLoss {
-				x.leave("loss %.0f%% above %.0f%%", 100*x.lossLong, 100*r.cfg.LeaveLoss)
-				return nil
+			if r.cfg.LeaveLoss > 0 {
+				if x.lossLong <= r.cfg.LeaveLoss && !x.waited {
+					x.farSince = time.Time{}
+				} else if x.farSince.IsZero() {
+					x.farSince = now
+				}
+				if !x.farSince.IsZero() && now.Sub(x.farSince) >= r.cfg.LeaveAfter {
+					x.leave("far behind the group for %v (loss %.0f%%, limit %.0f%%; waiting for its store: %v)", now.Sub(x.farSince).Round(time.Millisecond), 100*x.lossLong, 100*r.cfg.LeaveLoss, x.waited)
+					return nil
+				}
+				x.waited = false
 			}
 		}
 		if x.ended {
@@ -706,9 +733,46 @@ func (x *rx) assemble(blk uint32, p *partial) {
 	select {
 	case x.writeCh <- w:
 	default:
-		t0 := time.Now()
-		x.writeCh <- w
-		x.st.Blocked += time.Since(t0)
+		x.waitWriter(w)
+	}
+}
+
+// behindEvery is how often a receive loop waiting for its store tells the
+// sender so.
+const behindEvery = 100 * time.Millisecond
+
+// waitWriter hands w to the writer, whose queue is full: storing fell
+// behind the session, and the socket buffer takes what arrives until it
+// overflows. Meanwhile the receiver reports loss 1.0 every behindEvery,
+// so the sender hears it is alive, slows down when most of the group is
+// behind, and does not give up on it; the wait counts as being far behind
+// (farSince).
+func (x *rx) waitWriter(w written) {
+	t0 := time.Now()
+	tick := time.NewTicker(behindEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case x.writeCh <- w:
+			x.st.Blocked += time.Since(t0)
+			if x.behind {
+				x.behind = false
+				// The sender was not heard while the loop waited: its
+				// silence is measured from now.
+				x.lastHeard = time.Now()
+			}
+			return
+		case <-tick.C:
+			x.waited = true
+			if !x.behind {
+				x.behind = true
+				x.st.Stalls++
+				if x.farSince.IsZero() {
+					x.farSince = t0
+				}
+			}
+			x.sendReport(0)
+		}
 	}
 }
 
@@ -911,6 +975,11 @@ func (x *rx) sendReport(flags uint8) {
 	}
 	rp := report{header: header{Type: typeReport, Session: x.session, Seq: x.seq}, Receiver: x.r.id,
 		Remaining: uint32(max(x.remaining, 0)), Loss: uint16(x.lossEWMA * 1000), Flags: flags, Entries: x.entries}
+	if x.behind {
+		rp.Loss = 1000
+	} else {
+		rp.Loss = min(rp.Loss, 999) // 1000 says the store holds it up
+	}
 	x.seq++
 	x.ctl = rp.append(x.ctl[:0])
 	x.send(x.ctl)

@@ -83,10 +83,6 @@ type SenderConfig struct {
 	// ended still joins and is served the blocks it lacks; 0: the
 	// session ends as soon as its receivers are done.
 	Linger time.Duration
-	// LeaveLoss is the loss above which a receiver's reports do not slow
-	// the group (such a receiver leaves for unicast); 0 means
-	// DefaultLeaveLoss.
-	LeaveLoss float64
 	// Key, when set, encrypts payloads with AES-GCM (16, 24 or 32 bytes).
 	Key []byte
 	// Logger receives the session's log.
@@ -102,6 +98,7 @@ const (
 	DefaultReceiverTimeout = 3 * time.Second
 	DefaultStallTimeout    = time.Second
 	DefaultLeaveLoss       = 0.5
+	DefaultLeaveAfter      = 10 * time.Second
 	announceEvery          = 100 * time.Millisecond
 	// wireOverhead is what a packet costs on an Ethernet link beyond its
 	// UDP payload: UDP (8), IPv4 (20) and Ethernet (14) headers, as a
@@ -163,6 +160,10 @@ type SenderStats struct {
 	// reads took together.
 	ReadWaits int
 	ReadWait  time.Duration
+	// Slowdowns counts the times rate control cut the rate; MinRate is
+	// the lowest it set (0: never cut).
+	Slowdowns int
+	MinRate   int64
 	// Rate is the rate at the end, bytes per second.
 	Rate int64
 	// Duration is the session's length.
@@ -220,6 +221,7 @@ type peer struct {
 	joined   bool               // it sent a need, or reported done
 	remain   uint32             // blocks it still lacks, by its last report
 	progress time.Time          // when remain last fell (or it joined)
+	behind   time.Time          // when it last said its store holds it up (loss 1.0)
 	acks     map[uint32]needAck // by base block: repeated needs are answered alike
 }
 
@@ -242,9 +244,6 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 	}
 	if cfg.ReceiverTimeout == 0 {
 		cfg.ReceiverTimeout = DefaultReceiverTimeout
-	}
-	if cfg.LeaveLoss == 0 {
-		cfg.LeaveLoss = DefaultLeaveLoss
 	}
 	if cfg.StallTimeout == 0 {
 		cfg.StallTimeout = DefaultStallTimeout
@@ -503,7 +502,14 @@ func (s *Sender) finished(now, start time.Time) bool {
 		if p.done || p.left {
 			continue
 		}
-		stalled := now.Sub(p.progress) > s.cfg.StallTimeout && now.Sub(s.idleSince) > s.cfg.StallTimeout
+		// A receiver whose store holds it up says so (loss 1.0) and is
+		// waited for: it asks for what it missed once its store is back,
+		// and leaves by itself if it stays far behind (leaveAfter).
+		last := p.progress
+		if p.behind.After(last) {
+			last = p.behind
+		}
+		stalled := now.Sub(last) > s.cfg.StallTimeout && now.Sub(s.idleSince) > s.cfg.StallTimeout
 		if now.Sub(p.lastSeen) < s.cfg.ReceiverTimeout && !stalled {
 			return false
 		}
@@ -984,6 +990,9 @@ func (s *Sender) onReport(r *report, addr net.Addr) {
 	defer s.mu.Unlock()
 	p := s.peer(r.Receiver, addr, now)
 	p.loss = float64(r.Loss) / 1000
+	if r.Loss == 1000 {
+		p.behind = now
+	}
 	if r.Remaining < p.remain {
 		p.remain, p.progress = r.Remaining, now
 	}
@@ -1017,9 +1026,13 @@ func (s *Sender) onReport(r *report, addr net.Addr) {
 }
 
 // adjustRate backs off when the typical receiver reports loss and creeps
-// back up when it does not. The lower median of the receivers that stay
-// decides, so one slow or lossy receiver does not hold back the group:
-// it leaves for unicast instead. Called with s.mu held.
+// back up when it does not. The lower median of the receivers heard in
+// the last second decides, so one slow or lossy receiver does not hold
+// back the group (it leaves for unicast instead), while a group whose
+// stores all fall behind at once (a lab's disks busy for a moment) slows
+// the session to what it keeps up with, however much it loses: leaving
+// such receivers out of the median kept the rate up until all of them
+// gave up. Called with s.mu held.
 func (s *Sender) adjustRate(now time.Time) {
 	if now.Sub(s.lastAdjust) < 250*time.Millisecond {
 		return
@@ -1027,7 +1040,7 @@ func (s *Sender) adjustRate(now time.Time) {
 	s.lastAdjust = now
 	var losses []float64
 	for _, p := range s.peers {
-		if !p.done && !p.left && now.Sub(p.lastSeen) < time.Second && p.loss < s.cfg.LeaveLoss {
+		if !p.done && !p.left && now.Sub(p.lastSeen) < time.Second {
 			losses = append(losses, p.loss)
 		}
 	}
@@ -1041,12 +1054,22 @@ func (s *Sender) adjustRate(now time.Time) {
 	switch {
 	case med > 0.05:
 		rate = max(floor, rate*3/4)
+		s.slowed(rate)
 	case med > 0.02:
 		rate = max(floor, rate*9/10)
+		s.slowed(rate)
 	case med < 0.01:
 		rate = min(s.cfg.MaxRate, rate+s.cfg.MaxRate/16)
 	}
 	s.rate.Store(rate)
+}
+
+// slowed counts a cut of the rate to rate. Called with s.mu held.
+func (s *Sender) slowed(rate int64) {
+	s.stats.Slowdowns++
+	if s.stats.MinRate == 0 || rate < s.stats.MinRate {
+		s.stats.MinRate = rate
+	}
 }
 
 // poke wakes the sending goroutine.

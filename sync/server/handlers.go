@@ -321,6 +321,13 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) error {
 			if i == 0 {
 				return err
 			}
+			if r.Context().Err() != nil {
+				// The client went away mid-stream (its timeout, or it
+				// was closed): nobody reads the rest, and it is no
+				// fault of the store.
+				s.log.Warn("fetch: client went away mid-response", "blocks_sent", i, "client", r.RemoteAddr, "err", err)
+				return nil
+			}
 			// The status is gone; cut the stream so the client sees a
 			// truncated batch instead of a short one that looks whole.
 			s.log.Error("fetch: block unreadable, aborting response", "block", id, "client", r.RemoteAddr, "err", err)

@@ -10,14 +10,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/memstore"
 	"github.com/dvfs-project/dvfs/sync/api"
+	"github.com/dvfs-project/dvfs/sync/client"
+	"github.com/dvfs-project/dvfs/sync/publish"
 	"github.com/dvfs-project/dvfs/sync/repo"
 	"github.com/dvfs-project/dvfs/sync/server"
 )
@@ -280,5 +286,94 @@ func TestConnLimitClosesIdle(t *testing.T) {
 	}
 	if e.log.waitLines("level=WARN", "connection limit reached") == nil {
 		t.Fatalf("no warning about the connection limit; log:\n%s", e.log)
+	}
+}
+
+// holdingFrames is a memstore whose frame reads, once armed, hold the
+// second read of a request until that request's context ends: a fetch
+// that is mid-stream when its client goes away.
+type holdingFrames struct {
+	*memstore.Store
+	armed   atomic.Bool
+	reads   atomic.Int32
+	holding chan struct{}
+}
+
+func (h *holdingFrames) GetFrame(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error) {
+	if h.armed.Load() && h.reads.Add(1) == 2 {
+		close(h.holding)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Minute):
+		}
+	}
+	return h.Store.GetFrame(ctx, id, dst)
+}
+
+// A client that goes away in the middle of a fetch's stream is the
+// client's doing: a warning naming it, no error (before, the store's
+// "context canceled" for the next block was logged as an ERROR of an
+// unreadable block).
+func TestFetchAbortedIsClientFault(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	st := &holdingFrames{Store: memstore.New(), holding: make(chan struct{})}
+	r, err := repo.New(repo.Config{Store: st, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tok, err := r.CreateToken(ctx, "admin", api.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv := httptest.NewServer(server.New(server.Config{Repo: r, Logger: log}))
+	t.Cleanup(srv.Close)
+	c, err := client.New(client.Config{Server: srv.URL, Token: tok, ServerKey: key.Public().(ed25519.PublicKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	data := make([]byte, 8<<16)
+	for i := range data {
+		data[i] = byte(i * 7 / 65536)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "disk.img"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := publish.Publish(ctx, publish.Config{Server: c, Name: "tpl", Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Settle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := c.Manifest(ctx, "tpl", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := m.Files[0].Blocks
+	if len(ids) < 2 {
+		t.Fatalf("%d blocks, want several", len(ids))
+	}
+
+	st.armed.Store(true)
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Fetch(fctx, ids, func(blockstore.ID, []byte) error { return nil }) }()
+	select {
+	case <-st.holding:
+	case <-time.After(time.Minute):
+		t.Fatal("the fetch never reached its second block")
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("a canceled fetch succeeded")
+	}
+	if got := logs.waitLines("fetch: client went away", "level=WARN", "client=127.0.0.1:"); got == nil {
+		t.Fatalf("no warning naming the client; log:\n%s", logs)
+	}
+	if got := logs.lines("level=ERROR"); len(got) > 0 {
+		t.Fatalf("a client leaving mid-fetch logged an error: %s", got)
 	}
 }

@@ -565,7 +565,13 @@ func (x *rx) packet(b []byte, now time.Time) {
 // heard notes a multicast packet from the sender: liveness, loss, and
 // where its sweep stands.
 func (x *rx) heard(now time.Time, seq uint32, sweep uint16, cursor uint32) {
-	x.lastHeard = now
+	// now is when the batch was read; waitWriter may have moved lastHeard
+	// past it while the loop waited for the store in the same batch, and
+	// taking the batch's time back would count that wait as the sender's
+	// silence.
+	if now.After(x.lastHeard) {
+		x.lastHeard = now
+	}
 	x.winGot++
 	x.totGot++
 	if !x.seqSeen {

@@ -305,7 +305,7 @@ func (s stallingStore) Put(ctx context.Context, blocks ...blockstore.Block) erro
 func TestSlowDisks(t *testing.T) {
 	tn := newTestNet(t, 5)
 	tp := newTemplate(t, 1024, 16) // 64 MiB
-	disk := &stallingDisk{every: 1400, stall: 2500 * time.Millisecond}
+	disk := &stallingDisk{every: 1400, stall: DefaultReceiverTimeout + 500*time.Millisecond}
 	specs := make([]rxSpec, 4)
 	for i := range specs {
 		specs[i].slowStore = func(c *cacheStore) BlockStore { return stallingStore{c, disk} }

@@ -22,6 +22,7 @@ type cloneWB struct {
 
 	kick     chan struct{}   // a seal is due
 	flushReq chan chan error // flush now and answer
+	dropped  chan struct{}   // closed when the writeback forgets the clone: the loop ends
 
 	// mu guards what Writable reads and the loop writes.
 	mu      sync.Mutex
@@ -116,8 +117,13 @@ func (c *cloneWB) load(ctx context.Context, latest func() (*manifest.Manifest, e
 
 func (c *cloneWB) saveState(ctx context.Context, extra ...blockstore.MetaOp) error {
 	c.mu.Lock()
-	st := c.st
+	st, loaded := c.st, c.loaded
 	c.mu.Unlock()
+	if !loaded {
+		// A state without its base manifest would fail every later
+		// load; an unloaded clone (forgotten, or reloading) has none.
+		return fmt.Errorf("clone %s: writeback state not loaded", c.name)
+	}
 	op, err := putOp(key(c.name, "state"), st)
 	if err != nil {
 		return err
@@ -129,6 +135,13 @@ func (c *cloneWB) saveState(ctx context.Context, extra ...blockstore.MetaOp) err
 // the lease is good; otherwise it asks for the lease once.
 func (c *cloneWB) writable(ctx context.Context) error {
 	c.mu.Lock()
+	if c.st.Lost && c.st.Removed {
+		defer c.mu.Unlock()
+		if c.st.ConflictClone == "" {
+			return fmt.Errorf("clone %s was removed on the server; nothing written here was lost", c.name)
+		}
+		return fmt.Errorf("clone %s was removed on the server; the changes made here were saved as clone %s", c.name, c.st.ConflictClone)
+	}
 	if c.st.Lost {
 		defer c.mu.Unlock()
 		return fmt.Errorf("clone %s was taken over by another workstation; the changes made here were saved as clone %s; open it there or reopen this one", c.name, c.st.ConflictClone)
@@ -192,6 +205,9 @@ func (c *cloneWB) acquire(ctx context.Context, force bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
+		if isGone(err) {
+			return fmt.Errorf("clone %s: lease: %w (%w)", c.name, errGone, err)
+		}
 		var he interface{ LeaseHolder() (api.Lease, bool) }
 		if errors.As(err, &he) {
 			if l, ok := he.LeaseHolder(); ok {
@@ -224,6 +240,10 @@ func (c *cloneWB) acquire(ctx context.Context, force bool) error {
 	// Remember the epoch durably before anything is written under it: a
 	// restart must know this workstation has changes to sync.
 	c.st.Epoch, c.st.Released = l.Epoch, false
+	if !c.loaded {
+		// No base yet: load keeps the epoch and saves it with the base.
+		return nil
+	}
 	op, err := putOp(key(c.name, "state"), c.st)
 	if err != nil {
 		return err
@@ -247,6 +267,8 @@ func (c *cloneWB) loop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-c.dropped:
+			return
 		case <-c.kick:
 		case <-t.C:
 		case <-retry.C:
@@ -256,13 +278,20 @@ func (c *cloneWB) loop(ctx context.Context) {
 			held := c.lease.Epoch != 0 && !c.st.Lost
 			c.mu.Unlock()
 			if held {
-				if err := c.acquire(ctx, false); err != nil {
+				err := c.acquire(ctx, false)
+				if errors.Is(err, errGone) {
+					err = c.removed(ctx)
+				}
+				if err != nil {
 					c.w.log.Warn("lease renewal failed", "clone", c.name, "err", err)
 				}
 			}
 			continue
 		}
 		err := c.cycle(ctx)
+		if errors.Is(err, errGone) {
+			err = c.removed(ctx)
+		}
 		c.mu.Lock()
 		if err != nil && ctx.Err() == nil {
 			if c.stall == nil {
@@ -291,6 +320,8 @@ func (c *cloneWB) flush(ctx context.Context) error {
 	reply := make(chan error, 1)
 	select {
 	case c.flushReq <- reply:
+	case <-c.dropped:
+		return nil // forgotten: nothing of it is kept here
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -440,6 +471,9 @@ func (c *cloneWB) commit(ctx context.Context, p *pending) error {
 		if isRefused(err) {
 			return c.conflict(ctx, m, p)
 		}
+		if isGone(err) {
+			return fmt.Errorf("commit: %w (%w)", errGone, err)
+		}
 		return fmt.Errorf("commit: %w", err)
 	}
 	c.mu.Lock()
@@ -477,10 +511,87 @@ func (c *cloneWB) conflict(ctx context.Context, m *manifest.Manifest, p *pending
 	c.lease = api.Lease{}
 	c.mu.Unlock()
 	c.w.log.Warn("clone taken over by another workstation; unsynced changes saved as a new clone", "clone", c.name, "conflict_clone", name)
-	if err := c.saveState(ctx, blockstore.MetaOp{Key: key(c.name, "pending")}); err != nil {
+	// What the conflict clone holds counts as committed: the next mount's
+	// reconcile compares the overlay with it and saves only what is newer.
+	comOp, err := manifestOp(key(c.name, "committed"), m)
+	if err != nil {
+		return err
+	}
+	if err := c.saveState(ctx, comOp, blockstore.MetaOp{Key: key(c.name, "pending")}); err != nil {
 		return err
 	}
 	return c.dropOutbox(ctx, p)
+}
+
+// removed handles a clone the server no longer has (dvfs clone rm, here
+// or from another workstation): what was written here and is not on the
+// server is saved as a new clone, so no change is dropped, and the clone
+// stops syncing here, with writes refused; a clone that no longer exists
+// is not an outage to retry. The next mount drops it (Reconcile).
+func (c *cloneWB) removed(ctx context.Context) error {
+	c.mu.Lock()
+	done := c.st.Lost || !c.loaded
+	c.mu.Unlock()
+	if done {
+		return nil
+	}
+	var p pending
+	has, err := getJSON(ctx, c.w.cfg.Store, key(c.name, "pending"), &p)
+	if err != nil {
+		return err
+	}
+	// Every local block goes into this seal's file: some are only in the
+	// pending generation's outbox, and the server no longer lets this
+	// user read the removed clone's blocks (it asks for them again).
+	c.known = nil
+	s, err := c.seal(ctx)
+	if err != nil {
+		return fmt.Errorf("seal: %w", err)
+	}
+	committed, err := getManifest(ctx, c.w.cfg.Store, key(c.name, "committed"))
+	if err != nil {
+		c.w.outbox.remove(s.file)
+		return err
+	}
+	name := ""
+	if !sameTree(s.m, committed) {
+		if err := c.upload(ctx, s.m, s.file); err != nil {
+			c.known = nil
+			c.w.outbox.remove(s.file)
+			return err
+		}
+		name = fmt.Sprintf("%s-conflict-%s", c.name, time.Now().UTC().Format("20060102-150405"))
+		cm := *s.m
+		cm.Name = name
+		c.mu.Lock()
+		tpl, tv := c.st.Template, c.st.TemplateVersion
+		c.mu.Unlock()
+		if _, err := c.w.cfg.Server.CreateClone(ctx, &cm, tpl, tv); err != nil {
+			c.known = nil
+			c.w.outbox.remove(s.file)
+			return fmt.Errorf("saving the changes of removed clone %s as clone %s: %w", c.name, name, err)
+		}
+	}
+	c.mu.Lock()
+	c.st.Lost, c.st.Removed, c.st.ConflictClone = true, true, name
+	c.lease, c.holdErr = api.Lease{}, nil
+	c.mu.Unlock()
+	if name != "" {
+		c.w.log.Warn("clone removed on the server; the changes made here that it lacked were saved as a new clone", "clone", c.name, "conflict_clone", name)
+	} else {
+		c.w.log.Info("clone removed on the server; nothing written here was lost; it stops syncing here", "clone", c.name)
+	}
+	comOp, err := manifestOp(key(c.name, "committed"), s.m)
+	if err != nil {
+		return err
+	}
+	err = c.saveState(ctx, comOp, blockstore.MetaOp{Key: key(c.name, "pending")})
+	err = errors.Join(err, c.w.outbox.remove(s.file))
+	if has {
+		err = errors.Join(err, c.dropOutbox(ctx, &p))
+	}
+	c.sealSaved(s.changes)
+	return err
 }
 
 // release gives the lease back after a clean flush.

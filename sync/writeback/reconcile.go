@@ -136,9 +136,15 @@ func (w *Writeback) reconcile(ctx context.Context, name string) (err error) {
 func (w *Writeback) forget(name string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if c := w.clones[name]; c != nil {
+		// Its loop ends, and it saves nothing more: its state is gone
+		// (a new entry is made on next use).
+		c.mu.Lock()
+		c.loaded = false
+		c.mu.Unlock()
+		close(c.dropped)
+	}
 	delete(w.clones, name)
-	// The loop of a forgotten clone idles until Close: it has no state
-	// (loaded stays false in the new entry made on next use).
 }
 
 // Status is what dvfs status shows of a clone.

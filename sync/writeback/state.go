@@ -34,6 +34,9 @@ type state struct {
 	// changes made here since were saved as ConflictClone.
 	Lost          bool   `json:"lost,omitempty"`
 	ConflictClone string `json:"conflict_clone,omitempty"`
+	// Removed is set (with Lost) when the server no longer had the
+	// clone; what was not on the server then was saved as ConflictClone.
+	Removed bool `json:"removed,omitempty"`
 }
 
 type pending struct {

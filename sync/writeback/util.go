@@ -14,6 +14,16 @@ func appendBlock(dst []byte, id blockstore.ID, frame []byte) []byte {
 
 // isRefused reports whether the server refused a commit for good: our
 // lease epoch is stale (412) or the parent generation moved (409).
+// errGone: the server no longer has the clone (it was removed, here or
+// from another workstation). Not an outage: nothing to retry.
+var errGone = errors.New("the clone no longer exists on the server")
+
+// isGone says whether the server answered 404 for the clone.
+func isGone(err error) bool {
+	var se interface{ StatusCode() int }
+	return errors.As(err, &se) && se.StatusCode() == http.StatusNotFound
+}
+
 func isRefused(err error) bool {
 	var se interface{ StatusCode() int }
 	if errors.As(err, &se) {

@@ -179,7 +179,7 @@ func (w *Writeback) clone(name string) *cloneWB {
 	defer w.mu.Unlock()
 	c := w.clones[name]
 	if c == nil {
-		c = &cloneWB{w: w, name: name, kick: make(chan struct{}, 1), flushReq: make(chan chan error)}
+		c = &cloneWB{w: w, name: name, kick: make(chan struct{}, 1), flushReq: make(chan chan error), dropped: make(chan struct{})}
 		w.clones[name] = c
 		w.wg.Add(1)
 		go c.loop(w.bg)

@@ -94,6 +94,12 @@ type Config struct {
 	// growth and new entries in clones fail with ENOSPC; reads, deletes
 	// and syncs of what was written go on. 0 keeps no reserve.
 	MinFree int64
+	// ShareClones opens the clones directory to every local user (0555);
+	// by default it is its owner's only (0500): with a mount shared with
+	// other users (allow_other), the clones, whose files are typically
+	// 0644, stay the mounting user's, as in a home directory, while the
+	// templates are everyone's.
+	ShareClones bool
 }
 
 // Defaults, in one place.

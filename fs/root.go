@@ -139,7 +139,11 @@ type clonesDir struct {
 }
 
 func (d *clonesDir) Attr(ctx context.Context) (Attr, error) {
-	return fixedDirAttr(d.fsys, inoClones, 2), nil
+	a := fixedDirAttr(d.fsys, inoClones, 2)
+	if !d.fsys.cfg.ShareClones {
+		a.Mode = iofs.ModeDir | 0o500
+	}
+	return a, nil
 }
 
 func (d *clonesDir) names(ctx context.Context) ([]string, error) {

@@ -32,6 +32,7 @@ type mountConfig struct {
 	cache        string        // the workstation's cache directory
 	cacheSize    string        // limit of cached template blocks
 	allowOther   bool          // let other local users into the mount
+	shareClones  bool          // open the clones directory to other local users
 	debug        bool          // log every FUSE request
 	multicast    bool          // join the server's multicast sessions
 	mcIface      string        // interface to receive multicast on
@@ -61,7 +62,8 @@ clone overlays are kept apart inside the cache.`,
 	f := cmd.Flags()
 	f.StringVar(&c.cache, "cache", "", "workstation cache directory (created if absent)")
 	f.StringVar(&c.cacheSize, "cache-size", "0", "most template data to cache, e.g. 200GiB (0: no limit but the disk)")
-	f.BoolVar(&c.allowOther, "allow-other", false, "let other local users into the mount (kernel permission checks apply)")
+	f.BoolVar(&c.allowOther, "allow-other", false, "let other local users into the mount (kernel permission checks apply; the clones directory stays yours unless --share-clones)")
+	f.BoolVar(&c.shareClones, "share-clones", false, "open the clones directory to other local users (with --allow-other); each file's mode decides the rest")
 	f.BoolVar(&c.debug, "debug-fuse", false, "log every FUSE request")
 	f.BoolVar(&c.multicast, "multicast", true, "join the server's multicast sessions to fill the cache")
 	f.StringVar(&c.mcIface, "multicast-iface", "", "interface to receive multicast on (default: the system's choice)")
@@ -165,6 +167,9 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 		OnSync:   wb.Synced,
 		Writable: wb.Writable,
 		MinFree:  int64(minFree),
+		// Private unless shared: with --allow-other, other local
+		// users see the templates, not this user's clones.
+		ShareClones: c.shareClones,
 	})
 	if err != nil {
 		return err

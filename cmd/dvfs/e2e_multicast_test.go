@@ -115,3 +115,50 @@ func TestMulticastFillsCache(t *testing.T) {
 	t.Logf("verified through the mount")
 	t.Logf("status:\n%s", s.statusOf(t, m))
 }
+
+// A workstation that was off during a template's multicast session (it
+// ended with no receivers) fills its cache with that version in the
+// background, by unicast at --fill-rate, instead of staying empty until
+// the next push; its status says so, and the blocks read back exact.
+func TestMissedSessionFilledByUnicast(t *testing.T) {
+	prefix := netns(t)
+	s := startServerIn(t, prefix, t.TempDir(), "127.0.0.1:0",
+		"--multicast-group", "239.255.42.43:7421", "--multicast-iface", "lo", "--multicast-rate", "800mbit")
+	work := t.TempDir()
+	vm := filepath.Join(work, "tpl")
+	os.Mkdir(vm, 0o755)
+	disk := filepath.Join(vm, "disk.vmdk")
+	data := make([]byte, 16<<20)
+	rand.NewChaCha8([32]byte{'f'}).Read(data)
+	os.WriteFile(disk, data, 0o644)
+	s.dvfs("template", "publish", "--name", "lab", vm) // its session goes to nobody
+	if !s.log.waitFor(time.Minute, regexp.MustCompile(`multicast session done.*template=lab`).MatchString) {
+		t.Fatalf("the session never ended:\n%s", s.log)
+	}
+
+	// 16 MiB at 4 MiB/s, a burst of one second's worth: at least 3 s
+	// (a lower bound holds however loaded the machine is).
+	start := time.Now()
+	m := s.startMount(t, filepath.Join(work, "cache"), filepath.Join(work, "mnt"), "--multicast-iface", "lo", "--fill-rate", "4MiB")
+	filled := regexp.MustCompile(`multicast session \d+: lab@1 done \(filled by unicast\), 256 of 256 blocks stored`)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !filled.MatchString(s.statusOf(t, m)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the missed version was not filled:\n%s\nmount log:\n%s", s.statusOf(t, m), m.log)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	took := time.Since(start)
+	st := s.statusOf(t, m)
+	t.Logf("filled 16 MiB in %v at --fill-rate 4MiB; status:\n%s", took.Round(time.Millisecond), st)
+	if took < 3*time.Second {
+		t.Errorf("the fill took %v: faster than its rate allows", took)
+	}
+	if !regexp.MustCompile(`0 misses, 0 fetched, 0 received by multicast, 256 filled in the background`).MatchString(st) {
+		t.Errorf("the cache does not count the blocks as filled in the background:\n%s", st)
+	}
+	run(t, "cmp", filepath.Join(m.dir, "templates", "lab", "disk.vmdk"), disk)
+	if st := s.statusOf(t, m); !regexp.MustCompile(`0 misses, 0 fetched`).MatchString(st) {
+		t.Errorf("reading the filled template missed the cache:\n%s", st)
+	}
+}

@@ -33,6 +33,7 @@ type mountConfig struct {
 	cacheSize    string        // limit of cached template blocks
 	allowOther   bool          // let other local users into the mount
 	shareClones  bool          // open the clones directory to other local users
+	fillRate     string        // background unicast fill of missed sessions, bytes/s
 	debug        bool          // log every FUSE request
 	multicast    bool          // join the server's multicast sessions
 	mcIface      string        // interface to receive multicast on
@@ -67,6 +68,7 @@ clone overlays are kept apart inside the cache.`,
 	f.BoolVar(&c.debug, "debug-fuse", false, "log every FUSE request")
 	f.BoolVar(&c.multicast, "multicast", true, "join the server's multicast sessions to fill the cache")
 	f.StringVar(&c.mcIface, "multicast-iface", "", "interface to receive multicast on (default: the system's choice)")
+	f.StringVar(&c.fillRate, "fill-rate", "8MiB", "per second: templates whose multicast session this workstation missed are filled by unicast in the background at this rate (0: never)")
 	f.DurationVar(&c.syncInterval, "sync-interval", 5*time.Second, "how often clone changes are sealed and uploaded (also at every fsync)")
 	f.StringVar(&c.minFree, "min-free", "256MiB", "free space kept on the cache's disk: below it, writes into clones fail with ENOSPC (badger, which maps its files, must never meet a full disk)")
 	f.DurationVar(&c.flushTimeout, "flush-timeout", 10*time.Minute, "how long unmounting waits for clone changes to reach the server")
@@ -78,6 +80,14 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	limit, err := humanize.ParseBytes(c.cacheSize)
 	if err != nil {
 		return fmt.Errorf("--cache-size: %w", err)
+	}
+	fill, err := humanize.ParseBytes(c.fillRate)
+	if err != nil {
+		return fmt.Errorf("--fill-rate: %w", err)
+	}
+	fillRate := int64(fill)
+	if fillRate == 0 {
+		fillRate = -1 // never
 	}
 	minFree, err := humanize.ParseBytes(c.minFree)
 	if err != nil {
@@ -195,7 +205,7 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 		}
 		joiner = multicast.NewJoiner(multicast.JoinerConfig{
 			Sessions: cl.MulticastSessions, Manifest: catalog.Template, Store: blocks, Unicast: cl,
-			Interface: ifi, Logger: g.log,
+			Interface: ifi, Logger: g.log, FillRate: fillRate, FillStore: blocks.Filler(),
 		})
 		jctx, stopJoiner := context.WithCancel(ctx)
 		defer stopJoiner()

@@ -116,8 +116,8 @@ func queryStatus(ctx context.Context, sock string) (mountStatus, error) {
 
 func printStatus(st mountStatus) {
 	fmt.Printf("%s (user %s)\n", st.Mountpoint, st.User)
-	fmt.Printf("  cache: %d blocks, %s; %d hits, %d misses, %d fetched, %d received by multicast, %d evicted\n", st.Cache.Blocks,
-		humanize.IBytes(uint64(st.Cache.Bytes)), st.Cache.Hits, st.Cache.Misses, st.Cache.Fetched, st.Cache.Received, st.Cache.Evicted)
+	fmt.Printf("  cache: %d blocks, %s; %d hits, %d misses, %d fetched, %d received by multicast, %d filled in the background, %d evicted\n", st.Cache.Blocks,
+		humanize.IBytes(uint64(st.Cache.Bytes)), st.Cache.Hits, st.Cache.Misses, st.Cache.Fetched, st.Cache.Received, st.Cache.Filled, st.Cache.Evicted)
 	for _, t := range st.Templates {
 		pct := 100.0
 		if t.Blocks > 0 {

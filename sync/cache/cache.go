@@ -45,10 +45,11 @@ type Config struct {
 // Stats counts what the cache did.
 type Stats struct {
 	Hits, Misses, Fetched, Evicted, Corrupt int64
-	// Received counts blocks that came by another way (Put: multicast).
-	Received int64
-	Blocks   int
-	Bytes    int64
+	// Received counts blocks that came by another way (Put: multicast);
+	// Filled those a background fill fetched by unicast (Filler).
+	Received, Filled int64
+	Blocks           int
+	Bytes            int64
 }
 
 // Cache reads blocks through a local store. Safe for concurrent use.
@@ -71,6 +72,7 @@ type Cache struct {
 	hits, miss atomic.Int64
 	fetched    atomic.Int64
 	received   atomic.Int64
+	filled     atomic.Int64
 	corrupt    atomic.Int64
 }
 
@@ -400,7 +402,7 @@ func (c *Cache) prefetcher(ctx context.Context) {
 // Stats reports the cache's counters.
 func (c *Cache) Stats() Stats {
 	return Stats{
-		Hits: c.hits.Load(), Misses: c.miss.Load(), Fetched: c.fetched.Load(), Received: c.received.Load(),
+		Hits: c.hits.Load(), Misses: c.miss.Load(), Fetched: c.fetched.Load(), Received: c.received.Load(), Filled: c.filled.Load(),
 		Evicted: c.lru.evicted.Load(), Corrupt: c.corrupt.Load(),
 		Blocks: c.lru.len(), Bytes: c.lru.bytes(),
 	}
@@ -442,6 +444,27 @@ func (c *Cache) Put(ctx context.Context, blocks ...blockstore.Block) error {
 	}
 	c.received.Add(int64(len(blocks)))
 	return nil
+}
+
+// Filler is the cache as the store of a background unicast fill: its Put
+// counts the blocks as Filled, not Received.
+func (c *Cache) Filler() *Filler { return &Filler{c} }
+
+// Filler: see Cache.Filler.
+type Filler struct{ c *Cache }
+
+// Put stores verified blocks fetched by a background fill.
+func (f *Filler) Put(ctx context.Context, blocks ...blockstore.Block) error {
+	if err := f.c.store(ctx, blocks); err != nil {
+		return err
+	}
+	f.c.filled.Add(int64(len(blocks)))
+	return nil
+}
+
+// Missing returns the IDs of ids the cache lacks.
+func (f *Filler) Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore.ID, error) {
+	return f.c.Missing(ctx, ids)
 }
 
 // Missing returns the IDs of ids the cache lacks.

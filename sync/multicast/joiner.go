@@ -1,6 +1,7 @@
 package multicast
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -11,6 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 	"github.com/dvfs-project/dvfs/sync/api"
 )
@@ -26,11 +30,29 @@ type JoinerConfig struct {
 	Store BlockStore
 	// Unicast fetches what a session did not deliver.
 	Unicast Fetcher
+	// FillStore receives the blocks of the background fill; nil: Store.
+	FillStore BlockStore
 	// Interface receives the multicast; nil lets the kernel choose.
 	Interface *net.Interface
 	// Logger receives the joiner's log.
 	Logger *slog.Logger
+	// FillRate bounds the background unicast fill (bytes of block frames
+	// per second) of template versions whose session this workstation
+	// missed; 0 means DefaultFillRate, negative turns the fill off.
+	FillRate int64
 }
+
+// DefaultFillRate is the background unicast fill's rate: a few percent of
+// a 1 Gbit/s server link, so that a handful of workstations that missed a
+// session do not become the restore storm multicast exists to avoid.
+const DefaultFillRate = 8 << 20
+
+// fillBatch is how many blocks a background fill asks for at once;
+// fillRetryAfter is the pause after a failed fill.
+const (
+	fillBatch      = 16
+	fillRetryAfter = time.Minute
+)
 
 // JoinProgress is what dvfs status shows of a session this workstation
 // joined.
@@ -52,6 +74,21 @@ type Joiner struct {
 	log  *slog.Logger
 	mu   sync.Mutex
 	seen map[uint32]*joined
+	// The background unicast fill of missed sessions: one at a time, and
+	// stopped while a session is received. filled holds the template
+	// versions it completed (or found complete).
+	fill   *filling
+	filled map[string]bool
+	// fillRetry: after a failed fill, the next waits until then.
+	fillRetry time.Time
+}
+
+// filling is a running background fill.
+type filling struct {
+	ref    string // template@version
+	cancel context.CancelFunc
+	done   chan struct{}
+	prog   JoinProgress
 }
 
 type joined struct {
@@ -61,7 +98,13 @@ type joined struct {
 
 // NewJoiner returns a joiner; Run joins.
 func NewJoiner(cfg JoinerConfig) *Joiner {
-	j := &Joiner{cfg: cfg, log: cfg.Logger, seen: make(map[uint32]*joined)}
+	j := &Joiner{cfg: cfg, log: cfg.Logger, seen: make(map[uint32]*joined), filled: make(map[string]bool)}
+	if j.cfg.FillRate == 0 {
+		j.cfg.FillRate = DefaultFillRate
+	}
+	if j.cfg.FillStore == nil {
+		j.cfg.FillStore = j.cfg.Store
+	}
 	if j.log == nil {
 		j.log = slog.New(slog.DiscardHandler)
 	}
@@ -77,17 +120,143 @@ func (j *Joiner) Run(ctx context.Context) {
 		list, err := j.cfg.Sessions(ctx)
 		if err == nil {
 			for _, s := range list {
-				if (s.State == "queued" || s.State == "sending") && j.isNew(s.ID) {
+				if live(s) && j.isNew(s.ID) {
+					// Multicast first: a fill by unicast would take
+					// the server's link from the session.
+					j.stopFill()
 					j.join(ctx, s)
 				}
 			}
+			j.startFill(ctx, list)
 		}
 		select {
 		case <-t.C:
 		case <-ctx.Done():
+			j.stopFill()
 			return
 		}
 	}
+}
+
+func live(s api.MulticastSession) bool { return s.State == "queued" || s.State == "sending" }
+
+// startFill starts filling, by unicast and at FillRate, the template
+// version of a session that ended without this workstation having all of
+// it (it was off, or joined too late, or its receive failed), unless a
+// fill runs or a session is live (it is joined instead).
+func (j *Joiner) startFill(ctx context.Context, list []api.MulticastSession) {
+	if j.cfg.FillRate < 0 || j.cfg.Unicast == nil {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.fill != nil {
+		select {
+		case <-j.fill.done:
+		default:
+			return // one at a time
+		}
+	}
+	if time.Now().Before(j.fillRetry) {
+		return
+	}
+	for _, s := range list {
+		if live(s) {
+			return
+		}
+	}
+	// The newest ended session first: its version is what the lab runs.
+	for i := len(list) - 1; i >= 0; i-- {
+		s := list[i]
+		ref := fmt.Sprintf("%s@%d", s.Template, s.Version)
+		if j.filled[ref] {
+			continue
+		}
+		if jd := j.seen[s.ID]; jd != nil && jd.prog.State == "done" {
+			continue // received
+		}
+		fctx, cancel := context.WithCancel(ctx)
+		f := &filling{ref: ref, cancel: cancel, done: make(chan struct{}),
+			prog: JoinProgress{Session: s.ID, Template: s.Template, Version: s.Version, State: "filling by unicast"}}
+		j.fill = f
+		go j.runFill(fctx, f, s)
+		return
+	}
+}
+
+// stopFill stops a running fill and waits for it; what it stored stays.
+func (j *Joiner) stopFill() {
+	j.mu.Lock()
+	f := j.fill
+	j.mu.Unlock()
+	if f != nil {
+		f.cancel()
+		<-f.done
+	}
+}
+
+// runFill fetches the blocks of s's template version the store lacks.
+func (j *Joiner) runFill(ctx context.Context, f *filling, s api.MulticastSession) {
+	defer close(f.done)
+	err := j.fillVersion(ctx, f, s)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	switch {
+	case err == nil:
+		j.filled[f.ref] = true
+		f.prog.State = "done (filled by unicast)"
+	case ctx.Err() != nil:
+		f.prog.State = "fill paused"
+	default:
+		f.prog.State, f.prog.Error = "fill failed", err.Error()
+		j.fillRetry = time.Now().Add(fillRetryAfter)
+		j.log.Warn("background fill of a missed multicast session failed; it is tried again", "template", f.ref, "in", fillRetryAfter, "err", err)
+	}
+}
+
+func (j *Joiner) fillVersion(ctx context.Context, f *filling, s api.MulticastSession) error {
+	m, err := j.cfg.Manifest(ctx, s.Template, s.Version)
+	if err != nil {
+		return err
+	}
+	missing, err := j.cfg.FillStore.Missing(ctx, slices.Collect(m.BlockIDs()))
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	j.mu.Lock()
+	f.prog.Needed = int64(len(missing))
+	j.mu.Unlock()
+	j.log.Info("filling a template by unicast in the background: its multicast session was missed",
+		"template", f.ref, "session", s.ID, "missing_blocks", len(missing), "rate", j.cfg.FillRate)
+	// Frames are at most a block and its header; the burst holds a batch.
+	burst := int(max(j.cfg.FillRate, fillBatch*(int64(m.BlockSize)+1024)))
+	lim := rate.NewLimiter(rate.Limit(j.cfg.FillRate), burst)
+	var blocks []blockstore.Block
+	for len(missing) > 0 {
+		n := min(len(missing), fillBatch)
+		blocks = blocks[:0]
+		var size int
+		err := j.cfg.Unicast.FetchFrames(ctx, missing[:n], func(id blockstore.ID, frame, _ []byte) error {
+			blocks = append(blocks, blockstore.Block{ID: id, Frame: bytes.Clone(frame)})
+			size += len(frame)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := j.cfg.FillStore.Put(ctx, blocks...); err != nil {
+			return err
+		}
+		missing = missing[n:]
+		j.mu.Lock()
+		f.prog.Stored += int64(n)
+		j.mu.Unlock()
+		if err := lim.WaitN(ctx, min(size, burst)); err != nil {
+			return err
+		}
+	}
+	j.log.Info("template filled by unicast", "template", f.ref, "blocks", f.prog.Needed)
+	return nil
 }
 
 func (j *Joiner) isNew(id uint32) bool {
@@ -171,6 +340,9 @@ func (j *Joiner) Progress() []JoinProgress {
 			p.Stored, p.Needed = jd.rcv.Progress()
 		}
 		out = append(out, p)
+	}
+	if j.fill != nil {
+		out = append(out, j.fill.prog)
 	}
 	slices.SortFunc(out, func(a, b JoinProgress) int { return cmp.Compare(a.Session, b.Session) })
 	return out

@@ -5,9 +5,10 @@ package fs
 import (
 	"context"
 	"fmt"
-	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 )
 
 // Statfs describes the disk that holds the overlays, where a clone's
@@ -32,15 +33,5 @@ func (fsys *FS) Statfs(ctx context.Context) (Statfs, error) {
 // overlays has less than Config.MinFree free: ENOSPC, before the disk
 // is so full that the metadata stores cannot write.
 func (fsys *FS) checkSpace() error {
-	if fsys.cfg.MinFree <= 0 {
-		return nil
-	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(fsys.cfg.StateDir, &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", fsys.cfg.StateDir, err)
-	}
-	if free := int64(st.Bavail) * int64(st.Bsize); free < fsys.cfg.MinFree {
-		return fmt.Errorf("%d bytes free on the cache disk, less than the %d kept in reserve: %w", free, fsys.cfg.MinFree, syscall.ENOSPC)
-	}
-	return nil
+	return diskio.CheckFree(fsys.cfg.StateDir, 0, fsys.cfg.MinFree)
 }

@@ -156,3 +156,61 @@ func writeAtSync(path string, data []byte, off int64) error {
 	}
 	return f.Sync()
 }
+
+// freeBytes is what an unprivileged writer may still put on dir's disk.
+func freeBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
+
+// Template reads on a cache disk that has less room than the template:
+// blocks stop being cached at twice --min-free (the band above it stays
+// for clone writes), every read is served all the same, byte-exact, and
+// the user can still write a clone. Before, the cache wrote blocks until
+// the disk was full: reads failed and the clone's writes had no room.
+func TestFullDiskTemplateReads(t *testing.T) {
+	disk := smallFS(t, "tmpfs")
+	s := startServer(t, t.TempDir())
+	vm := filepath.Join(t.TempDir(), "tpl")
+	os.Mkdir(vm, 0o755)
+	tmpl := make([]byte, 96<<20)
+	rand.NewChaCha8([32]byte{'r'}).Read(tmpl)
+	os.WriteFile(filepath.Join(vm, "disk.vmdk"), tmpl, 0o644)
+	s.dvfs("template", "publish", "--name", "big", vm)
+	s.dvfs("clone", "create", "--template", "big", "lab")
+	m := s.startMount(t, filepath.Join(disk, "cache"), filepath.Join(t.TempDir(), "mnt"), "--min-free", "32MiB", "--multicast=false")
+	// Leave 110 MiB: room for part of the template above the cache's
+	// 64 MiB reserve, not for all of it.
+	filler := filepath.Join(disk, "filler")
+	if err := os.WriteFile(filler, make([]byte, freeBytes(t, disk)-110<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(m.dir, "templates", "big", "disk.vmdk"))
+	if err != nil || !bytes.Equal(got, tmpl) {
+		t.Fatalf("reading the template with the cache disk nearly full: %d bytes, %v\n%s", len(got), err, m.log)
+	}
+	free := freeBytes(t, disk)
+	st := s.statusOf(t, m)
+	t.Logf("after reading 96 MiB: %d MiB free on the cache disk; status:\n%s", free>>20, st)
+	if free < 60<<20 {
+		t.Errorf("the cache left %d MiB free, below its 64 MiB reserve (less a batch)", free>>20)
+	}
+	if !strings.Contains(st, "read from the server without being cached") {
+		t.Errorf("status does not say blocks went uncached:\n%s", st)
+	}
+	// The band above --min-free is the clone's.
+	data := make([]byte, 16<<20)
+	rand.NewChaCha8([32]byte{'w'}).Read(data)
+	if err := writeSync(filepath.Join(m.dir, "clones", "lab", "work.img"), data); err != nil {
+		t.Fatalf("a clone write with the template cache at its reserve: %v\n%s", err, m.log)
+	}
+	select {
+	case <-m.done:
+		t.Fatalf("the mount died:\n%s", m.log)
+	default:
+	}
+}

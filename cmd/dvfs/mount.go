@@ -128,7 +128,11 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 		return err
 	}
 	defer store.Close()
-	blocks, err := cache.New(ctx, cache.Config{Store: blockStore, Remote: cl, Limit: int64(limit), Logger: g.log})
+	// Template blocks stop being cached at twice the reserve: the band
+	// above --min-free stays for the user's clone writes, which the
+	// server has no other copy of.
+	blocks, err := cache.New(ctx, cache.Config{Store: blockStore, Remote: cl, Limit: int64(limit), Logger: g.log,
+		Dir: c.cache, Reserve: 2 * int64(minFree)})
 	if err != nil {
 		return err
 	}

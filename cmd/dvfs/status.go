@@ -118,6 +118,9 @@ func printStatus(st mountStatus) {
 	fmt.Printf("%s (user %s)\n", st.Mountpoint, st.User)
 	fmt.Printf("  cache: %d blocks, %s; %d hits, %d misses, %d fetched, %d received by multicast, %d filled in the background, %d evicted\n", st.Cache.Blocks,
 		humanize.IBytes(uint64(st.Cache.Bytes)), st.Cache.Hits, st.Cache.Misses, st.Cache.Fetched, st.Cache.Received, st.Cache.Filled, st.Cache.Evicted)
+	if st.Cache.Uncached > 0 {
+		fmt.Printf("  cache disk down to its reserve: %d template blocks read from the server without being cached\n", st.Cache.Uncached)
+	}
 	for _, t := range st.Templates {
 		pct := 100.0
 		if t.Blocks > 0 {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 )
 
 // Remote is where missing blocks come from (sync/client.Client). fn gets
@@ -40,16 +41,30 @@ type Config struct {
 	PrefetchBatch int
 	// Logger receives the cache's log.
 	Logger *slog.Logger
+	// Dir is a directory on the disk that holds Store, and Reserve the
+	// free space kept there: a block that would leave less is not stored
+	// (a read is served all the same, uncached; a multicast session or a
+	// background fill fails and is tried again later). Templates can be
+	// fetched again; what the disk keeps below the reserve is for the
+	// user's clone writes and the metadata stores. 0 keeps no reserve.
+	Dir     string
+	Reserve int64
 }
+
+// ErrNoSpace: the cache's disk is down to its reserve (Config.Reserve);
+// it wraps ENOSPC.
+var ErrNoSpace = errors.New("cache: disk down to its reserve")
 
 // Stats counts what the cache did.
 type Stats struct {
 	Hits, Misses, Fetched, Evicted, Corrupt int64
 	// Received counts blocks that came by another way (Put: multicast);
-	// Filled those a background fill fetched by unicast (Filler).
-	Received, Filled int64
-	Blocks           int
-	Bytes            int64
+	// Filled those a background fill fetched by unicast (Filler);
+	// Uncached those read from the server and not kept, the disk being
+	// down to its reserve.
+	Received, Filled, Uncached int64
+	Blocks                     int
+	Bytes                      int64
 }
 
 // Cache reads blocks through a local store. Safe for concurrent use.
@@ -73,6 +88,9 @@ type Cache struct {
 	fetched    atomic.Int64
 	received   atomic.Int64
 	filled     atomic.Int64
+	uncached   atomic.Int64
+	// fullWarned is when the reserve was last logged (unix nanoseconds).
+	fullWarned atomic.Int64
 	corrupt    atomic.Int64
 }
 
@@ -162,6 +180,11 @@ func (c *Cache) ReadBlock(ctx context.Context, id blockstore.ID, dst []byte) ([]
 	err = c.fetch(ctx, []blockstore.ID{id}, func(_ blockstore.ID, p []byte) {
 		out2 = append(dst, p...)
 	})
+	if errors.Is(err, ErrNoSpace) && out2 != nil {
+		// Verified, not kept: the reader gets it all the same.
+		c.uncached.Add(1)
+		return out2, nil
+	}
 	if err != nil {
 		return dst, err
 	}
@@ -324,6 +347,13 @@ func (c *Cache) store(ctx context.Context, blocks []blockstore.Block) error {
 	if err := c.evict(ctx, size); err != nil {
 		return err
 	}
+	if err := diskio.CheckFree(c.cfg.Dir, size, c.cfg.Reserve); err != nil {
+		if now := time.Now().UnixNano(); now-c.fullWarned.Load() > int64(time.Minute) {
+			c.fullWarned.Store(now)
+			c.log.Warn("cache disk down to its reserve: template blocks are not cached until space returns", "err", err)
+		}
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
 	if err := c.cfg.Store.Put(ctx, blocks...); err != nil {
 		return fmt.Errorf("cache: store %d blocks: %w", len(blocks), err)
 	}
@@ -390,7 +420,7 @@ func (c *Cache) prefetcher(ctx context.Context) {
 				break more
 			}
 		}
-		if err := c.Fill(ctx, batch); err != nil && ctx.Err() == nil {
+		if err := c.Fill(ctx, batch); err != nil && ctx.Err() == nil && !errors.Is(err, ErrNoSpace) {
 			c.log.Warn("prefetch failed", "blocks", len(batch), "err", err)
 		}
 		for _, id := range batch {
@@ -402,7 +432,7 @@ func (c *Cache) prefetcher(ctx context.Context) {
 // Stats reports the cache's counters.
 func (c *Cache) Stats() Stats {
 	return Stats{
-		Hits: c.hits.Load(), Misses: c.miss.Load(), Fetched: c.fetched.Load(), Received: c.received.Load(), Filled: c.filled.Load(),
+		Hits: c.hits.Load(), Misses: c.miss.Load(), Fetched: c.fetched.Load(), Received: c.received.Load(), Filled: c.filled.Load(), Uncached: c.uncached.Load(),
 		Evicted: c.lru.evicted.Load(), Corrupt: c.corrupt.Load(),
 		Blocks: c.lru.len(), Bytes: c.lru.bytes(),
 	}

@@ -63,12 +63,7 @@ func writerMain() {
 func TestMountKilledDuringWrites(t *testing.T) {
 	s := startServer(t, t.TempDir())
 	work := t.TempDir()
-	vm := filepath.Join(work, "tpl")
-	os.Mkdir(vm, 0o755)
-	tmpl := make([]byte, 96<<20)
-	rand.NewChaCha8([32]byte{'t'}).Read(tmpl)
-	os.WriteFile(filepath.Join(vm, "disk.vmdk"), tmpl, 0o644)
-	s.dvfs("template", "publish", "--name", "base", vm)
+	tmpl, _ := publishRandom(t, s, "base", 96<<20, 't')
 	s.dvfs("clone", "create", "--template", "base", "crash")
 
 	cache, mnt := filepath.Join(work, "cache"), filepath.Join(work, "mnt")

@@ -175,12 +175,7 @@ func freeBytes(t *testing.T, dir string) int64 {
 func TestFullDiskTemplateReads(t *testing.T) {
 	disk := smallFS(t, "tmpfs")
 	s := startServer(t, t.TempDir())
-	vm := filepath.Join(t.TempDir(), "tpl")
-	os.Mkdir(vm, 0o755)
-	tmpl := make([]byte, 96<<20)
-	rand.NewChaCha8([32]byte{'r'}).Read(tmpl)
-	os.WriteFile(filepath.Join(vm, "disk.vmdk"), tmpl, 0o644)
-	s.dvfs("template", "publish", "--name", "big", vm)
+	tmpl, _ := publishRandom(t, s, "big", 96<<20, 'r')
 	s.dvfs("clone", "create", "--template", "big", "lab")
 	m := s.startMount(t, filepath.Join(disk, "cache"), filepath.Join(t.TempDir(), "mnt"), "--min-free", "32MiB", "--multicast=false")
 	// Leave 110 MiB: room for part of the template above the cache's

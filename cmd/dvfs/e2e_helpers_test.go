@@ -314,3 +314,19 @@ func sameFile(t *testing.T, a, b string) bool {
 func rngFill(b []byte) {
 	rand.NewChaCha8([32]byte{9}).Read(b)
 }
+
+// publishRandom publishes template name: one disk.vmdk of size random
+// bytes from seed. It returns the bytes and the template's source
+// directory (publish it again after a change).
+func publishRandom(t *testing.T, s *serverProc, name string, size int, seed byte) ([]byte, string) {
+	t.Helper()
+	vm := filepath.Join(t.TempDir(), "tpl")
+	os.Mkdir(vm, 0o755)
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{seed}).Read(data)
+	if err := os.WriteFile(filepath.Join(vm, "disk.vmdk"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.dvfs("template", "publish", "--name", name, vm)
+	return data, vm
+}

@@ -125,13 +125,8 @@ func TestMissedSessionFilledByUnicast(t *testing.T) {
 	s := startServerIn(t, prefix, t.TempDir(), "127.0.0.1:0",
 		"--multicast-group", "239.255.42.43:7421", "--multicast-iface", "lo", "--multicast-rate", "800mbit")
 	work := t.TempDir()
-	vm := filepath.Join(work, "tpl")
-	os.Mkdir(vm, 0o755)
+	_, vm := publishRandom(t, s, "lab", 16<<20, 'f') // its session goes to nobody
 	disk := filepath.Join(vm, "disk.vmdk")
-	data := make([]byte, 16<<20)
-	rand.NewChaCha8([32]byte{'f'}).Read(data)
-	os.WriteFile(disk, data, 0o644)
-	s.dvfs("template", "publish", "--name", "lab", vm) // its session goes to nobody
 	if !s.log.waitFor(time.Minute, regexp.MustCompile(`multicast session done.*template=lab`).MatchString) {
 		t.Fatalf("the session never ended:\n%s", s.log)
 	}

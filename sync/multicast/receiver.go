@@ -242,8 +242,12 @@ type rx struct {
 	// LeaveLoss, or waiting for its store); zero while it keeps up.
 	farSince time.Time
 	// behind says the receive loop waits for the store: reports say
-	// loss 1.0. waited says it did since the last loss measurement.
-	behind, waited bool
+	// loss 1.0.
+	behind bool
+	// blockSamples hold the time waited for the store (st.Blocked) at
+	// the last reports, over the last 1-2 s: a loop that waited for more
+	// than half of that is far behind, whatever its loss.
+	blockSamples []blockSample
 
 	writeCh chan written
 	okCount atomic.Int64
@@ -467,16 +471,16 @@ func (x *rx) receive() error {
 			x.report(false)
 			nextReport = now.Add(100 * time.Millisecond)
 			if r.cfg.LeaveLoss > 0 {
-				if x.lossLong <= r.cfg.LeaveLoss && !x.waited {
+				blocked := x.blockedShare(now)
+				if x.lossLong <= r.cfg.LeaveLoss && blocked <= 0.5 {
 					x.farSince = time.Time{}
 				} else if x.farSince.IsZero() {
 					x.farSince = now
 				}
 				if !x.farSince.IsZero() && now.Sub(x.farSince) >= r.cfg.LeaveAfter {
-					x.leave("far behind the group for %v (loss %.0f%%, limit %.0f%%; waiting for its store: %v)", now.Sub(x.farSince).Round(time.Millisecond), 100*x.lossLong, 100*r.cfg.LeaveLoss, x.waited)
+					x.leave("far behind the group for %v (loss %.0f%%, limit %.0f%%; waiting for its store %.0f%% of the time)", now.Sub(x.farSince).Round(time.Millisecond), 100*x.lossLong, 100*r.cfg.LeaveLoss, 100*blocked)
 					return nil
 				}
-				x.waited = false
 			}
 		}
 		if x.ended {
@@ -582,6 +586,29 @@ func (x *rx) heard(now time.Time, seq uint32, sweep uint16, cursor uint32) {
 	if int16(sweep-x.sweep) > 0 || (sweep == x.sweep && cursor > x.cursor) {
 		x.sweep, x.cursor = sweep, cursor
 	}
+}
+
+type blockSample struct {
+	at      time.Time
+	blocked time.Duration
+}
+
+// blockedShare is the share of the last 1-2 s the receive loop spent
+// waiting for its store. Waits come and go on a busy machine while the
+// socket buffer carries the session; a store that holds the loop most of
+// the time is one far slower than the session, as is a stall: the first
+// report after it covers the stall.
+func (x *rx) blockedShare(now time.Time) float64 {
+	x.blockSamples = append(x.blockSamples, blockSample{now, x.st.Blocked})
+	for len(x.blockSamples) > 2 && now.Sub(x.blockSamples[1].at) >= time.Second {
+		x.blockSamples = x.blockSamples[1:]
+	}
+	old := x.blockSamples[0]
+	d := now.Sub(old.at)
+	if d <= 0 {
+		return 0
+	}
+	return min(float64(x.st.Blocked-old.blocked)/float64(d), 1)
 }
 
 // measureLoss updates the loss estimate from the sequence numbers of the
@@ -769,7 +796,6 @@ func (x *rx) waitWriter(w written) {
 			}
 			return
 		case <-tick.C:
-			x.waited = true
 			if !x.behind {
 				x.behind = true
 				x.st.Stalls++

@@ -295,9 +295,10 @@ func (s stallingStore) Put(ctx context.Context, blocks ...blockstore.Block) erro
 	return s.cacheStore.Put(ctx, blocks...)
 }
 
-// TestSlowDisks stalls every receiver's store at once, twice, for 2.5 s
-// (far longer than the socket buffer holds): the lab's disks busy for a
-// moment. The sender must slow down (rate control cut the rate) and the
+// TestSlowDisks stalls every receiver's store at once, twice, for 3.5 s
+// (far longer than the socket buffer holds, and longer than the
+// receivers' silence timeout), with the session going on between the
+// stalls: the lab's disks busy for a moment. The sender must slow down (rate control cut the rate) and the
 // session go on: no receiver leaves, every block comes by multicast.
 // Before, the receivers measured the stall as loss above 50% and left,
 // and the sender, leaving lossy receivers out of its rate control, never
@@ -305,7 +306,7 @@ func (s stallingStore) Put(ctx context.Context, blocks ...blockstore.Block) erro
 func TestSlowDisks(t *testing.T) {
 	tn := newTestNet(t, 5)
 	tp := newTemplate(t, 1024, 16) // 64 MiB
-	disk := &stallingDisk{every: 1400, stall: DefaultReceiverTimeout + 500*time.Millisecond}
+	disk := &stallingDisk{every: 1800, stall: DefaultReceiverTimeout + 500*time.Millisecond}
 	specs := make([]rxSpec, 4)
 	for i := range specs {
 		specs[i].slowStore = func(c *cacheStore) BlockStore { return stallingStore{c, disk} }

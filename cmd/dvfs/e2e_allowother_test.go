@@ -24,7 +24,7 @@ func TestAllowOtherKeepsClonesPrivate(t *testing.T) {
 		if os.Getenv("CI") != "" {
 			t.Fatal("CI runs as root: this test needs it to act as another user")
 		}
-		t.Skip("needs root to act as another local user")
+		t.Skip("needs root to act as another local user (this never skips in CI)")
 	}
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		t.Fatalf("setpriv (util-linux) missing: %v", err)

@@ -497,14 +497,12 @@ func (c *cloneWB) commit(ctx context.Context, p *pending) error {
 // the clone over) as a new clone, so no change is ever dropped, and stops
 // writing here.
 func (c *cloneWB) conflict(ctx context.Context, m *manifest.Manifest, p *pending) error {
-	name := fmt.Sprintf("%s-conflict-%s", c.name, time.Now().UTC().Format("20060102-150405"))
-	cm := *m
-	cm.Name = name
 	c.mu.Lock()
 	tpl, tv := c.st.Template, c.st.TemplateVersion
 	c.mu.Unlock()
-	if _, err := c.w.cfg.Server.CreateClone(ctx, &cm, tpl, tv); err != nil {
-		return fmt.Errorf("saving the refused changes as clone %s: %w", name, err)
+	name, err := c.w.saveConflict(ctx, c.name, m, tpl, tv)
+	if err != nil {
+		return fmt.Errorf("saving the refused changes: %w", err)
 	}
 	c.mu.Lock()
 	c.st.Lost, c.st.ConflictClone = true, name
@@ -521,6 +519,18 @@ func (c *cloneWB) conflict(ctx context.Context, m *manifest.Manifest, p *pending
 		return err
 	}
 	return c.dropOutbox(ctx, p)
+}
+
+// saveConflict creates clone NAME-conflict-TIME holding m (its blocks
+// already on the server), of the clone's template version, and returns
+// its name.
+func (w *Writeback) saveConflict(ctx context.Context, clone string, m *manifest.Manifest, tpl string, tv uint64) (string, error) {
+	cm := *m
+	cm.Name = fmt.Sprintf("%s-conflict-%s", clone, time.Now().UTC().Format("20060102-150405"))
+	if _, err := w.cfg.Server.CreateClone(ctx, &cm, tpl, tv); err != nil {
+		return "", fmt.Errorf("clone %s: %w", cm.Name, err)
+	}
+	return cm.Name, nil
 }
 
 // removed handles a clone the server no longer has (dvfs clone rm, here
@@ -560,16 +570,13 @@ func (c *cloneWB) removed(ctx context.Context) error {
 			c.w.outbox.remove(s.file)
 			return err
 		}
-		name = fmt.Sprintf("%s-conflict-%s", c.name, time.Now().UTC().Format("20060102-150405"))
-		cm := *s.m
-		cm.Name = name
 		c.mu.Lock()
 		tpl, tv := c.st.Template, c.st.TemplateVersion
 		c.mu.Unlock()
-		if _, err := c.w.cfg.Server.CreateClone(ctx, &cm, tpl, tv); err != nil {
+		if name, err = c.w.saveConflict(ctx, c.name, s.m, tpl, tv); err != nil {
 			c.known = nil
 			c.w.outbox.remove(s.file)
-			return fmt.Errorf("saving the changes of removed clone %s as clone %s: %w", c.name, name, err)
+			return fmt.Errorf("saving the changes of removed clone %s: %w", c.name, err)
 		}
 	}
 	c.mu.Lock()

@@ -104,13 +104,12 @@ func (w *Writeback) reconcile(ctx context.Context, name string) (err error) {
 		if err := c.upload(ctx, m, s.file); err != nil {
 			return err
 		}
-		cm := *m
-		cm.Name = fmt.Sprintf("%s-conflict-%s", name, time.Now().UTC().Format("20060102-150405"))
-		if _, err := w.cfg.Server.CreateClone(ctx, &cm, st.Template, st.TemplateVersion); err != nil {
-			return fmt.Errorf("saving local changes as clone %s: %w", cm.Name, err)
+		conflict, err := w.saveConflict(ctx, name, m, st.Template, st.TemplateVersion)
+		if err != nil {
+			return fmt.Errorf("saving local changes: %w", err)
 		}
 		w.log.Warn("clone changed elsewhere; this workstation's unsynced changes were saved as a new clone",
-			"clone", name, "conflict_clone", cm.Name)
+			"clone", name, "conflict_clone", conflict)
 	}
 	if err := w.cfg.Overlay.Drop(ctx, name); err != nil {
 		return err

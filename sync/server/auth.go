@@ -35,6 +35,9 @@ func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.
 			return
 		}
 		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+		if b, ok := r.Body.(*limitedBody); ok {
+			b.user = p.Name
+		}
 		if err := h(w, r); err != nil {
 			s.fail(w, r, statusOf(err), err)
 		}

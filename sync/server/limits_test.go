@@ -76,9 +76,10 @@ func (l *logBuffer) waitLines(parts ...string) []string {
 // limitedEnv is a server behind its own listener and http.Server
 // (server.Listen), as dvfs serve runs it.
 type limitedEnv struct {
-	addr  string
-	token string // a user's
-	log   *logBuffer
+	addr    string
+	token   string // alice's, a user's
+	mallory string // another user's
+	log     *logBuffer
 }
 
 func newLimitedEnv(t *testing.T, lim server.Limits) *limitedEnv {
@@ -92,6 +93,10 @@ func newLimitedEnv(t *testing.T, lim server.Limits) *limitedEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mallory, err := r.CreateToken(context.Background(), "mallory", api.RoleUser)
+	if err != nil {
+		t.Fatal(err)
+	}
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
@@ -101,7 +106,7 @@ func newLimitedEnv(t *testing.T, lim server.Limits) *limitedEnv {
 	ln, hs := server.New(server.Config{Repo: r, Logger: log, Limits: lim}).Listen(tcp)
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
-	return &limitedEnv{addr: tcp.Addr().String(), token: tok, log: logs}
+	return &limitedEnv{addr: tcp.Addr().String(), token: tok, mallory: mallory, log: logs}
 }
 
 // open sends the headers of a POST to path with a body of length bytes
@@ -114,6 +119,18 @@ func (e *limitedEnv) open(t *testing.T, path string, length int64) net.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: dvfs\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", path, e.token, length)
+	return c
+}
+
+// dial connects to the server from the loopback address ip.
+func (e *limitedEnv) dial(t *testing.T, ip net.IP) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+	c, err := d.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 	return c
 }
 
@@ -208,15 +225,10 @@ func TestOversizedBody(t *testing.T) {
 // is gone, the second is taken.
 func TestBodyMemoryBound(t *testing.T) {
 	e := newLimitedEnv(t, server.Limits{BodyMemory: 4 << 20, BodyWait: time.Second, Grace: time.Hour})
-	// The hog comes from another address: one address alone may hold
-	// only a quarter of the memory (429 beyond it).
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-	hog, err := d.Dial("tcp", e.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hog.Close()
-	fmt.Fprintf(hog, "POST %s HTTP/1.1\r\nHost: dvfs\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", api.PathUpload, e.token, 3<<20)
+	// The hog is another user: one user alone may hold only a quarter
+	// of the memory (429 beyond it).
+	hog := e.dial(t, net.IPv4(127, 0, 0, 2))
+	fmt.Fprintf(hog, "POST %s HTTP/1.1\r\nHost: dvfs\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", api.PathUpload, e.mallory, 3<<20)
 	hog.Write(make([]byte, 1024))
 	time.Sleep(100 * time.Millisecond) // not needed for the outcome: the hog's headers go first either way
 	var batch []byte                   // 1.25 MiB: more than the hog leaves
@@ -246,6 +258,65 @@ func TestBodyMemoryBound(t *testing.T) {
 	}
 	if got != http.StatusNoContent {
 		t.Fatalf("upload once the memory is free: status %d, want 204", got)
+	}
+}
+
+// One user's bodies count against one share of the body memory from
+// whatever addresses they come: mallory sends four 2 MiB bodies from four
+// addresses into a 4 MiB budget; one is taken, the other three wait for
+// mallory's share and get 429, and alice's upload is taken at once.
+// Before, the share was per address: two of mallory's bodies took the
+// whole budget and alice got 503.
+func TestBodyShareByUser(t *testing.T) {
+	e := newLimitedEnv(t, server.Limits{BodyMemory: 4 << 20, BodyWait: 2 * time.Second, Grace: time.Hour})
+	var conns []net.Conn
+	for i := range 4 {
+		c := e.dial(t, net.IPv4(127, 0, 0, byte(2+i)))
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: dvfs\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", api.PathUpload, e.mallory, 2<<20)
+		c.Write(make([]byte, 1024))
+		conns = append(conns, c)
+	}
+	// Answers; the body taken waits for the rest of itself for the hour
+	// of Grace, until the test closes it (0).
+	answers := make(chan int, len(conns))
+	for _, c := range conns {
+		go func() {
+			c.SetReadDeadline(time.Now().Add(time.Minute))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				answers <- 0
+				return
+			}
+			resp.Body.Close()
+			answers <- resp.StatusCode
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // not needed for the outcome: mallory's bodies are all in line by now or will be
+	var batch []byte                   // 512 KiB
+	for i := range 8 {
+		plain := bytes.Repeat([]byte(fmt.Sprintf("alice %d ", i)), 9000)[:64<<10]
+		batch = api.AppendDeferredBlock(batch, blockstore.Sum(plain), plain)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+e.addr+api.PathUpload, bytes.NewReader(batch))
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Errorf("alice's upload while mallory sends from four addresses: status %d, want 204", resp.StatusCode)
+	}
+	got := map[int]int{}
+	for range len(conns) - 1 {
+		got[<-answers]++
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	got[<-answers]++
+	if got[http.StatusTooManyRequests] != 3 || got[0] != 1 {
+		t.Errorf("mallory's four bodies: %v (status: count; 0 is no answer), want three 429 and one taken", got)
 	}
 }
 

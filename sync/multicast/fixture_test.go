@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -296,6 +298,9 @@ func runSession(t testing.TB, tn *testNet, tp *template, scfg SenderConfig, spec
 		}
 		scfg.JoinWindow = 30 * time.Second
 	}
+	if scfg.Logger == nil {
+		scfg.Logger = debugLog("sender")
+	}
 	snd, err := NewSender(scfg)
 	if err != nil {
 		t.Fatal(err)
@@ -331,6 +336,7 @@ func runSession(t testing.TB, tn *testNet, tp *template, scfg SenderConfig, spec
 			if sp.stay {
 				rcfg.LeaveLoss = -1
 			}
+			rcfg.Logger = debugLog(fmt.Sprintf("receiver %d", i+1))
 			r, err := NewReceiver(rcfg)
 			if err != nil {
 				errs[i+1] = err
@@ -372,6 +378,15 @@ func runSession(t testing.TB, tn *testNet, tp *template, scfg SenderConfig, spec
 		}
 	}
 	return res
+}
+
+// debugLog is a session's log on stderr when DVFS_TEST_LOG is set (the
+// way to see why a session went as it did), else nil (discarded).
+func debugLog(who string) *slog.Logger {
+	if os.Getenv("DVFS_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", who)
 }
 
 // waitProgress waits until the receiver in first has stored frac of the

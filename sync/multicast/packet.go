@@ -24,7 +24,7 @@ import (
 //	         cursor u32; then the shard (the last data shard is sent
 //	         without its zero padding), then a 16-byte tag when encrypted
 //	announce block count u32, digest [32], shard size u16, flags u8,
-//	         reserved u8, sweep u16, cursor u32, repair delay ms u16,
+//	         group loss % u8, sweep u16, cursor u32, repair delay ms u16,
 //	         version u64, name length u8, name
 //	need     receiver u32, base block u32, bitmap length u16, bitmap
 //	needAck  receiver u32, base block u32, sweep u16, cursor u32
@@ -39,7 +39,9 @@ import (
 // receiver knows which blocks have gone by.
 const (
 	magic0, magic1 = 'd', 'm'
-	wireVersion    = 1
+	// wireVersion 2: the announce's reserved byte, which version 1
+	// required to be 0, carries the group's loss.
+	wireVersion = 2
 
 	headerLen   = 12
 	dataLen     = headerLen + 20
@@ -222,10 +224,15 @@ func parseData(b []byte, d *dataPacket) error {
 // second.
 type announce struct {
 	header
-	Blocks      uint32
-	Digest      [32]byte
-	ShardSize   uint16
-	Flags       uint8
+	Blocks    uint32
+	Digest    [32]byte
+	ShardSize uint16
+	Flags     uint8
+	// GroupLoss is the loss, in percent, of the typical receiver (the
+	// lower median the sender's rate control follows; a receiver
+	// waiting for its store counts as 100): what a receiver measures
+	// itself against before it leaves the session.
+	GroupLoss   uint8
 	Sweep       uint16
 	Cursor      uint32
 	RepairDelay uint16 // ms: how long queued repairs take to go out
@@ -238,7 +245,7 @@ func (a *announce) append(b []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, a.Blocks)
 	b = append(b, a.Digest[:]...)
 	b = binary.BigEndian.AppendUint16(b, a.ShardSize)
-	b = append(b, a.Flags, 0)
+	b = append(b, a.Flags, a.GroupLoss)
 	b = binary.BigEndian.AppendUint16(b, a.Sweep)
 	b = binary.BigEndian.AppendUint32(b, a.Cursor)
 	b = binary.BigEndian.AppendUint16(b, a.RepairDelay)
@@ -259,9 +266,12 @@ func parseAnnounce(b []byte, a *announce) error {
 	a.Blocks = binary.BigEndian.Uint32(b[12:])
 	copy(a.Digest[:], b[16:48])
 	a.ShardSize = binary.BigEndian.Uint16(b[48:])
-	a.Flags = b[50]
-	if b[51] != 0 || a.Flags&^(flagEncrypted|flagEnded) != 0 {
-		return malformed("announce flags %#x %#x", a.Flags, b[51])
+	a.Flags, a.GroupLoss = b[50], b[51]
+	if a.Flags&^(flagEncrypted|flagEnded) != 0 {
+		return malformed("announce flags %#x", a.Flags)
+	}
+	if a.GroupLoss > 100 {
+		return malformed("announce group loss %d%%", a.GroupLoss)
 	}
 	a.Sweep = binary.BigEndian.Uint16(b[52:])
 	a.Cursor = binary.BigEndian.Uint32(b[54:])

@@ -17,7 +17,7 @@ func samplePackets() map[string][]byte {
 	out["data-parity"] = append(d.appendHeader(nil), bytes.Repeat([]byte{2}, 1440)...)
 	d.Flags, d.Shard = flagEncrypted, 0
 	out["data-sealed"] = append(d.appendHeader(nil), bytes.Repeat([]byte{3}, 1440+tagLen)...)
-	a := announce{header: header{Type: typeAnnounce, Session: 7, Seq: 1}, Blocks: 10, ShardSize: 1440, Sweep: 1, Cursor: 4, RepairDelay: 3, Version: 2, Name: "winxp"}
+	a := announce{header: header{Type: typeAnnounce, Session: 7, Seq: 1}, Blocks: 10, ShardSize: 1440, Sweep: 1, Cursor: 4, RepairDelay: 3, GroupLoss: 37, Version: 2, Name: "winxp"}
 	a.Digest[0] = 1
 	out["announce"] = a.append(nil)
 	a.Flags = flagEnded | flagEncrypted

@@ -65,11 +65,16 @@ type ReceiverConfig struct {
 	Session uint32
 	// Key decrypts payloads when the session is encrypted.
 	Key []byte
-	// LeaveLoss is the loss rate above which the receiver counts as far
-	// behind the group; 0 means DefaultLeaveLoss, negative never leaves.
+	// LeaveLoss says how far behind the group the receiver is far
+	// behind: when what it gets of the session (1 - its loss, or 1 -
+	// the share of time its store holds up its reading) is less than
+	// 1 - LeaveLoss of what the typical receiver gets (1 - the group's
+	// loss the sender announces). With a group that loses nothing, that
+	// is a loss above LeaveLoss; a group whose disks are all slow is
+	// not left by any of its receivers. 0 means DefaultLeaveLoss,
+	// negative never leaves.
 	LeaveLoss float64
-	// LeaveAfter is how long the receiver stays far behind (its loss
-	// above LeaveLoss, or its store holding up its reading) before it
+	// LeaveAfter is how long the receiver stays far behind before it
 	// leaves for unicast; 0 means DefaultLeaveAfter. The sender slows to
 	// what the group keeps up with, so a moment of slow disks across the
 	// lab passes, and only a receiver far slower than the rest stays
@@ -238,8 +243,9 @@ type rx struct {
 	totGot    int64
 	samples   []lossSample
 	lossLong  float64
-	// farSince is when the receiver fell far behind (loss above
-	// LeaveLoss, or waiting for its store); zero while it keeps up.
+	groupLoss float64 // the typical receiver's, as the sender announced it
+	// farSince is when the receiver fell far behind the group (see
+	// LeaveLoss); zero while it keeps up.
 	farSince time.Time
 	// behind says the receive loop waits for the store: reports say
 	// loss 1.0.
@@ -469,16 +475,17 @@ func (x *rx) receive() error {
 		if !now.Before(nextReport) {
 			x.measureLoss(now)
 			x.report(false)
-			nextReport = now.Add(100 * time.Millisecond)
+			nextReport = now.Add(reportEvery)
 			if r.cfg.LeaveLoss > 0 {
 				blocked := x.blockedShare(now)
-				if x.lossLong <= r.cfg.LeaveLoss && blocked <= 0.5 {
+				if !x.farBehind(blocked) {
 					x.farSince = time.Time{}
 				} else if x.farSince.IsZero() {
 					x.farSince = now
 				}
 				if !x.farSince.IsZero() && now.Sub(x.farSince) >= r.cfg.LeaveAfter {
-					x.leave("far behind the group for %v (loss %.0f%%, limit %.0f%%; waiting for its store %.0f%% of the time)", now.Sub(x.farSince).Round(time.Millisecond), 100*x.lossLong, 100*r.cfg.LeaveLoss, 100*blocked)
+					x.leave("far behind the group for %v (loss %.0f%%, waiting for its store %.0f%% of the time; the group's loss %.0f%%, limit %.0f%% of what the group gets)",
+						now.Sub(x.farSince).Round(time.Millisecond), 100*x.lossLong, 100*blocked, 100*x.groupLoss, 100*(1-r.cfg.LeaveLoss))
 					return nil
 				}
 			}
@@ -519,6 +526,15 @@ func (x *rx) receive() error {
 	}
 }
 
+// farBehind reports whether the receiver gets far less of the session
+// than the typical receiver (LeaveLoss), given the share of the last
+// 1-2 s its store held up its reading.
+func (x *rx) farBehind(blocked float64) bool {
+	mine := 1 - max(x.lossLong, blocked)
+	group := 1 - x.groupLoss
+	return mine < group*(1-x.r.cfg.LeaveLoss)
+}
+
 func (x *rx) leave(format string, args ...any) {
 	x.st.Left = true
 	x.st.Reason = fmt.Sprintf(format, args...)
@@ -544,6 +560,7 @@ func (x *rx) packet(b []byte, now time.Time) {
 		}
 		x.heard(now, h.Seq, x.an.Sweep, x.an.Cursor)
 		x.delay = time.Duration(x.an.RepairDelay) * time.Millisecond
+		x.groupLoss = float64(x.an.GroupLoss) / 100
 		if x.an.Flags&flagEnded != 0 {
 			x.ended = true
 		}
@@ -772,7 +789,7 @@ func (x *rx) assemble(blk uint32, p *partial) {
 
 // behindEvery is how often a receive loop waiting for its store tells the
 // sender so.
-const behindEvery = 100 * time.Millisecond
+const behindEvery = reportEvery
 
 // waitWriter hands w to the writer, whose queue is full: storing fell
 // behind the session, and the socket buffer takes what arrives until it

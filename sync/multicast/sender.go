@@ -100,6 +100,8 @@ const (
 	DefaultLeaveLoss       = 0.5
 	DefaultLeaveAfter      = 10 * time.Second
 	announceEvery          = 100 * time.Millisecond
+	// reportEvery is how often a receiver reports its progress and loss.
+	reportEvery = 100 * time.Millisecond
 	// wireOverhead is what a packet costs on an Ethernet link beyond its
 	// UDP payload: UDP (8), IPv4 (20) and Ethernet (14) headers, as a
 	// qdisc such as tbf counts them. Pacing payload bytes alone sent 3%
@@ -203,6 +205,7 @@ type Sender struct {
 	peers      map[uint32]*peer
 	joined     int // peers that told what they lack (or that they are done)
 	lastAdjust time.Time
+	groupLoss  uint8     // percent: the median adjustRate last followed
 	idleSince  time.Time // when the queues last ran dry (zero: busy)
 	wake       chan struct{}
 	stats      SenderStats
@@ -218,11 +221,18 @@ type peer struct {
 	loss     float64
 	done     bool
 	left     bool
-	joined   bool               // it sent a need, or reported done
-	remain   uint32             // blocks it still lacks, by its last report
-	progress time.Time          // when remain last fell (or it joined)
-	behind   time.Time          // when it last said its store holds it up (loss 1.0)
-	acks     map[uint32]needAck // by base block: repeated needs are answered alike
+	joined   bool      // it sent a need, or reported done
+	remain   uint32    // blocks it still lacks, by its last report
+	progress time.Time // when remain last fell (or it joined)
+	behind   time.Time // when it last said its store holds it up (loss 1.0)
+	// quiet counts its reports in a row that showed no progress and did
+	// not say its store holds it up: a stall is what the receiver says
+	// over its own running time, not what the sender's clock saw while
+	// the receiver (or its whole host) was not running. NACKs do not
+	// count as progress: a receiver that asks again and again and never
+	// gets its blocks (a path that loses them all) is stalled too.
+	quiet int
+	acks  map[uint32]needAck // by base block: repeated needs are answered alike
 }
 
 // NewSender checks cfg and prepares a session.
@@ -509,7 +519,8 @@ func (s *Sender) finished(now, start time.Time) bool {
 		if p.behind.After(last) {
 			last = p.behind
 		}
-		stalled := now.Sub(last) > s.cfg.StallTimeout && now.Sub(s.idleSince) > s.cfg.StallTimeout
+		stalled := now.Sub(last) > s.cfg.StallTimeout && now.Sub(s.idleSince) > s.cfg.StallTimeout &&
+			p.quiet >= stallReports(s.cfg.StallTimeout)
 		if now.Sub(p.lastSeen) < s.cfg.ReceiverTimeout && !stalled {
 			return false
 		}
@@ -519,6 +530,12 @@ func (s *Sender) finished(now, start time.Time) bool {
 		s.stats.Left++
 	}
 	return true
+}
+
+// stallReports is how many quiet reports in a row a receiver sends in d
+// of its own running time: the evidence a stall needs.
+func stallReports(d time.Duration) int {
+	return max(1, int(d/reportEvery))
 }
 
 // repairDelay estimates how long the queued repairs take to go out.
@@ -580,6 +597,7 @@ func (t *txState) announce(ended bool) error {
 		ShardSize: uint16(s.shardSize),
 		Sweep:     s.sweep,
 		Cursor:    s.cursor,
+		GroupLoss: s.groupLoss,
 		Version:   s.cfg.Manifest.Version,
 		Name:      s.cfg.Manifest.Name,
 	}
@@ -993,8 +1011,14 @@ func (s *Sender) onReport(r *report, addr net.Addr) {
 	if r.Loss == 1000 {
 		p.behind = now
 	}
-	if r.Remaining < p.remain {
+	progressed := r.Remaining < p.remain
+	if progressed {
 		p.remain, p.progress = r.Remaining, now
+	}
+	if progressed || r.Loss == 1000 {
+		p.quiet = 0
+	} else {
+		p.quiet++
 	}
 	if r.Flags&flagDone != 0 && !p.done {
 		p.done = true
@@ -1045,10 +1069,12 @@ func (s *Sender) adjustRate(now time.Time) {
 		}
 	}
 	if len(losses) == 0 {
+		s.groupLoss = 0
 		return
 	}
 	slices.Sort(losses)
 	med := losses[(len(losses)-1)/2]
+	s.groupLoss = uint8(min(math.Round(med*100), 100))
 	rate := s.rate.Load()
 	floor := max(s.cfg.MaxRate/32, 1<<20)
 	switch {

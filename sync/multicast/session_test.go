@@ -3,6 +3,7 @@ package multicast
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -330,6 +331,73 @@ func TestSlowDisks(t *testing.T) {
 	}
 	if s.Slowdowns == 0 || s.MinRate > rate/2 {
 		t.Errorf("the sender cut its rate %d times, to %d at least: it did not slow down for the stalled group", s.Slowdowns, s.MinRate)
+	}
+}
+
+// pausedTailConn loses the data of the last blocks of the first sweep
+// and then holds its receive loop for pause, once, as a process the host
+// does not run for a while: no reads, no reports, no NACKs.
+type pausedTailConn struct {
+	PacketConn
+	from   uint32 // blocks from here on are lost in the first sweep
+	last   uint32
+	pause  time.Duration
+	paused bool
+}
+
+func (p *pausedTailConn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
+	for {
+		n, err := p.PacketConn.ReadBatch(ms, flags)
+		if err != nil || n == 0 || p.paused {
+			return n, err
+		}
+		kept := 0
+		for i := range n {
+			b := ms[i].Buffers[0][:ms[i].N]
+			if h, err := parseHeader(b); !p.paused && err == nil && h.Type == typeData && len(b) >= dataLen {
+				if blk := binary.BigEndian.Uint32(b[12:]); blk >= p.from {
+					if blk == p.last {
+						p.paused = true
+						time.Sleep(p.pause)
+					}
+					continue
+				}
+			}
+			ms[kept], ms[i] = ms[i], ms[kept]
+			kept++
+		}
+		if kept > 0 || p.paused {
+			return kept, nil
+		}
+	}
+}
+
+// TestPausedReceiver holds one receiver's loop for 2 s right after it
+// lost the last 16 blocks of the sweep: the sender, with nothing left to
+// send, must wait for it (it has not been silent for the receiver
+// timeout, nor said it makes no progress) and repair what it asks for
+// once it runs again. Before, the sender took a second of its own clock
+// without progress as a stall and ended the session: on a loaded
+// machine, where a whole test process can go unscheduled that long,
+// receivers then fetched their last blocks by unicast.
+func TestPausedReceiver(t *testing.T) {
+	tn := newTestNet(t, 3)
+	tp := newTemplate(t, 256, 18)                     // 16 MiB
+	n := uint32(len(slices.Collect(tp.m.BlockIDs()))) // the session's blocks: no holes
+	pause := func(c PacketConn) PacketConn {
+		return &pausedTailConn{PacketConn: c, from: n - 16, last: n - 1, pause: 2 * time.Second}
+	}
+	res := runSession(t, tn, tp, SenderConfig{}, []rxSpec{{stay: true}, {stay: true, wrap: pause}})
+	for i, st := range res.rx {
+		if st.Left || st.Reason != "" || st.Unicast != 0 || st.Multicast != st.Needed {
+			t.Errorf("receiver %d left=%v (%s): %d of %d blocks by multicast, %d by unicast", i+1, st.Left, st.Reason, st.Multicast, st.Needed, st.Unicast)
+		}
+	}
+	if res.rx[1].Nacks == 0 {
+		t.Errorf("the paused receiver sent no NACK: it lost nothing")
+	}
+	if s := res.sender; s.Done != 2 || s.Left != 0 {
+		t.Errorf("sender: %d done, %d left; want 2 and 0", s.Done, s.Left)
 	}
 }
 

@@ -79,11 +79,16 @@ func procStatus(pid int, field string) int64 {
 // file pages of its store.
 const serverRSSBound = 1280 << 20
 
-// A server with its default limits, loaded (loopback only) by one hostile
-// user: 20,000 idle connections (two processes, 127.0.0.2 and .3), 100
-// uploads that trickle one byte every 5 s (127.0.0.4), and 8 clients
-// (127.0.0.5-12) that send 200 MiB manifests of garbage, or announce
-// 300 MiB ones, in a loop. Meanwhile a workstation writes into its clone
+// hostileAnswers are the answers the load test's hostile requests must
+// each get at least once: the trickle cut off, the body over its route's
+// bound refused at once, the garbage manifest refused once read.
+var hostileAnswers = []string{"slow 408", "big 413", "big 400"}
+
+// A server with its default limits, loaded (loopback only) by hostile
+// clients: 20,000 idle connections (two processes, 127.0.0.2 and .3), 100
+// uploads by mallory that trickle one byte every 5 s (127.0.0.4), and 8
+// clients of eve's (127.0.0.5-12) that send 200 MiB manifests of garbage,
+// or announce 300 MiB ones, in a loop. Meanwhile a workstation writes into its clone
 // and unmounts (all of it on the server), another reads a template
 // through its mount, and a probe asks whoami every half second. Asserted:
 // the work completes and is intact, every probe is answered, the hostile
@@ -99,7 +104,11 @@ func TestServerUnderHostileLoad(t *testing.T) {
 	}
 	s := startServer(t, t.TempDir())
 	tmpl := publishBase(t, s, "lab")
+	// Two hostile users: mallory trickles, eve sends big bodies. Body
+	// memory is shared out per user, so one user's trickles would keep
+	// the other kind from ever being read.
 	mallory := strings.TrimSpace(s.dvfs("token", "create", "--role", "user", "mallory"))
+	eve := strings.TrimSpace(s.dvfs("token", "create", "--role", "user", "eve"))
 	u, _ := url.Parse(s.url)
 	addr := u.Host
 	pid := s.cmd.Process.Pid
@@ -150,7 +159,7 @@ func TestServerUnderHostileLoad(t *testing.T) {
 		v, _ := statuses.LoadOrStore(fmt.Sprintf("%s %d", what, st), new(atomic.Int64))
 		v.(*atomic.Int64).Add(1)
 	}
-	hostile := func(from, path string, length int64, body func(net.Conn) error) int {
+	hostile := func(token, from, path string, length int64, body func(net.Conn) error) int {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
 		c, err := d.Dial("tcp", addr)
 		if err != nil {
@@ -166,7 +175,7 @@ func TestServerUnderHostileLoad(t *testing.T) {
 			case <-done:
 			}
 		}()
-		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: dvfs\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", path, mallory, length)
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: dvfs\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", path, token, length)
 		go body(c)
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
@@ -178,7 +187,7 @@ func TestServerUnderHostileLoad(t *testing.T) {
 	for range 100 {
 		wg.Go(func() {
 			for {
-				st := hostile("127.0.0.4", "/v1/blocks", 64<<20, func(c net.Conn) error {
+				st := hostile(mallory, "127.0.0.4", "/v1/blocks", 64<<20, func(c net.Conn) error {
 					for {
 						if _, err := c.Write([]byte{0}); err != nil {
 							return err
@@ -203,12 +212,12 @@ func TestServerUnderHostileLoad(t *testing.T) {
 	for i := range 8 {
 		from := fmt.Sprintf("127.0.0.%d", 5+i)
 		wg.Go(func() {
-			for n := 0; ; n++ {
+			for n := i; ; n++ {
 				length := int64(200 << 20)
 				if n%2 == 1 {
 					length = 300 << 20 // over the route's 256 MiB
 				}
-				st := hostile(from, "/v1/clones/lab/generations?parent=1&epoch=1", length, func(c net.Conn) error {
+				st := hostile(eve, from, "/v1/clones/lab/generations?parent=1&epoch=1", length, func(c net.Conn) error {
 					for sent := int64(0); sent < length; sent += int64(len(junk)) {
 						if _, err := c.Write(junk); err != nil {
 							return err
@@ -251,6 +260,7 @@ func TestServerUnderHostileLoad(t *testing.T) {
 	// The work: one workstation writes 16 MiB into its clone and
 	// unmounts; another reads the template.
 	work := t.TempDir()
+	workStart := time.Now()
 	a := s.startMount(t, filepath.Join(work, "cacheA"), filepath.Join(work, "mntA"))
 	b := s.startMount(t, filepath.Join(work, "cacheB"), filepath.Join(work, "mntB"))
 	patch := make([]byte, 16<<20)
@@ -276,10 +286,26 @@ func TestServerUnderHostileLoad(t *testing.T) {
 	}
 	<-a.done
 	<-readDone
+	t.Logf("the workstations' work done in %v", time.Since(workStart).Round(time.Second))
 	if readErr != nil || readSum != fmt.Sprintf("%x", sha256.Sum256(tmpl)) {
 		t.Fatalf("template read under load: %v (sum %s)", readErr, readSum)
 	}
-	time.Sleep(20 * time.Second) // let the hostile load run a while past the work
+	// Let the hostile load run a while past the work, and until each
+	// kind of hostile request has had its answer: eve's 200 MiB bodies
+	// go one at a time (one share of the body memory per user), so on a
+	// loaded machine the first is refused only after a while.
+	time.Sleep(20 * time.Second)
+	for end := time.Now().Add(5 * time.Minute); time.Now().Before(end); time.Sleep(time.Second) {
+		seen := 0
+		for _, what := range hostileAnswers {
+			if v, ok := statuses.Load(what); ok && v.(*atomic.Int64).Load() > 0 {
+				seen++
+			}
+		}
+		if seen == len(hostileAnswers) {
+			break
+		}
+	}
 	close(stop)
 	wg.Wait()
 
@@ -313,7 +339,7 @@ func TestServerUnderHostileLoad(t *testing.T) {
 		}
 		return true
 	})
-	for _, what := range []string{"slow 408", "big 413", "big 400"} {
+	for _, what := range hostileAnswers {
 		if v, ok := statuses.Load(what); !ok || v.(*atomic.Int64).Load() == 0 {
 			t.Errorf("no %s among the hostile requests", what)
 		}

@@ -70,8 +70,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&c.limits.IdleTimeout, "idle-timeout", d.IdleTimeout, "close a connection idle this long between requests")
 	f.StringVar(&c.minRate, "min-rate", humanize.IBytes(uint64(d.MinRate)), "slowest a request body may arrive, and a response be read, per second, after --grace")
 	f.DurationVar(&c.limits.Grace, "grace", d.Grace, "time a body or a response write gets before --min-rate counts")
-	f.StringVar(&c.bodyMem, "body-memory", humanize.IBytes(uint64(d.BodyMemory)), "most request body bytes held by all requests at once")
-	f.DurationVar(&c.limits.BodyWait, "body-wait", d.BodyWait, "how long a request waits for --body-memory before it gets 503")
+	f.StringVar(&c.bodyMem, "body-memory", humanize.IBytes(uint64(d.BodyMemory)), "most request body bytes held by all requests at once; one user holds at most a quarter (or one body)")
+	f.DurationVar(&c.limits.BodyWait, "body-wait", d.BodyWait, "how long a request waits for --body-memory before it gets 503 (the server's is taken) or 429 (its user's share is)")
 	f.StringVar(&c.memory, "memory-limit", "auto", "soft limit of the server's memory, the Go runtime's (GOMEMLIMIT, when set, wins); auto: --body-memory + 512MiB")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd

@@ -464,6 +464,16 @@ func (c *clone) close() error {
 	return errors.Join(errs...)
 }
 
+// lookupName checks a name looked up in any directory: one longer than
+// MaxNameLen cannot exist, and POSIX says so with ENAMETOOLONG, not
+// ENOENT (a tool probing a name's length must tell the two apart).
+func lookupName(name string) error {
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("name of %d bytes: %w", len(name), ErrNameTooLong)
+	}
+	return nil
+}
+
 // checkName checks a new name in a clone directory.
 func checkName(name string) error {
 	switch {

@@ -186,6 +186,9 @@ func (e cnode) Sync(ctx context.Context) error { return e.n.userSync(ctx) }
 type cloneDir struct{ cnode }
 
 func (d *cloneDir) Lookup(ctx context.Context, name string) (Node, error) {
+	if err := lookupName(name); err != nil {
+		return nil, err
+	}
 	c := d.n.c
 	c.ns.RLock()
 	ch := d.n.children[name]

@@ -19,6 +19,9 @@ func (d *rootDir) Attr(ctx context.Context) (Attr, error) {
 }
 
 func (d *rootDir) Lookup(ctx context.Context, name string) (Node, error) {
+	if err := lookupName(name); err != nil {
+		return nil, err
+	}
 	switch name {
 	case "templates":
 		return d.fsys.templates, nil
@@ -84,6 +87,9 @@ func (d *templatesDir) infos(ctx context.Context) ([]TemplateInfo, error) {
 }
 
 func (d *templatesDir) Lookup(ctx context.Context, name string) (Node, error) {
+	if err := lookupName(name); err != nil {
+		return nil, err
+	}
 	base, vs, pinned := strings.Cut(name, "@")
 	var version uint64
 	if pinned {
@@ -157,6 +163,9 @@ func (d *clonesDir) names(ctx context.Context) ([]string, error) {
 }
 
 func (d *clonesDir) Lookup(ctx context.Context, name string) (Node, error) {
+	if err := lookupName(name); err != nil {
+		return nil, err
+	}
 	d.fsys.mu.Lock()
 	c := d.fsys.loaded[name]
 	d.fsys.mu.Unlock()

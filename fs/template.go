@@ -162,6 +162,9 @@ func (v *tmplView) nlink(dir int) uint32 {
 type tmplDir struct{ tmplEntry }
 
 func (d *tmplDir) Lookup(ctx context.Context, name string) (Node, error) {
+	if err := lookupName(name); err != nil {
+		return nil, err
+	}
 	p := name
 	if d.i >= 0 {
 		p = path.Join(d.file().Path, name)

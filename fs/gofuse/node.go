@@ -111,9 +111,17 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if err != nil {
 		return nil, n.m.errno("readdir", err)
 	}
-	out := make([]fuse.DirEntry, len(ents))
-	for i, e := range ents {
-		out[i] = fuse.DirEntry{Name: e.Name, Mode: unixMode(e.Mode) & syscall.S_IFMT, Ino: e.Ino}
+	// "." and ".." come first, as on a local disk: tools that count a
+	// directory's entries or walk by getdents expect them.
+	self := n.StableAttr().Ino
+	up := self // the mount's root is its own parent here
+	if _, p := n.Parent(); p != nil {
+		up = p.StableAttr().Ino
+	}
+	out := make([]fuse.DirEntry, 0, len(ents)+2)
+	out = append(out, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: self}, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: up})
+	for _, e := range ents {
+		out = append(out, fuse.DirEntry{Name: e.Name, Mode: unixMode(e.Mode) & syscall.S_IFMT, Ino: e.Ino})
 	}
 	return gofs.NewListDirStream(out), 0
 }

@@ -1,0 +1,337 @@
+package fstest
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Check is one POSIX behaviour as a program sees it through the kernel.
+// The adapters' tests run each check in a dvfs directory and in a
+// directory of the local disk, and compare the outcomes.
+type Check struct {
+	Name string
+	// Writes says the check changes what it runs in: it gets an empty
+	// directory of its own (in a clone, or on the local disk). Else it
+	// only reads, and gets a directory holding VMEntries(2): a template,
+	// a clone made from it, or WriteTree's copy on the local disk.
+	Writes bool
+	// Run does it in dir and returns the outcome: "ok", the errno's name
+	// (ENOENT), or what it read.
+	Run func(dir string) string
+}
+
+// Differences lists the checks whose outcome in dvfs differs from the
+// local disk on purpose, each with its reason; the README lists them.
+var Differences = map[string]string{}
+
+// POSIX returns the table of checks.
+func POSIX() []Check {
+	long := strings.Repeat("n", 256)
+	longest := strings.Repeat("n", 255)
+	return []Check{
+		// Names and lookups.
+		{Name: "getdents lists . and .. with their inode numbers", Run: dotEntries},
+		{Name: "stat of a 256-byte name", Run: func(d string) string { return outcome(lstat(filepath.Join(d, long))) }},
+		{Name: "stat of a missing 255-byte name", Run: func(d string) string { return outcome(lstat(filepath.Join(d, longest))) }},
+		{Name: "a file as a path component", Run: func(d string) string { return outcome(lstat(filepath.Join(d, "disk.vmdk", "x"))) }},
+		{Name: "open a directory for writing", Run: func(d string) string { return outcome(openClose(filepath.Join(d, "logs"), unix.O_WRONLY, 0)) }},
+		{Name: "O_DIRECTORY on a file", Run: func(d string) string {
+			return outcome(openClose(filepath.Join(d, "disk.vmdk"), unix.O_RDONLY|unix.O_DIRECTORY, 0))
+		}},
+		{Name: "readlink of a symlink", Run: func(d string) string {
+			t, err := os.Readlink(filepath.Join(d, "current.vmdk"))
+			if err != nil {
+				return outcome(err)
+			}
+			return t
+		}},
+		{Name: "readlink of a file", Run: func(d string) string { _, err := os.Readlink(filepath.Join(d, "disk.vmdk")); return outcome(err) }},
+		{Name: "open through a symlink with O_NOFOLLOW", Run: func(d string) string {
+			return outcome(openClose(filepath.Join(d, "current.vmdk"), unix.O_RDONLY|unix.O_NOFOLLOW, 0))
+		}},
+		{Name: "a file and a directory have their types", Run: func(d string) string {
+			var out []string
+			for _, name := range []string{"disk.vmdk", "logs", "current.vmdk"} {
+				var st unix.Stat_t
+				if err := unix.Lstat(filepath.Join(d, name), &st); err != nil {
+					return outcome(err)
+				}
+				out = append(out, typeName(st.Mode))
+			}
+			return strings.Join(out, " ")
+		}},
+
+		// Changes and their errors.
+		{Name: "create a 256-byte name", Writes: true, Run: func(d string) string {
+			return outcome(openClose(filepath.Join(d, long), unix.O_CREAT|unix.O_WRONLY, 0o644))
+		}},
+		{Name: "create a 255-byte name", Writes: true, Run: func(d string) string {
+			return outcome(openClose(filepath.Join(d, longest), unix.O_CREAT|unix.O_WRONLY, 0o644))
+		}},
+		{Name: "mkdir of a 256-byte name", Writes: true, Run: func(d string) string { return outcome(os.Mkdir(filepath.Join(d, long), 0o755)) }},
+		{Name: "mkdir over an existing name", Writes: true, Run: func(d string) string {
+			return steps(func() error { return touch(d, "f") }, func() error { return os.Mkdir(filepath.Join(d, "f"), 0o755) })
+		}},
+		{Name: "O_CREAT|O_EXCL of an existing file", Writes: true, Run: func(d string) string {
+			return steps(func() error { return touch(d, "f") },
+				func() error { return openClose(filepath.Join(d, "f"), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o644) })
+		}},
+		{Name: "rmdir of a non-empty directory", Writes: true, Run: func(d string) string {
+			return steps(func() error { return os.Mkdir(filepath.Join(d, "a"), 0o755) }, func() error { return touch(d, "a/f") },
+				func() error { return unix.Rmdir(filepath.Join(d, "a")) })
+		}},
+		{Name: "rmdir of a file", Writes: true, Run: func(d string) string {
+			return steps(func() error { return touch(d, "f") }, func() error { return unix.Rmdir(filepath.Join(d, "f")) })
+		}},
+		{Name: "unlink of a directory", Writes: true, Run: func(d string) string {
+			return steps(func() error { return os.Mkdir(filepath.Join(d, "a"), 0o755) }, func() error { return unix.Unlink(filepath.Join(d, "a")) })
+		}},
+		{Name: "rename a file over a directory", Writes: true, Run: func(d string) string {
+			return steps(func() error { return touch(d, "f") }, func() error { return os.Mkdir(filepath.Join(d, "a"), 0o755) },
+				func() error { return unix.Rename(filepath.Join(d, "f"), filepath.Join(d, "a")) })
+		}},
+		{Name: "rename a directory over a file", Writes: true, Run: func(d string) string {
+			return steps(func() error { return touch(d, "f") }, func() error { return os.Mkdir(filepath.Join(d, "a"), 0o755) },
+				func() error { return unix.Rename(filepath.Join(d, "a"), filepath.Join(d, "f")) })
+		}},
+		{Name: "rename a directory over a non-empty one", Writes: true, Run: func(d string) string {
+			return steps(func() error { return os.Mkdir(filepath.Join(d, "a"), 0o755) }, func() error { return os.Mkdir(filepath.Join(d, "b"), 0o755) },
+				func() error { return touch(d, "b/f") }, func() error { return unix.Rename(filepath.Join(d, "a"), filepath.Join(d, "b")) })
+		}},
+		{Name: "rename a directory over an empty one", Writes: true, Run: func(d string) string {
+			out := steps(func() error { return os.Mkdir(filepath.Join(d, "a"), 0o755) }, func() error { return touch(d, "a/f") },
+				func() error { return os.Mkdir(filepath.Join(d, "b"), 0o755) }, func() error { return unix.Rename(filepath.Join(d, "a"), filepath.Join(d, "b")) })
+			return out + " " + strings.Join(names(d), ",") + " " + strings.Join(names(filepath.Join(d, "b")), ",")
+		}},
+		{Name: "rename a directory into itself", Writes: true, Run: func(d string) string {
+			return steps(func() error { return os.Mkdir(filepath.Join(d, "a"), 0o755) },
+				func() error { return unix.Rename(filepath.Join(d, "a"), filepath.Join(d, "a", "b")) })
+		}},
+		{Name: "rename a name onto itself", Writes: true, Run: func(d string) string {
+			out := steps(func() error { return touch(d, "f") }, func() error { return unix.Rename(filepath.Join(d, "f"), filepath.Join(d, "f")) })
+			return out + " " + strings.Join(names(d), ",")
+		}},
+		{Name: "a symlink loop", Writes: true, Run: func(d string) string {
+			return steps(func() error { return os.Symlink("b", filepath.Join(d, "a")) }, func() error { return os.Symlink("a", filepath.Join(d, "b")) },
+				func() error { return openClose(filepath.Join(d, "a"), unix.O_RDONLY, 0) })
+		}},
+		{Name: "truncate of a directory", Writes: true, Run: func(d string) string {
+			return steps(func() error { return os.Mkdir(filepath.Join(d, "a"), 0o755) }, func() error { return unix.Truncate(filepath.Join(d, "a"), 0) })
+		}},
+		{Name: "mtime past 2038, with nanoseconds", Writes: true, Run: func(d string) string {
+			mt := unix.Timespec{Sec: 1 << 32, Nsec: 123456789} // 2106
+			out := steps(func() error { return touch(d, "f") },
+				func() error {
+					return unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(d, "f"), []unix.Timespec{{Nsec: unix.UTIME_OMIT}, mt}, 0)
+				})
+			var st unix.Stat_t
+			if err := unix.Stat(filepath.Join(d, "f"), &st); err != nil {
+				return out + "; " + outcome(err)
+			}
+			return fmt.Sprintf("%s; mtime %d.%09d", out, st.Mtim.Sec, st.Mtim.Nsec)
+		}},
+		{Name: "getdents of a new directory", Writes: true, Run: func(d string) string {
+			return steps(func() error { return os.Mkdir(filepath.Join(d, "a"), 0o755) }, func() error { return touch(d, "a/f") }) +
+				" " + dotEntries(d)
+		}},
+	}
+}
+
+// outcome names err's errno, or "ok".
+func outcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		if name := unix.ErrnoName(errno); name != "" {
+			return name
+		}
+	}
+	return err.Error()
+}
+
+// steps runs fns in order and names the outcome of the first that fails,
+// with its step, or "ok".
+func steps(fns ...func() error) string {
+	for i, fn := range fns {
+		if err := fn(); err != nil {
+			if i == len(fns)-1 {
+				return outcome(err)
+			}
+			return "step " + string(rune('1'+i)) + ": " + outcome(err)
+		}
+	}
+	return "ok"
+}
+
+func lstat(p string) error {
+	var st unix.Stat_t
+	return unix.Lstat(p, &st)
+}
+
+func touch(dir, name string) error {
+	return openClose(filepath.Join(dir, name), unix.O_CREAT|unix.O_WRONLY, 0o644)
+}
+
+func openClose(p string, flags int, mode uint32) error {
+	fd, err := unix.Open(p, flags|unix.O_CLOEXEC, mode)
+	if err != nil {
+		return err
+	}
+	return unix.Close(fd)
+}
+
+// names lists dir's entries (without . and ..), sorted.
+func names(dir string) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return []string{outcome(err)}
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func typeName(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return "file"
+	case unix.S_IFDIR:
+		return "dir"
+	case unix.S_IFLNK:
+		return "symlink"
+	case unix.S_IFIFO:
+		return "fifo"
+	case unix.S_IFSOCK:
+		return "socket"
+	case unix.S_IFCHR:
+		return "chardev"
+	case unix.S_IFBLK:
+		return "blockdev"
+	}
+	return "unknown"
+}
+
+// dotEntries reads the directory d/logs (or d/a, which a writing check
+// made) with getdents(2), which, unlike os.ReadDir, shows . and ..: it
+// returns the names in order of name and whether . and .. carry the
+// inode numbers stat gives the directory and its parent.
+func dotEntries(d string) string {
+	dir := filepath.Join(d, "logs")
+	if _, err := os.Lstat(dir); err != nil {
+		dir = filepath.Join(d, "a")
+	}
+	ents, err := getdents(dir)
+	if err != nil {
+		return outcome(err)
+	}
+	var self, up unix.Stat_t
+	if err := unix.Stat(dir, &self); err != nil {
+		return outcome(err)
+	}
+	if err := unix.Stat(filepath.Dir(dir), &up); err != nil {
+		return outcome(err)
+	}
+	var out []string
+	inos := "inode numbers right"
+	for name, ino := range ents {
+		out = append(out, name)
+		if name == "." && ino != self.Ino || name == ".." && ino != up.Ino {
+			inos = "inode number of " + name + " wrong"
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ") + "; " + inos
+}
+
+// getdents returns the entries of dir by name, with their inode numbers,
+// as the kernel lists them (. and .. included).
+func getdents(dir string) (map[string]uint64, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	out := map[string]uint64{}
+	buf := make([]byte, 8192)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return out, nil
+		}
+		// struct linux_dirent64: ino u64, off s64, reclen u16, type u8,
+		// then the name, NUL-terminated.
+		for b := buf[:n]; len(b) >= 19; {
+			reclen := int(binary.NativeEndian.Uint16(b[16:]))
+			if reclen < 19 || reclen > len(b) {
+				return nil, errors.New("getdents: bad record length")
+			}
+			name := b[19:reclen]
+			if i := slices.Index(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			out[string(name)] = binary.NativeEndian.Uint64(b)
+			b = b[reclen:]
+		}
+	}
+}
+
+// WriteTree writes entries under dir on the local disk, holes left as
+// holes: the reference the read-only checks run in.
+func WriteTree(dir string, entries []Entry) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	block := make([]byte, BlockSize)
+	for _, e := range entries {
+		p := filepath.Join(dir, filepath.FromSlash(e.Path))
+		switch {
+		case e.Mode.IsDir():
+			if err := os.MkdirAll(p, e.Mode.Perm()); err != nil {
+				return err
+			}
+		case e.Mode&os.ModeSymlink != 0:
+			if err := os.Symlink(e.Target, p); err != nil {
+				return err
+			}
+		default:
+			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, e.Mode.Perm())
+			if err != nil {
+				return err
+			}
+			for i := int64(0); i*BlockSize < e.Size && e.Content != nil; i++ {
+				clear(block)
+				if !e.Content(i, block) {
+					continue
+				}
+				n := min(e.Size-i*BlockSize, BlockSize)
+				if _, err := f.WriteAt(block[:n], i*BlockSize); err != nil {
+					f.Close()
+					return err
+				}
+			}
+			if err := f.Truncate(e.Size); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,56 @@
+package gofuse_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dvfs-project/dvfs/fs/fstest"
+	"github.com/dvfs-project/dvfs/fs/gofuse"
+)
+
+// TestPOSIX runs fstest's table of POSIX behaviours through the kernel
+// in a clone, in a template (the checks that only read) and in a
+// directory of the local disk, the reference: every outcome must be the
+// local disk's, except for the differences fstest.Differences lists.
+func TestPOSIX(t *testing.T) {
+	tm := mountStandard(t, gofuse.Options{})
+	local := t.TempDir()
+	ref := filepath.Join(local, "tree")
+	if err := fstest.WriteTree(ref, fstest.VMEntries(2)); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range fstest.POSIX() {
+		t.Run(c.Name, func(t *testing.T) {
+			var want string
+			places := map[string]string{}
+			if c.Writes {
+				mk := func(parent string) string {
+					d := filepath.Join(parent, fmt.Sprintf("posix%d", i))
+					if err := os.Mkdir(d, 0o755); err != nil {
+						t.Fatal(err)
+					}
+					return d
+				}
+				want = c.Run(mk(local))
+				places["clone"] = mk(tm.path("clones/alice"))
+			} else {
+				want = c.Run(ref)
+				places["clone"] = tm.path("clones/alice")
+				places["template"] = tm.path("templates/winxp")
+			}
+			for where, dir := range places {
+				got := c.Run(dir)
+				if got == want {
+					continue
+				}
+				if why, ok := fstest.Differences[c.Name]; ok {
+					t.Logf("in a %s: %q, on the local disk %q: a deliberate difference (%s)", where, got, want, why)
+					continue
+				}
+				t.Errorf("in a %s: %q, on the local disk %q", where, got, want)
+			}
+		})
+	}
+}

@@ -36,6 +36,9 @@ var (
 	ErrCrossDevice = errors.New("rename across clones")
 	// ErrTooLarge: a file would grow past MaxFileSize (EFBIG).
 	ErrTooLarge = errors.New("file too large")
+	// ErrNoData: no data at or past an offset (ENXIO), as lseek's
+	// SEEK_DATA and SEEK_HOLE say it.
+	ErrNoData = errors.New("no data at or past the offset")
 	// ErrNameTooLong: a name longer than MaxNameLen bytes (ENAMETOOLONG).
 	ErrNameTooLong = errors.New("file name too long")
 	// ErrBaseChanged: a clone's overlay was made on another generation of

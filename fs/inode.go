@@ -47,6 +47,10 @@ type cinode struct {
 	gone      bool     // record deleted from Meta: never commit it again
 	opens     int      // open handles
 	discarded bool     // gone, closed and its data file removed
+	// alloc caches the bytes that are data (st_blocks) for allocKey.
+	alloc      int64
+	allocKey   allocKey
+	allocValid bool
 
 	syncMu  sync.Mutex     // one commit of this inode at a time
 	rw      sync.RWMutex   // reads and writes share it; truncate and zeroing take it alone
@@ -138,7 +142,7 @@ func (n *cinode) attr() Attr {
 	case iofs.ModeSymlink:
 		a.Size = int64(len(n.target))
 	case 0:
-		a.Blocks = (n.size + 511) / 512
+		a.Blocks = (n.allocatedLocked() + 511) / 512
 	}
 	return a
 }

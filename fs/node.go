@@ -107,6 +107,18 @@ type File interface {
 	Open(ctx context.Context, flags int) (Handle, error)
 }
 
+// Seeker is a regular file that tells where its data and its holes are
+// (lseek's SEEK_DATA and SEEK_HOLE), so copy and backup tools skip what
+// a sparse VM disk never wrote. Templates and clones are Seekers.
+type Seeker interface {
+	File
+	// SeekData returns the first offset at or past off where data (hole
+	// false) or a hole (hole true) begins; the file ends in a hole at its
+	// size. ErrNoData when off is at or past the size, or when data is
+	// sought and none follows.
+	SeekData(ctx context.Context, off int64, hole bool) (int64, error)
+}
+
 // SetAttr is a change of attributes; nil fields stay as they are.
 type SetAttr struct {
 	// Mode sets the permission bits (the type bits are ignored).

@@ -69,6 +69,30 @@ func POSIX() []Check {
 			return strings.Join(out, " ")
 		}},
 
+		// Sparse files: big.vmdk has data in its first, a middle and its
+		// last block, the rest holes.
+		{Name: "st_blocks of a sparse file counts its data", Run: func(d string) string {
+			return allocation(filepath.Join(d, "big.vmdk"), 2*BlockSize+BigSize%BlockSize, 3)
+		}},
+		{Name: "SEEK_DATA and SEEK_HOLE walk a sparse file", Run: func(d string) string { return dataExtents(filepath.Join(d, "big.vmdk")) }},
+		{Name: "SEEK_DATA and SEEK_HOLE at the end of a file", Run: func(d string) string {
+			fd, err := unix.Open(filepath.Join(d, "big.vmdk"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return outcome(err)
+			}
+			defer unix.Close(fd)
+			_, e1 := unix.Seek(fd, BigSize, unix.SEEK_DATA)
+			_, e2 := unix.Seek(fd, BigSize, unix.SEEK_HOLE)
+			at, e3 := unix.Seek(fd, BigSize-1, unix.SEEK_HOLE)
+			return fmt.Sprintf("data %s, hole %s, hole from the last byte %s at %d", outcome(e1), outcome(e2), outcome(e3), at)
+		}},
+		{Name: "a file written in a hole of a new sparse file", Writes: true, Run: func(d string) string {
+			p := filepath.Join(d, "f")
+			out := steps(func() error { return touch(d, "f") }, func() error { return unix.Truncate(p, 4<<20) },
+				func() error { return writeAt(p, make4k(), 1<<20) }, func() error { return writeAt(p, make4k(), 2<<20+8192) })
+			return out + "; " + dataExtents(p) + "; " + allocation(p, 8192, 2)
+		}},
+
 		// Changes and their errors.
 		{Name: "create a 256-byte name", Writes: true, Run: func(d string) string {
 			return outcome(openClose(filepath.Join(d, long), unix.O_CREAT|unix.O_WRONLY, 0o644))
@@ -143,6 +167,80 @@ func POSIX() []Check {
 				" " + dotEntries(d)
 		}},
 	}
+}
+
+// allocation says whether path's st_blocks counts its data bytes (within
+// a block of BlockSize for each of its extents: a local disk allocates
+// in its own blocks), its whole size, or something else.
+func allocation(path string, data int64, extents int64) string {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return outcome(err)
+	}
+	switch got := st.Blocks * 512; {
+	case got >= data && got <= data+extents*BlockSize:
+		return "st_blocks counts the data"
+	case got >= st.Size:
+		return "st_blocks counts the whole size"
+	default:
+		return fmt.Sprintf("st_blocks %d for %d bytes of data", st.Blocks, data)
+	}
+}
+
+// dataExtents walks path with SEEK_DATA and SEEK_HOLE and lists its data,
+// each extent widened to whole blocks of BlockSize (within the size): a
+// local disk finds data in its own, smaller, blocks.
+func dataExtents(path string) string {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return outcome(err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return outcome(err)
+	}
+	var out []string
+	for pos := int64(0); pos < st.Size; {
+		d, err := unix.Seek(fd, pos, unix.SEEK_DATA)
+		if err == unix.ENXIO {
+			break
+		}
+		if err != nil {
+			return outcome(err)
+		}
+		h, err := unix.Seek(fd, d, unix.SEEK_HOLE)
+		if err != nil {
+			return outcome(err)
+		}
+		start, end := d/BlockSize*BlockSize, min((h+BlockSize-1)/BlockSize*BlockSize, st.Size)
+		if n := len(out); n > 0 && strings.HasSuffix(out[n-1], fmt.Sprintf("-%d", start)) {
+			out[n-1] = strings.TrimSuffix(out[n-1], fmt.Sprintf("-%d", start)) + fmt.Sprintf("-%d", end)
+		} else {
+			out = append(out, fmt.Sprintf("%d-%d", start, end))
+		}
+		pos = h
+	}
+	return "data " + strings.Join(out, " ")
+}
+
+func writeAt(path string, p []byte, off int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(p, off); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// make4k returns 4 KiB that are not zeros.
+func make4k() []byte {
+	p := make([]byte, 4096)
+	Fill(p, 1, 2)
+	return p
 }
 
 // outcome names err's errno, or "ok".

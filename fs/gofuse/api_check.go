@@ -23,6 +23,7 @@ var (
 	_ = (gofs.NodeRmdirer)((*node)(nil))
 	_ = (gofs.NodeRenamer)((*node)(nil))
 	_ = (gofs.NodeStatfser)((*node)(nil))
+	_ = (gofs.NodeLseeker)((*node)(nil))
 	_ = (gofs.NodeFsyncer)((*node)(nil))
 
 	_ = (gofs.FileReader)((*handle)(nil))

@@ -26,6 +26,7 @@ var errnos = []struct {
 	{fs.ErrCrossDevice, syscall.EXDEV},
 	{fs.ErrTooLarge, syscall.EFBIG},
 	{fs.ErrNameTooLong, syscall.ENAMETOOLONG},
+	{fs.ErrNoData, syscall.ENXIO},
 	{fs.ErrBusy, syscall.EBUSY},
 	{context.Canceled, syscall.EINTR},
 	{context.DeadlineExceeded, syscall.EINTR},

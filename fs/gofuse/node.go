@@ -2,11 +2,13 @@ package gofuse
 
 import (
 	"context"
+	"math"
 	"syscall"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/dvfs-project/dvfs/fs"
 )
@@ -161,6 +163,21 @@ func (n *node) openFlags() uint32 {
 	// The page cache of a clone file can only be stale if the file
 	// changed behind the kernel's back, which it cannot.
 	return fuse.FOPEN_KEEP_CACHE
+}
+
+// Lseek answers SEEK_DATA and SEEK_HOLE from the core (the kernel does
+// the other whences itself), so that cp --sparse, qemu-img and tar -S
+// skip a VM disk's holes.
+func (n *node) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	s, ok := n.core.(fs.Seeker)
+	if !ok || (whence != unix.SEEK_DATA && whence != unix.SEEK_HOLE) || off > math.MaxInt64 {
+		return 0, syscall.EINVAL
+	}
+	at, err := s.SeekData(ctx, int64(off), whence == unix.SEEK_HOLE)
+	if err != nil {
+		return 0, n.m.errno("lseek", err)
+	}
+	return uint64(at), 0
 }
 
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {

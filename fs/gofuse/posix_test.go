@@ -42,6 +42,7 @@ func TestPOSIX(t *testing.T) {
 			}
 			for where, dir := range places {
 				got := c.Run(dir)
+				t.Logf("in a %s: %q", where, got)
 				if got == want {
 					continue
 				}

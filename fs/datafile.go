@@ -17,6 +17,12 @@ type dataFile interface {
 	// Punch makes [off, off+n) read as zeros without changing the length,
 	// freeing the space where the disk can.
 	Punch(off, n int64) error
+	// SeekData returns the first offset at or past off where data (hole
+	// false) or a hole (hole true) begins in the file, as lseek's
+	// SEEK_DATA and SEEK_HOLE find it; ok is false when no data follows
+	// off (past the end, for either). A disk that cannot tell says data
+	// everywhere below the length.
+	SeekData(off int64, hole bool) (at int64, ok bool, err error)
 	Close() error
 }
 

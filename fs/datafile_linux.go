@@ -21,6 +21,22 @@ func (f osDataFile) Punch(off, n int64) error {
 	return err
 }
 
+func (f osDataFile) SeekData(off int64, hole bool) (int64, bool, error) {
+	whence := unix.SEEK_DATA
+	if hole {
+		whence = unix.SEEK_HOLE
+	}
+	var at int64
+	err := f.control("lseek", func(fd int) (err error) {
+		at, err = unix.Seek(fd, off, whence)
+		return err
+	})
+	if errors.Is(err, unix.ENXIO) {
+		return 0, false, nil
+	}
+	return at, err == nil, err
+}
+
 // control runs fn on the file's descriptor, again while it is interrupted.
 func (f osDataFile) control(op string, fn func(fd int) error) error {
 	rc, err := f.SyscallConn()

@@ -125,6 +125,10 @@ func (n *cinode) attr() Attr {
 		}
 		n.c.ns.RUnlock()
 	}
+	// The data file, if open, tells the punched local sectors from
+	// written ones; a getattr does not open it (every local sector then
+	// counts as data).
+	df := n.openedFile()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.gone {
@@ -142,7 +146,7 @@ func (n *cinode) attr() Attr {
 	case iofs.ModeSymlink:
 		a.Size = int64(len(n.target))
 	case 0:
-		a.Blocks = (n.allocatedLocked() + 511) / 512
+		a.Blocks = (n.allocatedLocked(df) + 511) / 512
 	}
 	return a
 }

@@ -18,6 +18,11 @@ type extents struct {
 	// local reports whether the byte at pos is in a local sector and where
 	// (at most limit) the run like it ends; nil: nothing is local.
 	local func(pos, limit int64) (bool, int64)
+	// localData finds in the local data file, within a local run [pos,
+	// end), where data (hole false) or a hole (hole true) begins, or end
+	// when none does: a punched sector is local and a hole. nil: every
+	// local sector is data.
+	localData func(pos, end int64, hole bool) int64
 }
 
 // seek returns the first offset at or past off, below the size, where
@@ -30,8 +35,15 @@ func (x extents) seek(off int64, hole bool) (int64, bool) {
 			local, end = x.local(pos, x.size)
 		}
 		if local {
-			if !hole {
-				return pos, true
+			at := end
+			switch {
+			case x.localData != nil:
+				at = x.localData(pos, end, hole)
+			case !hole:
+				at = pos
+			}
+			if at < end {
+				return at, true
 			}
 			pos = end
 			continue
@@ -89,24 +101,63 @@ func (x extents) seekData(off int64, hole bool) (int64, error) {
 	return at, nil
 }
 
-// extentsLocked returns n's extents; n.mu is held for as long as they are
-// used.
-func (n *cinode) extentsLocked() extents {
+// extentsLocked returns n's extents over its data file f (nil: not
+// open, and every local sector counts as data); n.mu is held for as long
+// as they are used.
+func (n *cinode) extentsLocked(f dataFile) extents {
 	ss := n.c.ss
-	return extents{size: n.size, baseSize: n.baseSize, bs: n.c.bs, base: n.base,
+	x := extents{size: n.size, baseSize: n.baseSize, bs: n.c.bs, base: n.base,
 		local: func(pos, limit int64) (bool, int64) {
 			local, end := n.bits.run(pos/ss, (limit+ss-1)/ss)
 			return local, min(limit, end*ss)
 		}}
+	if f != nil {
+		x.localData = func(pos, end int64, hole bool) int64 {
+			at, ok, err := f.SeekData(pos, hole)
+			switch {
+			case err != nil:
+				// The disk cannot tell: data, as a local sector is.
+				if hole {
+					return end
+				}
+				return pos
+			case !ok && hole:
+				return pos // past the data file's end: zeros
+			case !ok:
+				return end
+			}
+			return min(max(at, pos), end)
+		}
+	}
+	return x
+}
+
+// dataForExtents returns n's data file for the extents' walk: open when
+// any sector is local (a punched one is a hole in it). n.mu is not held.
+func (n *cinode) dataForExtents() dataFile {
+	if f := n.openedFile(); f != nil {
+		return f
+	}
+	n.mu.Lock()
+	local := n.bits.count() > 0
+	n.mu.Unlock()
+	if !local {
+		return nil
+	}
+	f, err := n.file()
+	if err != nil {
+		return nil // every local sector counts as data
+	}
+	return f
 }
 
 // allocatedLocked returns the bytes of n that are data, from a cache kept
 // until n changes: a large clone disk takes a walk of its blocks. n.mu is
 // held.
-func (n *cinode) allocatedLocked() int64 {
-	key := allocKey{changes: n.changes, size: n.size, baseSize: n.baseSize, base: n.base}
+func (n *cinode) allocatedLocked(f dataFile) int64 {
+	key := allocKey{changes: n.changes, size: n.size, baseSize: n.baseSize, base: n.base, file: f != nil}
 	if !n.allocValid || n.allocKey != key {
-		n.alloc, n.allocKey, n.allocValid = n.extentsLocked().allocated(), key, true
+		n.alloc, n.allocKey, n.allocValid = n.extentsLocked(f).allocated(), key, true
 	}
 	return n.alloc
 }
@@ -117,12 +168,14 @@ type allocKey struct {
 	changes        uint64
 	size, baseSize int64
 	base           *manifest.File
+	file           bool // the data file was asked
 }
 
 func (f *cloneFile) SeekData(ctx context.Context, off int64, hole bool) (int64, error) {
+	df := f.n.dataForExtents()
 	f.n.mu.Lock()
 	defer f.n.mu.Unlock()
-	return f.n.extentsLocked().seekData(off, hole)
+	return f.n.extentsLocked(df).seekData(off, hole)
 }
 
 func (f *tmplFile) SeekData(ctx context.Context, off int64, hole bool) (int64, error) {

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,16 +22,19 @@ func TestExtents(t *testing.T) {
 		name           string
 		size, baseSize int64
 		local          []int64 // local sectors
+		punched        []int64 // local sectors that are holes in the data file
 		want           string  // data extents
 		alloc          int64
 	}{
-		{"base only", 320, 320, nil, "0-64 128-256", 192},
-		{"cut by baseSize", 320, 150, nil, "0-64 128-150", 86},
-		{"grown past the base", 400, 320, nil, "0-64 128-256", 192},
-		{"local sectors in holes", 320, 320, []int64{4, 5, 19}, "0-96 128-256 304-320", 240},
-		{"local sectors over data", 320, 320, []int64{0, 9}, "0-64 128-256", 192},
-		{"no base", 100, 0, []int64{2}, "32-48", 16},
-		{"nothing", 100, 0, nil, "", 0},
+		{"base only", 320, 320, nil, nil, "0-64 128-256", 192},
+		{"cut by baseSize", 320, 150, nil, nil, "0-64 128-150", 86},
+		{"grown past the base", 400, 320, nil, nil, "0-64 128-256", 192},
+		{"local sectors in holes", 320, 320, []int64{4, 5, 19}, nil, "0-96 128-256 304-320", 240},
+		{"local sectors over data", 320, 320, []int64{0, 9}, nil, "0-64 128-256", 192},
+		{"no base", 100, 0, []int64{2}, nil, "32-48", 16},
+		{"nothing", 100, 0, nil, nil, "", 0},
+		{"punched sectors over data", 320, 320, []int64{0, 1, 2, 3, 9}, []int64{0, 1, 2, 3}, "128-256", 128},
+		{"a punched sector in a run", 320, 320, []int64{4, 5, 6}, []int64{5}, "0-80 96-112 128-256", 224},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -42,6 +46,16 @@ func TestExtents(t *testing.T) {
 				l, end := bits.run(pos/ss, (limit+ss-1)/ss)
 				return l, min(limit, end*ss)
 			}}
+			if c.punched != nil {
+				x.localData = func(pos, end int64, hole bool) int64 {
+					for p := pos; p < end; p++ {
+						if slices.Contains(c.punched, p/ss) == hole {
+							return p
+						}
+					}
+					return end
+				}
+			}
 			var got []string
 			for pos := int64(0); ; {
 				dat, ok := x.seek(pos, false)

@@ -23,6 +23,11 @@ type Check struct {
 	// only reads, and gets a directory holding VMEntries(2): a template,
 	// a clone made from it, or WriteTree's copy on the local disk.
 	Writes bool
+	// Changes says the check changes one file of VMEntries(2): it runs in
+	// a clone made from it (after every check that only reads) and in a
+	// copy of it on the local disk, not in a template. Each such check
+	// changes a file no other one does.
+	Changes bool
 	// Run does it in dir and returns the outcome: "ok", the errno's name
 	// (ENOENT), or what it read.
 	Run func(dir string) string
@@ -91,6 +96,20 @@ func POSIX() []Check {
 			out := steps(func() error { return touch(d, "f") }, func() error { return unix.Truncate(p, 4<<20) },
 				func() error { return writeAt(p, make4k(), 1<<20) }, func() error { return writeAt(p, make4k(), 2<<20+8192) })
 			return out + "; " + dataExtents(p) + "; " + allocation(p, 8192, 2)
+		}},
+
+		{Name: "a hole punched in data of the base", Changes: true, Run: func(d string) string {
+			p := filepath.Join(d, "big.vmdk")
+			f, err := os.OpenFile(p, os.O_RDWR, 0)
+			if err != nil {
+				return outcome(err)
+			}
+			err = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, BigSize/BlockSize/2*BlockSize, BlockSize)
+			f.Close()
+			if err != nil {
+				return outcome(err)
+			}
+			return dataExtents(p) + "; " + allocation(p, BlockSize+BigSize%BlockSize, 2)
 		}},
 
 		// Changes and their errors.
@@ -170,15 +189,15 @@ func POSIX() []Check {
 }
 
 // allocation says whether path's st_blocks counts its data bytes (within
-// a block of BlockSize for each of its extents: a local disk allocates
-// in its own blocks), its whole size, or something else.
+// 4 KiB for each of its extents: a local disk allocates in blocks of its
+// own), its whole size, or something else.
 func allocation(path string, data int64, extents int64) string {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
 		return outcome(err)
 	}
 	switch got := st.Blocks * 512; {
-	case got >= data && got <= data+extents*BlockSize:
+	case got >= data && got <= data+extents*4096:
 		return "st_blocks counts the data"
 	case got >= st.Size:
 		return "st_blocks counts the whole size"

@@ -1,9 +1,11 @@
 package gofuse_test
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/dvfs-project/dvfs/fs/fstest"
@@ -21,11 +23,23 @@ func TestPOSIX(t *testing.T) {
 	if err := fstest.WriteTree(ref, fstest.VMEntries(2)); err != nil {
 		t.Fatal(err)
 	}
-	for i, c := range fstest.POSIX() {
+	// The checks that change the clone's files run after those that
+	// read them.
+	checks := fstest.POSIX()
+	slices.SortStableFunc(checks, func(a, b fstest.Check) int { return cmp.Compare(btoi(a.Changes), btoi(b.Changes)) })
+	for i, c := range checks {
 		t.Run(c.Name, func(t *testing.T) {
 			var want string
 			places := map[string]string{}
-			if c.Writes {
+			switch {
+			case c.Changes:
+				tree := filepath.Join(local, fmt.Sprintf("tree%d", i))
+				if err := fstest.WriteTree(tree, fstest.VMEntries(2)); err != nil {
+					t.Fatal(err)
+				}
+				want = c.Run(tree)
+				places["clone"] = tm.path("clones/alice")
+			case c.Writes:
 				mk := func(parent string) string {
 					d := filepath.Join(parent, fmt.Sprintf("posix%d", i))
 					if err := os.Mkdir(d, 0o755); err != nil {
@@ -35,7 +49,7 @@ func TestPOSIX(t *testing.T) {
 				}
 				want = c.Run(mk(local))
 				places["clone"] = mk(tm.path("clones/alice"))
-			} else {
+			default:
 				want = c.Run(ref)
 				places["clone"] = tm.path("clones/alice")
 				places["template"] = tm.path("templates/winxp")
@@ -54,4 +68,11 @@ func TestPOSIX(t *testing.T) {
 			}
 		})
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -75,18 +75,11 @@ func benchFio(args []string) error {
 		return err
 	}
 
-	srv, err := startServer(bin, filepath.Join(work, "server"))
+	srv, env, err := serveTemplate(bin, filepath.Join(work, "server"), native, "fio", "fioclone")
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
-	env := []string{"DVFS_SERVER=" + srv.url, "DVFS_TOKEN=" + srv.token}
-	if _, out, err := run(env, bin, "template", "publish", "--name", "fio", native); err != nil {
-		return fmt.Errorf("publish: %v\n%s", err, out)
-	}
-	if _, out, err := run(env, bin, "clone", "create", "--template", "fio", "fioclone"); err != nil {
-		return fmt.Errorf("clone: %v\n%s", err, out)
-	}
 	lmnt, mnt := filepath.Join(work, "lmnt"), filepath.Join(work, "mnt")
 	os.Mkdir(lmnt, 0o755)
 	os.Mkdir(mnt, 0o755)

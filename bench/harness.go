@@ -161,6 +161,28 @@ func (s *server) stop() {
 	s.cmd.Wait()
 }
 
+// serveTemplate starts a server on data, publishes the directory tpl as
+// template name and, unless clone is "", makes clone from it; it returns
+// the server and the environment that points dvfs commands at it.
+func serveTemplate(bin, data, tpl, name, clone string) (*server, []string, error) {
+	srv, err := startServer(bin, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	env := []string{"DVFS_SERVER=" + srv.url, "DVFS_TOKEN=" + srv.token}
+	if _, out, err := run(env, bin, "template", "publish", "--name", name, tpl); err != nil {
+		srv.stop()
+		return nil, nil, fmt.Errorf("publish: %v\n%s", err, out)
+	}
+	if clone != "" {
+		if _, out, err := run(env, bin, "clone", "create", "--template", name, clone); err != nil {
+			srv.stop()
+			return nil, nil, fmt.Errorf("clone create: %v\n%s", err, out)
+		}
+	}
+	return srv, env, nil
+}
+
 // run runs a command and returns how long it took.
 func run(env []string, name string, args ...string) (time.Duration, string, error) {
 	cmd := exec.Command(name, args...)
@@ -179,14 +201,11 @@ func run(env []string, name string, args ...string) (time.Duration, string, erro
 // wiped or preallocated region), 30% compressible (text, code, logs), and
 // 30% incompressible (media, compressed files, encrypted data).
 func writeVMImage(path string, size int64, seed uint64) error {
-	f, err := os.Create(path)
+	f, err := createSized(path, size)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		return err
-	}
 	src := rand.NewChaCha8([32]byte{byte(seed)})
 	r := rand.New(src)
 	buf := make([]byte, 1<<20)
@@ -211,6 +230,19 @@ func writeVMImage(path string, size int64, seed uint64) error {
 		}
 	}
 	return f.Sync()
+}
+
+// createSized creates path as a file of size bytes, all holes.
+func createSized(path string, size int64) (*os.File, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 func mib(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d.Seconds() }

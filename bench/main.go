@@ -8,6 +8,7 @@
 //	go run ./bench writeback [-size 1GiB] [-rate 20] [-duration 20s]
 //	go run ./bench cow [-size 2GiB] [-write 32MiB] [-baseline REV]
 //	go run ./bench multicast [-size 2GiB] [-receivers 1,4,8] [-tools dvfs,uftp,udpcast] [-slow]
+//	go run ./bench sparse [-size 20GiB] [-data 64MiB] [-write 4MiB] [-dir /var/tmp]
 //	go run ./bench storm [-n 1,4] [-size 1GiB] [-read 128MiB] [-write 16MiB] [-targets ...] [-rates 1gbit] [-smoke] [-out DIR]
 package main
 
@@ -34,6 +35,8 @@ func main() {
 		err = benchCow(os.Args[2:])
 	case "multicast":
 		err = benchMulticast(os.Args[2:])
+	case "sparse":
+		err = benchSparse(os.Args[2:])
 	case "storm":
 		err = benchStorm(os.Args[2:])
 	case "storm-work": // storm's per-workstation process
@@ -48,6 +51,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio|mem|writeback|cow|multicast|storm [flags]")
+	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio|mem|writeback|cow|multicast|sparse|storm [flags]")
 	os.Exit(2)
 }

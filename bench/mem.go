@@ -36,15 +36,11 @@ func benchMem(args []string) error {
 	if err := writeDistinctBlocks(filepath.Join(tpl, "disk.vmdk"), int64(size)); err != nil {
 		return err
 	}
-	srv, err := startServer(bin, filepath.Join(work, "server"))
+	srv, env, err := serveTemplate(bin, filepath.Join(work, "server"), tpl, "big", "")
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
-	env := []string{"DVFS_SERVER=" + srv.url, "DVFS_TOKEN=" + srv.token}
-	if _, out, err := run(env, bin, "template", "publish", "--name", "big", tpl); err != nil {
-		return fmt.Errorf("publish: %v\n%s", err, out)
-	}
 	os.RemoveAll(tpl) // free the disk: the server has it
 	mnt := filepath.Join(work, "mnt")
 	os.Mkdir(mnt, 0o755)

@@ -244,6 +244,9 @@ type rx struct {
 	samples   []lossSample
 	lossLong  float64
 	groupLoss float64 // the typical receiver's, as the sender announced it
+	// blocked is the share of the last 1-2 s the loop waited for its
+	// store (blockedShare at the last report).
+	blocked float64
 	// farSince is when the receiver fell far behind the group (see
 	// LeaveLoss); zero while it keeps up.
 	farSince time.Time
@@ -474,10 +477,11 @@ func (x *rx) receive() error {
 		}
 		if !now.Before(nextReport) {
 			x.measureLoss(now)
+			x.blocked = x.blockedShare(now)
 			x.report(false)
 			nextReport = now.Add(reportEvery)
 			if r.cfg.LeaveLoss > 0 {
-				blocked := x.blockedShare(now)
+				blocked := x.blocked
 				if !x.farBehind(blocked) {
 					x.farSince = time.Time{}
 				} else if x.farSince.IsZero() {
@@ -1022,8 +1026,14 @@ func (x *rx) sendReport(flags uint8) {
 	if x.sender == nil {
 		return
 	}
+	// The loss reported counts the time the loop waited for its store,
+	// over the same 1-2 s its own leaving weighs it: the group's loss the
+	// sender announces is then measured as each receiver measures itself.
+	// Reporting the packet loss alone, the group looked well again as
+	// soon as a stall of every store ended, while each receiver still saw
+	// the stall in its own view and counted itself far behind.
 	rp := report{header: header{Type: typeReport, Session: x.session, Seq: x.seq}, Receiver: x.r.id,
-		Remaining: uint32(max(x.remaining, 0)), Loss: uint16(x.lossEWMA * 1000), Flags: flags, Entries: x.entries}
+		Remaining: uint32(max(x.remaining, 0)), Loss: uint16(max(x.lossEWMA, x.blocked) * 1000), Flags: flags, Entries: x.entries}
 	if x.behind {
 		rp.Loss = 1000
 	} else {

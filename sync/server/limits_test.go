@@ -122,6 +122,21 @@ func (e *limitedEnv) open(t *testing.T, path string, length int64) net.Conn {
 	return c
 }
 
+// do sends a request as alice and returns the response, its body read
+// and closed.
+func (e *limitedEnv) do(t *testing.T, method, path string, body []byte) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+e.addr+path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
 // dial connects to the server from the loopback address ip.
 func (e *limitedEnv) dial(t *testing.T, ip net.IP) net.Conn {
 	t.Helper()
@@ -237,13 +252,7 @@ func TestBodyMemoryBound(t *testing.T) {
 		batch = api.AppendDeferredBlock(batch, blockstore.Sum(plain), plain)
 	}
 	upload := func() (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+e.addr+api.PathUpload, bytes.NewReader(batch))
-		req.Header.Set("Authorization", "Bearer "+e.token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		resp := e.do(t, http.MethodPost, api.PathUpload, batch)
 		return resp.StatusCode, resp.Header.Get("Retry-After")
 	}
 	if got, retry := upload(); got != http.StatusServiceUnavailable || retry == "" {
@@ -297,14 +306,7 @@ func TestBodyShareByUser(t *testing.T) {
 		plain := bytes.Repeat([]byte(fmt.Sprintf("alice %d ", i)), 9000)[:64<<10]
 		batch = api.AppendDeferredBlock(batch, blockstore.Sum(plain), plain)
 	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+e.addr+api.PathUpload, bytes.NewReader(batch))
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
+	if resp := e.do(t, http.MethodPost, api.PathUpload, batch); resp.StatusCode != http.StatusNoContent {
 		t.Errorf("alice's upload while mallory sends from four addresses: status %d, want 204", resp.StatusCode)
 	}
 	got := map[int]int{}
@@ -334,14 +336,7 @@ func TestConnLimitClosesIdle(t *testing.T) {
 		defer c.Close()
 		idle = append(idle, c)
 	}
-	req, _ := http.NewRequest(http.MethodGet, "http://"+e.addr+api.PathWhoAmI, nil)
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if resp := e.do(t, http.MethodGet, api.PathWhoAmI, nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("whoami at the connection limit: status %d", resp.StatusCode)
 	}
 	closed := 0

@@ -38,49 +38,112 @@ import (
 // A time is a uvarint: 0 for the zero time.Time, else the zigzag form of its
 // Unix nanoseconds plus one.
 //
+// Format version 2 adds owners, access times, named pipes, sockets, device
+// nodes and hard links. It is format 1 with these changes:
+//
+//	magic      "DVFSMAN" and the format version byte 2
+//	...        kind to block size as in format 1
+//	flags      uvarint: bit 0 is Owners; the other bits are 0
+//	count      uvarint, the number of files
+//	files      count times:
+//	  path     string
+//	  mode     uvarint: type<<12 | the Unix permission bits (07777), with
+//	           type 0 regular file, 1 directory, 2 symlink, 3 named pipe,
+//	           4 socket, 5 character device, 6 block device, 7 hard link;
+//	           a hard link has no permission bits (its mode is 7<<12)
+//	  link     string, for a hard link only, and nothing more follows for
+//	           it: the path of the earlier entry it is another name of,
+//	           whose fields it shares
+//	  size     uvarint
+//	  mtime    time
+//	  atime    time
+//	  uid      uvarint, when Owners is set
+//	  gid      uvarint, when Owners is set
+//	  rdev     uvarint, for a character or block device only
+//	  target   string, for a symlink only
+//	  blocks   for a regular file only, as in format 1
+//
+// MarshalBinary writes format 1 unless the manifest needs format 2: Owners
+// is set, or an entry has an ATime, a type format 1 lacks, or a Link.
+//
 // Every manifest has exactly one encoding: Unmarshal rejects what
 // MarshalBinary would not write (non-shortest uvarints, empty or adjacent
-// runs of one kind, a hole in an ID run, trailing bytes), so equal manifests
-// have equal bytes and equal signatures.
+// runs of one kind, a hole in an ID run, trailing bytes, unknown flags,
+// permission bits on a hard link, format 2 for a manifest format 1 holds),
+// so equal manifests have equal bytes and equal signatures.
 const (
-	magic         = "DVFSMAN"
-	formatVersion = 1
+	magic    = "DVFSMAN"
+	formatV1 = 1
+	formatV2 = 2
 )
 
-// Mode types in the encoding.
+// Flag bits of format 2.
+const flagOwners = 1 << 0
+
+// Mode types in the encoding. Format 1 has the first three only.
 const (
-	typeRegular = 0
-	typeDir     = 1
-	typeSymlink = 2
+	typeRegular     = 0
+	typeDir         = 1
+	typeSymlink     = 2
+	typeNamedPipe   = 3
+	typeSocket      = 4
+	typeCharDevice  = 5
+	typeBlockDevice = 6
+	typeLink        = 7
 )
 
 // minFileLen is the fewest bytes an encoded file takes (path length, one
-// path byte, mode, size, mtime), which bounds the count a decoder believes.
+// path byte, mode, size, mtime; or path length, one path byte, mode, link
+// length, one link byte), which bounds the count a decoder believes.
 const minFileLen = 5
 
 // MarshalBinary encodes m in the binary form above, after checking it with
-// Validate. The same manifest always gives the same bytes. Times keep their
-// instant only: location and monotonic reading are dropped.
+// Validate: in format 1 when that holds it, else in format 2. The same
+// manifest always gives the same bytes. Times keep their instant only:
+// location and monotonic reading are dropped.
 func (m *Manifest) MarshalBinary() ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
+	format := m.format()
 	b := make([]byte, 0, m.encodedSizeBound())
 	b = append(b, magic...)
-	b = append(b, formatVersion)
+	b = append(b, format)
 	b = binary.AppendUvarint(b, uint64(m.Kind))
 	b = appendString(b, m.Name)
 	b = binary.AppendUvarint(b, m.Version)
 	b = binary.AppendUvarint(b, m.Parent)
 	b = appendTime(b, m.Created)
 	b = binary.AppendUvarint(b, uint64(m.BlockSize))
+	if format == formatV2 {
+		var flags uint64
+		if m.Owners {
+			flags |= flagOwners
+		}
+		b = binary.AppendUvarint(b, flags)
+	}
 	b = binary.AppendUvarint(b, uint64(len(m.Files)))
 	for i := range m.Files {
 		f := &m.Files[i]
 		b = appendString(b, f.Path)
+		if f.Link != "" {
+			b = binary.AppendUvarint(b, typeLink<<12)
+			b = appendString(b, f.Link)
+			continue
+		}
 		b = binary.AppendUvarint(b, encodeMode(f.Mode))
 		b = binary.AppendUvarint(b, uint64(f.Size))
 		b = appendTime(b, f.MTime)
+		if format == formatV2 {
+			b = appendTime(b, f.ATime)
+			if m.Owners {
+				b = binary.AppendUvarint(b, uint64(f.UID))
+				b = binary.AppendUvarint(b, uint64(f.GID))
+			}
+			if f.Mode&fs.ModeDevice != 0 {
+				b = binary.AppendUvarint(b, f.Rdev)
+			}
+		}
 		switch f.Mode.Type() {
 		case fs.ModeSymlink:
 			b = appendString(b, f.Target)
@@ -91,14 +154,35 @@ func (m *Manifest) MarshalBinary() ([]byte, error) {
 	return b, nil
 }
 
-// encodedSizeBound returns at least the length of m's encoding, and not
-// much more: holes count for nothing but their runs.
-func (m *Manifest) encodedSizeBound() int {
-	const v = binary.MaxVarintLen64
-	n := len(magic) + 1 + 7*v + len(m.Name)
+// format returns the format version m is written in: 1 unless m has owners,
+// access times, special files or hard links. (Only devices have an Rdev, so
+// it needs no test of its own.) m must be valid.
+func (m *Manifest) format() byte {
+	if m.Owners {
+		return formatV2
+	}
 	for i := range m.Files {
 		f := &m.Files[i]
-		n += 5*v + len(f.Path) + len(f.Target)
+		if !f.ATime.IsZero() || f.Link != "" || isSpecial(f.Mode) {
+			return formatV2
+		}
+	}
+	return formatV1
+}
+
+// encodedSizeBound returns at least the length of m's encoding, and not
+// much more: holes count for nothing but their runs, hard links for their
+// paths only.
+func (m *Manifest) encodedSizeBound() int {
+	const v = binary.MaxVarintLen64
+	n := len(magic) + 1 + 8*v + len(m.Name)
+	for i := range m.Files {
+		f := &m.Files[i]
+		if f.Link != "" {
+			n += 3*v + len(f.Path) + len(f.Link)
+			continue
+		}
+		n += 9*v + len(f.Path) + len(f.Target)
 		for _, id := range f.Blocks {
 			if id.IsHole() {
 				n++ // at most one run header per hole
@@ -143,6 +227,7 @@ func appendBlocks(b []byte, ids []blockstore.ID) []byte {
 	return b
 }
 
+// encodeMode returns the mode field of an entry that is not a hard link.
 func encodeMode(m fs.FileMode) uint64 {
 	u := uint64(m.Perm())
 	if m&fs.ModeSetuid != 0 {
@@ -154,16 +239,28 @@ func encodeMode(m fs.FileMode) uint64 {
 	if m&fs.ModeSticky != 0 {
 		u |= 0o1000
 	}
+	var typ uint64
 	switch m.Type() {
 	case fs.ModeDir:
-		u |= typeDir << 12
+		typ = typeDir
 	case fs.ModeSymlink:
-		u |= typeSymlink << 12
+		typ = typeSymlink
+	case fs.ModeNamedPipe:
+		typ = typeNamedPipe
+	case fs.ModeSocket:
+		typ = typeSocket
+	case fs.ModeDevice | fs.ModeCharDevice:
+		typ = typeCharDevice
+	case fs.ModeDevice:
+		typ = typeBlockDevice
 	}
-	return u
+	return u | typ<<12
 }
 
-func decodeMode(u uint64) (fs.FileMode, bool) {
+// decodeMode returns the fs.FileMode of the mode field u, which is not a
+// hard link's, and false when the type is not one of format version
+// format.
+func decodeMode(u uint64, format byte) (fs.FileMode, bool) {
 	m := fs.FileMode(u & 0o777)
 	if u&0o4000 != 0 {
 		m |= fs.ModeSetuid
@@ -174,12 +271,24 @@ func decodeMode(u uint64) (fs.FileMode, bool) {
 	if u&0o1000 != 0 {
 		m |= fs.ModeSticky
 	}
-	switch u >> 12 {
+	typ := u >> 12
+	if format == formatV1 && typ > typeSymlink {
+		return 0, false
+	}
+	switch typ {
 	case typeRegular:
 	case typeDir:
 		m |= fs.ModeDir
 	case typeSymlink:
 		m |= fs.ModeSymlink
+	case typeNamedPipe:
+		m |= fs.ModeNamedPipe
+	case typeSocket:
+		m |= fs.ModeSocket
+	case typeCharDevice:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case typeBlockDevice:
+		m |= fs.ModeDevice
 	default:
 		return 0, false
 	}
@@ -196,12 +305,13 @@ func (m *Manifest) UnmarshalBinary(data []byte) error {
 	return nil
 }
 
-// Unmarshal decodes a manifest written by MarshalBinary. It trusts nothing
-// in data: counts and lengths are checked against the limits and against the
-// bytes that remain before anything is allocated for them, and the result
-// passes Validate. Errors wrap ErrMalformed and say what was being read and
-// at which byte offset. Times come back in UTC. The result shares no memory
-// with data.
+// Unmarshal decodes a manifest written by MarshalBinary, in format 1 or 2.
+// It trusts nothing in data: counts and lengths are checked against the
+// limits and against the bytes that remain before anything is allocated for
+// them, and the result passes Validate. Errors wrap ErrMalformed and say
+// what was being read and at which byte offset. Times come back in UTC. The
+// result shares no memory with data; a hard link's Blocks shares the slice
+// of the entry it names.
 func Unmarshal(data []byte) (*Manifest, error) {
 	d := decoder{data: data}
 	m, err := d.manifest()
@@ -218,11 +328,12 @@ func Unmarshal(data []byte) (*Manifest, error) {
 // reading (what, of file, or of the header when file is -1) and at which
 // byte offset that field starts.
 type decoder struct {
-	data  []byte
-	off   int
-	what  string
-	file  int
-	start int
+	data   []byte
+	format byte // the format version, once read
+	off    int
+	what   string
+	file   int
+	start  int
 }
 
 // field starts reading the field what at the current offset.
@@ -295,8 +406,9 @@ func (d *decoder) manifest() (*Manifest, error) {
 	if string(d.data[:len(magic)]) != magic {
 		return nil, d.errorf("not a dvfs manifest")
 	}
-	if v := d.data[len(magic)]; v != formatVersion {
-		return nil, d.errorf("format version %d, this dvfs reads version %d", v, formatVersion)
+	d.format = d.data[len(magic)]
+	if d.format != formatV1 && d.format != formatV2 {
+		return nil, d.errorf("format version %d, this dvfs reads versions %d and %d", d.format, formatV1, formatV2)
 	}
 	d.off = len(magic) + 1
 
@@ -332,6 +444,17 @@ func (d *decoder) manifest() (*Manifest, error) {
 	if err := validBlockSize(m.BlockSize); err != nil {
 		return nil, d.errorf("%v", err)
 	}
+	if d.format == formatV2 {
+		d.field("flags")
+		flags, err := d.uvarint()
+		if err != nil {
+			return nil, err
+		}
+		if flags&^flagOwners != 0 {
+			return nil, d.errorf("unknown flags %#x", flags&^flagOwners)
+		}
+		m.Owners = flags&flagOwners != 0
+	}
 	d.field("file count")
 	n, err := d.uvarintMax(MaxFiles)
 	if err != nil {
@@ -346,7 +469,7 @@ func (d *decoder) manifest() (*Manifest, error) {
 	blocks := 0 // block IDs decoded so far, against MaxBlocks
 	for i := range m.Files {
 		d.file = i
-		if err := d.entry(m, &m.Files[i], &blocks); err != nil {
+		if err := d.entry(m, i, &blocks); err != nil {
 			return nil, err
 		}
 	}
@@ -355,10 +478,17 @@ func (d *decoder) manifest() (*Manifest, error) {
 	if d.remaining() > 0 {
 		return nil, d.errorf("%d trailing bytes", d.remaining())
 	}
+	if d.format != m.format() {
+		d.what, d.start = "format version", len(magic)
+		return nil, d.errorf("format %d for a manifest that format 1 holds (nothing in it needs format 2)", d.format)
+	}
 	return m, nil
 }
 
-func (d *decoder) entry(m *Manifest, f *File, blocks *int) error {
+// entry decodes file i of m. blocks counts the block IDs decoded so far,
+// against MaxBlocks.
+func (d *decoder) entry(m *Manifest, i int, blocks *int) error {
+	f := &m.Files[i]
 	var err error
 	d.field("path")
 	if f.Path, err = d.string(MaxPathLen); err != nil {
@@ -369,7 +499,13 @@ func (d *decoder) entry(m *Manifest, f *File, blocks *int) error {
 	if err != nil {
 		return err
 	}
-	mode, ok := decodeMode(u)
+	if d.format == formatV2 && u>>12 == typeLink {
+		if u != typeLink<<12 {
+			return d.errorf("hard link with permission bits %#o", u&0o7777)
+		}
+		return d.link(m.Files[:i], f)
+	}
+	mode, ok := decodeMode(u, d.format)
 	if !ok {
 		return d.errorf("unknown mode %#o", u)
 	}
@@ -383,6 +519,11 @@ func (d *decoder) entry(m *Manifest, f *File, blocks *int) error {
 	d.field("mtime")
 	if f.MTime, err = d.time(); err != nil {
 		return err
+	}
+	if d.format == formatV2 {
+		if err := d.entryV2(m, f); err != nil {
+			return err
+		}
 	}
 	switch mode.Type() {
 	case fs.ModeSymlink:
@@ -399,6 +540,56 @@ func (d *decoder) entry(m *Manifest, f *File, blocks *int) error {
 		f.Blocks, err = d.blocks(int(n))
 		return err
 	}
+	return nil
+}
+
+// entryV2 decodes the fields format 2 adds after an entry's mtime: atime,
+// owner and device number.
+func (d *decoder) entryV2(m *Manifest, f *File) error {
+	var err error
+	d.field("atime")
+	if f.ATime, err = d.time(); err != nil {
+		return err
+	}
+	if m.Owners {
+		d.field("uid")
+		uid, err := d.uvarintMax(math.MaxUint32)
+		if err != nil {
+			return err
+		}
+		d.field("gid")
+		gid, err := d.uvarintMax(math.MaxUint32)
+		if err != nil {
+			return err
+		}
+		f.UID, f.GID = uint32(uid), uint32(gid)
+	}
+	if f.Mode&fs.ModeDevice != 0 {
+		d.field("rdev")
+		if f.Rdev, err = d.uvarint(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// link decodes the rest of the hard link f: the path of the entry it names,
+// which must be in prev, the entries decoded before it. f takes that entry's
+// fields, sharing its Blocks; Unmarshal's Validate checks the rest (that it
+// is not a directory or a link).
+func (d *decoder) link(prev []File, f *File) error {
+	d.field("link")
+	link, err := d.string(MaxPathLen)
+	if err != nil {
+		return err
+	}
+	t, ok := (&Manifest{Files: prev}).Lookup(link)
+	if !ok {
+		return d.errorf("%q is not listed before the link", link)
+	}
+	path := f.Path
+	*f = *t
+	f.Path, f.Link = path, link
 	return nil
 }
 

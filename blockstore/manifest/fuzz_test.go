@@ -5,28 +5,49 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite the fuzz seed corpus under testdata/fuzz")
 
 // seeds are encoded manifests for the corpora: every shape the encoding
 // has (dirs, symlinks, hole and ID runs, zero and extreme times, special
-// permission bits), each small.
+// permission bits; in format 2 owners, atimes, named pipes, sockets,
+// devices and hard links), each small. The format-2 ones are named "v2-".
 func seeds(t testing.TB) map[string][]byte {
 	m := map[string][]byte{
 		"small":   mustMarshal(t, smallManifest()),
 		"vmware":  mustMarshal(t, vmwareManifest(40)),
 		"empty":   mustMarshal(t, &Manifest{Kind: KindTemplate, Name: "e", BlockSize: 4096}),
 		"builder": header().uv(2).regular("a", 3*4096).uv(1<<1).id(testID(1)).uv(1<<1|1).uv(1<<1).id(testID(1)).str("l").uv(2<<12|0o777, 0, 0).str("a"),
+
+		"v2-every-kind": mustMarshal(t, everyKindManifest()),
+		"v2-builder": header2(flagOwners).uv(4).
+			str("a").uv(0o644, 4097, 0, 2, 1000, 100).uv(1<<1).id(testID(1)).uv(1<<1|1).
+			str("c").uv(typeCharDevice<<12|0o666, 0, 0, 0, 0, 0, 1<<8|3).
+			link2("d", "a").
+			str("p").uv(typeNamedPipe<<12|0o600, 0, 0, 0, 1, 2),
 	}
 	for name, f := range map[string]func(*Manifest){
 		"uncommitted": func(m *Manifest) { m.Version, m.Parent, m.Created = 0, 4, minTime.UTC() },
 		"big-blocks":  func(m *Manifest) { m.BlockSize = 4 << 20; m.Files[1].Size = 5*(4<<20) + 1 },
 		"clone":       func(m *Manifest) { m.Kind, m.Version, m.Parent = KindClone, 9, 8 },
+
+		"v2-owners":    func(m *Manifest) { m.Owners = true; m.Files[1].UID, m.Files[1].GID = 1000, math.MaxUint32 },
+		"v2-atime":     func(m *Manifest) { m.Files[1].ATime = t0.Add(time.Hour); m.Files[2].ATime = maxTime.UTC() },
+		"v2-hard-link": func(m *Manifest) { m.Files = append(m.Files, hardLink("d/m", m.Files[1]), hardLink("d/n", m.Files[2])) },
+		"v2-specials": func(m *Manifest) {
+			m.Files = append(m.Files,
+				File{Path: "d/m", Mode: fs.ModeDevice | 0o660, Rdev: mkdev(8, 1)},
+				File{Path: "d/n", Mode: fs.ModeNamedPipe | 0o600},
+				File{Path: "d/s", Mode: fs.ModeSocket | 0o755, MTime: t0})
+		},
 	} {
 		sm := smallManifest()
 		f(sm)

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"io/fs"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -112,4 +113,59 @@ func mustMarshal(tb interface{ Fatal(...any) }, m *Manifest) []byte {
 		tb.Fatal(err)
 	}
 	return b
+}
+
+// mkdev is unix.Mkdev of Linux: a device number in the form File.Rdev
+// holds.
+func mkdev(major, minor uint32) uint64 {
+	return uint64(major&0x00000fff)<<8 | uint64(major&0xfffff000)<<32 |
+		uint64(minor&0x000000ff) | uint64(minor&0xffffff00)<<12
+}
+
+// hardLink returns another name, path, of the entry to.
+func hardLink(path string, to File) File {
+	to.Path, to.Link = path, to.Path
+	return to
+}
+
+// everyKindManifest is a format-2 manifest with owners and every kind of
+// entry: a Linux guest tree with device nodes (one an overlayfs whiteout,
+// 0:0), a named pipe, a socket, setuid and sticky bits, access times, and
+// hard links to a regular file (twice, one in another directory), a
+// symlink and a device.
+func everyKindManifest() *Manifest {
+	atime := t0.Add(90 * time.Minute)
+	disk := File{Path: "home/alice/disk.img", Mode: 0o640, Size: 3*4096 - 10, MTime: t0, ATime: atime, UID: 1000, GID: 1000,
+		Blocks: []blockstore.ID{testID(1), {}, testID(2)}}
+	null := File{Path: "dev/null", Mode: fs.ModeDevice | fs.ModeCharDevice | 0o666, MTime: t0, ATime: t0, Rdev: mkdev(1, 3)}
+	link := File{Path: "home/alice/link", Mode: fs.ModeSymlink | 0o777, MTime: t0, UID: 1000, GID: 1000, Target: ".bashrc"}
+	return &Manifest{
+		Kind:      KindClone,
+		Name:      "alice-debian",
+		Version:   3,
+		Parent:    2,
+		Created:   t0,
+		BlockSize: 4096,
+		Owners:    true,
+		Files: []File{
+			{Path: "dev", Mode: fs.ModeDir | 0o755, MTime: t0, ATime: atime},
+			{Path: "dev/console", Mode: fs.ModeDevice | fs.ModeCharDevice | 0o600, MTime: t0, Rdev: mkdev(5, 1)},
+			null,
+			{Path: "dev/nvme0n1p1", Mode: fs.ModeDevice | 0o660, MTime: t0, GID: 6, Rdev: mkdev(259, 1<<20|1)},
+			{Path: "dev/whiteout", Mode: fs.ModeDevice | fs.ModeCharDevice},
+			hardLink("dev/zero-link", null),
+			{Path: "home", Mode: fs.ModeDir | 0o755, MTime: t0},
+			{Path: "home/alice", Mode: fs.ModeDir | fs.ModeSetgid | 0o750, MTime: t0, UID: 1000, GID: 1000},
+			{Path: "home/alice/.bashrc", Mode: 0o644, Size: 3700, MTime: t0, ATime: atime, UID: 1000, GID: 1000, Blocks: []blockstore.ID{testID(3)}},
+			disk,
+			hardLink("home/alice/disk.img.bak", disk),
+			{Path: "home/alice/fifo", Mode: fs.ModeNamedPipe | 0o600, MTime: t0, UID: 1000, GID: 1000},
+			link,
+			hardLink("home/alice/link2", link),
+			{Path: "home/alice/sock", Mode: fs.ModeSocket | 0o755, MTime: t0, ATime: time.Unix(0, 0).UTC(), UID: 1000, GID: 1000},
+			{Path: "nobody", Mode: fs.ModeSetuid | 0o755, MTime: t0, UID: math.MaxUint32, GID: math.MaxUint32},
+			{Path: "tmp", Mode: fs.ModeDir | fs.ModeSticky | 0o777, MTime: t0},
+			hardLink("tmp/x", disk),
+		},
+	}
 }

@@ -46,6 +46,10 @@ type Manifest struct {
 	Created time.Time
 	// BlockSize is the size of every block but a file's last.
 	BlockSize uint32
+	// Owners says UID and GID of every entry are meaningful. A format-1
+	// manifest has none: a reader shows its entries as it shows new ones
+	// (the mounting user's).
+	Owners bool
 	// Files lists the tree, sorted by Path, directories before what they
 	// hold (sorting by path gives that).
 	Files []File
@@ -56,15 +60,32 @@ type File struct {
 	// Path is slash-separated and relative to the root, without "." or
 	// ".." elements; the root itself is not listed.
 	Path string
-	// Mode holds the type bits (directory, symlink, or none for a regular
-	// file) and the permission bits.
+	// Mode holds the type bits and the permission bits (fs.ModePerm,
+	// fs.ModeSetuid, fs.ModeSetgid, fs.ModeSticky). The type bits are none
+	// for a regular file, fs.ModeDir, fs.ModeSymlink, fs.ModeNamedPipe,
+	// fs.ModeSocket, fs.ModeDevice for a block device, or
+	// fs.ModeDevice|fs.ModeCharDevice for a character device.
 	Mode fs.FileMode
-	// Size is the length of a regular file in bytes.
+	// Size is the length of a regular file in bytes; 0 for named pipes,
+	// sockets and devices.
 	Size int64
 	// MTime is the modification time.
 	MTime time.Time
+	// ATime is the access time; the zero Time when not kept (format 1).
+	ATime time.Time
+	// UID and GID own the entry, when the manifest's Owners is set (else
+	// both 0).
+	UID, GID uint32
+	// Rdev is a device node's device number (Linux form, as unix.Mkdev
+	// gives); 0 for other entries.
+	Rdev uint64
 	// Target is a symlink's target.
 	Target string
+	// Link, when not empty, makes this entry another name (a hard link) of
+	// the entry at path Link, which is listed earlier, is not a directory
+	// and is not itself a link. Every other field but Path equals that
+	// entry's (Blocks shares its slice after Unmarshal).
+	Link string
 	// Blocks lists a regular file's blocks: ceil(Size/BlockSize) IDs,
 	// blockstore.Hole for blocks of zeros.
 	Blocks []blockstore.ID
@@ -93,12 +114,16 @@ func (m *Manifest) Lookup(path string) (*File, bool) {
 // the order they first appear (files by path, blocks by offset), so a caller
 // that fetches or uploads them in that order reads each file front to back.
 // It is what the store must hold for this version: the input of
-// Checker.Missing and the live set of a garbage collection. The iteration
-// keeps a set of the IDs seen so far (about 64 bytes per distinct block).
+// Checker.Missing and the live set of a garbage collection. Hard links are
+// skipped: their blocks are their file's. The iteration keeps a set of the
+// IDs seen so far (about 64 bytes per distinct block).
 func (m *Manifest) BlockIDs() iter.Seq[blockstore.ID] {
 	return func(yield func(blockstore.ID) bool) {
 		seen := make(map[blockstore.ID]struct{})
 		for i := range m.Files {
+			if m.Files[i].Link != "" {
+				continue
+			}
 			for _, id := range m.Files[i].Blocks {
 				if id.IsHole() {
 					continue
@@ -127,7 +152,8 @@ func (f *File) BlockRange(blockSize uint32, i int) (off int64, n int) {
 	return off, int(min(int64(blockSize), f.Size-off))
 }
 
-// Stats counts what a manifest holds.
+// Stats counts what a manifest holds. A hard link counts in HardLinks
+// only: its file, blocks and bytes are counted once, at its file's entry.
 type Stats struct {
 	// Files counts regular files.
 	Files int
@@ -135,6 +161,10 @@ type Stats struct {
 	Dirs int
 	// Symlinks counts symbolic links.
 	Symlinks int
+	// Specials counts named pipes, sockets and devices.
+	Specials int
+	// HardLinks counts the entries with Link set.
+	HardLinks int
 	// Bytes is the sum of the regular files' sizes.
 	Bytes int64
 	// Blocks counts the block IDs listed, holes and repeats included.
@@ -151,14 +181,20 @@ func (m *Manifest) Stats() Stats {
 	var s Stats
 	for i := range m.Files {
 		f := &m.Files[i]
+		if f.Link != "" {
+			s.HardLinks++
+			continue
+		}
 		switch f.Mode.Type() {
+		case 0:
+			s.Files++
+			s.Bytes += f.Size
 		case fs.ModeDir:
 			s.Dirs++
 		case fs.ModeSymlink:
 			s.Symlinks++
 		default:
-			s.Files++
-			s.Bytes += f.Size
+			s.Specials++
 		}
 		s.Blocks += len(f.Blocks)
 		for _, id := range f.Blocks {

@@ -86,6 +86,38 @@ func TestStats(t *testing.T) {
 	}
 }
 
+// Hard links count in HardLinks only, and special files in Specials.
+func TestStatsFormat2(t *testing.T) {
+	m := everyKindManifest()
+	want := Stats{
+		Files: 3, Dirs: 4, Symlinks: 1, Specials: 6, HardLinks: 4,
+		Bytes:          3700 + 3*4096 - 10,
+		Blocks:         1 + 3,
+		DistinctBlocks: 3,
+		HoleBlocks:     1,
+	}
+	if got := m.Stats(); got != want {
+		t.Fatalf("Stats = %+v, want %+v", got, want)
+	}
+	if got, want := slices.Collect(m.BlockIDs()), []blockstore.ID{testID(3), testID(1), testID(2)}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("BlockIDs = %v, want %v", got, want)
+	}
+}
+
+// BlockIDs does not read hard links' Blocks: they are their files'. (This
+// manifest, whose link lists other blocks, is not valid; BlockIDs does not
+// check.)
+func TestBlockIDsSkipsHardLinks(t *testing.T) {
+	a, b := testID(1), testID(2)
+	m := &Manifest{Kind: KindTemplate, Name: "n", BlockSize: 4096, Files: []File{
+		{Path: "a", Size: 4096, Blocks: []blockstore.ID{a}},
+		{Path: "b", Size: 4096, Blocks: []blockstore.ID{b}, Link: "a"},
+	}}
+	if got, want := slices.Collect(m.BlockIDs()), []blockstore.ID{a}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("BlockIDs = %v, want %v", got, want)
+	}
+}
+
 func TestBlockRange(t *testing.T) {
 	f := &File{Path: "a", Size: 2*4096 + 100, Blocks: make([]blockstore.ID, 3)}
 	tests := []struct {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,7 +22,8 @@ const (
 	// MaxBlocks bounds the block IDs of one manifest, holes included: 1 TiB
 	// of files at the default 64 KiB block size. A hole costs a few bits
 	// encoded but 32 bytes decoded, so this also bounds what Unmarshal
-	// allocates for IDs (512 MiB).
+	// allocates for IDs (512 MiB). A hard link's IDs are its file's and
+	// are not counted again.
 	MaxBlocks = 1 << 24
 	// MaxPathLen bounds File.Path in bytes (Linux's PATH_MAX).
 	MaxPathLen = 4096
@@ -72,13 +74,28 @@ var (
 //     MaxPathLen bytes and MaxElemLen per element. They are sorted
 //     strictly by byte order (so no duplicates), and the parent directory
 //     of every path below the root is listed, as a directory, before it.
-//   - Modes are a regular file, a directory or a symlink, with permission,
-//     setuid, setgid and sticky bits only.
-//   - Size >= 0. A regular file lists ceil(Size/BlockSize) blocks;
-//     directories and symlinks list none. A symlink has a target of 1 to
-//     MaxTargetLen bytes without NUL; other entries have none.
-//   - At most MaxFiles entries and MaxBlocks block IDs in all.
-//   - Times are zero or within int64 Unix nanoseconds.
+//   - Modes are a regular file, a directory, a symlink, a named pipe, a
+//     socket, a block device (fs.ModeDevice) or a character device
+//     (fs.ModeDevice|fs.ModeCharDevice), with permission, setuid, setgid
+//     and sticky bits only.
+//   - Size >= 0. A regular file lists ceil(Size/BlockSize) blocks; other
+//     entries list none. Named pipes, sockets and devices have Size 0. A
+//     symlink has a target of 1 to MaxTargetLen bytes without NUL; other
+//     entries have none. Only devices have a non-zero Rdev.
+//   - UID and GID are 0 unless Owners is set.
+//   - A hard link (Link set): Link is a clean path listed before the link,
+//     of an entry that is not a directory and not itself a hard link, and
+//     every other field of the link (Mode, Size, MTime, ATime, UID, GID,
+//     Rdev, Target, and Blocks by content) equals that entry's. Times
+//     compare as instants.
+//   - At most MaxFiles entries and MaxBlocks block IDs in all, hard links'
+//     not counted.
+//   - Times (Created, MTime, ATime) are zero or within int64 Unix
+//     nanoseconds.
+//
+// The cost is linear in the entries and blocks m holds, and a hard link
+// whose Blocks shares its file's slice (as Unmarshal gives) costs no more
+// than its path.
 //
 // Errors wrap ErrInvalid.
 func (m *Manifest) Validate() error {
@@ -128,6 +145,12 @@ func (m *Manifest) validate() error {
 				return fmt.Errorf("file %d %q: parent %q is not a directory", i, f.Path, dir)
 			}
 		}
+		if f.Link != "" {
+			if err := validLink(m.Files[:i], f); err != nil {
+				return fmt.Errorf("file %d %q: %v", i, f.Path, err)
+			}
+			continue
+		}
 		if err := m.validFile(f); err != nil {
 			return fmt.Errorf("file %d %q: %v", i, f.Path, err)
 		}
@@ -139,7 +162,8 @@ func (m *Manifest) validate() error {
 	return nil
 }
 
-// validFile checks one entry, apart from its path and its place.
+// validFile checks one entry that is not a hard link, apart from its path
+// and its place.
 func (m *Manifest) validFile(f *File) error {
 	if f.Mode&^(fs.ModeType|permBits) != 0 {
 		return fmt.Errorf("mode %v has bits other than type and permissions", f.Mode)
@@ -150,17 +174,29 @@ func (m *Manifest) validFile(f *File) error {
 	if err := validTime(f.MTime); err != nil {
 		return fmt.Errorf("mtime: %v", err)
 	}
+	if err := validTime(f.ATime); err != nil {
+		return fmt.Errorf("atime: %v", err)
+	}
+	if !m.Owners && (f.UID != 0 || f.GID != 0) {
+		return fmt.Errorf("owner %d:%d in a manifest without Owners", f.UID, f.GID)
+	}
 	switch f.Mode.Type() {
 	case 0:
 		if want := blockCount(f.Size, m.BlockSize); uint64(len(f.Blocks)) != want {
 			return fmt.Errorf("%d blocks for %d bytes, want %d", len(f.Blocks), f.Size, want)
 		}
-	case fs.ModeDir, fs.ModeSymlink:
+	case fs.ModeDir, fs.ModeSymlink, fs.ModeNamedPipe, fs.ModeSocket, fs.ModeDevice, fs.ModeDevice | fs.ModeCharDevice:
 		if len(f.Blocks) != 0 {
 			return fmt.Errorf("a %s lists %d blocks", typeName(f.Mode), len(f.Blocks))
 		}
 	default:
-		return fmt.Errorf("mode %v: only regular files, directories and symlinks are allowed", f.Mode)
+		return fmt.Errorf("mode %v: only regular files, directories, symlinks, named pipes, sockets and devices are allowed", f.Mode)
+	}
+	if isSpecial(f.Mode) && f.Size != 0 {
+		return fmt.Errorf("a %s has size %d", typeName(f.Mode), f.Size)
+	}
+	if f.Rdev != 0 && f.Mode&fs.ModeDevice == 0 {
+		return fmt.Errorf("a %s has a device number (%#x)", typeName(f.Mode), f.Rdev)
 	}
 	if f.Mode.Type() == fs.ModeSymlink {
 		switch {
@@ -177,6 +213,63 @@ func (m *Manifest) validFile(f *File) error {
 	return nil
 }
 
+// validLink checks the hard link f against prev, the entries listed before
+// it (sorted, and valid themselves).
+func validLink(prev []File, f *File) error {
+	if err := validPath(f.Link); err != nil {
+		return fmt.Errorf("link %q: %v", f.Link, err)
+	}
+	t, ok := (&Manifest{Files: prev}).Lookup(f.Link)
+	switch {
+	case !ok:
+		return fmt.Errorf("link %q is not listed before the link", f.Link)
+	case t.Mode.IsDir():
+		return fmt.Errorf("link %q is a directory", f.Link)
+	case t.Link != "":
+		return fmt.Errorf("link %q is itself a hard link (of %q)", f.Link, t.Link)
+	}
+	var differs string
+	switch {
+	case f.Mode != t.Mode:
+		differs = fmt.Sprintf("mode %v, not %v", f.Mode, t.Mode)
+	case f.Size != t.Size:
+		differs = fmt.Sprintf("size %d, not %d", f.Size, t.Size)
+	case !f.MTime.Equal(t.MTime):
+		differs = fmt.Sprintf("mtime %v, not %v", f.MTime, t.MTime)
+	case !f.ATime.Equal(t.ATime):
+		differs = fmt.Sprintf("atime %v, not %v", f.ATime, t.ATime)
+	case f.UID != t.UID || f.GID != t.GID:
+		differs = fmt.Sprintf("owner %d:%d, not %d:%d", f.UID, f.GID, t.UID, t.GID)
+	case f.Rdev != t.Rdev:
+		differs = fmt.Sprintf("device number %#x, not %#x", f.Rdev, t.Rdev)
+	case f.Target != t.Target:
+		differs = fmt.Sprintf("target %q, not %q", f.Target, t.Target)
+	case !sameBlocks(f.Blocks, t.Blocks):
+		differs = "other blocks"
+	default:
+		return nil
+	}
+	return fmt.Errorf("hard link of %q has %s", f.Link, differs)
+}
+
+// sameBlocks reports whether a and b hold the same IDs, at once when they
+// share their array.
+func sameBlocks(a, b []blockstore.ID) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return slices.Equal(a, b)
+}
+
+// isSpecial reports whether m is the mode of a named pipe, a socket or a
+// device.
+func isSpecial(m fs.FileMode) bool {
+	return m&(fs.ModeNamedPipe|fs.ModeSocket|fs.ModeDevice) != 0
+}
+
 func typeName(m fs.FileMode) string {
 	switch m.Type() {
 	case 0:
@@ -185,6 +278,14 @@ func typeName(m fs.FileMode) string {
 		return "directory"
 	case fs.ModeSymlink:
 		return "symlink"
+	case fs.ModeNamedPipe:
+		return "named pipe"
+	case fs.ModeSocket:
+		return "socket"
+	case fs.ModeDevice:
+		return "block device"
+	case fs.ModeDevice | fs.ModeCharDevice:
+		return "character device"
 	}
 	return "special file"
 }

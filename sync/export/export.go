@@ -1,6 +1,12 @@
 // Package export writes a template version out as an ordinary directory:
 // the reverse of sync/publish. Holes stay holes (the files are sparse), and
 // every block is verified against the signed manifest before it is written.
+//
+// The export restores what the manifest keeps: owners (when the manifest
+// has them; all of them only when run by root), modes with setuid, setgid and sticky, atimes
+// and mtimes to the nanosecond, FIFOs, sockets and device nodes, and hard
+// links, made with link(2) to the primary entry's file, whose blocks are
+// written once.
 package export
 
 import (
@@ -10,6 +16,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
@@ -28,6 +37,13 @@ type place struct {
 }
 
 // Export writes m into dir, which must not exist or be empty.
+//
+// Entries are made in manifest order (a directory before what it holds, a
+// hard link's primary before its other names), the blocks are written, and
+// then, from the last entry to the first, each entry gets its owner, then
+// its mode (chown clears setuid and setgid), then its times: every
+// directory's times are set after all it holds, deepest first, so nothing
+// changes them afterwards.
 func Export(ctx context.Context, src Fetcher, m *manifest.Manifest, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -48,16 +64,24 @@ func Export(ctx context.Context, src Fetcher, m *manifest.Manifest, dir string) 
 	for i := range m.Files {
 		f := &m.Files[i]
 		path := filepath.Join(dir, filepath.FromSlash(f.Path))
-		switch {
-		case f.Mode.IsDir():
+		if f.Link != "" {
+			// Another name of an earlier entry: its blocks are that
+			// entry's, written there.
+			if err := os.Link(filepath.Join(dir, filepath.FromSlash(f.Link)), path); err != nil {
+				return err
+			}
+			continue
+		}
+		switch typ := f.Mode.Type(); typ {
+		case fs.ModeDir:
 			if err := os.Mkdir(path, 0o700); err != nil {
 				return err
 			}
-		case f.Mode&fs.ModeSymlink != 0:
+		case fs.ModeSymlink:
 			if err := os.Symlink(f.Target, path); err != nil {
 				return err
 			}
-		default:
+		case 0:
 			fh, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 			if err != nil {
 				return err
@@ -76,6 +100,14 @@ func Export(ctx context.Context, src Fetcher, m *manifest.Manifest, dir string) 
 				off, _ := f.BlockRange(m.BlockSize, b)
 				where[id] = append(where[id], place{i, off})
 			}
+		default:
+			kind, ok := nodeType(typ)
+			if !ok {
+				return fmt.Errorf("%s: cannot make a %v file", f.Path, typ)
+			}
+			if err := unix.Mknod(path, kind|0o600, int(f.Rdev)); err != nil {
+				return &fs.PathError{Op: "mknod", Path: path, Err: err}
+			}
 		}
 	}
 	err := src.Fetch(ctx, order, func(id blockstore.ID, plain []byte) error {
@@ -93,18 +125,75 @@ func Export(ctx context.Context, src Fetcher, m *manifest.Manifest, dir string) 
 	if err != nil {
 		return err
 	}
-	// Sync, then set modes and times bottom-up so directories keep theirs.
+	// Sync, then set owners, modes and times bottom-up so directories keep
+	// theirs. A hard link's inode gets them by its primary entry.
 	var errs []error
 	for _, f := range handles {
 		errs = append(errs, f.Sync())
 	}
 	for i := len(m.Files) - 1; i >= 0; i-- {
 		f := &m.Files[i]
-		path := filepath.Join(dir, filepath.FromSlash(f.Path))
-		if f.Mode&fs.ModeSymlink != 0 {
+		if f.Link != "" {
 			continue
 		}
-		errs = append(errs, os.Chmod(path, f.Mode.Perm()), os.Chtimes(path, f.MTime, f.MTime))
+		path := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if m.Owners {
+			errs = append(errs, chown(path, f.UID, f.GID))
+		}
+		if f.Mode.Type() != fs.ModeSymlink {
+			// Symlinks have no mode of their own on Linux.
+			errs = append(errs, os.Chmod(path, f.Mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)))
+		}
+		errs = append(errs, setTimes(path, f.ATime, f.MTime))
 	}
 	return errors.Join(errs...)
+}
+
+// chown sets path's owner and group, not following a symlink. Run by
+// another user than root, an export keeps the owners it may set (its own
+// user and groups) and leaves the rest to it, as tar does; root must set
+// them all.
+func chown(path string, uid, gid uint32) error {
+	err := os.Lchown(path, int(uid), int(gid))
+	if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
+		return nil
+	}
+	return err
+}
+
+// nodeType is the st_mode file type mknod(2) makes for an entry of type
+// typ: a FIFO, a socket, or a block or char device.
+func nodeType(typ fs.FileMode) (uint32, bool) {
+	switch typ {
+	case fs.ModeNamedPipe:
+		return unix.S_IFIFO, true
+	case fs.ModeSocket:
+		return unix.S_IFSOCK, true
+	case fs.ModeDevice:
+		return unix.S_IFBLK, true
+	case fs.ModeDevice | fs.ModeCharDevice:
+		return unix.S_IFCHR, true
+	}
+	return 0, false
+}
+
+// setTimes sets path's atime and mtime, to the nanosecond, without
+// following a symlink. A manifest without atimes (ATime zero) gives the
+// mtime as atime; a zero time leaves the file's own.
+func setTimes(path string, atime, mtime time.Time) error {
+	if atime.IsZero() {
+		atime = mtime
+	}
+	ts := []unix.Timespec{timespec(atime), timespec(mtime)}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &fs.PathError{Op: "utimensat", Path: path, Err: err}
+	}
+	return nil
+}
+
+func timespec(t time.Time) unix.Timespec {
+	if t.IsZero() {
+		return unix.Timespec{Nsec: unix.UTIME_OMIT}
+	}
+	return unix.Timespec{Sec: t.Unix(), Nsec: int64(t.Nanosecond())}
 }

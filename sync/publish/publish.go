@@ -6,6 +6,12 @@
 // it lacks, and only those are compressed and uploaded, several batches in
 // flight. The manifest is committed last, so an interrupted publish leaves
 // no version behind, and running it again sends only what is still missing.
+//
+// The manifest keeps what a VM folder may hold besides data: every entry's
+// owner and group, mode (setuid, setgid and sticky included), and atime and
+// mtime to the nanosecond; FIFOs, sockets and device nodes, which are never
+// opened; and hard links, as one primary entry and entries naming it, whose
+// data is read and sent once.
 package publish
 
 import (
@@ -78,7 +84,8 @@ type Config struct {
 
 // Progress is a running count of a publish.
 type Progress struct {
-	// TotalBytes is the logical size of all regular files.
+	// TotalBytes is the logical size of all regular files, each hard
+	// linked file once.
 	TotalBytes int64
 	// DoneBytes is how much of TotalBytes has been hashed (holes count).
 	DoneBytes int64
@@ -90,9 +97,11 @@ type Progress struct {
 type Result struct {
 	// Info describes the committed version.
 	Info api.VersionInfo
-	// Files is the number of entries (files, directories, symlinks).
+	// Files is the number of entries (files, directories, symlinks,
+	// special files, and each further name of a hard linked file).
 	Files int
-	// Bytes is the logical size of all regular files.
+	// Bytes is the logical size of all regular files, each hard linked
+	// file once.
 	Bytes int64
 	// Blocks counts data blocks (not holes), duplicates included.
 	Blocks int
@@ -186,7 +195,9 @@ func (p *publisher) run(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	for _, f := range p.files {
-		p.total.Add(f.Size)
+		if f.Link == "" {
+			p.total.Add(f.Size)
+		}
 	}
 	p.res.Files, p.res.Bytes = len(p.files), p.total.Load()
 
@@ -212,10 +223,12 @@ func (p *publisher) run(ctx context.Context) (Result, error) {
 	if err != nil {
 		return p.res, err
 	}
+	fillLinks(p.files)
 	m := &manifest.Manifest{
 		Kind:      manifest.KindTemplate,
 		Name:      p.cfg.Name,
 		BlockSize: uint32(p.bs),
+		Owners:    true,
 		Files:     p.files,
 	}
 	info, err := p.cfg.Server.Commit(ctx, m)
@@ -229,15 +242,17 @@ func (p *publisher) run(ctx context.Context) (Result, error) {
 }
 
 // produce reads each regular file in order and queues its data blocks;
-// whole blocks inside holes are recorded as holes without reading. One
-// goroutine reads, sequentially and in runs of readRun blocks with one
-// preadv each, straight into the blocks' buffers: reading alternate 64 KiB
-// blocks from several workers defeated the kernel's readahead and cost
-// most of a publish's CPU in syscalls (pprof).
+// whole blocks inside holes are recorded as holes without reading. A hard
+// link entry is not read: its primary is, and fillLinks gives the
+// primary's blocks to it at the end. One goroutine reads, sequentially and
+// in runs of readRun blocks with one preadv each, straight into the
+// blocks' buffers: reading alternate 64 KiB blocks from several workers
+// defeated the kernel's readahead and cost most of a publish's CPU in
+// syscalls (pprof).
 func (p *publisher) produce(ctx context.Context, jobs chan<- job) error {
 	for i := range p.files {
 		f := &p.files[i]
-		if !f.Mode.IsRegular() || f.Size == 0 {
+		if !f.Mode.IsRegular() || f.Size == 0 || f.Link != "" {
 			continue
 		}
 		if err := p.produceFile(ctx, i, jobs); err != nil {

@@ -163,12 +163,25 @@ func (c *clone) initFromBase(ctx context.Context) error {
 		ops = ops[:0]
 		return err
 	}
+	owner := c.fsys.ids.stored(c.fsys.cfg.Owner)
 	for i := range m.Files {
 		f := &m.Files[i]
 		ino := uint64(i) + 2
-		r := record{mode: f.Mode, mtime: nanos(f.MTime), ctime: now, target: f.Target}
+		r := record{mode: f.Mode, mtime: nanos(f.MTime), atime: nanos(f.ATime), ctime: now,
+			target: f.Target, rdev: f.Rdev, uid: owner.UID, gid: owner.GID, owned: true}
+		if m.Owners {
+			r.uid, r.gid = f.UID, f.GID
+		}
 		if f.Mode.Type() == 0 {
 			r.size, r.baseSize, r.basePath = f.Size, f.Size, f.Path
+		}
+		if f.Link != "" {
+			// Another name of an earlier entry: its inode, no record.
+			p, found := fileIndex(m, f.Link)
+			if !found {
+				return fmt.Errorf("%w: base %q links to missing %q", ErrCorrupt, f.Path, f.Link)
+			}
+			ino = uint64(p) + 2
 		}
 		parent := uint64(1)
 		dir, name, ok := cutLast(f.Path)
@@ -179,9 +192,10 @@ func (c *clone) initFromBase(ctx context.Context) error {
 			}
 			parent = uint64(p) + 2
 		}
-		ops = append(ops,
-			blockstore.MetaOp{Key: c.inodeKey(ino), Value: r.marshal()},
-			blockstore.MetaOp{Key: c.dentKey(parent, name), Value: inoValue(ino)})
+		if f.Link == "" {
+			ops = append(ops, blockstore.MetaOp{Key: c.inodeKey(ino), Value: r.marshal()})
+		}
+		ops = append(ops, blockstore.MetaOp{Key: c.dentKey(parent, name), Value: inoValue(ino)})
 		if len(ops) >= 1000 {
 			if err := commit(); err != nil {
 				return err
@@ -267,10 +281,11 @@ func (c *clone) loadMeta(ctx context.Context) error {
 			return corrupt("entry %q of %d names a missing inode %d", d.name, d.parent, d.child)
 		case !p.mode.IsDir():
 			return corrupt("entry %q in non-directory %d", d.name, d.parent)
-		case ch.parent != nil || ch == c.root:
-			return corrupt("inode %d has two entries", d.child)
+		case ch == c.root || ch.mode.IsDir() && ch.parent != nil:
+			return corrupt("directory inode %d has two entries", d.child)
 		}
 		ch.parent, ch.name = p, d.name
+		ch.nlink++
 		p.children[d.name] = ch
 	}
 	for _, ch := range chunks {

@@ -100,6 +100,14 @@ type Config struct {
 	// 0644, stay the mounting user's, as in a home directory, while the
 	// templates are everyone's.
 	ShareClones bool
+	// Owner owns what a clone makes when the request names no caller
+	// (WithCaller), and every entry of a clone or template whose manifest
+	// keeps no owners (made before dvfs kept them): local IDs, usually the
+	// mounting user's. The zero Owner is root.
+	Owner Owner
+	// IDMap maps owners between this workstation and the server; by
+	// default IDs are the same on both.
+	IDMap IDMap
 }
 
 // Defaults, in one place.

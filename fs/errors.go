@@ -29,11 +29,13 @@ var (
 	ErrNotDir = errors.New("not a directory")
 	// ErrIsDir: a non-directory was expected (EISDIR).
 	ErrIsDir = errors.New("is a directory")
-	// ErrNotSupported: dvfs does not do this, e.g. hard links (ENOTSUP).
+	// ErrNotSupported: dvfs does not do this, e.g. RENAME_EXCHANGE (ENOTSUP).
 	ErrNotSupported = errors.New("operation not supported")
 	// ErrCrossDevice: a rename between two clones, or between a clone and
 	// a template (EXDEV).
 	ErrCrossDevice = errors.New("rename across clones")
+	// ErrTooManyLinks: a file has as many names as it may (EMLINK).
+	ErrTooManyLinks = errors.New("too many links")
 	// ErrTooLarge: a file would grow past MaxFileSize (EFBIG).
 	ErrTooLarge = errors.New("file too large")
 	// ErrNoData: no data at or past an offset (ENXIO), as lseek's

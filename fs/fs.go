@@ -15,6 +15,7 @@ import (
 // safe for concurrent use.
 type FS struct {
 	cfg      Config
+	ids      idMapper
 	log      *slog.Logger
 	started  time.Time
 	cache    *blockCache
@@ -53,11 +54,16 @@ func New(cfg Config) (*FS, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	ids, err := newIDMapper(cfg.IDMap)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("fs: state dir: %w", err)
 	}
 	fsys := &FS{
 		cfg:      cfg,
+		ids:      ids,
 		log:      cfg.Logger,
 		started:  time.Now(),
 		cache:    newBlockCache(cfg.CacheBlocks),

@@ -29,10 +29,17 @@ type cinode struct {
 	children map[string]*cinode // directories only
 	linked   bool               // reachable from the root
 
+	// nlink counts a non-directory's entries (hard links); guarded by
+	// c.ns. Directories keep parent and name, the one entry they have.
+	nlink int
+
 	mu        sync.Mutex // guards the fields below
 	mode      iofs.FileMode
 	mtime     time.Time
+	atime     time.Time
 	ctime     time.Time
+	owner     Owner  // stored IDs
+	rdev      uint64 // device nodes
 	target    string
 	basePath  string
 	base      *manifest.File // nil: no base data
@@ -64,8 +71,16 @@ type cinode struct {
 func (c *clone) newInode(ino uint64, r record) (*cinode, error) {
 	n := &cinode{
 		c: c, ino: ino,
-		mode: r.mode, mtime: fromNanos(r.mtime), ctime: fromNanos(r.ctime),
+		mode: r.mode, mtime: fromNanos(r.mtime), atime: fromNanos(r.atime), ctime: fromNanos(r.ctime),
+		owner: Owner{r.uid, r.gid}, rdev: r.rdev,
 		target: r.target, basePath: r.basePath, size: r.size, baseSize: r.baseSize,
+	}
+	if !r.owned {
+		// Kept before overlays kept owners: the mount's default owner.
+		n.owner = c.fsys.ids.stored(c.fsys.cfg.Owner)
+	}
+	if r.atime == 0 {
+		n.atime = n.mtime
 	}
 	if r.mode.IsDir() {
 		n.children = make(map[string]*cinode)
@@ -84,7 +99,8 @@ func (c *clone) newInode(ino uint64, r record) (*cinode, error) {
 func (n *cinode) recordLocked() record {
 	return record{
 		mode: n.mode, size: n.size, baseSize: n.baseSize,
-		mtime: nanos(n.mtime), ctime: nanos(n.ctime),
+		mtime: nanos(n.mtime), ctime: nanos(n.ctime), atime: nanos(n.atime),
+		uid: n.owner.UID, gid: n.owner.GID, rdev: n.rdev, owned: true,
 		target: n.target, basePath: n.basePath,
 	}
 }
@@ -105,8 +121,10 @@ func (c *clone) node(n *cinode) Node {
 		return &cloneDir{cnode{n}}
 	case n.mode.Type() == iofs.ModeSymlink:
 		return &cloneLink{cnode{n}}
-	default:
+	case n.mode.IsRegular():
 		return &cloneFile{cnode{n}}
+	default:
+		return &cloneSpecial{cnode{n}}
 	}
 }
 
@@ -124,6 +142,10 @@ func (n *cinode) attr() Attr {
 			nlink = 0
 		}
 		n.c.ns.RUnlock()
+	} else {
+		n.c.ns.RLock()
+		nlink = uint32(n.nlink)
+		n.c.ns.RUnlock()
 	}
 	// The data file, if open, tells the punched local sectors from
 	// written ones; a getattr does not open it (every local sector then
@@ -134,13 +156,18 @@ func (n *cinode) attr() Attr {
 	if n.gone {
 		nlink = 0
 	}
+	o := n.c.fsys.ids.local(n.owner)
 	a := Attr{
 		Ino:   makeIno(n.c.space, n.ino),
 		Mode:  n.mode,
 		Size:  n.size,
 		Nlink: nlink,
 		MTime: n.mtime,
+		ATime: n.atime,
 		CTime: n.ctime,
+		UID:   o.UID,
+		GID:   o.GID,
+		Rdev:  n.rdev,
 	}
 	switch n.mode.Type() {
 	case iofs.ModeSymlink:
@@ -173,13 +200,27 @@ func (e cnode) SetAttr(ctx context.Context, a SetAttr) (Attr, error) {
 			return Attr{}, err
 		}
 	}
-	if a.Mode != nil || a.MTime != nil {
+	if a.Mode != nil || a.MTime != nil || a.ATime != nil || a.UID != nil || a.GID != nil {
 		n.mu.Lock()
 		if a.Mode != nil {
-			n.mode = n.mode.Type() | *a.Mode&(iofs.ModePerm|iofs.ModeSetuid|iofs.ModeSetgid|iofs.ModeSticky)
+			n.mode = n.mode.Type() | *a.Mode&permMode
 		}
 		if a.MTime != nil {
 			n.mtime = *a.MTime
+		}
+		if a.ATime != nil {
+			n.atime = *a.ATime
+		}
+		if a.UID != nil || a.GID != nil {
+			ids := n.c.fsys.ids
+			o := ids.local(n.owner)
+			if a.UID != nil {
+				o.UID = *a.UID
+			}
+			if a.GID != nil {
+				o.GID = *a.GID
+			}
+			n.owner = ids.stored(o)
 		}
 		n.ctime = time.Now()
 		n.setDirtyLocked()
@@ -227,6 +268,10 @@ func (l *cloneLink) Readlink(ctx context.Context) (string, error) {
 	defer l.n.mu.Unlock()
 	return l.n.target, nil
 }
+
+// cloneSpecial is a FIFO, socket or device node of a clone: an entry
+// with attributes, never opened here.
+type cloneSpecial struct{ cnode }
 
 // cloneFile is a regular file of a clone.
 type cloneFile struct{ cnode }

@@ -57,7 +57,9 @@ const (
 	formatV2 = 2
 )
 
-// record is an inode as Meta keeps it.
+// record is an inode as Meta keeps it. Format 1 records end after the
+// base path; format 2 adds atime, owner (stored IDs) and rdev. A format 1
+// record has no owner: it loads as Config.Owner's.
 type record struct {
 	mode     iofs.FileMode
 	size     int64
@@ -66,11 +68,15 @@ type record struct {
 	ctime    int64
 	target   string // symlinks
 	basePath string // regular files copied from the base: their path there
+	atime    int64  // format 2
+	uid, gid uint32 // format 2: stored IDs
+	rdev     uint64 // format 2: device nodes
+	owned    bool   // decoded from format 2: uid and gid are meaningful
 }
 
 func (r *record) marshal() []byte {
-	b := make([]byte, 0, 48+len(r.target)+len(r.basePath))
-	b = append(b, tagRecord, formatV1)
+	b := make([]byte, 0, 80+len(r.target)+len(r.basePath))
+	b = append(b, tagRecord, formatV2)
 	b = binary.AppendUvarint(b, uint64(r.mode))
 	b = binary.AppendVarint(b, r.size)
 	b = binary.AppendVarint(b, r.baseSize)
@@ -80,6 +86,10 @@ func (r *record) marshal() []byte {
 	b = append(b, r.target...)
 	b = binary.AppendUvarint(b, uint64(len(r.basePath)))
 	b = append(b, r.basePath...)
+	b = binary.AppendVarint(b, r.atime)
+	b = binary.AppendUvarint(b, uint64(r.uid))
+	b = binary.AppendUvarint(b, uint64(r.gid))
+	b = binary.AppendUvarint(b, r.rdev)
 	return b
 }
 
@@ -133,12 +143,16 @@ func (d *decoder) str() string {
 	return s
 }
 
-func (d *decoder) tag(tag byte) {
-	if len(d.b) < 2 || d.b[0] != tag || d.b[1] != formatV1 {
-		d.err = fmt.Errorf("not a %q record of format %d", tag, formatV1)
-		return
+// tag reads the tag and format of a record, which may be of formats 1 to
+// max, and returns the format.
+func (d *decoder) tag(tag byte, max byte) byte {
+	if len(d.b) < 2 || d.b[0] != tag || d.b[1] < formatV1 || d.b[1] > max {
+		d.err = fmt.Errorf("not a %q record of format %d to %d", tag, formatV1, max)
+		return 0
 	}
+	f := d.b[1]
 	d.b = d.b[2:]
+	return f
 }
 
 func (d *decoder) finish() error {
@@ -148,12 +162,25 @@ func (d *decoder) finish() error {
 	return d.err
 }
 
-// allowedMode is what a record's mode may hold.
-const allowedMode = iofs.ModeDir | iofs.ModeSymlink | iofs.ModePerm | iofs.ModeSetuid | iofs.ModeSetgid | iofs.ModeSticky
+// permMode is what a mode may hold besides its type.
+const permMode = iofs.ModePerm | iofs.ModeSetuid | iofs.ModeSetgid | iofs.ModeSticky
+
+// validType reports whether m's type bits are a type an entry may have.
+func validType(m iofs.FileMode) bool {
+	switch m.Type() {
+	case 0, iofs.ModeDir, iofs.ModeSymlink, iofs.ModeNamedPipe, iofs.ModeSocket,
+		iofs.ModeDevice, iofs.ModeDevice | iofs.ModeCharDevice:
+		return true
+	}
+	return false
+}
+
+// isDevice reports whether m is a block or character device.
+func isDevice(m iofs.FileMode) bool { return m&iofs.ModeDevice != 0 }
 
 func unmarshalRecord(b []byte) (record, error) {
 	d := decoder{b: b}
-	d.tag(tagRecord)
+	format := d.tag(tagRecord, formatV2)
 	var r record
 	mode := d.uvarint()
 	r.mode = iofs.FileMode(mode)
@@ -163,12 +190,23 @@ func unmarshalRecord(b []byte) (record, error) {
 	r.ctime = d.varint()
 	r.target = d.str()
 	r.basePath = d.str()
+	if format >= formatV2 {
+		r.atime = d.varint()
+		uid, gid := d.uvarint(), d.uvarint()
+		r.rdev = d.uvarint()
+		if uid > uint64(^uint32(0)) || gid > uint64(^uint32(0)) {
+			return record{}, fmt.Errorf("%w: inode record: owner %d:%d", ErrCorrupt, uid, gid)
+		}
+		r.uid, r.gid, r.owned = uint32(uid), uint32(gid), true
+	}
 	if err := d.finish(); err != nil {
 		return record{}, fmt.Errorf("%w: inode record: %v", ErrCorrupt, err)
 	}
 	switch {
-	case mode > uint64(^uint32(0)) || r.mode&^allowedMode != 0 || r.mode&iofs.ModeDir != 0 && r.mode&iofs.ModeSymlink != 0:
+	case mode > uint64(^uint32(0)) || r.mode&^(iofs.ModeType|permMode) != 0 || !validType(r.mode):
 		return record{}, fmt.Errorf("%w: inode record: mode %v", ErrCorrupt, r.mode)
+	case r.rdev != 0 && !isDevice(r.mode):
+		return record{}, fmt.Errorf("%w: inode record: device number on a %v", ErrCorrupt, r.mode.Type())
 	case r.size < 0 || r.size > MaxFileSize || r.baseSize < 0 || r.baseSize > r.size:
 		return record{}, fmt.Errorf("%w: inode record: size %d, base size %d", ErrCorrupt, r.size, r.baseSize)
 	case r.mode.Type() != iofs.ModeSymlink && r.target != "",

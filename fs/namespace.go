@@ -34,7 +34,9 @@ func (n *cinode) touch(now time.Time) {
 	n.mu.Unlock()
 }
 
-// add makes a new inode from r called name in d.
+// add makes a new inode from r called name in d, owned by the caller (the
+// group is d's when d is setgid, and a directory made there is setgid
+// too, as on a local disk).
 func (d *cloneDir) add(ctx context.Context, name string, r record) (*cinode, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
@@ -57,6 +59,16 @@ func (d *cloneDir) add(ctx context.Context, name string, r record) (*cinode, err
 		// entry here rather than have the clone stop syncing.
 		return nil, fmt.Errorf("create %q: the clone holds %d entries, the most a generation may: %w", name, len(c.inodes), syscall.ENOSPC)
 	}
+	o := c.fsys.ids.stored(c.fsys.caller(ctx))
+	d.n.mu.Lock()
+	if d.n.mode&iofs.ModeSetgid != 0 {
+		o.GID = d.n.owner.GID
+		if r.mode.IsDir() {
+			r.mode |= iofs.ModeSetgid
+		}
+	}
+	d.n.mu.Unlock()
+	r.uid, r.gid, r.owned = o.UID, o.GID, true
 	ino := c.nextIno
 	n, err := c.newInode(ino, r)
 	if err != nil {
@@ -71,7 +83,7 @@ func (d *cloneDir) add(ctx context.Context, name string, r record) (*cinode, err
 		return nil, fmt.Errorf("create %q: %w", name, err)
 	}
 	c.nextIno++
-	n.parent, n.name, n.linked = d.n, name, true
+	n.parent, n.name, n.linked, n.nlink = d.n, name, true, 1
 	d.n.children[name] = n
 	c.inodes[ino] = n
 	d.n.touch(now)
@@ -80,7 +92,7 @@ func (d *cloneDir) add(ctx context.Context, name string, r record) (*cinode, err
 
 func newRecord(mode iofs.FileMode) record {
 	now := nanos(time.Now())
-	return record{mode: mode, mtime: now, ctime: now}
+	return record{mode: mode, mtime: now, atime: now, ctime: now}
 }
 
 func (d *cloneDir) Create(ctx context.Context, name string, mode iofs.FileMode, flags int) (Node, Handle, error) {
@@ -148,15 +160,129 @@ func (d *cloneDir) Symlink(ctx context.Context, target, name string) (Node, erro
 	return c.node(n), nil
 }
 
-// removal is an inode leaving the tree: the ops that delete it from Meta,
-// and what to do once they are committed. Its syncMu is held from
-// prepare to done, so no sync commits its record again.
-type removal struct {
-	n   *cinode
-	ops []blockstore.MetaOp
+// Mknod makes a FIFO, socket or device node; a regular file type makes
+// an empty regular file, as mknod(2) does.
+func (d *cloneDir) Mknod(ctx context.Context, name string, mode iofs.FileMode, rdev uint64) (Node, error) {
+	switch {
+	case mode.IsRegular():
+		n, h, err := d.Create(ctx, name, mode, os.O_EXCL)
+		if err != nil {
+			return nil, err
+		}
+		return n, h.Release(ctx)
+	case mode.IsDir() || mode.Type() == iofs.ModeSymlink || !validType(mode):
+		return nil, fmt.Errorf("mknod %q of type %v: %w", name, mode.Type(), ErrInvalid)
+	}
+	if !isDevice(mode) {
+		rdev = 0
+	}
+	c := d.n.c
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	defer c.end()
+	c.ns.Lock()
+	defer c.ns.Unlock()
+	r := newRecord(mode.Type() | mode&permMode)
+	r.rdev = rdev
+	n, err := d.add(ctx, name, r)
+	if err != nil {
+		return nil, err
+	}
+	return c.node(n), nil
 }
 
-func (n *cinode) prepareRemoval() *removal {
+// inodeOf returns the clone inode behind a node of a clone, or nil.
+func inodeOf(n Node) *cinode {
+	switch t := n.(type) {
+	case *cloneFile:
+		return t.n
+	case *cloneLink:
+		return t.n
+	case *cloneSpecial:
+		return t.n
+	case *cloneDir:
+		return t.n
+	}
+	return nil
+}
+
+// Link makes name another entry of target's inode: one more Meta entry,
+// and the record's ctime.
+func (d *cloneDir) Link(ctx context.Context, target Node, name string) (Node, error) {
+	t := inodeOf(target)
+	switch {
+	case t == nil || t.c != d.n.c:
+		return nil, ErrCrossDevice
+	case t.mode.IsDir():
+		return nil, fmt.Errorf("link to a directory: %w", ErrPermission)
+	}
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	c := d.n.c
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	defer c.end()
+	c.ns.Lock()
+	defer c.ns.Unlock()
+	switch {
+	case !d.n.linked:
+		return nil, fmt.Errorf("directory removed: %w", ErrNotExist)
+	case t.nlink == 0:
+		return nil, fmt.Errorf("link to a removed file: %w", ErrNotExist)
+	case d.n.children[name] != nil:
+		return nil, fmt.Errorf("%q: %w", name, ErrExist)
+	case t.nlink >= maxLinks:
+		return nil, fmt.Errorf("%q: %d links: %w", name, t.nlink, ErrTooManyLinks)
+	}
+	if err := checkPathLen(d.n, name, 0); err != nil {
+		return nil, err
+	}
+	if err := c.fsys.checkSpace(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	err := c.fsys.cfg.Meta.CommitMeta(ctx,
+		blockstore.MetaOp{Key: c.dentKey(d.n.ino, name), Value: inoValue(t.ino), Check: true},
+		d.n.touchOp(now))
+	if err != nil {
+		return nil, fmt.Errorf("link %q: %w", name, err)
+	}
+	d.n.children[name] = t
+	t.nlink++
+	d.n.touch(now)
+	t.mu.Lock()
+	t.ctime = now
+	t.setDirtyLocked()
+	t.mu.Unlock()
+	return c.node(t), nil
+}
+
+// maxLinks bounds a file's names, as ext4's 65000.
+const maxLinks = 65000
+
+// removal is entry name of dir leaving the tree, and with it the inode
+// when that was its last name: the ops that delete them from Meta, and
+// what to do once they are committed. When the inode goes, its syncMu is
+// held from prepare to done, so no sync commits its record again. c.ns is
+// held throughout.
+type removal struct {
+	n    *cinode
+	dir  *cinode
+	name string
+	last bool // the inode's last name
+	ops  []blockstore.MetaOp
+}
+
+func (n *cinode) prepareRemoval(dir *cinode, name string) *removal {
+	r := &removal{n: n, dir: dir, name: name, last: n.mode.IsDir() || n.nlink <= 1}
+	if !r.last {
+		// Another name remains: only the entry goes (the caller's op);
+		// the record keeps its size and times until its next sync.
+		return r
+	}
 	n.syncMu.Lock()
 	ops := []blockstore.MetaOp{{Key: n.c.inodeKey(n.ino)}}
 	n.mu.Lock()
@@ -164,7 +290,8 @@ func (n *cinode) prepareRemoval() *removal {
 		ops = append(ops, blockstore.MetaOp{Key: n.c.chunkKey(n.ino, idx)})
 	}
 	n.mu.Unlock()
-	return &removal{n: n, ops: ops}
+	r.ops = ops
+	return r
 }
 
 // done finishes the removal; committed says whether its ops were. It
@@ -172,15 +299,25 @@ func (n *cinode) prepareRemoval() *removal {
 // without c.ns held).
 func (r *removal) done(committed bool) (discard bool) {
 	n := r.n
+	if !r.last {
+		if committed {
+			delete(r.dir.children, r.name)
+			n.nlink--
+			n.mu.Lock()
+			n.ctime = time.Now()
+			n.setDirtyLocked()
+			n.mu.Unlock()
+		}
+		return false
+	}
 	defer n.syncMu.Unlock()
 	if !committed {
 		return false
 	}
 	n.linked = false
-	if n.parent != nil {
-		delete(n.parent.children, n.name)
-		n.parent = nil
-	}
+	n.nlink = 0
+	delete(r.dir.children, r.name)
+	n.parent = nil
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.gone = true
@@ -248,7 +385,7 @@ func (d *cloneDir) Rmdir(ctx context.Context, name string) error {
 func (d *cloneDir) remove(ctx context.Context, name string, ch *cinode) (discard bool, err error) {
 	c := d.n.c
 	now := time.Now()
-	r := ch.prepareRemoval()
+	r := ch.prepareRemoval(d.n, name)
 	ops := append(r.ops,
 		blockstore.MetaOp{Key: c.dentKey(d.n.ino, name)},
 		d.n.touchOp(now))
@@ -332,7 +469,7 @@ func (d *cloneDir) Rename(ctx context.Context, name string, newDir MutableDir, n
 	}
 	var r *removal
 	if victim != nil {
-		r = victim.prepareRemoval()
+		r = victim.prepareRemoval(nd.n, newName)
 		ops = append(ops, r.ops...)
 	}
 	err := c.fsys.cfg.Meta.CommitMeta(ctx, ops...)
@@ -342,7 +479,7 @@ func (d *cloneDir) Rename(ctx context.Context, name string, newDir MutableDir, n
 	}
 	if err == nil {
 		delete(d.n.children, name)
-		nd.n.children[newName] = src
+		nd.n.children[newName] = src // after the victim's done, which deleted newName
 		src.parent, src.name = nd.n, newName
 		d.n.touch(now)
 		nd.n.touch(now)

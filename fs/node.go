@@ -36,8 +36,14 @@ type Attr struct {
 	Blocks int64
 	// Nlink is the number of links (directories: 2 plus subdirectories).
 	Nlink uint32
-	// MTime is the modification time, CTime the status change time.
-	MTime, CTime time.Time
+	// MTime is the modification time, ATime the access time, CTime the
+	// status change time.
+	MTime, ATime, CTime time.Time
+	// UID and GID own the node, as this workstation numbers users (after
+	// Config.IDMap).
+	UID, GID uint32
+	// Rdev is a device node's device number (Linux form); 0 otherwise.
+	Rdev uint64
 	// Immutable says the node and, for a directory, its entries never
 	// change: an adapter may cache them without limit.
 	Immutable bool
@@ -83,6 +89,15 @@ type MutableDir interface {
 	Mkdir(ctx context.Context, name string, mode iofs.FileMode) (Node, error)
 	// Symlink makes a symbolic link to target.
 	Symlink(ctx context.Context, target, name string) (Node, error)
+	// Mknod makes a FIFO, a socket or a device node (mode's type bits;
+	// rdev is a device's number). They are entries only: the FS never
+	// opens them (the kernel serves a FIFO or socket itself, and an
+	// adapter mounts with nodev).
+	Mknod(ctx context.Context, name string, mode iofs.FileMode, rdev uint64) (Node, error)
+	// Link makes name another name of target, a non-directory of the same
+	// clone (a hard link): ErrCrossDevice for a node of another tree,
+	// ErrPermission for a directory.
+	Link(ctx context.Context, target Node, name string) (Node, error)
 	// Unlink removes a non-directory. Open handles keep working.
 	Unlink(ctx context.Context, name string) error
 	// Rmdir removes an empty directory.
@@ -125,8 +140,12 @@ type SetAttr struct {
 	Mode *iofs.FileMode
 	// Size truncates or extends a regular file.
 	Size *int64
-	// MTime sets the modification time.
-	MTime *time.Time
+	// MTime sets the modification time, ATime the access time.
+	MTime, ATime *time.Time
+	// UID and GID set the owner (local IDs, mapped by Config.IDMap). The
+	// FS checks no permission: the adapter's kernel does
+	// (default_permissions), as a local filesystem's would.
+	UID, GID *uint32
 }
 
 // Setter is a node whose attributes can change.

@@ -39,7 +39,9 @@ func (d *rootDir) ReadDir(ctx context.Context) ([]DirEntry, error) {
 }
 
 func fixedDirAttr(fsys *FS, ino uint64, nlink uint32) Attr {
-	return Attr{Ino: ino, Mode: iofs.ModeDir | 0o555, Nlink: nlink, MTime: fsys.started, CTime: fsys.started}
+	o := fsys.cfg.Owner
+	return Attr{Ino: ino, Mode: iofs.ModeDir | 0o555, Nlink: nlink, UID: o.UID, GID: o.GID,
+		MTime: fsys.started, ATime: fsys.started, CTime: fsys.started}
 }
 
 // listCache keeps a Catalog list for CatalogTTL.

@@ -15,12 +15,17 @@ type OverlayEntry struct {
 	// Path is the entry's current path in the clone, slash-separated.
 	Path string
 	// Ino is the overlay's inode number: stable across renames and
-	// remounts, and the name of the data file (DataPath).
+	// remounts, and the name of the data file (DataPath). Hard links are
+	// entries with the same Ino.
 	Ino uint64
 	// Mode holds the type and permission bits.
 	Mode iofs.FileMode
-	// MTime is the modification time.
-	MTime time.Time
+	// MTime is the modification time, ATime the access time.
+	MTime, ATime time.Time
+	// Owner owns the entry, as the server numbers users (stored IDs).
+	Owner Owner
+	// Rdev is a device node's device number.
+	Rdev uint64
 	// Target is a symlink's target.
 	Target string
 	// Size is a regular file's length.
@@ -74,7 +79,8 @@ func (c *clone) listLocked() []listed {
 			p := path.Join(prefix, name)
 			n.mu.Lock()
 			e := listed{n: n, SealedEntry: SealedEntry{OverlayEntry: OverlayEntry{
-				Path: p, Ino: n.ino, Mode: n.mode, MTime: n.mtime, Target: n.target,
+				Path: p, Ino: n.ino, Mode: n.mode, MTime: n.mtime, ATime: n.atime,
+				Owner: n.owner, Rdev: n.rdev, Target: n.target,
 				Size: n.size, BasePath: n.basePath, BaseSize: n.baseSize,
 				Local: blockWords(n.bits.words, c.bs/c.ss), Changes: n.changes,
 			}}}

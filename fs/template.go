@@ -33,6 +33,10 @@ type tmplView struct {
 	children map[int][]int
 	// blocks[i] is the space file i takes, in 512-byte units.
 	blocks []int64
+	// primary maps a hard link's index to the index of the entry it is
+	// another name of; links counts the names of such entries.
+	primary map[int]int
+	links   map[int]uint32
 }
 
 // view returns the view of key, fetching the manifest the first time.
@@ -65,6 +69,17 @@ func (fsys *FS) view(ctx context.Context, key viewKey) (*tmplView, error) {
 			parent = p
 		}
 		v.children[parent] = append(v.children[parent], i)
+		if f.Link != "" {
+			p, found := fileIndex(m, f.Link)
+			if !found {
+				return nil, fmt.Errorf("template %s@%d: %w: %q links to missing %q", key.template, key.version, ErrCorrupt, f.Path, f.Link)
+			}
+			if v.primary == nil {
+				v.primary, v.links = make(map[int]int), make(map[int]uint32)
+			}
+			v.primary[i] = p
+			v.links[p] = max(v.links[p], 1) + 1
+		}
 		for bi, id := range f.Blocks {
 			if !id.IsHole() {
 				_, n := f.BlockRange(m.BlockSize, bi)
@@ -103,14 +118,32 @@ func (v *tmplView) node(i int) Node {
 	if i < 0 {
 		return &tmplDir{e}
 	}
-	switch v.m.Files[i].Mode.Type() {
-	case iofs.ModeDir:
+	switch m := v.m.Files[i].Mode; {
+	case m.IsDir():
 		return &tmplDir{e}
-	case iofs.ModeSymlink:
+	case m.Type() == iofs.ModeSymlink:
 		return &tmplLink{e}
-	default:
+	case m.IsRegular():
 		return &tmplFile{e}
+	default:
+		return &tmplSpecial{e}
 	}
+}
+
+// ino is the inode number of entry i: a hard link has its primary's.
+func (v *tmplView) ino(i int) uint64 {
+	if p, ok := v.primary[i]; ok {
+		i = p
+	}
+	return makeIno(v.space, uint64(i)+2)
+}
+
+// owner is the local owner of entry f.
+func (v *tmplView) owner(f *manifest.File) Owner {
+	if !v.m.Owners {
+		return v.fsys.cfg.Owner
+	}
+	return v.fsys.ids.local(Owner{f.UID, f.GID})
 }
 
 // tmplEntry is what every template node has.
@@ -125,25 +158,41 @@ func (e tmplEntry) Attr(ctx context.Context) (Attr, error) {
 	if e.i < 0 {
 		return Attr{
 			Ino: makeIno(e.v.space, 1), Mode: iofs.ModeDir | 0o555, Nlink: e.v.nlink(-1),
-			MTime: e.v.m.Created, CTime: e.v.m.Created, Immutable: true,
+			MTime: e.v.m.Created, ATime: e.v.m.Created, CTime: e.v.m.Created, Immutable: true,
+			UID: e.v.fsys.cfg.Owner.UID, GID: e.v.fsys.cfg.Owner.GID,
 		}, nil
 	}
 	f := e.file()
+	o := e.v.owner(f)
 	a := Attr{
-		Ino:       makeIno(e.v.space, uint64(e.i)+2),
+		Ino:       e.v.ino(e.i),
 		Mode:      f.Mode &^ 0o222, // read-only, and says so
 		Size:      f.Size,
 		Blocks:    e.v.blocks[e.i],
 		Nlink:     1,
 		MTime:     f.MTime,
+		ATime:     f.ATime,
 		CTime:     f.MTime,
+		UID:       o.UID,
+		GID:       o.GID,
+		Rdev:      f.Rdev,
 		Immutable: true,
+	}
+	if a.ATime.IsZero() {
+		a.ATime = f.MTime
 	}
 	switch f.Mode.Type() {
 	case iofs.ModeDir:
 		a.Nlink = e.v.nlink(e.i)
 	case iofs.ModeSymlink:
 		a.Size = int64(len(f.Target))
+	}
+	p := e.i
+	if q, ok := e.v.primary[p]; ok {
+		p = q
+	}
+	if n := e.v.links[p]; n > 0 {
+		a.Nlink = n
 	}
 	return a, nil
 }
@@ -185,7 +234,7 @@ func (d *tmplDir) ReadDir(ctx context.Context) ([]DirEntry, error) {
 	for _, c := range kids {
 		f := &d.v.m.Files[c]
 		_, name, _ := cutLast(f.Path)
-		out = append(out, DirEntry{Name: name, Mode: f.Mode.Type(), Ino: makeIno(d.v.space, uint64(c)+2)})
+		out = append(out, DirEntry{Name: name, Mode: f.Mode.Type(), Ino: d.v.ino(c)})
 	}
 	return out, nil
 }
@@ -194,6 +243,9 @@ func (d *tmplDir) ReadDir(ctx context.Context) ([]DirEntry, error) {
 type tmplLink struct{ tmplEntry }
 
 func (l *tmplLink) Readlink(ctx context.Context) (string, error) { return l.file().Target, nil }
+
+// tmplSpecial is a FIFO, socket or device node of a template.
+type tmplSpecial struct{ tmplEntry }
 
 // tmplFile is a regular file of a template.
 type tmplFile struct{ tmplEntry }

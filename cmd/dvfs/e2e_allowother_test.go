@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -59,11 +60,38 @@ func TestAllowOtherKeepsClonesPrivate(t *testing.T) {
 	m.unmount()
 
 	// Shared: the file's mode decides; writes are still the owner's.
-	s.startMount(t, cache, mnt, "--allow-other", "--share-clones")
+	m = s.startMount(t, cache, mnt, "--allow-other", "--share-clones")
 	if out, err := asNobody("cat " + filepath.Join(mnt, "clones", "lab", "notes.txt")); err != nil || out != "private\n" {
 		t.Errorf("another user cannot read a 0644 file of a shared clone: %v\n%s", err, out)
 	}
 	if out, err := asNobody("echo x > " + filepath.Join(mnt, "clones", "lab", "intruder.txt")); err == nil || !strings.Contains(out, "Permission denied") {
 		t.Errorf("another user wrote into a shared clone: %v\n%s", err, out)
+	}
+
+	// Ownership sticks and the kernel checks it: a directory given to
+	// nobody takes nobody's files, which stay nobody's after a remount;
+	// nobody cannot give a file away, nor write the mounting user's.
+	drop := filepath.Join(mnt, "clones", "lab", "drop")
+	if err := os.Mkdir(drop, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(drop, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := asNobody("echo mine > " + drop + "/n.txt && chmod 600 " + drop + "/n.txt"); err != nil {
+		t.Errorf("nobody cannot write in a directory of theirs: %v\n%s", err, out)
+	}
+	if out, err := asNobody("chown 0 " + drop + "/n.txt"); err == nil || !strings.Contains(out, "not permitted") {
+		t.Errorf("nobody gave a file to root: %v\n%s", err, out)
+	}
+	if out, err := asNobody("echo x >> " + filepath.Join(mnt, "clones", "lab", "notes.txt")); err == nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("nobody appended to the mounting user's file: %v\n%s", err, out)
+	}
+	m.unmount()
+	s.startMount(t, cache, mnt, "--allow-other", "--share-clones")
+	if fi, err := os.Stat(filepath.Join(drop, "n.txt")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 65534 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("nobody's file after a remount: %v, %v; want nobody's, 0600", fi, err)
+	} else if out, err := asNobody("cat " + drop + "/n.txt"); err != nil || out != "mine\n" {
+		t.Errorf("nobody cannot read their file after a remount: %v\n%s", err, out)
 	}
 }

@@ -40,6 +40,8 @@ type mountConfig struct {
 	syncInterval time.Duration // how often clone changes are sealed and uploaded
 	flushTimeout time.Duration // how long an unmount waits for the final upload
 	minFree      string        // free space kept on the cache disk
+	mapUIDs      []string      // LOCAL:STORED user ID pairs
+	mapGIDs      []string      // LOCAL:STORED group ID pairs
 }
 
 func newMountCmd(g *globals) *cobra.Command {
@@ -72,8 +74,31 @@ clone overlays are kept apart inside the cache.`,
 	f.DurationVar(&c.syncInterval, "sync-interval", 5*time.Second, "how often clone changes are sealed and uploaded (also at every fsync)")
 	f.StringVar(&c.minFree, "min-free", "256MiB", "free space kept on the cache's disk: below it, writes into clones fail with ENOSPC (badger, which maps its files, must never meet a full disk)")
 	f.DurationVar(&c.flushTimeout, "flush-timeout", 10*time.Minute, "how long unmounting waits for clone changes to reach the server")
+	f.StringSliceVar(&c.mapUIDs, "map-uid", nil, "LOCAL:STORED: show the server's user ID STORED as LOCAL on this workstation, and store LOCAL as STORED (repeatable; other IDs are the same on both)")
+	f.StringSliceVar(&c.mapGIDs, "map-gid", nil, "LOCAL:STORED: the same for group IDs")
 	_ = cmd.MarkFlagRequired("cache")
 	return cmd
+}
+
+// parseIDMap parses --map-uid or --map-gid values, LOCAL:STORED pairs.
+func parseIDMap(flag string, pairs []string) (map[uint32]uint32, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	out := make(map[uint32]uint32, len(pairs))
+	for _, p := range pairs {
+		l, r, ok := strings.Cut(p, ":")
+		local, err1 := strconv.ParseUint(l, 10, 32)
+		stored, err2 := strconv.ParseUint(r, 10, 32)
+		if !ok || err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("--%s %q: want LOCAL:STORED, two numeric IDs", flag, p)
+		}
+		if _, dup := out[uint32(local)]; dup {
+			return nil, fmt.Errorf("--%s: local ID %d is mapped twice", flag, local)
+		}
+		out[uint32(local)] = uint32(stored)
+	}
+	return out, nil
 }
 
 func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string) (err error) {
@@ -92,6 +117,13 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	minFree, err := humanize.ParseBytes(c.minFree)
 	if err != nil {
 		return fmt.Errorf("--min-free: %w", err)
+	}
+	var ids fs.IDMap
+	if ids.UIDs, err = parseIDMap("map-uid", c.mapUIDs); err != nil {
+		return err
+	}
+	if ids.GIDs, err = parseIDMap("map-gid", c.mapGIDs); err != nil {
+		return err
 	}
 	mountpoint, err = filepath.Abs(mountpoint)
 	if err != nil {
@@ -184,6 +216,10 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 		// Private unless shared: with --allow-other, other local
 		// users see the templates, not this user's clones.
 		ShareClones: c.shareClones,
+		// What this user makes is theirs; clones made from a template
+		// keep no owners and so show as theirs too.
+		Owner: fs.Owner{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())},
+		IDMap: ids,
 	})
 	if err != nil {
 		return err

@@ -16,7 +16,8 @@ func (a overlayAdapter) Seal(ctx context.Context, clone string, fn func([]writeb
 		out := make([]writeback.Entry, len(entries))
 		for i, e := range entries {
 			out[i] = writeback.Entry{
-				Path: e.Path, Ino: e.Ino, Mode: e.Mode, MTime: e.MTime, Target: e.Target, Size: e.Size,
+				Path: e.Path, Ino: e.Ino, Mode: e.Mode, MTime: e.MTime, ATime: e.ATime,
+				UID: e.Owner.UID, GID: e.Owner.GID, Rdev: e.Rdev, Target: e.Target, Size: e.Size,
 				BasePath: e.BasePath, BaseSize: e.BaseSize, Local: e.Local, Dirty: e.Dirty,
 				DirtySectors: e.DirtySectors, LocalSectors: e.LocalSectors, SectorSize: e.SectorSize, Shrunk: e.Shrunk,
 			}

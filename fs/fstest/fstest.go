@@ -173,7 +173,20 @@ type Entry struct {
 	Content func(i int64, p []byte) bool
 	// Target is a symlink's target.
 	Target string
+	// Link makes the entry another name of the entry at path Link, which
+	// sorts before it; its other fields are ignored.
+	Link string
+	// Rdev is a device node's number.
+	Rdev uint64
+	// UID and GID own the entry; a tree with an owner other than root
+	// keeps owners in its manifest.
+	UID, GID uint32
+	// ATime is the access time (zero: not kept, it reads as the mtime).
+	ATime time.Time
 }
+
+// EntryMTime is the mtime Build gives the entry at path.
+func EntryMTime(path string) time.Time { return time.Unix(1700000000, int64(len(path))) }
 
 // ReadAt fills p with the entry's bytes from off, zeros past the end, as
 // the tree built from it must read.
@@ -247,7 +260,18 @@ func (w *World) Build(ctx context.Context, kind manifest.Kind, name string, vers
 	}
 	block := make([]byte, BlockSize)
 	for _, e := range entries {
-		f := manifest.File{Path: e.Path, Mode: e.Mode, MTime: time.Unix(1700000000, int64(len(e.Path))), Target: e.Target}
+		if e.UID != 0 || e.GID != 0 {
+			m.Owners = true
+		}
+	}
+	for _, e := range entries {
+		if e.Link != "" {
+			continue // after the entries they name
+		}
+		f := manifest.File{Path: e.Path, Mode: e.Mode, MTime: EntryMTime(e.Path), ATime: e.ATime, Target: e.Target, Rdev: e.Rdev}
+		if m.Owners {
+			f.UID, f.GID = e.UID, e.GID
+		}
 		if e.Mode.Type() == 0 {
 			f.Size = e.Size
 			for i := int64(0); i*BlockSize < e.Size; i++ {
@@ -264,6 +288,19 @@ func (w *World) Build(ctx context.Context, kind manifest.Kind, name string, vers
 				f.Blocks = append(f.Blocks, id)
 			}
 		}
+		m.Files = append(m.Files, f)
+	}
+	slices.SortFunc(m.Files, func(a, b manifest.File) int { return cmpString(a.Path, b.Path) })
+	for _, e := range entries {
+		if e.Link == "" {
+			continue
+		}
+		p, ok := m.Lookup(e.Link)
+		if !ok {
+			return nil, fmt.Errorf("fstest: %s links to missing %s", e.Path, e.Link)
+		}
+		f := *p
+		f.Path, f.Link = e.Path, e.Link
 		m.Files = append(m.Files, f)
 	}
 	slices.SortFunc(m.Files, func(a, b manifest.File) int { return cmpString(a.Path, b.Path) })

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -35,7 +36,10 @@ type Check struct {
 
 // Differences lists the checks whose outcome in dvfs differs from the
 // local disk on purpose, each with its reason; the README lists them.
-var Differences = map[string]string{}
+var Differences = map[string]string{
+	"open a device node": "the mount is nodev: a device node in a clone or template is an entry to keep, not a device to open (EACCES), " +
+		"since whoever uploads a clone chooses its device numbers",
+}
 
 // POSIX returns the table of checks.
 func POSIX() []Check {
@@ -181,11 +185,240 @@ func POSIX() []Check {
 			}
 			return fmt.Sprintf("%s; mtime %d.%09d", out, st.Mtim.Sec, st.Mtim.Nsec)
 		}},
+		{Name: "atime and mtime set apart, with nanoseconds, past 2038", Writes: true, Run: func(d string) string {
+			at := unix.Timespec{Sec: 1<<32 + 5, Nsec: 1}
+			mt := unix.Timespec{Sec: 1 << 31, Nsec: 999999999}
+			out := steps(func() error { return touch(d, "f") },
+				func() error {
+					return unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(d, "f"), []unix.Timespec{at, mt}, 0)
+				})
+			return out + "; " + times(filepath.Join(d, "f"))
+		}},
+
+		// Owners.
+		{Name: "chown and chgrp stick", Writes: true, Run: func(d string) string {
+			p := filepath.Join(d, "f")
+			return steps(func() error { return touch(d, "f") }, func() error { return os.Chown(p, 1234, -1) },
+				func() error { return os.Chown(p, -1, 5678) }) + "; " + owner(p)
+		}},
+		{Name: "chown of a symlink itself", Writes: true, Run: func(d string) string {
+			p := filepath.Join(d, "l")
+			return steps(func() error { return os.Symlink("nowhere", p) }, func() error { return os.Lchown(p, 1234, 5678) }) + "; " + owner(p)
+		}},
+		{Name: "chown clears set-user-ID and set-group-ID", Writes: true, Run: func(d string) string {
+			p := filepath.Join(d, "f")
+			return steps(func() error { return touch(d, "f") }, func() error { return unix.Chmod(p, 0o6755) },
+				func() error { return os.Chown(p, 1234, 5678) }) + "; " + owner(p)
+		}},
+		{Name: "a setgid directory gives its group to what is made in it", Writes: true, Run: func(d string) string {
+			a := filepath.Join(d, "a")
+			out := steps(func() error { return os.Mkdir(a, 0o755) }, func() error { return os.Chown(a, -1, 5678) },
+				func() error { return unix.Chmod(a, 0o2775) }, func() error { return touch(a, "f") },
+				func() error { return os.Mkdir(filepath.Join(a, "b"), 0o755) })
+			return out + "; f " + owner(filepath.Join(a, "f")) + "; b " + owner(filepath.Join(a, "b"))
+		}},
+		{Name: "owner and group of an entry", Run: func(d string) string {
+			// Modes differ in a template, which drops write bits.
+			return ids(filepath.Join(d, "owned.txt")) + ", " + ids(filepath.Join(d, "disk.vmdk"))
+		}},
+		{Name: "atime and mtime of an entry", Run: func(d string) string { return times(filepath.Join(d, "owned.txt")) }},
+
+		// Hard links.
+		{Name: "two names of one file", Run: func(d string) string {
+			return links(filepath.Join(d, "disk.vmdk"), filepath.Join(d, "logs", "disk.vmdk"))
+		}},
+		{Name: "link, write through the new name, unlink the old", Writes: true, Run: func(d string) string {
+			f, g := filepath.Join(d, "f"), filepath.Join(d, "g")
+			out := steps(func() error { return touch(d, "f") }, func() error { return os.Link(f, g) },
+				func() error { return writeAt(g, []byte("through g"), 0) })
+			out += "; " + links(f, g)
+			b, err := os.ReadFile(f)
+			out += "; f reads " + strconv.Quote(string(b)) + " " + outcome(err)
+			out += "; " + steps(func() error { return unix.Unlink(f) }) + "; " + links(g)
+			b, err = os.ReadFile(g)
+			return out + "; g reads " + strconv.Quote(string(b)) + " " + outcome(err)
+		}},
+		{Name: "link into another directory, rename one name onto the other", Writes: true, Run: func(d string) string {
+			f, g := filepath.Join(d, "f"), filepath.Join(d, "a", "g")
+			out := steps(func() error { return touch(d, "f") }, func() error { return os.Mkdir(filepath.Join(d, "a"), 0o755) },
+				func() error { return os.Link(f, g) }, func() error { return unix.Rename(f, g) })
+			return out + "; " + links(f, g)
+		}},
+		{Name: "link over an existing name", Writes: true, Run: func(d string) string {
+			return steps(func() error { return touch(d, "f") }, func() error { return touch(d, "g") },
+				func() error { return os.Link(filepath.Join(d, "f"), filepath.Join(d, "g")) })
+		}},
+		{Name: "link to a directory", Writes: true, Run: func(d string) string {
+			return steps(func() error { return os.Mkdir(filepath.Join(d, "a"), 0o755) },
+				func() error { return os.Link(filepath.Join(d, "a"), filepath.Join(d, "b")) })
+		}},
+		{Name: "link of a symlink", Writes: true, Run: func(d string) string {
+			l, m := filepath.Join(d, "l"), filepath.Join(d, "m")
+			out := steps(func() error { return os.Symlink("t", l) }, func() error { return unix.Linkat(unix.AT_FDCWD, l, unix.AT_FDCWD, m, 0) })
+			t, err := os.Readlink(m)
+			return out + "; " + links(l, m) + "; m -> " + t + " " + outcome(err)
+		}},
+		{Name: "unlink one name of a file of the base", Changes: true, Run: func(d string) string {
+			out := steps(func() error { return unix.Unlink(filepath.Join(d, "logs", "disk.vmdk")) }) + "; " + links(filepath.Join(d, "disk.vmdk"))
+			b, err := os.ReadFile(filepath.Join(d, "disk.vmdk"))
+			return out + fmt.Sprintf("; %d bytes, %s", len(b), outcome(err))
+		}},
+
+		// FIFOs, sockets and device nodes.
+		{Name: "types of a FIFO, a socket and a device node", Run: func(d string) string {
+			var out []string
+			for _, name := range []string{"serial.fifo", "monitor.sock", "null"} {
+				var st unix.Stat_t
+				if err := unix.Lstat(filepath.Join(d, name), &st); err != nil {
+					return outcome(err)
+				}
+				out = append(out, fmt.Sprintf("%s %d:%d", typeName(st.Mode), unix.Major(st.Rdev), unix.Minor(st.Rdev)))
+			}
+			return strings.Join(out, ", ")
+		}},
+		{Name: "bytes through a FIFO", Run: func(d string) string { return throughFIFO(filepath.Join(d, "serial.fifo")) }},
+		{Name: "open a device node", Run: func(d string) string { return outcome(openClose(filepath.Join(d, "null"), unix.O_RDONLY, 0)) }},
+		{Name: "mkfifo, then bytes through it", Writes: true, Run: func(d string) string {
+			p := filepath.Join(d, "fifo")
+			return steps(func() error { return unix.Mkfifo(p, 0o600) }) + "; " + throughFIFO(p) + "; " + owner(p)
+		}},
+		{Name: "bind a Unix socket, connect to it", Writes: true, Run: bindConnect},
+		{Name: "mknod a character device", Writes: true, Run: func(d string) string {
+			p := filepath.Join(d, "null")
+			out := steps(func() error { return unix.Mknod(p, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))) })
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				return out + "; " + outcome(err)
+			}
+			return out + fmt.Sprintf("; %s %d:%d %s", typeName(st.Mode), unix.Major(st.Rdev), unix.Minor(st.Rdev), owner(p))
+		}},
+		{Name: "unlink a FIFO", Writes: true, Run: func(d string) string {
+			p := filepath.Join(d, "fifo")
+			return steps(func() error { return unix.Mkfifo(p, 0o600) }, func() error { return unix.Unlink(p) }) + " " + strings.Join(names(d), ",")
+		}},
+
 		{Name: "getdents of a new directory", Writes: true, Run: func(d string) string {
 			return steps(func() error { return os.Mkdir(filepath.Join(d, "a"), 0o755) }, func() error { return touch(d, "a/f") }) +
 				" " + dotEntries(d)
 		}},
 	}
+}
+
+// owner says who owns path (not following a symlink), and its mode.
+func owner(path string) string {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return outcome(err)
+	}
+	return fmt.Sprintf("%d:%d %#o", st.Uid, st.Gid, st.Mode&0o7777)
+}
+
+// ids says who owns path (not following a symlink).
+func ids(path string) string {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return outcome(err)
+	}
+	return fmt.Sprintf("%d:%d", st.Uid, st.Gid)
+}
+
+// times gives path's atime and mtime with nanoseconds.
+func times(path string) string {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return outcome(err)
+	}
+	return fmt.Sprintf("atime %d.%09d mtime %d.%09d", st.Atim.Sec, st.Atim.Nsec, st.Mtim.Sec, st.Mtim.Nsec)
+}
+
+// links says whether paths are one inode, and its link count.
+func links(paths ...string) string {
+	var first unix.Stat_t
+	out := ""
+	for i, p := range paths {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return outcome(err)
+		}
+		if i == 0 {
+			first = st
+			out = fmt.Sprintf("%d links", st.Nlink)
+		} else if st.Ino != first.Ino || st.Nlink != first.Nlink {
+			return fmt.Sprintf("%s: inode %d with %d links, not the first's %d with %d", filepath.Base(p), st.Ino, st.Nlink, first.Ino, first.Nlink)
+		}
+	}
+	if len(paths) > 1 {
+		out = "one inode, " + out
+	}
+	return out
+}
+
+// throughFIFO opens the FIFO at path for reading and writing (which does
+// not wait for a peer), writes a few bytes and reads them back.
+func throughFIFO(path string) string {
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return outcome(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Write(fd, []byte("ping")); err != nil {
+		return "write " + outcome(err)
+	}
+	buf := make([]byte, 16)
+	n, err := unix.Read(fd, buf)
+	if err != nil {
+		return "read " + outcome(err)
+	}
+	return "read " + strconv.Quote(string(buf[:n]))
+}
+
+// bindConnect binds a Unix socket in d (through /proc/self/fd, so the
+// path fits in sun_path however deep d is), connects to it and sends a
+// byte across.
+func bindConnect(d string) string {
+	dfd, err := unix.Open(d, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return outcome(err)
+	}
+	defer unix.Close(dfd)
+	addr := &unix.SockaddrUnix{Name: fmt.Sprintf("/proc/self/fd/%d/sock", dfd)}
+	ln, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return outcome(err)
+	}
+	defer unix.Close(ln)
+	if err := unix.Bind(ln, addr); err != nil {
+		return "bind " + outcome(err)
+	}
+	if err := unix.Listen(ln, 1); err != nil {
+		return "listen " + outcome(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(d, "sock"), &st); err != nil {
+		return "stat " + outcome(err)
+	}
+	c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return outcome(err)
+	}
+	defer unix.Close(c)
+	if err := unix.Connect(c, addr); err != nil {
+		return typeName(st.Mode) + "; connect " + outcome(err)
+	}
+	a, _, err := unix.Accept(ln)
+	if err != nil {
+		return "accept " + outcome(err)
+	}
+	defer unix.Close(a)
+	if _, err := unix.Write(c, []byte("x")); err != nil {
+		return "write " + outcome(err)
+	}
+	buf := make([]byte, 4)
+	n, err := unix.Read(a, buf)
+	if err != nil {
+		return "read " + outcome(err)
+	}
+	return fmt.Sprintf("%s; read %q; %s", typeName(st.Mode), buf[:n], owner(filepath.Join(d, "sock")))
 }
 
 // allocation says whether path's st_blocks counts its data bytes (within
@@ -408,7 +641,8 @@ func getdents(dir string) (map[string]uint64, error) {
 }
 
 // WriteTree writes entries under dir on the local disk, holes left as
-// holes: the reference the read-only checks run in.
+// holes: the reference the read-only checks run in. Owners, device nodes
+// and set times need root.
 func WriteTree(dir string, entries []Entry) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -417,12 +651,21 @@ func WriteTree(dir string, entries []Entry) error {
 	for _, e := range entries {
 		p := filepath.Join(dir, filepath.FromSlash(e.Path))
 		switch {
+		case e.Link != "":
+			if err := os.Link(filepath.Join(dir, filepath.FromSlash(e.Link)), p); err != nil {
+				return err
+			}
+			continue
 		case e.Mode.IsDir():
 			if err := os.MkdirAll(p, e.Mode.Perm()); err != nil {
 				return err
 			}
 		case e.Mode&os.ModeSymlink != 0:
 			if err := os.Symlink(e.Target, p); err != nil {
+				return err
+			}
+		case e.Mode.Type() != 0:
+			if err := unix.Mknod(p, unixType(e.Mode)|uint32(e.Mode.Perm()), int(e.Rdev)); err != nil {
 				return err
 			}
 		default:
@@ -449,6 +692,37 @@ func WriteTree(dir string, entries []Entry) error {
 				return err
 			}
 		}
+		if e.UID != 0 || e.GID != 0 {
+			if err := os.Lchown(p, int(e.UID), int(e.GID)); err != nil {
+				return err
+			}
+			if e.Mode.Type() != os.ModeSymlink {
+				if err := unix.Chmod(p, uint32(e.Mode.Perm())); err != nil {
+					return err
+				}
+			}
+		}
+		if !e.ATime.IsZero() {
+			ts := []unix.Timespec{unix.NsecToTimespec(e.ATime.UnixNano()), unix.NsecToTimespec(EntryMTime(e.Path).UnixNano())}
+			if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// unixType is st_mode's type bits for a FIFO, socket or device mode.
+func unixType(m os.FileMode) uint32 {
+	switch m.Type() {
+	case os.ModeNamedPipe:
+		return unix.S_IFIFO
+	case os.ModeSocket:
+		return unix.S_IFSOCK
+	case os.ModeDevice:
+		return unix.S_IFBLK
+	case os.ModeDevice | os.ModeCharDevice:
+		return unix.S_IFCHR
+	}
+	return unix.S_IFREG
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	iofs "io/fs"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The standard world: template "winxp" in two versions and clone "alice"
@@ -46,6 +49,36 @@ func VMEntries(v int) []Entry {
 			return true
 		}},
 	}
+}
+
+// POSIXName names the template and the clone of POSIXEntries in POSIXWorld.
+const POSIXName = "posix"
+
+// POSIXEntries is VMEntries(2) with what else a VM folder may hold: a
+// second name of the disk (a hard link), QEMU's monitor socket and serial
+// FIFO, a device node, and a file of another owner with its own atime.
+func POSIXEntries() []Entry {
+	return append(VMEntries(2),
+		Entry{Path: "logs/disk.vmdk", Link: "disk.vmdk"},
+		Entry{Path: "monitor.sock", Mode: iofs.ModeSocket | 0o755},
+		Entry{Path: "serial.fifo", Mode: iofs.ModeNamedPipe | 0o600},
+		Entry{Path: "null", Mode: iofs.ModeDevice | iofs.ModeCharDevice | 0o644, Rdev: unix.Mkdev(1, 3)},
+		Entry{Path: "owned.txt", Mode: 0o640, Size: 100, Content: Pattern(9, 0), UID: 1234, GID: 5678,
+			ATime: time.Unix(1<<32, 987654321)},
+	)
+}
+
+// POSIXWorld returns a world with template and clone POSIXName, both of
+// POSIXEntries.
+func POSIXWorld(ctx context.Context) (*World, error) {
+	w := NewWorld()
+	if _, err := w.AddTemplate(ctx, POSIXName, POSIXEntries()); err != nil {
+		return nil, err
+	}
+	if _, err := w.AddClone(ctx, POSIXName, POSIXEntries()); err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 // Entry returns the entry of the standard tree of version v at path.

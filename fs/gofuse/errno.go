@@ -24,6 +24,7 @@ var errnos = []struct {
 	{fs.ErrPermission, syscall.EPERM},
 	{fs.ErrNotSupported, syscall.EOPNOTSUPP},
 	{fs.ErrCrossDevice, syscall.EXDEV},
+	{fs.ErrTooManyLinks, syscall.EMLINK},
 	{fs.ErrTooLarge, syscall.EFBIG},
 	{fs.ErrNameTooLong, syscall.ENAMETOOLONG},
 	{fs.ErrNoData, syscall.ENXIO},

@@ -84,11 +84,18 @@ func remount(t testing.TB, meta blockstore.MetaStore, state string, opts gofuse.
 // remountWith is remount with edit applied to the core's Config.
 func remountWith(t testing.TB, meta blockstore.MetaStore, state string, opts gofuse.Options, edit func(*fs.Config)) *testMount {
 	t.Helper()
-	requireFuse(t)
 	w, err := standardWorld()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return mountWorld(t, w, meta, state, opts, edit)
+}
+
+// mountWorld mounts world w on the given state, as remountWith.
+func mountWorld(t testing.TB, w *fstest.World, meta blockstore.MetaStore, state string, opts gofuse.Options, edit func(*fs.Config)) *testMount {
+	t.Helper()
+	requireFuse(t)
+	var err error
 	tm := &testMount{dir: t.TempDir(), meta: meta, state: state}
 	cfg := fs.Config{Blocks: w.Blocks, Catalog: w.Catalog, Meta: meta, StateDir: state}
 	edit(&cfg)

@@ -120,6 +120,10 @@ func Mount(mountpoint string, core *fs.FS, opts Options) (*Server, error) {
 	// As root, mount(2) directly, without needing fusermount; go-fuse
 	// falls back to fusermount when that fails.
 	mo.DirectMount = os.Geteuid() == 0
+	// Device nodes and set-user-ID bits in a clone are entries a user
+	// (or a hostile client uploading a generation) controls: they never
+	// open a device or grant privileges here.
+	mo.Options = append(mo.Options, "nodev", "nosuid")
 	if opts.AllowOther {
 		mo.Options = append(mo.Options, "default_permissions")
 	}

@@ -204,8 +204,12 @@ func TestMount(t *testing.T) {
 		if l, err := os.Readlink(cl + "/link"); err != nil || l != "winxp.vmx" {
 			t.Fatalf("readlink %q, %v", l, err)
 		}
-		if err := os.Link(cl+"/winxp.vmx", cl+"/hard"); !errors.Is(err, syscall.EPERM) {
-			t.Fatalf("hard link: %v, want EPERM", err)
+		if err := os.Link(cl+"/winxp.vmx", cl+"/hard"); err != nil {
+			t.Fatalf("hard link: %v", err)
+		}
+		sameBytes(t, "hard link", readFile(t, cl+"/hard"), fstest.VMEntry(2, "winxp.vmx").Bytes())
+		if err := os.Link(cl+"/winxp.vmx", tpl+"/hard"); !errors.Is(err, syscall.EROFS) {
+			t.Fatalf("hard link from a clone into a template: %v, want EROFS", err)
 		}
 		sameBytes(t, "renamed base dir", readFile(t, cl+"/oldlogs/vmware.log"), fstest.VMEntry(2, "logs/vmware.log").Bytes())
 		if _, err := os.Stat(tpl + "/empty"); err != nil {

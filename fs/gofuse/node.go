@@ -93,8 +93,15 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	if mt, ok := in.GetMTime(); ok {
 		sa.MTime = &mt
 	}
-	// Owners are not kept (every file belongs to the mounting user), and
-	// atime is mtime: both are accepted and ignored.
+	if at, ok := in.GetATime(); ok {
+		sa.ATime = &at
+	}
+	if uid, ok := in.GetUID(); ok {
+		sa.UID = &uid
+	}
+	if gid, ok := in.GetGID(); ok {
+		sa.GID = &gid
+	}
 	a, err := s.SetAttr(uninterrupted(ctx), sa)
 	if err != nil {
 		return n.m.errno("setattr", err)

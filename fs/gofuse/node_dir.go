@@ -27,7 +27,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	c, h, err := d.Create(uninterrupted(ctx), name, fsMode(mode), int(flags))
+	c, h, err := d.Create(caller(ctx), name, fsMode(mode), int(flags))
 	if err != nil {
 		return nil, nil, 0, n.m.errno("create", err)
 	}
@@ -44,7 +44,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if errno != 0 {
 		return nil, errno
 	}
-	c, err := d.Mkdir(uninterrupted(ctx), name, fsMode(mode))
+	c, err := d.Mkdir(caller(ctx), name, fsMode(mode))
 	if err != nil {
 		return nil, n.m.errno("mkdir", err)
 	}
@@ -56,27 +56,42 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	if errno != 0 {
 		return nil, errno
 	}
-	c, err := d.Symlink(uninterrupted(ctx), target, name)
+	c, err := d.Symlink(caller(ctx), target, name)
 	if err != nil {
 		return nil, n.m.errno("symlink", err)
 	}
 	return n.child(ctx, c, out)
 }
 
-// Link: hard links are not supported; a clone file has one name.
+// Link makes name another name of target, a node of the same clone.
 func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if _, errno := n.mutable(); errno != 0 {
+	d, errno := n.mutable()
+	if errno != 0 {
 		return nil, errno
 	}
-	return nil, syscall.EPERM
+	t, ok := target.(*node)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	c, err := d.Link(caller(ctx), t.core, name)
+	if err != nil {
+		return nil, n.m.errno("link", err)
+	}
+	return n.child(ctx, c, out)
 }
 
-// Mknod: only regular files, directories and symlinks exist in dvfs.
+// Mknod makes a FIFO, socket or device node (or a regular file). The mount
+// is nodev: a device node made here cannot be opened through it.
 func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if _, errno := n.mutable(); errno != 0 {
+	d, errno := n.mutable()
+	if errno != 0 {
 		return nil, errno
 	}
-	return nil, syscall.EPERM
+	c, err := d.Mknod(caller(ctx), name, fsType(mode)|fsMode(mode), userDev(dev))
+	if err != nil {
+		return nil, n.m.errno("mknod", err)
+	}
+	return n.child(ctx, c, out)
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
@@ -109,4 +124,14 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		return syscall.EXDEV
 	}
 	return n.m.errno("rename", d.Rename(uninterrupted(ctx), name, nd, newName, fs.RenameFlags(flags)))
+}
+
+// caller is ctx without cancellation (see uninterrupted), carrying the
+// requesting user for the core: what they create is theirs.
+func caller(ctx context.Context) context.Context {
+	c := uninterrupted(ctx)
+	if fc, ok := fuse.FromContext(ctx); ok {
+		c = fs.WithCaller(c, fs.Owner{UID: fc.Uid, GID: fc.Gid})
+	}
+	return c
 }

@@ -2,12 +2,15 @@ package gofuse_test
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
+	"github.com/dvfs-project/dvfs/blockstore/memstore"
+	"github.com/dvfs-project/dvfs/fs"
 	"github.com/dvfs-project/dvfs/fs/fstest"
 	"github.com/dvfs-project/dvfs/fs/gofuse"
 )
@@ -17,10 +20,15 @@ import (
 // directory of the local disk, the reference: every outcome must be the
 // local disk's, except for the differences fstest.Differences lists.
 func TestPOSIX(t *testing.T) {
-	tm := mountStandard(t, gofuse.Options{})
+	w, err := fstest.POSIXWorld(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := mountWorld(t, w, memstore.New(), t.TempDir(), gofuse.Options{}, func(*fs.Config) {})
+	clone, template := tm.path("clones/"+fstest.POSIXName), tm.path("templates/"+fstest.POSIXName)
 	local := t.TempDir()
 	ref := filepath.Join(local, "tree")
-	if err := fstest.WriteTree(ref, fstest.VMEntries(2)); err != nil {
+	if err := fstest.WriteTree(ref, fstest.POSIXEntries()); err != nil {
 		t.Fatal(err)
 	}
 	// The checks that change the clone's files run after those that
@@ -34,11 +42,11 @@ func TestPOSIX(t *testing.T) {
 			switch {
 			case c.Changes:
 				tree := filepath.Join(local, fmt.Sprintf("tree%d", i))
-				if err := fstest.WriteTree(tree, fstest.VMEntries(2)); err != nil {
+				if err := fstest.WriteTree(tree, fstest.POSIXEntries()); err != nil {
 					t.Fatal(err)
 				}
 				want = c.Run(tree)
-				places["clone"] = tm.path("clones/alice")
+				places["clone"] = clone
 			case c.Writes:
 				mk := func(parent string) string {
 					d := filepath.Join(parent, fmt.Sprintf("posix%d", i))
@@ -48,11 +56,11 @@ func TestPOSIX(t *testing.T) {
 					return d
 				}
 				want = c.Run(mk(local))
-				places["clone"] = mk(tm.path("clones/alice"))
+				places["clone"] = mk(clone)
 			default:
 				want = c.Run(ref)
-				places["clone"] = tm.path("clones/alice")
-				places["template"] = tm.path("templates/winxp")
+				places["clone"] = clone
+				places["template"] = template
 			}
 			for where, dir := range places {
 				got := c.Run(dir)

@@ -37,10 +37,17 @@ func Create(ctx context.Context, srv Server, template string, version uint64, na
 	cm := *tm
 	cm.Kind, cm.Name, cm.Version, cm.Parent = manifest.KindClone, name, 0, 0
 	cm.Files = slices.Clone(tm.Files)
+	// A clone is the user's copy, as cp makes one: it keeps no owners, so
+	// every workstation shows its entries as the mounting user's, not as
+	// the publisher's (often root's, which the user could not write).
+	cm.Owners = false
+	for i := range cm.Files {
+		cm.Files[i].UID, cm.Files[i].GID = 0, 0
+	}
 	var batch []byte
 	for i := range cm.Files {
 		f := &cm.Files[i]
-		if !f.Mode.IsRegular() || !strings.EqualFold(path.Ext(f.Path), ".vmx") || f.Size > 1<<20 {
+		if !f.Mode.IsRegular() || f.Link != "" || !strings.EqualFold(path.Ext(f.Path), ".vmx") || f.Size > 1<<20 {
 			continue
 		}
 		vmx, err := readFile(ctx, srv, tm, f)
@@ -58,6 +65,14 @@ func Create(ctx context.Context, srv Server, template string, version uint64, na
 			id := blockstore.Sum(b)
 			f.Blocks = append(f.Blocks, id)
 			batch = api.AppendBlock(batch, id, blockstore.Encode(nil, b))
+		}
+	}
+	for i := range cm.Files {
+		// A further name of a rewritten .vmx shows the rewritten bytes.
+		if f := &cm.Files[i]; f.Link != "" {
+			if p, ok := cm.Lookup(f.Link); ok {
+				f.Size, f.Blocks = p.Size, p.Blocks
+			}
 		}
 	}
 	if len(batch) > 0 {

@@ -90,7 +90,10 @@ type blockJob struct {
 func (c *cloneWB) build(ctx context.Context, entries []Entry, read func(uint64, int64, []byte) ([]byte, error), ob *outboxWriter) (*manifest.Manifest, known, error) {
 	base := c.base
 	bs := int64(base.BlockSize)
-	m := &manifest.Manifest{Kind: manifest.KindClone, Name: c.name, BlockSize: base.BlockSize}
+	m := &manifest.Manifest{Kind: manifest.KindClone, Name: c.name, BlockSize: base.BlockSize, Owners: true}
+	// first maps an inode to the index in m.Files of its first name, for
+	// the further names (hard links) that follow it in path order.
+	first := make(map[uint64]int)
 	next := make(known, len(entries))
 	var seenMu sync.Mutex
 	seen := make(map[blockstore.ID]bool)
@@ -141,7 +144,19 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, read func(uint64, 
 		defer close(jobs)
 		for i := range entries {
 			e := &entries[i]
-			f := manifest.File{Path: e.Path, Mode: e.Mode, MTime: e.MTime, Target: e.Target}
+			f := manifest.File{Path: e.Path, Mode: e.Mode, MTime: e.MTime, ATime: e.ATime,
+				UID: e.UID, GID: e.GID, Rdev: e.Rdev, Target: e.Target}
+			if !e.Mode.IsDir() {
+				if p, ok := first[e.Ino]; ok {
+					// Another name: the first's fields, its blocks
+					// (filled in by the same jobs) shared.
+					l := m.Files[p]
+					l.Path, l.Link = e.Path, l.Path
+					m.Files = append(m.Files, l)
+					continue
+				}
+				first[e.Ino] = len(m.Files)
+			}
 			if !e.Mode.IsRegular() {
 				m.Files = append(m.Files, f)
 				continue

@@ -31,9 +31,12 @@ import (
 // Entry is one entry of a sealed clone, as the filesystem reports it.
 type Entry struct {
 	Path     string
-	Ino      uint64
+	Ino      uint64 // entries with the same Ino are names of one file
 	Mode     fs.FileMode
 	MTime    time.Time
+	ATime    time.Time
+	UID, GID uint32 // the owner, as the server numbers users
+	Rdev     uint64 // device nodes
 	Target   string
 	Size     int64
 	BasePath string   // the base file a regular file started as ("": new)

@@ -46,6 +46,7 @@ func benchStorm(args []string) error {
 	seed := fl.Uint64("seed", 1, "template and workload seed (workstation i uses seed+i)")
 	dir := fl.String("dir", "/var/tmp", "scratch directory")
 	out := fl.String("out", "", "write storm.txt, storm.json, storm.csv and SVG plots into this directory")
+	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile (pprof) of each dvfs mount to FILE.N.wsI (run N, workstation I)")
 	smoke := fl.Bool("smoke", false, "CI: N=2, a 64 MiB disk, 16 MiB read and 2 MiB written per workstation, every target; fails on any wrong digest or error")
 	fl.Parse(args)
 	if *smoke {
@@ -98,7 +99,7 @@ func benchStorm(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	sb := &storm{work: work, w: w, seed: *seed, digests: map[int]string{}}
+	sb := &storm{work: work, w: w, seed: *seed, digests: map[int]string{}, profile: *cpuprofile}
 	defer sb.cleanup()
 	if sb.bin, err = buildDvfs(work); err != nil {
 		return err
@@ -181,7 +182,8 @@ type storm struct {
 	tn       *testNet
 	env      []string // DVFS_SERVER (and DVFS_TOKEN, per server)
 	rate     string
-	run      int // a counter for run directories
+	run      int    // a counter for run directories
+	profile  string // -cpuprofile: prefix of the mounts' CPU profiles
 
 	mu       sync.Mutex
 	cleanups []func() // undo what is still set up (mounts, daemons), last first

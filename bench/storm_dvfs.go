@@ -64,6 +64,9 @@ func (s *storm) runDvfs(ctx context.Context, r *stormRow, dir string, warm bool)
 		if !warm {
 			args = append(args, "--multicast=false")
 		}
+		if s.profile != "" {
+			args = append(args, "--cpuprofile", fmt.Sprintf("%s.%d.ws%d", s.profile, s.run, i+1))
+		}
 		m, err := startBG(s.nsCmd(i+1, env, s.bin, append(args, mnts[i])...), filepath.Join(dir, fmt.Sprintf("ws%d.mount.log", i+1)))
 		if err != nil {
 			return err

@@ -2,6 +2,8 @@ package fs
 
 import (
 	"os"
+
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 )
 
 // dataFile is an overlay's local data file: a regular file's local blocks
@@ -26,8 +28,18 @@ type dataFile interface {
 	Close() error
 }
 
-// osDataFile is a dataFile on the local disk.
+// osDataFile is a dataFile on the local disk: sparse where the file
+// system has sparse files (Linux: fallocate and lseek; Windows: the
+// sparse-file controls), zeros written where it has not.
 type osDataFile struct{ *os.File }
+
+func (f osDataFile) Sync() error { return diskio.Fdatasync(f.File) }
+
+func (f osDataFile) Punch(off, n int64) error { return diskio.Punch(f.File, off, n) }
+
+func (f osDataFile) SeekData(off int64, hole bool) (int64, bool, error) {
+	return diskio.SeekData(f.File, off, hole)
+}
 
 func openOSDataFile(path string) (dataFile, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
@@ -35,18 +47,4 @@ func openOSDataFile(path string) (dataFile, error) {
 		return nil, err
 	}
 	return osDataFile{f}, nil
-}
-
-// zeroFill writes zeros over [off, off+n), for disks that cannot punch.
-func zeroFill(f dataFile, off, n int64) error {
-	buf := make([]byte, min(n, 1<<20))
-	for n > 0 {
-		k := min(n, int64(len(buf)))
-		if _, err := f.WriteAt(buf[:k], off); err != nil {
-			return err
-		}
-		off += k
-		n -= k
-	}
-	return nil
 }

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/dvfs-project/dvfs/blockstore/diskio"
 )
 
@@ -127,13 +125,13 @@ func (p *packSet) reserve(n int64) (slot, error) {
 			}
 		}
 		if p.direct {
-			fd, err := unix.Open(f.Name(), unix.O_WRONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+			d, err := diskio.OpenDirect(f.Name(), os.O_WRONLY)
 			if err != nil {
 				// The file system takes no O_DIRECT: write through
 				// the page cache.
 				p.direct = false
 			} else {
-				p.dio[num] = os.NewFile(uintptr(fd), f.Name())
+				p.dio[num] = d
 			}
 		}
 		adviseSequential(f)
@@ -215,7 +213,7 @@ func (p *packSet) sync(f *os.File) error {
 	if p.volatile {
 		return nil
 	}
-	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+	if err := diskio.Fdatasync(f); err != nil {
 		return fmt.Errorf("packs: sync %s: %w", f.Name(), err)
 	}
 	return nil
@@ -300,9 +298,7 @@ const directIOV = 512
 // a 2 GiB template read took 4,886 disk requests of 453 KiB on average,
 // against 568 of 3.7 MiB with this advice. A random read is still read as
 // it is asked for. Advice is only advice: an error changes nothing.
-func adviseSequential(f *os.File) {
-	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
-}
+func adviseSequential(f *os.File) { diskio.AdviseSequential(f) }
 
 // read fills buf from pack num at off.
 func (p *packSet) read(num uint32, off int64, buf []byte) error {
@@ -326,12 +322,10 @@ func (p *packSet) punch(num uint32, off, n int64) error {
 	if err != nil {
 		return err
 	}
-	err = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, alignUp(n))
-	if err != nil {
+	if err := diskio.Punch(f, off, alignUp(n)); err != nil {
 		return fmt.Errorf("packs: punch %s: %w", f.Name(), err)
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Blocks > 0 {
+	if used, err := diskio.Allocated(f); err != nil || used > 0 {
 		return nil
 	}
 	p.mu.Lock()
@@ -340,12 +334,14 @@ func (p *packSet) punch(num uint32, off, n int64) error {
 		return nil
 	}
 	delete(p.files, num)
-	os.Remove(f.Name())
 	if d := p.dio[num]; d != nil {
 		delete(p.dio, num)
 		d.Close()
 	}
-	return f.Close()
+	// Closed before it is removed: Windows removes no open file.
+	err = f.Close()
+	os.Remove(f.Name())
+	return err
 }
 
 // usage returns the bytes the packs take on disk.
@@ -354,9 +350,8 @@ func (p *packSet) usage() int64 {
 	defer p.mu.Unlock()
 	var total int64
 	for _, f := range p.files {
-		var st unix.Stat_t
-		if unix.Fstat(int(f.Fd()), &st) == nil {
-			total += st.Blocks * 512
+		if used, err := diskio.Allocated(f); err == nil {
+			total += used
 		}
 	}
 	return total

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"os"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // SyncDir makes the entries of a directory durable: a file created or
@@ -18,7 +16,7 @@ func SyncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	return errors.Join(d.Sync(), d.Close())
+	return errors.Join(syncDir(d), d.Close())
 }
 
 // DirectAlign is the alignment O_DIRECT asks of buffers, offsets and
@@ -44,47 +42,6 @@ func AlignedBufferAt(n, lead int) []byte {
 func Aligned(b []byte) bool {
 	return len(b) > 0 && len(b)%DirectAlign == 0 && uintptr(unsafe.Pointer(&b[0]))%DirectAlign == 0
 }
-
-// PreadvFull reads into iov at off until every buffer is full or the file
-// ends, and returns how many bytes it read. iov's slices are consumed.
-func PreadvFull(f *os.File, iov [][]byte, off int64) (int, error) {
-	total := 0
-	for len(iov) > 0 {
-		n, err := unix.Preadv(int(f.Fd()), iov[:min(len(iov), iovMax)], off)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return total, err
-		}
-		if n == 0 {
-			return total, nil
-		}
-		total += n
-		off += int64(n)
-		iov = advance(iov, n)
-	}
-	return total, nil
-}
-
-// PwritevFull writes all of iov at off. iov's slices are consumed.
-func PwritevFull(f *os.File, iov [][]byte, off int64) error {
-	for len(iov) > 0 {
-		n, err := unix.Pwritev(int(f.Fd()), iov[:min(len(iov), iovMax)], off)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		off += int64(n)
-		iov = advance(iov, n)
-	}
-	return nil
-}
-
-// iovMax is Linux's IOV_MAX: a call with more buffers fails (EINVAL).
-const iovMax = 1024
 
 // advance drops the first n bytes of iov.
 func advance(iov [][]byte, n int) [][]byte {

@@ -6,12 +6,14 @@ import (
 	"path/filepath"
 	"testing"
 	"unsafe"
+
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 )
 
 // TestVectoredRoundTrip writes many small and large buffers with one
 // PwritevFull and reads them back with PreadvFull, also past the end.
 func TestVectoredRoundTrip(t *testing.T) {
-	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	f, err := os.Create(filepath.Join(disktest.TempDir(t), "f"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func TestVectoredRoundTrip(t *testing.T) {
 	if err := SyncDir(filepath.Dir(f.Name())); err != nil {
 		t.Fatal(err)
 	}
-	if err := SyncDir(filepath.Join(t.TempDir(), "absent")); err == nil {
+	if err := SyncDir(filepath.Join(disktest.TempDir(t), "absent")); err == nil {
 		t.Fatal("SyncDir of a missing directory succeeded")
 	}
 }

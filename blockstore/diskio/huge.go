@@ -3,8 +3,6 @@ package diskio
 import (
 	"sync"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // hugePage is the size of the transparent huge pages HugeBuffer asks for
@@ -35,9 +33,7 @@ func HugeBuffer(n int) []byte {
 	at := uintptr(unsafe.Pointer(&b[0]))
 	skip := int((hugePage - at%hugePage) % hugePage)
 	b = b[skip : skip+n : skip+n]
-	// Advice only: without it the buffer works the same, only slower to
-	// touch the first time.
-	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
+	adviseHuge(b)
 	return b
 }
 

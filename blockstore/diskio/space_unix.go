@@ -4,27 +4,16 @@ package diskio
 
 import (
 	"fmt"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// CheckFree refuses to take need more bytes on the disk that holds dir
-// when that would leave less than reserve free for an unprivileged
-// writer: an error wrapping ENOSPC. A reserve of 0 or less checks nothing.
-// It is how the overlay, the outbox and the cache keep a full disk away
-// from the stores that map their files (a write into a mapped page on a
-// full disk is a SIGBUS).
-func CheckFree(dir string, need, reserve int64) error {
-	if reserve <= 0 {
-		return nil
-	}
+// available returns the bytes free for an unprivileged writer on the disk
+// that holds dir (statfs).
+func available(dir string) (int64, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", dir, err)
+		return 0, fmt.Errorf("statfs %s: %w", dir, err)
 	}
-	if free := int64(st.Bavail) * int64(st.Bsize); free-need < reserve {
-		return fmt.Errorf("%d bytes free on the cache disk, %d kept in reserve: %w", free, reserve, syscall.ENOSPC)
-	}
-	return nil
+	return int64(st.Bavail) * int64(st.Bsize), nil
 }

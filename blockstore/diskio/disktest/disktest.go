@@ -1,0 +1,82 @@
+// Package disktest gives tests the scratch directories and the checks
+// that the Windows build of dvfs needs, and that run the same way under
+// Wine, where CI runs the Windows tests.
+package disktest
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TempDir returns a new directory for t that is removed with everything
+// in it when t and its subtests have finished. On Linux and the others it
+// is t.TempDir. On Windows the directory is removed entry by entry
+// (DeleteFile and RemoveDirectory, deepest first): t.TempDir's cleanup,
+// os.RemoveAll, uses a call Wine does not implement
+// (FileDispositionInformationEx: "unlinkat: Invalid function"), and every
+// test would fail at its end. A failure to remove is a test error.
+func TempDir(t testing.TB) string {
+	t.Helper()
+	if runtime.GOOS != "windows" {
+		return t.TempDir()
+	}
+	name := strings.Map(func(r rune) rune {
+		if strings.ContainsRune(`<>:"/\|?*`, r) || r < ' ' {
+			return '_'
+		}
+		return r
+	}, t.Name())
+	dir, err := os.MkdirTemp("", name[:min(len(name), 64)]+"-")
+	if err != nil {
+		t.Fatalf("TempDir: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := RemoveTree(dir); err != nil {
+			t.Errorf("TempDir cleanup: %v", err)
+		}
+	})
+	return dir
+}
+
+// RemoveTree removes dir and everything in it, one entry at a time,
+// deepest first, with os.Remove (which works under Wine, unlike
+// os.RemoveAll on Windows). A missing dir is no error.
+func RemoveTree(dir string) error {
+	var paths []string
+	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		paths = append(paths, p)
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range slices.Backward(paths) {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SkipUnderWine skips t when the test runs under Wine, saying why: for
+// what Wine cannot do (a UDP socket, os.RemoveAll), never for what it
+// does wrong.
+func SkipUnderWine(t testing.TB, why string) {
+	t.Helper()
+	if Wine() {
+		t.Skipf("under Wine: %s", why)
+	}
+}

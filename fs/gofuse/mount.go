@@ -146,7 +146,7 @@ func Mount(mountpoint string, core *fs.FS, opts Options) (*Server, error) {
 		opts.ReadAhead = DefaultReadAhead
 	}
 	if opts.ReadAhead > 0 {
-		if err := setReadAhead(mountpoint, opts.ReadAhead); err != nil {
+		if err := fs.SetReadAhead(mountpoint, opts.ReadAhead); err != nil {
 			m.log.Warn("the kernel's readahead stays at its default; sequential reads are slower", "err", err)
 		}
 	}

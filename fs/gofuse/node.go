@@ -51,7 +51,7 @@ func (n *node) child(ctx context.Context, c fs.Node, out *fuse.EntryOut) (*gofs.
 	n.m.fillAttr(&out.Attr, a)
 	out.SetEntryTimeout(n.entryTimeout())
 	out.SetAttrTimeout(ch.attrTimeout())
-	return n.NewInode(ctx, ch, gofs.StableAttr{Mode: unixMode(a.Mode) & syscall.S_IFMT, Ino: a.Ino}), 0
+	return n.NewInode(ctx, ch, gofs.StableAttr{Mode: fs.UnixType(a.Mode), Ino: a.Ino}), 0
 }
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -83,7 +83,7 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	}
 	var sa fs.SetAttr
 	if mode, ok := in.GetMode(); ok {
-		m := fsMode(mode)
+		m := fs.PermFromUnix(mode)
 		sa.Mode = &m
 	}
 	if size, ok := in.GetSize(); ok {
@@ -120,17 +120,15 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if err != nil {
 		return nil, n.m.errno("readdir", err)
 	}
-	// "." and ".." come first, as on a local disk: tools that count a
-	// directory's entries or walk by getdents expect them.
 	self := n.StableAttr().Ino
-	up := self // the mount's root is its own parent here
+	up := self
 	if _, p := n.Parent(); p != nil {
 		up = p.StableAttr().Ino
 	}
-	out := make([]fuse.DirEntry, 0, len(ents)+2)
-	out = append(out, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: self}, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: up})
-	for _, e := range ents {
-		out = append(out, fuse.DirEntry{Name: e.Name, Mode: unixMode(e.Mode) & syscall.S_IFMT, Ino: e.Ino})
+	ents = fs.WithDots(ents, self, up)
+	out := make([]fuse.DirEntry, len(ents))
+	for i, e := range ents {
+		out[i] = fuse.DirEntry{Name: e.Name, Mode: fs.UnixType(e.Mode), Ino: e.Ino}
 	}
 	return gofs.NewListDirStream(out), 0
 }

@@ -13,13 +13,11 @@ import (
 // mutable returns n's core directory if entries can be made in it:
 // templates and the fixed top are read-only.
 func (n *node) mutable() (fs.MutableDir, syscall.Errno) {
-	if d, ok := n.core.(fs.MutableDir); ok {
-		return d, 0
+	d, err := fs.Mutable(n.core)
+	if err != nil {
+		return nil, n.m.errno("mutable", err)
 	}
-	if _, ok := n.core.(fs.Dir); !ok {
-		return nil, syscall.ENOTDIR
-	}
-	return nil, syscall.EROFS
+	return d, 0
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
@@ -27,7 +25,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	c, h, err := d.Create(caller(ctx), name, fsMode(mode), int(flags))
+	c, h, err := d.Create(caller(ctx), name, fs.PermFromUnix(mode), int(flags))
 	if err != nil {
 		return nil, nil, 0, n.m.errno("create", err)
 	}
@@ -44,7 +42,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if errno != 0 {
 		return nil, errno
 	}
-	c, err := d.Mkdir(caller(ctx), name, fsMode(mode))
+	c, err := d.Mkdir(caller(ctx), name, fs.PermFromUnix(mode))
 	if err != nil {
 		return nil, n.m.errno("mkdir", err)
 	}
@@ -87,7 +85,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 	if errno != 0 {
 		return nil, errno
 	}
-	c, err := d.Mknod(caller(ctx), name, fsType(mode)|fsMode(mode), userDev(dev))
+	c, err := d.Mknod(caller(ctx), name, fs.TypeFromUnix(mode)|fs.PermFromUnix(mode), userDev(dev))
 	if err != nil {
 		return nil, n.m.errno("mknod", err)
 	}

@@ -1,38 +1,7 @@
 package gofuse
 
-import (
-	"fmt"
-	"os"
-	"strconv"
+import "github.com/dvfs-project/dvfs/fs"
 
-	"golang.org/x/sys/unix"
-)
-
-// DefaultReadAhead is how far the kernel reads ahead of a sequential
-// reader of the mount.
-//
-// The kernel gives a FUSE mount 128 KiB of readahead whatever the daemon
-// asks for at init, so a program reading a template 1 MiB at a time (dd,
-// fio, a VM copying its disk) waited for each request in turn and the
-// daemon worked on one request at a time, on one of the two cores: 0.54
-// of a go-fuse loopback's sequential reads. With 4 MiB the kernel keeps
-// several 1 MiB requests in flight, which the daemon serves in parallel
-// while the reader consumes the previous ones: a 2 GiB template read with
-// dd bs=1M took 1.7-2.1 s instead of 2.7-3.4 s (the loopback: 1.4-2.0 s).
-// 1 MiB and 16 MiB measured about the same as 4 MiB. Readahead follows
-// sequential streams only; random reads are sent as they are asked for.
-const DefaultReadAhead = 4 << 20
-
-// setReadAhead sets the kernel's readahead for the mount at mountpoint to
-// n bytes, through the mount's backing device info in sysfs (root only).
-func setReadAhead(mountpoint string, n int) error {
-	var st unix.Stat_t
-	if err := unix.Stat(mountpoint, &st); err != nil {
-		return fmt.Errorf("readahead: %w", err)
-	}
-	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)))
-	if err := os.WriteFile(p, []byte(strconv.Itoa(n>>10)), 0); err != nil {
-		return fmt.Errorf("readahead: %w", err)
-	}
-	return nil
-}
+// DefaultReadAhead is the readahead a mount sets by default:
+// fs.DefaultReadAhead, where the measurement behind it is.
+const DefaultReadAhead = fs.DefaultReadAhead

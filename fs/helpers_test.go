@@ -1,7 +1,6 @@
 package fs_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -161,20 +160,8 @@ func writeAt(t *testing.T, h fs.WriteHandle, p []byte, off int64) {
 	}
 }
 
-func sameBytes(t *testing.T, what string, got, want []byte) {
-	t.Helper()
-	if bytes.Equal(got, want) {
-		return
-	}
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d bytes, want %d", what, len(got), len(want))
-	}
-	for i := range got {
-		if got[i] != want[i] {
-			t.Fatalf("%s: first difference at byte %d: %#x, want %#x", what, i, got[i], want[i])
-		}
-	}
-}
+// sameBytes fails t where got is not want, saying where.
+var sameBytes = fstest.SameBytes
 
 func isErr(t *testing.T, what string, err, want error) {
 	t.Helper()

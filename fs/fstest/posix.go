@@ -297,11 +297,34 @@ func POSIX() []Check {
 			return steps(func() error { return unix.Mkfifo(p, 0o600) }, func() error { return unix.Unlink(p) }) + " " + strings.Join(names(d), ",")
 		}},
 
+		{Name: "an open file unlinked: its name is gone, its data stays until close", Writes: true, Run: unlinkOpen},
+
 		{Name: "getdents of a new directory", Writes: true, Run: func(d string) string {
 			return steps(func() error { return os.Mkdir(filepath.Join(d, "a"), 0o755) }, func() error { return touch(d, "a/f") }) +
 				" " + dotEntries(d)
 		}},
 	}
+}
+
+// unlinkOpen writes a file, unlinks it while open, and tells what the
+// directory lists, what the open file reads after another write, and its
+// link count.
+func unlinkOpen(d string) string {
+	p := filepath.Join(d, "f")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return outcome(err)
+	}
+	defer f.Close()
+	out := steps(func() error { _, err := f.WriteAt([]byte("abc"), 0); return err }, func() error { return unix.Unlink(p) },
+		func() error { _, err := f.WriteAt([]byte("def"), 3); return err })
+	b := make([]byte, 10)
+	n, _ := f.ReadAt(b, 0)
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return out + "; " + outcome(err)
+	}
+	return fmt.Sprintf("%s; listing [%s]; reads %q; nlink %d", out, strings.Join(names(d), ","), b[:n], st.Nlink)
 }
 
 // owner says who owns path (not following a symlink), and its mode.

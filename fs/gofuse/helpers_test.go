@@ -43,17 +43,8 @@ var helpers = map[string]func(arg string){
 	"serve": helperServe,
 }
 
-// requireFuse skips the test where FUSE is missing, unless CI is set:
-// there a missing /dev/fuse is a failure.
-func requireFuse(t testing.TB) {
-	t.Helper()
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI is set and FUSE is missing: %v", err)
-		}
-		t.Skipf("no FUSE: %v (this never skips in CI)", err)
-	}
-}
+// requireFuse skips the test where FUSE is missing, unless CI is set.
+var requireFuse = fstest.RequireFuse
 
 var standardWorld = sync.OnceValues(func() (*fstest.World, error) {
 	return fstest.StandardWorld(context.Background())

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 )
 
 // PacketConn is the socket a sender or receiver uses: batched reads and
@@ -44,8 +43,8 @@ const senderQueue = 1 << 20
 // every address, joined to the group on ifi (nil: the system's choice),
 // and taking coalesced runs of packets (offload.go) where the kernel can.
 //
-// The port is shared (SO_REUSEADDR and SO_REUSEPORT, as multicast
-// receivers such as uftp's and udp-receiver's set them): two mounts on one
+// The port is shared (SO_REUSEADDR, and SO_REUSEPORT where there is one,
+// as multicast receivers such as uftp's and udp-receiver's set them): two mounts on one
 // host both receive. The kernel gives every multicast packet to each
 // socket bound to the group's port but a unicast one to only one of them,
 // so nothing a receiver needs comes by unicast: the sender multicasts its
@@ -53,13 +52,7 @@ const senderQueue = 1 << 20
 func ListenGroup(group *net.UDPAddr, ifi *net.Interface) (*ipv4.PacketConn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
-		err := rc.Control(func(fd uintptr) {
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
-				return
-			}
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		})
-		if err != nil {
+		if err := rc.Control(func(fd uintptr) { serr = shareAddr(fd) }); err != nil {
 			return err
 		}
 		return serr
@@ -109,22 +102,4 @@ func DialGroup(laddr *net.UDPAddr, ifi *net.Interface, ttl int) (*ipv4.PacketCon
 		return nil, err
 	}
 	return p, nil
-}
-
-// growBuffers asks for a receive buffer of socketBuffer and a send buffer
-// of snd, past rmem_max/wmem_max when the process may (CAP_NET_ADMIN),
-// else as large as the limits allow.
-func growBuffers(c *net.UDPConn, snd int) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) {
-		if unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_RCVBUFFORCE, socketBuffer) != nil {
-			_ = unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_RCVBUF, socketBuffer)
-		}
-		if unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_SNDBUFFORCE, snd) != nil {
-			_ = unix.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_SNDBUF, snd)
-		}
-	})
 }

@@ -18,7 +18,6 @@ import (
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
@@ -329,7 +328,7 @@ func (s *Sender) Run(ctx context.Context) (SenderStats, error) {
 		// may raise it, it waits less. The thread is never unlocked: it
 		// ends with this goroutine, priority and all.
 		runtime.LockOSThread()
-		if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), senderNice); err != nil {
+		if err := raiseThreadPriority(); err != nil {
 			s.log.Debug("multicast: sending at the process's priority", "err", err)
 		}
 		st, err := s.run(ctx)
@@ -573,7 +572,7 @@ type txState struct {
 
 func newTxState(s *Sender) *txState {
 	t := &txState{s: s, msgs: make([]ipv4.Message, 0, batchLen), first: make([]int, 0, batchLen),
-		shards: make([][]byte, MaxShards), gso: true, gsoCtl: make(map[int][]byte)}
+		shards: make([][]byte, MaxShards), gso: gsoOffered, gsoCtl: make(map[int][]byte)}
 	t.last = make([]byte, s.shardSize)
 	t.parity = make([][]byte, MaxShards-1)
 	if s.seal != nil {

@@ -24,10 +24,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/diskio"
@@ -275,7 +273,7 @@ func alignUp(n int) int { return (n + diskio.DirectAlign - 1) &^ (diskio.DirectA
 // file that will not be read again.
 func openDirect(path string, bs int) (*os.File, bool, error) {
 	if bs%diskio.DirectAlign == 0 {
-		f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECT, 0)
+		f, err := diskio.OpenDirect(path, os.O_RDONLY)
 		if err == nil {
 			return f, true, nil
 		}
@@ -284,7 +282,7 @@ func openDirect(path string, bs int) (*os.File, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
+	diskio.AdviseSequential(f)
 	return f, false, nil
 }
 

@@ -1,16 +1,13 @@
 package publish
 
 import (
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 )
 
@@ -45,37 +42,18 @@ func scanTree(dir string, blockSize uint32) ([]manifest.File, error) {
 		if err != nil {
 			return err
 		}
-		var st unix.Stat_t
-		if err := unix.Lstat(path, &st); err != nil {
-			return &fs.PathError{Op: "lstat", Path: path, Err: err}
+		e, err := lstat(path)
+		if err != nil {
+			return err
 		}
-		mode, ok := fileMode(st.Mode)
-		if !ok {
-			return fmt.Errorf("%s: file type %#o cannot be part of a template", path, st.Mode&unix.S_IFMT)
-		}
-		f := manifest.File{
-			Path:  filepath.ToSlash(rel),
-			Mode:  mode,
-			MTime: time.Unix(st.Mtim.Unix()).UTC(),
-			ATime: time.Unix(st.Atim.Unix()).UTC(),
-			UID:   st.Uid,
-			GID:   st.Gid,
-		}
-		switch mode.Type() {
+		e.f.Path = filepath.ToSlash(rel)
+		switch e.f.Mode.Type() {
 		case 0:
-			f.Size = st.Size
-			f.Blocks = make([]blockID, (f.Size+int64(blockSize)-1)/int64(blockSize))
-		case fs.ModeDir:
+			e.f.Blocks = make([]blockID, (e.f.Size+int64(blockSize)-1)/int64(blockSize))
 		case fs.ModeSymlink:
-			if f.Target, err = os.Readlink(path); err != nil {
+			if e.f.Target, err = os.Readlink(path); err != nil {
 				return err
 			}
-		case fs.ModeDevice, fs.ModeDevice | fs.ModeCharDevice:
-			f.Rdev = uint64(st.Rdev)
-		}
-		e := scanned{f: f}
-		if !mode.IsDir() && st.Nlink > 1 {
-			e.dev, e.ino, e.nlink = uint64(st.Dev), st.Ino, uint64(st.Nlink)
 		}
 		ents = append(ents, e)
 		return nil
@@ -129,54 +107,20 @@ func fillLinks(files []manifest.File) {
 	}
 }
 
-// fileMode converts st_mode to an fs.FileMode (as os.Lstat does); false
-// for a file type it does not know.
-func fileMode(m uint32) (fs.FileMode, bool) {
-	mode := fs.FileMode(m & 0o777)
-	switch m & unix.S_IFMT {
-	case unix.S_IFREG:
-	case unix.S_IFDIR:
-		mode |= fs.ModeDir
-	case unix.S_IFLNK:
-		mode |= fs.ModeSymlink
-	case unix.S_IFIFO:
-		mode |= fs.ModeNamedPipe
-	case unix.S_IFSOCK:
-		mode |= fs.ModeSocket
-	case unix.S_IFBLK:
-		mode |= fs.ModeDevice
-	case unix.S_IFCHR:
-		mode |= fs.ModeDevice | fs.ModeCharDevice
-	default:
-		return 0, false
-	}
-	if m&unix.S_ISUID != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&unix.S_ISGID != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&unix.S_ISVTX != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode, true
-}
-
 // dataExtents returns the byte ranges of f that hold data, by SEEK_DATA and
 // SEEK_HOLE, so the holes of a sparse file are never read. A filesystem
 // without hole reporting gives one extent covering the file.
 func dataExtents(f *os.File, size int64) ([][2]int64, error) {
-	fd := int(f.Fd())
 	var out [][2]int64
 	for off := int64(0); off < size; {
-		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
-		if err == unix.ENXIO {
-			break // only a hole remains
-		}
+		start, ok, err := diskio.SeekData(f, off, false)
 		if err != nil {
 			return [][2]int64{{0, size}}, nil
 		}
-		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
+		if !ok {
+			break // only a hole remains
+		}
+		end, _, err := diskio.SeekData(f, start, true)
 		if err != nil {
 			return [][2]int64{{0, size}}, nil
 		}

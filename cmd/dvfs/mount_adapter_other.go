@@ -1,0 +1,6 @@
+//go:build !linux
+
+package main
+
+// defaultAdapter elsewhere is cgofuse (WinFsp on Windows).
+const defaultAdapter = "cgofuse"

@@ -83,9 +83,7 @@ func Encode(dst, plain []byte) []byte {
 	if len(dst)-hdr < len(plain)-len(plain)/16 {
 		return dst
 	}
-	dst = dst[:start]
-	dst = append(dst, codecRaw)
-	dst = binary.AppendUvarint(dst, uint64(len(plain)))
+	dst = AppendRawHeader(dst[:start], len(plain))
 	return append(dst, plain...)
 }
 
@@ -191,15 +189,8 @@ func CheckPlain(id ID, plain []byte) error {
 
 // OpenSplit is Open for a frame kept as a header and a payload apart.
 func OpenSplit(id ID, header, payload, dst []byte) ([]byte, error) {
-	codec, n, rest, err := parseHeader(header)
-	if err == nil && len(rest) != 0 {
-		err = fmt.Errorf("%w: %d bytes after the frame header", ErrCorrupt, len(rest))
-	}
-	if err != nil {
-		return dst, fmt.Errorf("block %s: %w", id.Short(), err)
-	}
 	start := len(dst)
-	out, err := decodeParts(dst, codec, n, payload)
+	out, err := DecodeSplit(dst, header, payload)
 	if err != nil {
 		return dst[:start], fmt.Errorf("block %s: %w", id.Short(), err)
 	}
@@ -207,6 +198,27 @@ func OpenSplit(id ID, header, payload, dst []byte) ([]byte, error) {
 		return dst[:start], err
 	}
 	return out, nil
+}
+
+// DecodeSplit is Decode for a frame kept as a header and a payload apart:
+// it checks the framing but not the hash, for a store that checked the
+// payload another way (a checksum kept since the block was verified).
+func DecodeSplit(dst, header, payload []byte) ([]byte, error) {
+	codec, n, rest, err := parseHeader(header)
+	if err == nil && len(rest) != 0 {
+		err = fmt.Errorf("%w: %d bytes after the frame header", ErrCorrupt, len(rest))
+	}
+	if err != nil {
+		return dst, err
+	}
+	return decodeParts(dst, codec, n, payload)
+}
+
+// AppendRawHeader appends the header of a raw frame of n plain bytes: the
+// frame is that header followed by the plain bytes.
+func AppendRawHeader(dst []byte, n int) []byte {
+	dst = append(dst, codecRaw)
+	return binary.AppendUvarint(dst, uint64(n))
 }
 
 // Decode appends the plain bytes of frame to dst. It checks the framing but

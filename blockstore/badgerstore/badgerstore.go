@@ -68,6 +68,20 @@ type Config struct {
 	// every block). For a cache whose every block can be fetched again,
 	// where a sync per fill would cost more than the fill.
 	Volatile bool
+	// VerifiedPuts declares that every block put was verified against its
+	// ID by the caller, as the workstation's cache does: the client and
+	// the multicast receiver hash every block as it arrives. The store
+	// then keeps each block's plain bytes (a compressed frame is decoded
+	// once, on entry) with a CRC-32C of them in its index entry, and a
+	// read checks that CRC where it would decode and hash the block again:
+	// a warm read costs a pread and a hardware CRC. A payload damaged on
+	// disk (bit rot, a torn write of a Volatile store) still fails the
+	// read with ErrCorrupt. Blocks stored without a CRC (by a store
+	// opened without this, or before it existed) are hashed on every read
+	// as before. Plain payloads take more disk than compressed ones (a
+	// VM disk's blocks compress about 2:1), as the local copy of a
+	// template does.
+	VerifiedPuts bool
 }
 
 // Defaults, chosen for a 2-core machine with modest memory and a store of
@@ -170,6 +184,8 @@ type Store struct {
 	db    *badger.DB
 	packs *packSet
 	log   *slog.Logger
+	// verified: Config.VerifiedPuts.
+	verified bool
 
 	// mu guards closed and active; cond wakes Close when active drops
 	// to zero. Every method counts itself in active while it uses db, so
@@ -208,7 +224,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, packs: packs, log: cfg.Logger, stopGC: make(chan struct{}), damaged: map[blockstore.ID]bool{}}
+	s := &Store{db: db, packs: packs, log: cfg.Logger, verified: cfg.VerifiedPuts, stopGC: make(chan struct{}), damaged: map[blockstore.ID]bool{}}
 	s.cond.L = &s.mu
 	if cfg.GCInterval > 0 {
 		s.gcDone.Go(func() { s.gcLoop(cfg.GCInterval, cfg.GCDiscardRatio) })

@@ -55,15 +55,16 @@ func TestConformance(t *testing.T) {
 }
 
 // TestConformanceDirect runs the suite on stores that write their packs
-// with O_DIRECT, volatile (a workstation's cache) and durable, and checks
-// that the writes really went past the page cache.
+// with O_DIRECT, volatile and durable, and as a workstation's cache opens
+// its store (volatile, its puts verified), and checks that the writes
+// really went past the page cache.
 func TestConformanceDirect(t *testing.T) {
-	for _, volatile := range []bool{true, false} {
-		t.Run(fmt.Sprintf("volatile=%v", volatile), func(t *testing.T) {
+	for _, mode := range []struct{ volatile, verified bool }{{true, false}, {false, false}, {true, true}} {
+		t.Run(fmt.Sprintf("volatile=%v,verified=%v", mode.volatile, mode.verified), func(t *testing.T) {
 			var last *Store
 			open := func(t *testing.T) storetest.Store {
 				cfg := testConfig(t)
-				cfg.DirectWrites, cfg.Volatile = true, volatile
+				cfg.DirectWrites, cfg.Volatile, cfg.VerifiedPuts = true, mode.volatile, mode.verified
 				s, err := Open(t.TempDir(), cfg)
 				if err != nil {
 					t.Fatal(err)
@@ -72,7 +73,7 @@ func TestConformanceDirect(t *testing.T) {
 				last = s
 				return s
 			}
-			storetest.Run(t, open, storetest.Options{Corrupt: corruptInDB})
+			storetest.Run(t, open, storetest.Options{Corrupt: corruptInDB, Plain: mode.verified})
 			if last == nil || !last.packs.direct {
 				t.Fatal("the store fell back to buffered writes on the test's file system")
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"slices"
 	"sync"
 
@@ -64,7 +65,7 @@ func (s *Store) readPlain(id blockstore.ID, r *ref, dst []byte) ([]byte, error) 
 		if err := s.packs.read(r.pack, r.off, out[start:]); err != nil {
 			return dst, fmt.Errorf("%w: %v", blockstore.ErrCorrupt, err)
 		}
-		if err := blockstore.CheckPlain(id, out[start:]); err != nil {
+		if err := r.check(id, out[start:]); err != nil {
 			return dst, err
 		}
 		return out, nil
@@ -76,7 +77,29 @@ func (s *Store) readPlain(id blockstore.ID, r *ref, dst []byte) ([]byte, error) 
 	if err := s.packs.read(r.pack, r.off, buf); err != nil {
 		return dst, fmt.Errorf("%w: %v", blockstore.ErrCorrupt, err)
 	}
-	return blockstore.OpenSplit(id, r.header(), buf, dst)
+	if !r.hasSum {
+		return blockstore.OpenSplit(id, r.header(), buf, dst)
+	}
+	if err := r.checkSum(buf); err != nil {
+		return dst, fmt.Errorf("block %s: %w", id.Short(), err)
+	}
+	out, err := blockstore.DecodeSplit(dst, r.header(), buf)
+	if err != nil {
+		return dst, fmt.Errorf("block %s: %w", id.Short(), err)
+	}
+	return out, nil
+}
+
+// check checks a raw payload read from the packs: against the CRC in the
+// index entry when it has one, else against the block's hash.
+func (r *ref) check(id blockstore.ID, plain []byte) error {
+	if !r.hasSum {
+		return blockstore.CheckPlain(id, plain)
+	}
+	if err := r.checkSum(plain); err != nil {
+		return fmt.Errorf("block %s: %w", id.Short(), err)
+	}
+	return nil
 }
 
 var payloads = sync.Pool{New: func() any { b := make([]byte, 0, blockstore.DefaultBlockSize); return &b }}
@@ -111,7 +134,15 @@ func (s *Store) readFrame(id blockstore.ID, r *ref, dst []byte) ([]byte, error) 
 	if err := s.packs.read(r.pack, r.off, out[body:]); err != nil {
 		return dst, fmt.Errorf("%w: %v", blockstore.ErrCorrupt, err)
 	}
-	if err := blockstore.Verify(id, out[start:]); err != nil {
+	var err error
+	if r.hasSum {
+		if err = r.checkSum(out[body:]); err != nil {
+			err = fmt.Errorf("block %s: %w", id.Short(), err)
+		}
+	} else {
+		err = blockstore.Verify(id, out[start:])
+	}
+	if err != nil {
 		return dst, err
 	}
 	return out, nil
@@ -270,16 +301,23 @@ func (s *Store) writePayloads(blocks []blockstore.Block) ([]ref, slot, error) {
 	refs := make([]ref, len(blocks))
 	bodies := make([][]byte, len(blocks))
 	var total int64
+	var plain []byte // VerifiedPuts: decoded payloads, back to back
 	for i, b := range blocks {
 		hdr, payload, err := blockstore.SplitFrame(b.Frame)
 		if err == nil && len(payload) > maxPayload {
 			err = fmt.Errorf("%w: payload of %d bytes", blockstore.ErrCorrupt, len(payload))
+		}
+		if err == nil && s.verified {
+			hdr, payload, plain, err = plainPayload(hdr, payload, plain)
 		}
 		if err != nil {
 			return nil, slot{}, fmt.Errorf("%s: %w", b.ID.Short(), err)
 		}
 		refs[i].hdrLen = copy(refs[i].hdr[:], hdr)
 		refs[i].n = len(payload)
+		if s.verified {
+			refs[i].sum, refs[i].hasSum = crc32.Checksum(payload, castagnoli), true
+		}
 		bodies[i] = payload
 		total += alignUp(int64(len(payload)))
 	}
@@ -297,6 +335,31 @@ func (s *Store) writePayloads(blocks []blockstore.Block) ([]ref, slot, error) {
 		off += alignUp(int64(refs[i].n))
 	}
 	return refs, sl, nil
+}
+
+// plainPayload returns the header and payload of a raw frame holding the
+// plain bytes of the frame hdr+payload: the same two for a raw frame, or
+// the bytes decoded and appended to buf (returned, grown) for a
+// compressed or deferred one, which is stored raw.
+func plainPayload(hdr, payload, buf []byte) (rawHdr, plain, grown []byte, err error) {
+	raw, n, err := blockstore.RawHeader(hdr)
+	if err != nil {
+		return nil, nil, buf, err
+	}
+	if raw && !blockstore.Deferred(hdr) {
+		return hdr, payload, buf, nil
+	}
+	if raw {
+		return blockstore.AppendRawHeader(nil, n), payload, buf, nil
+	}
+	// Appending may move buf; earlier payloads keep pointing into the
+	// old array, which stays alive through them.
+	start := len(buf)
+	buf, err = blockstore.DecodeSplit(buf, hdr, payload)
+	if err != nil {
+		return nil, nil, buf, err
+	}
+	return blockstore.AppendRawHeader(nil, n), buf[start:len(buf):len(buf)], buf, nil
 }
 
 // Delete implements blockstore.Deleter. The index entries go first, in

@@ -22,9 +22,12 @@ func FuzzParseRef(f *testing.F) {
 		r := ref{pack: 3, off: 5 * packAlign, n: len(payload)}
 		r.hdrLen = copy(r.hdr[:], hdr)
 		f.Add(appendRef(nil, &r))
+		r.sum, r.hasSum = 0xdeadbeef, true
+		f.Add(appendRef(nil, &r))
 		f.Add(frame) // a legacy entry
 	}
 	f.Add([]byte{refTag})
+	f.Add([]byte{refTagSum})
 	f.Fuzz(func(t *testing.T, v []byte) {
 		var r ref
 		isRef, err := parseRef(v, &r)

@@ -63,7 +63,7 @@ func (s *Store) GetRun(ctx context.Context, ids []blockstore.ID, size int, dst [
 			clear(done[i:j])
 		}
 		for k := i; k < j; k++ {
-			done[k] = done[k] && blockstore.CheckPlain(ids[k], dst[k*size:(k+1)*size]) == nil
+			done[k] = done[k] && refs[k].check(ids[k], dst[k*size:(k+1)*size]) == nil
 		}
 		i = j
 	}

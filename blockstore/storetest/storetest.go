@@ -35,6 +35,11 @@ type Options struct {
 	// disk would), so that they no longer hash to id. Without it the
 	// corruption subtest is skipped.
 	Corrupt func(t *testing.T, s Store, id blockstore.ID)
+	// Plain says the store keeps every block decoded (a workstation's
+	// cache: badgerstore's VerifiedPuts): GetFrame returns a raw frame of
+	// the block rather than the frame put, and no frame is left deferred
+	// for CompressDeferred.
+	Plain bool
 }
 
 // Run runs the suite. open must return a new, empty store and arrange (with
@@ -216,7 +221,12 @@ func (s *suite) testPutGet(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(frame, blocks[i].Frame) {
+			switch {
+			case s.opts.Plain:
+				if raw := append(blockstore.AppendRawHeader(nil, len(c.plain)), c.plain...); !bytes.Equal(frame, raw) {
+					t.Errorf("GetFrame of a store that keeps blocks plain returned %d bytes, not the raw frame", len(frame))
+				}
+			case !bytes.Equal(frame, blocks[i].Frame):
 				t.Errorf("GetFrame returned another frame than the one put")
 			}
 			// The caller owns what Get returns: scribbling on it must not

@@ -177,11 +177,18 @@ func TestNoRemote(t *testing.T) {
 
 // TestReadBlocks: a run read through a badger cache fills blocks the
 // store holds raw with run reads, fetches the missing ones, and returns
-// every byte as the server has it.
+// every byte as the server has it; a store opened as dvfs mount opens it
+// (VerifiedPuts) keeps the fetched blocks plain, for run reads next time.
 func TestReadBlocks(t *testing.T) {
+	for _, verified := range []bool{false, true} {
+		t.Run(fmt.Sprintf("verified=%v", verified), func(t *testing.T) { testReadBlocks(t, verified) })
+	}
+}
+
+func testReadBlocks(t *testing.T, verified bool) {
 	const size = 64 << 10
-	rm := newRemote(t, 3) // compressible: the cache stores them zstd
-	local, err := badgerstore.Open(t.TempDir(), badgerstore.Config{Volatile: true})
+	rm := newRemote(t, 3) // compressible: sent zstd
+	local, err := badgerstore.Open(t.TempDir(), badgerstore.Config{Volatile: true, VerifiedPuts: verified})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,6 +227,19 @@ func TestReadBlocks(t *testing.T) {
 	// Round 1: 6 hits and 3 misses; round 2: 9 hits.
 	if st := c.Stats(); st.Misses != 3 || st.Fetched != 3 || st.Hits != 15 {
 		t.Fatalf("stats %+v, want 3 misses fetched and 15 hits", st)
+	}
+	for _, id := range rm.ids {
+		frame, err := local.GetFrame(ctx, id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr, _, err := blockstore.SplitFrame(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raw, _, _ := blockstore.RawHeader(hdr); raw != verified {
+			t.Errorf("fetched block kept raw=%v, want %v", raw, verified)
+		}
 	}
 	// A block the manifest says is bigger than it is: an error, not data.
 	if err := c.ReadBlocks(ctx, []blockstore.ID{rm.ids[0]}, size+1, make([]byte, size+1)); !errors.Is(err, blockstore.ErrCorrupt) {

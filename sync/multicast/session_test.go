@@ -600,7 +600,7 @@ func TestBadgerCache(t *testing.T) {
 	tp := newTemplate(t, 256, 23) // 16 MiB
 	stores := make([]*badgerstore.Store, 2)
 	for i := range stores {
-		s, err := badgerstore.Open(t.TempDir(), badgerstore.Config{Volatile: true, DirectWrites: true})
+		s, err := badgerstore.Open(t.TempDir(), badgerstore.Config{Volatile: true, DirectWrites: true, VerifiedPuts: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/fs"
 	"github.com/dvfs-project/dvfs/fs/fstest"
 )
@@ -112,7 +113,7 @@ func TestBaseChanged(t *testing.T) {
 	if _, err := w.AddClone(ctx, "c", entries); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{world: w, meta: newEnv(t).meta, state: t.TempDir()}
+	e := &env{world: w, meta: newEnv(t).meta, state: disktest.TempDir(t)}
 	walk(t, e.mount(t), "clones/c/f")
 	m, err := w.Build(ctx, 2, "c", 2, entries)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/memstore"
 	"github.com/dvfs-project/dvfs/fs"
 	"github.com/dvfs-project/dvfs/fs/fstest"
@@ -33,11 +34,14 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{world: w, meta: memstore.New(), state: t.TempDir()}
+	return &env{world: w, meta: memstore.New(), state: disktest.TempDir(t)}
 }
 
 // mount starts an FS on e's state; the periodic flush is off so tests
-// decide what is durable.
+// decide what is durable. The FS is closed when the test ends (one a test
+// dropped to simulate a crash too, after the test has checked what it
+// left): Windows removes no file that is still open, so the test's
+// directory could not go.
 func (e *env) mount(t *testing.T) *fs.FS {
 	t.Helper()
 	fsys, err := fs.New(fs.Config{
@@ -50,6 +54,11 @@ func (e *env) mount(t *testing.T) *fs.FS {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := fsys.Close(ctx); err != nil {
+			t.Errorf("close the FS: %v", err)
+		}
+	})
 	return fsys
 }
 

@@ -6,12 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/memstore"
 	"github.com/dvfs-project/dvfs/fs"
 	"github.com/dvfs-project/dvfs/fs/fstest"
 )
+
+// ttyRdev is Linux's makedev(4, 1), a tty's device number.
+const ttyRdev = 4<<8 | 1
 
 // TestLinksSpecialsOwnersSurviveRemount makes, through the core, what a
 // VM folder beyond files holds: a second name of a base file, a FIFO, a
@@ -23,7 +25,7 @@ func TestLinksSpecialsOwnersSurviveRemount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{world: w, meta: memstore.New(), state: t.TempDir()}
+	e := &env{world: w, meta: memstore.New(), state: disktest.TempDir(t)}
 	fsys := e.mount(t)
 	root := "clones/" + fstest.POSIXName
 	d := dirOf(t, fsys, root)
@@ -35,7 +37,7 @@ func TestLinksSpecialsOwnersSurviveRemount(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mode := range map[string]iofs.FileMode{"fifo": iofs.ModeNamedPipe | 0o600, "sock": iofs.ModeSocket | 0o755, "tty": iofs.ModeDevice | iofs.ModeCharDevice | 0o620} {
-		if _, err := d.Mknod(ctx, name, mode, unix.Mkdev(4, 1)); err != nil {
+		if _, err := d.Mknod(ctx, name, mode, ttyRdev); err != nil {
 			t.Fatalf("mknod %s: %v", name, err)
 		}
 	}
@@ -78,7 +80,7 @@ func TestLinksSpecialsOwnersSurviveRemount(t *testing.T) {
 		a := attr(name)
 		wantRdev := uint64(0)
 		if typ&iofs.ModeDevice != 0 {
-			wantRdev = unix.Mkdev(4, 1)
+			wantRdev = ttyRdev
 		}
 		if a.Mode.Type() != typ || a.Rdev != wantRdev || a.Nlink != 1 {
 			t.Errorf("%s: type %v rdev %#x links %d; want %v rdev %#x links 1", name, a.Mode.Type(), a.Rdev, a.Nlink, typ, wantRdev)
@@ -104,7 +106,7 @@ func TestIDMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	fsys, err := fs.New(fs.Config{
-		Blocks: w.Blocks, Catalog: w.Catalog, Meta: memstore.New(), StateDir: t.TempDir(), FlushInterval: -1,
+		Blocks: w.Blocks, Catalog: w.Catalog, Meta: memstore.New(), StateDir: disktest.TempDir(t), FlushInterval: -1,
 		Owner: fs.Owner{UID: 1000, GID: 1000},
 		IDMap: fs.IDMap{UIDs: map[uint32]uint32{1000: 1234}, GIDs: map[uint32]uint32{1000: 5678}},
 	})
@@ -135,7 +137,7 @@ func TestIDMap(t *testing.T) {
 			t.Errorf("disk.vmdk kept as %d:%d, want 1234:7", e.Owner.UID, e.Owner.GID)
 		}
 	}
-	if _, err := fs.New(fs.Config{Blocks: w.Blocks, Catalog: w.Catalog, Meta: memstore.New(), StateDir: t.TempDir(),
+	if _, err := fs.New(fs.Config{Blocks: w.Blocks, Catalog: w.Catalog, Meta: memstore.New(), StateDir: disktest.TempDir(t),
 		IDMap: fs.IDMap{UIDs: map[uint32]uint32{1: 9, 2: 9}}}); err == nil {
 		t.Error("an IDMap mapping two local IDs to one was taken")
 	}

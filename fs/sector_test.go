@@ -3,10 +3,10 @@ package fs_test
 import (
 	"bytes"
 	"os"
-	"syscall"
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 	"github.com/dvfs-project/dvfs/fs"
 	"github.com/dvfs-project/dvfs/fs/fstest"
 )
@@ -34,11 +34,16 @@ func sealOnce(t *testing.T, fsys *fs.FS, path string) fs.SealedEntry {
 // allocated is the disk space the file at path takes.
 func allocated(t *testing.T, path string) int64 {
 	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
+	f, err := os.Open(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return st.Blocks * 512
+	defer f.Close()
+	n, err := diskio.Allocated(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestSectorWrites: a whole-sector write into a block the overlay lacks

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The standard world: template "winxp" in two versions and clone "alice"
@@ -54,6 +52,9 @@ func VMEntries(v int) []Entry {
 // POSIXName names the template and the clone of POSIXEntries in POSIXWorld.
 const POSIXName = "posix"
 
+// nullRdev is Linux's device number of /dev/null, makedev(1, 3).
+const nullRdev = 1<<8 | 3
+
 // POSIXEntries is VMEntries(2) with what else a VM folder may hold: a
 // second name of the disk (a hard link), QEMU's monitor socket and serial
 // FIFO, a device node, and a file of another owner with its own atime.
@@ -62,7 +63,7 @@ func POSIXEntries() []Entry {
 		Entry{Path: "logs/disk.vmdk", Link: "disk.vmdk"},
 		Entry{Path: "monitor.sock", Mode: iofs.ModeSocket | 0o755},
 		Entry{Path: "serial.fifo", Mode: iofs.ModeNamedPipe | 0o600},
-		Entry{Path: "null", Mode: iofs.ModeDevice | iofs.ModeCharDevice | 0o644, Rdev: unix.Mkdev(1, 3)},
+		Entry{Path: "null", Mode: iofs.ModeDevice | iofs.ModeCharDevice | 0o644, Rdev: nullRdev},
 		Entry{Path: "owned.txt", Mode: 0o640, Size: 100, Content: Pattern(9, 0), UID: 1234, GID: 5678,
 			ATime: time.Unix(1<<32, 987654321)},
 	)

@@ -54,41 +54,35 @@ func (s *storm) runDvfs(ctx context.Context, r *stormRow, dir string, warm bool)
 			return err
 		}
 	}
-	// The mounts, one per workstation namespace.
+	// The mounts, one per workstation namespace. Warm: the caches are
+	// filled through a first set of mounts, which then unmount, and the
+	// workloads run on fresh mounts over the full caches, as on a lab
+	// workstation whose cache was filled before its user logged in; the
+	// mounts' CPU (and -cpuprofile) then covers the workload, its sync
+	// and the unmount, not the fill.
 	mnts := make([]string, n)
-	mounts := make([]*bg, n)
 	for i := range n {
 		mnts[i] = filepath.Join(dir, fmt.Sprintf("ws%d", i+1), "mnt")
 		os.MkdirAll(mnts[i], 0o755)
-		args := []string{"mount", "--cache", filepath.Join(dir, fmt.Sprintf("ws%d", i+1), "cache"), "--multicast-iface", "eth0"}
-		if !warm {
-			args = append(args, "--multicast=false")
-		}
-		if s.profile != "" {
-			args = append(args, "--cpuprofile", fmt.Sprintf("%s.%d.ws%d", s.profile, s.run, i+1))
-		}
-		m, err := startBG(s.nsCmd(i+1, env, s.bin, append(args, mnts[i])...), filepath.Join(dir, fmt.Sprintf("ws%d.mount.log", i+1)))
+	}
+	if warm {
+		fillers, err := s.startMounts(ctx, dir, env, mnts, "fill", true, false)
 		if err != nil {
 			return err
 		}
-		mounts[i] = m
-		mnt := mnts[i]
-		s.atExit(func() {
-			select {
-			case <-m.done:
-			default:
-				m.stop(30 * time.Second)
-			}
-			syscall.Unmount(mnt, syscall.MNT_DETACH)
-		})
-		if !waitFor(ctx, 60*time.Second, func() bool { return strings.Contains(m.log(), "msg=mounted") }) {
-			return fmt.Errorf("workstation %d: dvfs mount did not come up:\n%s", i+1, tail([]byte(m.log()), 2000))
-		}
-	}
-	if warm {
 		if err := s.fill(ctx, r, env, mnts); err != nil {
 			return err
 		}
+		for i, m := range fillers {
+			if _, err := s.nsRun(i+1, env, s.bin, "umount", mnts[i]); err != nil {
+				return fmt.Errorf("workstation %d: unmounting after the fill: %w", i+1, err)
+			}
+			m.wait(2 * time.Minute)
+		}
+	}
+	mounts, err := s.startMounts(ctx, dir, env, mnts, "mount", warm, s.profile != "")
+	if err != nil {
+		return err
 	}
 	if err := dropCaches(); err != nil {
 		return err
@@ -144,6 +138,39 @@ func (s *storm) runDvfs(ctx context.Context, r *stormRow, dir string, warm bool)
 }
 
 var fillRE = regexp.MustCompile(`template storm(?:@\d+)?\s+\S+% cached \((\d+) of (\d+) blocks\)`)
+
+// startMounts starts a dvfs mount in each workstation's namespace, its
+// log in wsI.NAME.log, and waits until every one is up. multicast joins
+// the template's sessions; profile writes each mount's CPU profile.
+func (s *storm) startMounts(ctx context.Context, dir string, env, mnts []string, name string, multicast, profile bool) ([]*bg, error) {
+	mounts := make([]*bg, len(mnts))
+	for i, mnt := range mnts {
+		args := []string{"mount", "--cache", filepath.Join(dir, fmt.Sprintf("ws%d", i+1), "cache"), "--multicast-iface", "eth0"}
+		if !multicast {
+			args = append(args, "--multicast=false")
+		}
+		if profile {
+			args = append(args, "--cpuprofile", fmt.Sprintf("%s.%d.ws%d", s.profile, s.run, i+1))
+		}
+		m, err := startBG(s.nsCmd(i+1, env, s.bin, append(args, mnt)...), filepath.Join(dir, fmt.Sprintf("ws%d.%s.log", i+1, name)))
+		if err != nil {
+			return nil, err
+		}
+		mounts[i] = m
+		s.atExit(func() {
+			select {
+			case <-m.done:
+			default:
+				m.stop(30 * time.Second)
+			}
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+		})
+		if !waitFor(ctx, 60*time.Second, func() bool { return strings.Contains(m.log(), "msg=mounted") }) {
+			return nil, fmt.Errorf("workstation %d: dvfs mount did not come up:\n%s", i+1, tail([]byte(m.log()), 2000))
+		}
+	}
+	return mounts, nil
+}
 
 // fill pushes the template to every mount by multicast and waits until
 // every cache holds it. If multicast does not fill them, every

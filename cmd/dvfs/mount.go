@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -255,9 +253,11 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 		defer stopJoiner()
 		go joiner.Run(jctx)
 	}
-	stopStatus, err := serveStatus(ctx, mountpoint, func(ctx context.Context) mountStatus {
-		st := mountStatus{Mountpoint: mountpoint, User: who.Name, Cache: blocks.Stats(),
-			Templates: templateFills(ctx, catalog, blockStore), Clones: cloneStatuses(ctx, wb, blockStore)}
+	stopStatus, err := serveStatus(ctx, mountpoint, func(ctx context.Context, brief bool) mountStatus {
+		st := mountStatus{Mountpoint: mountpoint, User: who.Name, Cache: blocks.Stats(), Clones: cloneStatuses(ctx, wb, blockStore, brief)}
+		if !brief {
+			st.Templates = templateFills(ctx, catalog, blockStore)
+		}
 		if joiner != nil {
 			st.Multicast = joiner.Progress()
 		}
@@ -341,12 +341,8 @@ func newUmountCmd(g *globals) *cobra.Command {
 				if pid == 0 || !alive(pid) {
 					return err
 				}
-			} else if err := syscall.Unmount(mp, 0); err != nil {
-				// Not root: the setuid helper of fuse3 may unmount.
-				out, ferr := exec.Command("fusermount3", "-u", mp).CombinedOutput()
-				if ferr != nil {
-					return fmt.Errorf("unmount %s: %w (fusermount3: %s)", mp, err, strings.TrimSpace(string(out)))
-				}
+			} else if err := unmount(mp); err != nil {
+				return err
 			}
 			if pid == 0 {
 				return nil
@@ -361,7 +357,7 @@ func newUmountCmd(g *globals) *cobra.Command {
 				case <-time.After(200 * time.Millisecond):
 				}
 				qctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
-				st, err := queryStatus(qctx, statusSocket(mp))
+				st, err := queryStatus(qctx, statusSocket(mp), true)
 				cancel()
 				if err != nil {
 					continue
@@ -382,21 +378,4 @@ func newUmountCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-// alive reports whether process pid is still running; an exited process
-// its parent has not reaped yet (a zombie) is not.
-func alive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the command name in parentheses.
-	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) {
-		return b[i+2] != 'Z'
-	}
-	return true
 }

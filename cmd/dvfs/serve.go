@@ -13,7 +13,6 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
@@ -108,12 +107,11 @@ func (c *serveConfig) parseLimits(g *globals) (server.Limits, error) {
 		return l, fmt.Errorf("--max-conns %d: want at least 1", l.MaxConns)
 	}
 	// Go raised the soft limit to the hard one at start.
-	var rl unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err == nil && rl.Cur != unix.RLIM_INFINITY {
+	if nofile, ok := openFileLimit(); ok {
 		const reserve = 1024 // the store's files, multicast sockets, the log
-		if avail := int64(rl.Cur) - reserve; int64(l.MaxConns) > avail {
+		if avail := int64(nofile) - reserve; int64(l.MaxConns) > avail {
 			lowered := int(max(avail, 64))
-			g.log.Warn("--max-conns lowered to fit the open-file limit (raise LimitNOFILE)", "max_conns", lowered, "nofile", rl.Cur)
+			g.log.Warn("--max-conns lowered to fit the open-file limit (raise LimitNOFILE)", "max_conns", lowered, "nofile", nofile)
 			l.MaxConns = lowered
 		}
 	}
@@ -121,6 +119,9 @@ func (c *serveConfig) parseLimits(g *globals) (server.Limits, error) {
 }
 
 func runServe(ctx context.Context, g *globals, c serveConfig) error {
+	if errServeHere != nil {
+		return errServeHere
+	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}

@@ -52,7 +52,7 @@ func statusSocket(mountpoint string) string {
 }
 
 // serveStatus answers on the mount's status socket until ctx ends.
-func serveStatus(ctx context.Context, mountpoint string, report func(context.Context) mountStatus) (func(), error) {
+func serveStatus(ctx context.Context, mountpoint string, report func(ctx context.Context, brief bool) mountStatus) (func(), error) {
 	path := statusSocket(mountpoint)
 	os.Remove(path)
 	ln, err := net.Listen("unix", path)
@@ -61,7 +61,10 @@ func serveStatus(ctx context.Context, mountpoint string, report func(context.Con
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(report(r.Context()))
+		// ?brief: only what dvfs umount polls for (the clones' pending
+		// changes), without counting the cached blocks of every template
+		// and clone, which costs the mount a scan of its index each time.
+		json.NewEncoder(w).Encode(report(r.Context(), r.URL.Query().Has("brief")))
 	})}
 	go srv.Serve(ln)
 	return func() { srv.Close(); os.Remove(path) }, nil
@@ -87,7 +90,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 				}
 			}
 			for _, sock := range socks {
-				st, err := queryStatus(cmd.Context(), sock)
+				st, err := queryStatus(cmd.Context(), sock, false)
 				if err != nil {
 					return err
 				}
@@ -98,14 +101,20 @@ func newStatusCmd(g *globals) *cobra.Command {
 	}
 }
 
-func queryStatus(ctx context.Context, sock string) (mountStatus, error) {
+// queryStatus asks the mount listening on sock for its status; brief
+// leaves out the cache fill of templates and clones.
+func queryStatus(ctx context.Context, sock string, brief bool) (mountStatus, error) {
 	var st mountStatus
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		},
 	}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://mount/status", nil)
+	url := "http://mount/status"
+	if brief {
+		url += "?brief"
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return st, fmt.Errorf("asking the mount (%s): %w", sock, err)
@@ -174,10 +183,14 @@ func cloneSyncText(c writeback.Status) string {
 // cache holds.
 func cloneStatuses(ctx context.Context, wb *writeback.Writeback, store interface {
 	Missing(context.Context, []blockstore.ID) ([]blockstore.ID, error)
-}) []cloneStatus {
+}, brief bool) []cloneStatus {
 	var out []cloneStatus
 	for _, st := range wb.Status(ctx) {
 		cs := cloneStatus{Status: st}
+		if brief {
+			out = append(out, cs)
+			continue
+		}
 		if m, err := wb.BaseManifest(ctx, st.Clone, nil); err == nil {
 			ids := slices.Collect(m.BlockIDs())
 			if missing, err := store.Missing(ctx, ids); err == nil {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package gofuse
 
 import gofs "github.com/hanwen/go-fuse/v2/fs"

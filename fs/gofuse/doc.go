@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package gofuse mounts a dvfs filesystem core (package fs) on Linux
 // through go-fuse. It only translates: kernel requests become calls on the
 // core's Node and Handle interfaces, and the core's errors become errnos

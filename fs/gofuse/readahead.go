@@ -1,3 +1,5 @@
+//go:build linux
+
 package gofuse
 
 import "github.com/dvfs-project/dvfs/fs"

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench is dvfs's benchmark harness. Each subcommand measures dvfs
 // against a reference measured in the same run and prints a table of
 // numbers and ratios; nothing here asserts a time.

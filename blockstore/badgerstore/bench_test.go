@@ -59,43 +59,86 @@ func BenchmarkPut(b *testing.B) {
 	}
 }
 
-// BenchmarkGet reads 64 KiB blocks back, verified, from a store of 16 MiB
+// benchModes are the two ways a store checks a block it reads: by its
+// hash (the server's store), or by the CRC kept since a verified Put (a
+// workstation's cache: VerifiedPuts, which also keeps blocks plain).
+var benchModes = []struct {
+	name     string
+	verified bool
+}{{"hash", false}, {"cache", true}}
+
+// BenchmarkGet reads 64 KiB blocks back, checked, from a store of 16 MiB
 // (in the page cache: this measures the store, not the disk).
 func BenchmarkGet(b *testing.B) {
 	for _, kind := range benchKinds {
-		s, ids := benchStore(b, kind.gen)
-		b.Run(kind.name, func(b *testing.B) {
-			b.SetBytes(blockstore.DefaultBlockSize)
-			var buf []byte
-			i := 0
-			for b.Loop() {
-				var err error
-				if buf, err = s.Get(b.Context(), ids[i%len(ids)], buf[:0]); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
-		})
-		b.Run(kind.name+"/parallel", func(b *testing.B) {
-			b.SetBytes(blockstore.DefaultBlockSize)
-			b.RunParallel(func(pb *testing.PB) {
+		for _, mode := range benchModes {
+			s, ids := benchStore(b, kind.gen, mode.verified)
+			name := kind.name + "/" + mode.name
+			b.Run(name, func(b *testing.B) {
+				b.SetBytes(blockstore.DefaultBlockSize)
 				var buf []byte
-				i := rand.IntN(len(ids))
-				for pb.Next() {
+				i := 0
+				for b.Loop() {
 					var err error
 					if buf, err = s.Get(b.Context(), ids[i%len(ids)], buf[:0]); err != nil {
-						b.Error(err)
-						return
+						b.Fatal(err)
 					}
 					i++
 				}
 			})
-		})
+			b.Run(name+"/parallel", func(b *testing.B) {
+				b.SetBytes(blockstore.DefaultBlockSize)
+				b.RunParallel(func(pb *testing.PB) {
+					var buf []byte
+					i := rand.IntN(len(ids))
+					for pb.Next() {
+						var err error
+						if buf, err = s.Get(b.Context(), ids[i%len(ids)], buf[:0]); err != nil {
+							b.Error(err)
+							return
+						}
+						i++
+					}
+				})
+			})
+		}
 	}
 }
 
-func benchStore(b *testing.B, gen func(*rand.Rand, int) []byte) (*Store, []blockstore.ID) {
-	s, err := Open(b.TempDir(), Config{})
+// BenchmarkGetRun reads 1 MiB requests (16 blocks that lie together), as
+// a mount serves the kernel's readahead; compressible blocks stored by
+// the hash-checking store are compressed, so GetRun leaves them to Get.
+func BenchmarkGetRun(b *testing.B) {
+	const size, run = blockstore.DefaultBlockSize, 16
+	for _, kind := range benchKinds {
+		for _, mode := range benchModes {
+			s, ids := benchStore(b, kind.gen, mode.verified)
+			b.Run(kind.name+"/"+mode.name, func(b *testing.B) {
+				b.SetBytes(run * size)
+				dst := make([]byte, run*size)
+				done := make([]bool, run)
+				i := 0
+				for b.Loop() {
+					at := (i * run) % len(ids)
+					if err := s.GetRun(b.Context(), ids[at:at+run], size, dst, done); err != nil {
+						b.Fatal(err)
+					}
+					for k, ok := range done {
+						if !ok {
+							if _, err := s.Get(b.Context(), ids[at+k], dst[k*size:k*size]); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
+					i++
+				}
+			})
+		}
+	}
+}
+
+func benchStore(b *testing.B, gen func(*rand.Rand, int) []byte, verified bool) (*Store, []blockstore.ID) {
+	s, err := Open(b.TempDir(), Config{VerifiedPuts: verified})
 	if err != nil {
 		b.Fatal(err)
 	}

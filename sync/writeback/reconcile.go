@@ -189,7 +189,10 @@ func (w *Writeback) Status(ctx context.Context) []Status {
 			s.Lease = "not taken (no writes yet)"
 		}
 		c.mu.Unlock()
-		var p pending
+		// Only the counts: decoding the pending manifest (a quarter of a
+		// MiB for a 512 MiB disk) on every poll of dvfs umount took 7% of
+		// a syncing mount's CPU in the storm benchmark.
+		var p pendingSummary
 		if has, _ := getJSON(ctx, w.cfg.Store, key(c.name, "pending"), &p); has {
 			s.Pending, s.PendingBlocks = true, p.Blocks+len(p.Outbox)
 		}

@@ -49,6 +49,14 @@ type pending struct {
 	Outbox []blockstore.ID `json:"outbox,omitempty"`
 }
 
+// pendingSummary is pending without its manifest, for a reader that
+// needs only the counts (the JSON decoder skips the manifest unread).
+type pendingSummary struct {
+	OutboxFile string          `json:"outbox_file,omitempty"`
+	Blocks     int             `json:"blocks,omitempty"`
+	Outbox     []blockstore.ID `json:"outbox,omitempty"`
+}
+
 func key(clone, what string) string { return "wb/" + clone + "/" + what }
 
 func getJSON(ctx context.Context, s blockstore.MetaStore, k string, v any) (bool, error) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/storetest"
 )
 
@@ -26,7 +27,7 @@ const batch = 64
 func BenchmarkPut(b *testing.B) {
 	for _, kind := range benchKinds {
 		b.Run(kind.name, func(b *testing.B) {
-			s, err := Open(b.TempDir(), Config{})
+			s, err := Open(disktest.TempDir(b), Config{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -138,7 +139,7 @@ func BenchmarkGetRun(b *testing.B) {
 }
 
 func benchStore(b *testing.B, gen func(*rand.Rand, int) []byte, verified bool) (*Store, []blockstore.ID) {
-	s, err := Open(b.TempDir(), Config{VerifiedPuts: verified})
+	s, err := Open(disktest.TempDir(b), Config{VerifiedPuts: verified})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -176,7 +177,7 @@ func BenchmarkMissing(b *testing.B) {
 			name = "full"
 		}
 		b.Run(name, func(b *testing.B) {
-			s, err := Open(b.TempDir(), Config{Volatile: true})
+			s, err := Open(disktest.TempDir(b), Config{Volatile: true})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 )
 
 // BenchmarkBlockSize weighs block sizes for VM disks: what one block costs
@@ -19,7 +20,7 @@ func BenchmarkBlockSize(b *testing.B) {
 		plain := make([]byte, bs)
 		rand.Read(plain)
 		b.Run(fmt.Sprintf("put/%dK", bs>>10), func(b *testing.B) {
-			s, err := Open(b.TempDir(), Config{Volatile: true})
+			s, err := Open(disktest.TempDir(b), Config{Volatile: true})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -37,7 +38,7 @@ func BenchmarkBlockSize(b *testing.B) {
 			b.ReportMetric(float64(32*(1<<30)/bs)/1024, "manifest-KiB/GiB")
 		})
 		b.Run(fmt.Sprintf("get/%dK", bs>>10), func(b *testing.B) {
-			s, err := Open(b.TempDir(), Config{Volatile: true})
+			s, err := Open(disktest.TempDir(b), Config{Volatile: true})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/storetest"
 )
 
@@ -14,8 +15,9 @@ import (
 // the space of their plain copies, and the compressed blocks survive a
 // reopen.
 func TestCompressDeferredFreesSpace(t *testing.T) {
+	disktest.SkipUnderWine(t, wineNoHoles)
 	ctx := t.Context()
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	cfg := testConfig(t)
 	cfg.PackSize = 1 << 20
 	s, err := Open(dir, cfg)
@@ -88,7 +90,7 @@ func TestCompressSurvivesSIGKILL(t *testing.T) {
 		compressCrashChild(t, dir)
 		return
 	}
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	blocks := compressCrashBlocks()
 	for round, after := range []int{0, 1, 2, 3, 5} {
 		// The child says "compressing", then "round" after each round:

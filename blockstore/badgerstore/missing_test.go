@@ -9,6 +9,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 )
 
 // TestMissingMerge checks the sorted merge that answers long lists against
@@ -18,7 +19,7 @@ import (
 // the caller's order.
 func TestMissingMerge(t *testing.T) {
 	ctx := t.Context()
-	s, err := Open(t.TempDir(), Config{Volatile: true})
+	s, err := Open(disktest.TempDir(t), Config{Volatile: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/storetest"
 )
 
@@ -53,7 +54,7 @@ func runConformanceVia(t *testing.T, wrap func(*Store) storetest.Store, unwrap f
 			open := func(t *testing.T) storetest.Store {
 				cfg := testConfig(t)
 				cfg.DirectWrites = direct
-				s, err := Open(t.TempDir(), cfg)
+				s, err := Open(disktest.TempDir(t), cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -73,7 +74,7 @@ func runConformanceVia(t *testing.T, wrap func(*Store) storetest.Store, unwrap f
 // all stays readable, listed once and deletable.
 func TestPutAbsent(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	s, err := Open(dir, testConfig(t))
 	if err != nil {
 		t.Fatal(err)

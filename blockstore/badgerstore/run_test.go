@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/storetest"
 )
 
@@ -14,7 +15,7 @@ import (
 // fill: absent, compressed, short, corrupt on disk, deleted, and the hole.
 func TestGetRun(t *testing.T) {
 	const size = blockstore.DefaultBlockSize
-	s := openT(t, t.TempDir())
+	s := openT(t, disktest.TempDir(t))
 	r := rand.New(rand.NewPCG(7, 7))
 	var first, second []blockstore.Block
 	for range 12 {

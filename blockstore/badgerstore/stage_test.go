@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/storetest"
 )
 
@@ -32,7 +33,7 @@ func TestConformanceStaged(t *testing.T) {
 // readable, until CommitStaged, which takes the Stages of several calls
 // at once; a block present already is not staged again.
 func TestStagedInvisibleUntilCommitted(t *testing.T) {
-	s := openDirectT(t, t.TempDir())
+	s := openDirectT(t, disktest.TempDir(t))
 	ctx := t.Context()
 	a, b := testBlocks(1), testBlocks(2)
 	sa, err := s.Stage(ctx, a...)
@@ -82,7 +83,7 @@ func (fakeStaged) Blocks() int { return 1 }
 // CommitStaged (as a crash would) reopens without the staged blocks and
 // with everything committed before, and takes them again.
 func TestStagedLostWithoutCommit(t *testing.T) {
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	ctx := t.Context()
 	kept, lost := testBlocks(4), testBlocks(5)
 	s, err := Open(dir, Config{DirectWrites: true})
@@ -113,7 +114,7 @@ func TestStagedLostWithoutCommit(t *testing.T) {
 // with Puts beside them: every block ends up readable (go test -race
 // checks the group commit's bookkeeping).
 func TestStageConcurrent(t *testing.T) {
-	s := openDirectT(t, t.TempDir())
+	s := openDirectT(t, disktest.TempDir(t))
 	ctx := t.Context()
 	var wg sync.WaitGroup
 	var mu sync.Mutex

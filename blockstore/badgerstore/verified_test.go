@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/storetest"
 )
 
@@ -29,7 +30,7 @@ func openVerifiedT(t *testing.T, dir string) *Store {
 // Get, GetFrame and GetRun.
 func TestVerifiedPutsKeepPlainWithCRC(t *testing.T) {
 	const size = blockstore.DefaultBlockSize
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	s := openVerifiedT(t, dir)
 	r := rand.New(rand.NewPCG(3, 3))
 	plains := [][]byte{
@@ -88,7 +89,7 @@ func TestVerifiedPutsKeepPlainWithCRC(t *testing.T) {
 // VerifiedPuts (a cache from before it, or compressed frames) are read by
 // their hash after the store is reopened with it, corruption included.
 func TestVerifiedPutsReadOlderEntries(t *testing.T) {
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	blocks := testBlocks(21)
 	s, err := Open(dir, testConfig(t))
 	if err != nil {

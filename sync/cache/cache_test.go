@@ -16,6 +16,7 @@ import (
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/memstore"
 	"github.com/dvfs-project/dvfs/blockstore/storetest"
 	"github.com/dvfs-project/dvfs/sync/api"
@@ -38,7 +39,7 @@ func newRemote(t *testing.T, blocks int) *remote {
 	_, key, _ := ed25519.GenerateKey(nil)
 	st := memstore.New()
 	r, _ := repo.New(repo.Config{Store: st, Key: key})
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	server.EnsureAdminToken(context.Background(), r, dir)
 	tok, _ := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
 	srv := httptest.NewServer(server.New(server.Config{Repo: r}))
@@ -188,7 +189,7 @@ func TestReadBlocks(t *testing.T) {
 func testReadBlocks(t *testing.T, verified bool) {
 	const size = 64 << 10
 	rm := newRemote(t, 3) // compressible: sent zstd
-	local, err := badgerstore.Open(t.TempDir(), badgerstore.Config{Volatile: true, VerifiedPuts: verified})
+	local, err := badgerstore.Open(disktest.TempDir(t), badgerstore.Config{Volatile: true, VerifiedPuts: verified})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,8 +40,8 @@ func (r *Repo) CommitGeneration(ctx context.Context, owner string, m *manifest.M
 	return r.commitGenerationLocked(ctx, owner, m, ids, parent, epoch)
 }
 
-func (r *Repo) commitGenerationLocked(ctx context.Context, owner string, m *manifest.Manifest, ids []blockstore.ID, parent, epoch uint64) (api.CloneInfo, error) {
-	var info api.CloneInfo
+func (r *Repo) commitGenerationLocked(ctx context.Context, owner string, m *manifest.Manifest, ids []blockstore.ID, parent, epoch uint64) (info api.CloneInfo, err error) {
+	defer func() { r.countCommit("generation", err) }()
 	if err := r.checkEpoch(ctx, owner, m.Name, epoch); err != nil {
 		return info, err
 	}

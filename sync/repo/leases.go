@@ -78,6 +78,7 @@ func (r *Repo) AcquireLease(ctx context.Context, owner, name, holder string, ttl
 	case cur.Holder == holder && cur.Epoch > 0:
 		// Renewal (also after expiry, if nobody took it meanwhile).
 	case cur.Holder != "" && now.Before(cur.Expires) && !force:
+		r.leaseEvents.add("refused")
 		return cur, &LeaseError{Lease: cur}
 	default:
 		next.Epoch = cur.Epoch + 1
@@ -88,6 +89,14 @@ func (r *Repo) AcquireLease(ctx context.Context, owner, name, holder string, ttl
 	}
 	if err := r.store.CommitMeta(ctx, blockstore.MetaOp{Key: leaseKey(owner, name), Value: b, Check: true, Old: old}); err != nil {
 		return api.Lease{}, err
+	}
+	switch {
+	case next.Epoch == cur.Epoch:
+		r.leaseEvents.add("renewed")
+	case cur.Holder != "" && cur.Holder != holder && now.Before(cur.Expires):
+		r.leaseEvents.add("taken_over")
+	default:
+		r.leaseEvents.add("granted")
 	}
 	if next.Epoch != cur.Epoch {
 		r.log.Info("granted clone lease", "clone", name, "owner", owner, "holder", holder, "epoch", next.Epoch,
@@ -110,10 +119,15 @@ func (r *Repo) ReleaseLease(ctx context.Context, owner, name, holder string, epo
 		return err
 	}
 	if cur.Holder == "" || cur.Holder != holder || cur.Epoch != epoch {
+		r.leaseEvents.add("fenced")
 		return fmt.Errorf("release %s: %w", name, ErrFenced)
 	}
 	b, _ := json.Marshal(api.Lease{Epoch: cur.Epoch})
-	return r.store.CommitMeta(ctx, blockstore.MetaOp{Key: leaseKey(owner, name), Value: b, Check: true, Old: old})
+	if err := r.store.CommitMeta(ctx, blockstore.MetaOp{Key: leaseKey(owner, name), Value: b, Check: true, Old: old}); err != nil {
+		return err
+	}
+	r.leaseEvents.add("released")
+	return nil
 }
 
 // checkEpoch fails with ErrFenced unless epoch is the lease's current one.

@@ -126,6 +126,9 @@ type Repo struct {
 	// frames, and deferredArrived says that they did (CompressLoop).
 	lastDeferred    atomic.Int64
 	deferredArrived chan struct{}
+
+	// leaseEvents and commitEvents count what Stats reports.
+	leaseEvents, commitEvents events
 }
 
 // New returns a repository over cfg.Store.

@@ -18,7 +18,8 @@ import (
 // of its template. It fills in Kind, Version, Parent and Created, signs the
 // result and stores it in one atomic metadata commit. A manifest naming a
 // block the store lacks gets a *MissingError and changes nothing.
-func (r *Repo) Commit(ctx context.Context, m *manifest.Manifest) (api.VersionInfo, error) {
+func (r *Repo) Commit(ctx context.Context, m *manifest.Manifest) (_ api.VersionInfo, err error) {
+	defer func() { r.countCommit("template", err) }()
 	m.Kind = manifest.KindTemplate
 	m.Version, m.Parent = 1, 0 // placeholders, so Validate sees a complete manifest
 	if err := manifest.ValidName(m.Name); err != nil {

@@ -43,6 +43,8 @@ type Server struct {
 	limits  Limits
 	bodyMax map[string]int64 // by route pattern; others: defaultBodyMax
 	bodies  bodies
+	// requests counts the requests answered, by route and status.
+	requests requestStats
 }
 
 // New returns the handler for cfg.Repo.
@@ -103,4 +105,12 @@ func New(cfg Config) *Server {
 
 // ServeHTTP implements http.Handler. Serve it with the http.Server and
 // listener of Listen, which apply the rest of the Limits.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.serveLimited(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cw := &countingWriter{ResponseWriter: w}
+	s.serveLimited(cw, r)
+	if cw.code == 0 {
+		cw.code = http.StatusOK // a handler that wrote nothing
+	}
+	_, pattern := s.mux.Handler(r)
+	s.requests.add(pattern, cw.code, cw.bytes)
+}

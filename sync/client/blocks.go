@@ -99,6 +99,9 @@ func (c *Client) FetchFrames(ctx context.Context, ids []blockstore.ID, fn func(i
 				resp.Body.Close()
 				return fmt.Errorf("fetch: %w", err)
 			}
+			c.stats.fetchedBlocks.Add(1)
+			c.stats.fetchedBytes.Add(int64(len(frame)))
+			c.stats.fetchedPlain.Add(int64(len(plain)))
 			if err := fn(id, frame, plain); err != nil {
 				resp.Body.Close()
 				return err

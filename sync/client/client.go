@@ -54,6 +54,8 @@ type Client struct {
 
 	keyMu sync.Mutex
 	key   ed25519.PublicKey
+
+	stats stats
 }
 
 // New returns a client for cfg.Server.
@@ -184,10 +186,13 @@ func (c *Client) doParts(ctx context.Context, method, u string, parts [][]byte) 
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	c.stats.requests.Add(1)
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		c.stats.unanswered.Add(1)
 		return nil, err
 	}
+	c.stats.lastAnswer.Store(time.Now().UnixNano())
 	if resp.StatusCode/100 == 2 {
 		return resp, nil
 	}

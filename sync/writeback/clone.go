@@ -48,6 +48,10 @@ type cloneWB struct {
 	noDelta bool
 	// sent counts the batch bytes uploaded.
 	sent atomic.Int64
+	// changingSince is when the clone first changed since the last seal
+	// (zero: not since), pendingSince the same for the changes the
+	// pending generation holds (stats.go). Guarded by mu.
+	changingSince, pendingSince time.Time
 }
 
 func (c *cloneWB) poke() {
@@ -211,6 +215,7 @@ func (c *cloneWB) acquire(ctx context.Context, force bool) error {
 		var he interface{ LeaseHolder() (api.Lease, bool) }
 		if errors.As(err, &he) {
 			if l, ok := he.LeaseHolder(); ok {
+				c.w.stats.lease("refused")
 				c.lease = api.Lease{}
 				c.holdErr = fmt.Errorf("clone %s is leased to %s until %s; opened read-only (take it over with dvfs clone takeover)",
 					c.name, l.Holder, l.Expires.Local().Format(time.TimeOnly))
@@ -221,6 +226,7 @@ func (c *cloneWB) acquire(ctx context.Context, force bool) error {
 			// Offline, and this workstation held the lease last: keep
 			// working locally; the commits will tell if it was lost.
 			c.lease = api.Lease{Holder: c.w.cfg.Holder, Epoch: c.st.Epoch}
+			c.w.stats.lease("offline")
 			// Changes follow under the old epoch: if the lease moved on
 			// meanwhile, that is worth the warning above.
 			c.st.Released = false
@@ -235,8 +241,10 @@ func (c *cloneWB) acquire(ctx context.Context, force bool) error {
 	}
 	c.lease, c.holdErr = l, nil
 	if c.st.Epoch == l.Epoch {
+		c.w.stats.lease("renewed")
 		return nil
 	}
+	c.w.stats.lease("acquired")
 	// Remember the epoch durably before anything is written under it: a
 	// restart must know this workstation has changes to sync.
 	c.st.Epoch, c.st.Released = l.Epoch, false
@@ -386,6 +394,7 @@ func (c *cloneWB) cycle(ctx context.Context) error {
 func (c *cloneWB) sealSaved(changes uint64) {
 	c.mu.Lock()
 	c.syncedChanges, c.checked = changes, true
+	c.pendingSince, c.changingSince = c.changingSince, time.Time{}
 	c.mu.Unlock()
 }
 
@@ -479,6 +488,7 @@ func (c *cloneWB) commit(ctx context.Context, p *pending) error {
 	c.mu.Lock()
 	c.st.Committed = info.Generation
 	c.mu.Unlock()
+	c.w.stats.commits.Add(1)
 	c.noDelta = false
 	m.Version = info.Generation
 	comOp, err := manifestOp(key(c.name, "committed"), m)
@@ -508,6 +518,7 @@ func (c *cloneWB) conflict(ctx context.Context, m *manifest.Manifest, p *pending
 	c.st.Lost, c.st.ConflictClone = true, name
 	c.lease = api.Lease{}
 	c.mu.Unlock()
+	c.w.stats.lease("lost")
 	c.w.log.Warn("clone taken over by another workstation; unsynced changes saved as a new clone", "clone", c.name, "conflict_clone", name)
 	// What the conflict clone holds counts as committed: the next mount's
 	// reconcile compares the overlay with it and saves only what is newer.

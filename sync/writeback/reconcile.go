@@ -164,6 +164,10 @@ type Status struct {
 	Synced   bool
 	Lease    string // holder and expiry, or why writes are refused
 	Conflict string // the conflict clone, after a takeover
+	// UnsyncedSince is when the oldest change not on the server yet was
+	// made (zero when synced, or not known: changes a crash left, until
+	// a seal sees them).
+	UnsyncedSince time.Time `json:",omitzero"`
 }
 
 // Status reports every clone the writeback knows.

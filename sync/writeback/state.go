@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
@@ -93,9 +94,10 @@ func manifestOp(k string, m *manifest.Manifest) (blockstore.MetaOp, error) {
 // It errs on the side of "not synced": a clone written here before this
 // process started counts as unsealed until a seal has checked it.
 func (c *cloneWB) syncStatus(s *Status, file string) {
+	var sealed time.Time
 	if file != "" {
 		if fi, err := os.Stat(filepath.Join(c.w.outbox.dir, file)); err == nil {
-			s.PendingBytes = fi.Size()
+			s.PendingBytes, sealed = fi.Size(), fi.ModTime()
 		}
 	}
 	now, counts := c.overlayChanges()
@@ -113,4 +115,7 @@ func (c *cloneWB) syncStatus(s *Status, file string) {
 		s.Unsealed = now != c.syncedChanges
 	}
 	s.Synced = !s.Pending && !s.Unsealed && s.Stalled == ""
+	if !s.Synced {
+		s.UnsyncedSince = c.unsyncedSince(s, sealed)
+	}
 }

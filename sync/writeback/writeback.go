@@ -133,6 +133,7 @@ type Writeback struct {
 	bg     context.Context
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
+	stats  stats
 }
 
 // New returns a Writeback; Start runs its background loops.
@@ -198,7 +199,14 @@ func (w *Writeback) Synced(clone string) { w.clone(clone).poke() }
 // the clone's lease, taking it when nobody else has it. The error says who
 // holds it.
 func (w *Writeback) Writable(clone string) error {
-	return w.clone(clone).writable(w.bg)
+	c := w.clone(clone)
+	if err := c.writable(w.bg); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.markChanging()
+	c.mu.Unlock()
+	return nil
 }
 
 // Flush seals every clone with changes and waits until each generation is

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,8 +44,9 @@ type target struct {
 }
 
 // benchFio runs fio against the native disk, a go-fuse loopback with
-// every request through the daemon, a dvfs template file (cached) and a
-// dvfs clone file, all on one 2 GiB file of random data, the page cache
+// every request through the daemon, and, through each FUSE adapter in
+// turn (dvfs mount --fuse), a dvfs template file (cached) and a dvfs
+// clone file, all on one 2 GiB file of random data, the page cache
 // dropped before each workload; then a cold read through a fresh cache.
 func benchFio(args []string) error {
 	fl := flag.NewFlagSet("fio", flag.ExitOnError)
@@ -52,11 +54,14 @@ func benchFio(args []string) error {
 	dir := fl.String("dir", "/var/tmp", "scratch directory (on the disk measured)")
 	runtime := fl.Duration("runtime", 10*time.Second, "time per workload and target (0: one pass over the file)")
 	only := fl.String("only", "", "run only the workloads whose name matches this regular expression")
+	fuseList := fl.String("fuse", "gofuse,cgofuse", "the FUSE adapters to measure dvfs through, in turn (cgofuse needs cgo and libfuse3-dev)")
+	profDir := fl.String("cpuprofile", "", "write each adapter's dvfs mount CPU profile (pprof) to DIR/ADAPTER.prof")
 	fl.Parse(args)
 	onlyRe, err := regexp.Compile(*only)
 	if err != nil {
 		return fmt.Errorf("-only: %w", err)
 	}
+	adapters := strings.Split(*fuseList, ",")
 	size, err := humanize.ParseBytes(*sizeStr)
 	if err != nil {
 		return err
@@ -69,6 +74,12 @@ func benchFio(args []string) error {
 		return err
 	}
 	defer cleanup()
+	if slices.Contains(adapters, "cgofuse") {
+		// The cgofuse adapter is built with libfuse3's headers only.
+		if out, err := exec.Command("go", "build", "-tags", "fuse3", "-o", bin, "./cmd/dvfs").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build -tags fuse3: %v\n%s", err, out)
+		}
+	}
 	native := filepath.Join(work, "native")
 	os.Mkdir(native, 0o755)
 	img := filepath.Join(native, "disk.img")
@@ -82,61 +93,73 @@ func benchFio(args []string) error {
 		return err
 	}
 	defer srv.stop()
-	lmnt, mnt := filepath.Join(work, "lmnt"), filepath.Join(work, "mnt")
+	lmnt := filepath.Join(work, "lmnt")
 	os.Mkdir(lmnt, 0o755)
-	os.Mkdir(mnt, 0o755)
 	loop, err := startDaemon(nil, lmnt, bin, "bench-loopback", native, lmnt)
 	if err != nil {
 		return err
 	}
 	defer loop.stop()
-	dv, err := startDaemon(env, mnt, bin, "mount", "--cache", filepath.Join(work, "cache"), mnt)
-	if err != nil {
-		return err
-	}
-	defer dv.stop()
-	tmplPath := filepath.Join(mnt, "templates", "fio", "disk.img")
-	fmt.Println("warming the dvfs cache (reading the template once)")
-	if err := readAll(tmplPath); err != nil {
-		return err
-	}
 
-	targets := []target{
-		{"native", img, false},
-		{"loopback", filepath.Join(lmnt, "disk.img"), false},
-		{"dvfs template", tmplPath, true},
-		{"dvfs clone", filepath.Join(mnt, "clones", "fioclone", "disk.img"), false},
-	}
 	results := map[string]map[string]fioResult{}
 	var chosen []workload
 	for _, w := range workloads {
 		if onlyRe.MatchString(w.name) {
 			chosen = append(chosen, w)
+			results[w.name] = map[string]fioResult{}
 		}
 	}
-	for _, w := range chosen {
-		results[w.name] = map[string]fioResult{}
-		for _, t := range targets {
-			if w.write && t.readOnly {
-				continue
+	measure := func(targets []target) error {
+		for _, w := range chosen {
+			for _, t := range targets {
+				if w.write && t.readOnly {
+					continue
+				}
+				if err := dropCaches(); err != nil {
+					return err
+				}
+				r, err := runFio(t.path, w, int64(size), *runtime)
+				if err != nil {
+					return fmt.Errorf("%s on %s: %w", w.name, t.name, err)
+				}
+				results[w.name][t.name] = r
+				fmt.Printf("  %-15s %-16s %9.1f MiB/s %9.0f IOPS\n", w.name, t.name, r.mibps, r.iops)
 			}
-			if err := dropCaches(); err != nil {
-				return err
-			}
-			r, err := runFio(t.path, w, int64(size), *runtime)
-			if err != nil {
-				return fmt.Errorf("%s on %s: %w", w.name, t.name, err)
-			}
-			results[w.name][t.name] = r
-			fmt.Printf("  %-15s %-14s %9.1f MiB/s %9.0f IOPS\n", w.name, t.name, r.mibps, r.iops)
+		}
+		return nil
+	}
+	if err := measure([]target{{"native", img, false}, {"loopback", filepath.Join(lmnt, "disk.img"), false}}); err != nil {
+		return err
+	}
+	// One adapter at a time, on one cache: the clone is the same clone,
+	// synced by each mount as it stops.
+	for _, a := range adapters {
+		mnt := filepath.Join(work, "mnt-"+a)
+		os.Mkdir(mnt, 0o755)
+		margs := []string{"mount", "--fuse", a, "--cache", filepath.Join(work, "cache"), mnt}
+		if *profDir != "" {
+			margs = append(margs, "--cpuprofile", filepath.Join(*profDir, a+".prof"))
+		}
+		dv, err := startDaemon(env, mnt, bin, margs...)
+		if err != nil {
+			return fmt.Errorf("mount --fuse %s: %w", a, err)
+		}
+		tmplPath := filepath.Join(mnt, "templates", "fio", "disk.img")
+		fmt.Printf("%s: warming the dvfs cache (reading the template once)\n", a)
+		err = readAll(tmplPath)
+		if err == nil {
+			err = measure([]target{{a + " template", tmplPath, true}, {a + " clone", filepath.Join(mnt, "clones", "fioclone", "disk.img"), false}})
+		}
+		dv.stop()
+		if err != nil {
+			return err
 		}
 	}
 
-	fmt.Println("\ncold read: a fresh cache, blocks fetched from the server on loopback")
+	fmt.Printf("\ncold read through %s: a fresh cache, blocks fetched from the server on loopback\n", adapters[0])
 	cold := filepath.Join(work, "mnt-cold")
 	os.Mkdir(cold, 0o755)
-	dv.stop()
-	dv2, err := startDaemon(env, cold, bin, "mount", "--cache", filepath.Join(work, "cache-cold"), cold)
+	dv2, err := startDaemon(env, cold, bin, "mount", "--fuse", adapters[0], "--cache", filepath.Join(work, "cache-cold"), cold)
 	if err != nil {
 		return err
 	}
@@ -149,30 +172,47 @@ func benchFio(args []string) error {
 		return err
 	}
 
-	fmt.Printf("\n%-15s %10s %10s %10s %10s %14s %14s\n", "workload", "native", "loopback", "template", "clone", "tmpl/loopback", "clone/loopback")
+	cols := []string{"native", "loopback"}
+	for _, a := range adapters {
+		cols = append(cols, a+" template", a+" clone")
+	}
+	fmt.Printf("\n%-15s", "workload")
+	for _, c := range cols {
+		fmt.Printf(" %16s", c)
+	}
+	for _, c := range cols[2:] {
+		fmt.Printf(" %16s", strings.Replace(c, " template", " tmpl", 1)+"/lb")
+	}
+	fmt.Println()
 	for _, w := range chosen {
 		r := results[w.name]
 		unit := func(x fioResult) float64 { return x.mibps }
 		if strings.HasPrefix(w.name, "rand") {
 			unit = func(x fioResult) float64 { return x.iops }
 		}
-		cell := func(name string) string {
-			if x, ok := r[name]; ok {
-				return fmt.Sprintf("%10.0f", unit(x))
+		fmt.Printf("%-15s", w.name)
+		for _, c := range cols {
+			if x, ok := r[c]; ok {
+				fmt.Printf(" %16.0f", unit(x))
+			} else {
+				fmt.Printf(" %16s", "-")
 			}
-			return fmt.Sprintf("%10s", "-")
 		}
-		ratio := func(name string) string {
-			if x, ok := r[name]; ok {
-				return fmt.Sprintf("%14.2f", unit(x)/unit(r["loopback"]))
+		for _, c := range cols[2:] {
+			if x, ok := r[c]; ok {
+				fmt.Printf(" %16.2f", unit(x)/unit(r["loopback"]))
+			} else {
+				fmt.Printf(" %16s", "-")
 			}
-			return fmt.Sprintf("%14s", "-")
 		}
-		fmt.Printf("%-15s %s %s %s %s %s %s\n", w.name, cell("native"), cell("loopback"), cell("dvfs template"), cell("dvfs clone"), ratio("dvfs template"), ratio("dvfs clone"))
+		fmt.Println()
 	}
-	fmt.Println("(sequential rows in MiB/s, random rows in IOPS)")
-	fmt.Printf("cold sequential read through an empty cache: %.0f MiB/s (%.2f of native's cached-disk read)\n",
-		coldRes.mibps, coldRes.mibps/results["seq read 1M"]["native"].mibps)
+	fmt.Println("(sequential rows in MiB/s, random rows in IOPS; /lb: the ratio to the loopback)")
+	fmt.Printf("cold sequential read through an empty cache: %.0f MiB/s", coldRes.mibps)
+	if n, ok := results["seq read 1M"]["native"]; ok {
+		fmt.Printf(" (%.2f of native's cached-disk read)", coldRes.mibps/n.mibps)
+	}
+	fmt.Println()
 	return nil
 }
 

@@ -81,6 +81,10 @@ type Joiner struct {
 	filled map[string]bool
 	// fillRetry: after a failed fill, the next waits until then.
 	fillRetry time.Time
+	// For Stats: the sessions ended by outcome, the sum of their
+	// receivers' counters.
+	ended    map[string]int
+	received ReceiverStats
 }
 
 // filling is a running background fill.
@@ -98,7 +102,8 @@ type joined struct {
 
 // NewJoiner returns a joiner; Run joins.
 func NewJoiner(cfg JoinerConfig) *Joiner {
-	j := &Joiner{cfg: cfg, log: cfg.Logger, seen: make(map[uint32]*joined), filled: make(map[string]bool)}
+	j := &Joiner{cfg: cfg, log: cfg.Logger, seen: make(map[uint32]*joined), filled: make(map[string]bool),
+		ended: make(map[string]int)}
 	if j.cfg.FillRate == 0 {
 		j.cfg.FillRate = DefaultFillRate
 	}
@@ -282,6 +287,7 @@ func (j *Joiner) join(ctx context.Context, s api.MulticastSession) {
 			jd.prog.State, jd.prog.Error = "failed", err.Error()
 			j.log.Warn("multicast session not received", "session", s.ID, "template", s.Template, "err", err)
 		}
+		j.ended[jd.prog.State]++
 	}
 	m, err := j.cfg.Manifest(ctx, s.Template, s.Version)
 	if err != nil {
@@ -321,6 +327,9 @@ func (j *Joiner) join(ctx context.Context, s api.MulticastSession) {
 	j.mu.Unlock()
 	j.log.Info("joining multicast session", "session", s.ID, "template", s.Template, "version", s.Version, "missing_blocks", len(missing))
 	st, err := rcv.Run(ctx)
+	j.mu.Lock()
+	j.received.add(st)
+	j.mu.Unlock()
 	if err == nil {
 		j.log.Info("multicast session received", "session", s.ID, "template", s.Template, "stats", fmt.Sprintf("%+v", st))
 	} else if errors.Is(err, context.Canceled) {

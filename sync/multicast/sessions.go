@@ -58,6 +58,11 @@ type Sessions struct {
 	list []api.MulticastSession
 	keys map[uint32][]byte
 	kick chan struct{}
+	// For Stats: the sessions ended by state, the sum of their
+	// counters, and the sender of the session sending now.
+	ended map[string]int
+	sent  SenderStats
+	cur   *Sender
 }
 
 // NewSessions returns a session runner; Run sends.
@@ -65,7 +70,8 @@ func NewSessions(cfg SessionsConfig) *Sessions {
 	if cfg.JoinWindow == 0 {
 		cfg.JoinWindow = PollInterval + time.Second
 	}
-	s := &Sessions{cfg: cfg, log: cfg.Logger, keys: make(map[uint32][]byte), kick: make(chan struct{}, 1)}
+	s := &Sessions{cfg: cfg, log: cfg.Logger, keys: make(map[uint32][]byte), kick: make(chan struct{}, 1),
+		ended: make(map[string]int)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -154,6 +160,9 @@ func (s *Sessions) send(ctx context.Context, sess api.MulticastSession) {
 	fail := func(err error) {
 		s.log.Error("multicast session failed", "session", sess.ID, "err", err)
 		s.update(sess.ID, func(x *api.MulticastSession) { x.State, x.Error, x.Finished = "failed", err.Error(), time.Now().UTC() })
+		s.mu.Lock()
+		s.ended["failed"]++
+		s.mu.Unlock()
 	}
 	m, err := s.cfg.Manifest(ctx, sess.Template, sess.Version)
 	if err != nil {
@@ -171,7 +180,14 @@ func (s *Sessions) send(ctx context.Context, sess api.MulticastSession) {
 		return
 	}
 	s.update(sess.ID, func(x *api.MulticastSession) { x.State, x.Started = "sending", time.Now().UTC() })
+	s.mu.Lock()
+	s.cur = snd
+	s.mu.Unlock()
 	st, err := snd.Run(ctx)
+	s.mu.Lock()
+	s.cur = nil
+	s.sent.add(snd.Stats())
+	s.mu.Unlock()
 	if err != nil {
 		fail(fmt.Errorf("send: %w", err))
 		return
@@ -179,6 +195,9 @@ func (s *Sessions) send(ctx context.Context, sess api.MulticastSession) {
 	s.update(sess.ID, func(x *api.MulticastSession) {
 		x.State, x.Finished, x.Sent, x.Needed = "done", time.Now().UTC(), st.Bytes, st.NeededBytes
 	})
+	s.mu.Lock()
+	s.ended["done"]++
+	s.mu.Unlock()
 	s.log.Info("multicast session done", "session", sess.ID, "template", sess.Template, "version", sess.Version,
 		"stats", fmt.Sprintf("%+v", st))
 }

@@ -4,6 +4,7 @@ package gofuse
 
 import (
 	"syscall"
+	"time"
 
 	"github.com/dvfs-project/dvfs/fs"
 )
@@ -17,4 +18,12 @@ func (m *mount) errno(op string, err error) syscall.Errno {
 		m.log.Error("filesystem error", "op", op, "err", err)
 	}
 	return en
+}
+
+// timed reports to Options.Observe how long the operation op that began
+// at start took; each request's method defers it.
+func (m *mount) timed(op string, start time.Time) {
+	if m.opts.Observe != nil {
+		m.opts.Observe(op, time.Since(start))
+	}
 }

@@ -5,6 +5,7 @@ package gofuse
 import (
 	"context"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -18,6 +19,7 @@ type handle struct {
 }
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	defer h.m.timed("read", time.Now())
 	n, err := h.h.ReadAt(ctx, dest, off)
 	if err != nil {
 		return nil, h.m.errno("read", err)
@@ -26,6 +28,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	defer h.m.timed("write", time.Now())
 	w, ok := h.h.(fs.WriteHandle)
 	if !ok {
 		return 0, syscall.EBADF
@@ -38,6 +41,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 }
 
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	defer h.m.timed("fsync", time.Now())
 	w, ok := h.h.(fs.WriteHandle)
 	if !ok {
 		return 0
@@ -50,12 +54,14 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 func (h *handle) Flush(ctx context.Context) syscall.Errno { return 0 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
+	defer h.m.timed("release", time.Now())
 	// The kernel does not wait for RELEASE, and the caller is gone: the
 	// commit runs on its own context.
 	return h.m.errno("release", h.h.Release(uninterrupted(ctx)))
 }
 
 func (h *handle) Allocate(ctx context.Context, off uint64, size uint64, mode uint32) syscall.Errno {
+	defer h.m.timed("fallocate", time.Now())
 	w, ok := h.h.(fs.WriteHandle)
 	if !ok {
 		return syscall.EBADF

@@ -54,6 +54,9 @@ type Options struct {
 	// kernel's default (128 KiB). Setting it needs root; without, the
 	// mount works with the kernel's default and says so in the log.
 	ReadAhead int
+	// Observe, if set, is called with each request's operation ("read",
+	// "lookup", ...) and how long the adapter took to answer it.
+	Observe func(op string, d time.Duration)
 }
 
 // Timeouts of the kernel's caches.

@@ -57,6 +57,7 @@ func (n *node) child(ctx context.Context, c fs.Node, out *fuse.EntryOut) (*gofs.
 }
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	defer n.m.timed("lookup", time.Now())
 	d, ok := n.core.(fs.Dir)
 	if !ok {
 		return nil, syscall.ENOTDIR
@@ -69,6 +70,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 }
 
 func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	defer n.m.timed("getattr", time.Now())
 	a, err := n.core.Attr(ctx)
 	if err != nil {
 		return n.m.errno("getattr", err)
@@ -79,6 +81,7 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 }
 
 func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	defer n.m.timed("setattr", time.Now())
 	s, ok := n.core.(fs.Setter)
 	if !ok {
 		return syscall.EROFS
@@ -114,6 +117,7 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 }
 
 func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	defer n.m.timed("readdir", time.Now())
 	d, ok := n.core.(fs.Dir)
 	if !ok {
 		return nil, syscall.ENOTDIR
@@ -136,6 +140,7 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 }
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	defer n.m.timed("readlink", time.Now())
 	l, ok := n.core.(fs.Symlink)
 	if !ok {
 		return nil, syscall.EINVAL
@@ -148,6 +153,7 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 }
 
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	defer n.m.timed("open", time.Now())
 	f, ok := n.core.(fs.File)
 	if !ok {
 		return nil, 0, syscall.EISDIR
@@ -176,6 +182,7 @@ func (n *node) openFlags() uint32 {
 // the other whences itself), so that cp --sparse, qemu-img and tar -S
 // skip a VM disk's holes.
 func (n *node) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	defer n.m.timed("lseek", time.Now())
 	s, ok := n.core.(fs.Seeker)
 	if !ok || (whence != unix.SEEK_DATA && whence != unix.SEEK_HOLE) || off > math.MaxInt64 {
 		return 0, syscall.EINVAL
@@ -188,6 +195,7 @@ func (n *node) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, whence 
 }
 
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	defer n.m.timed("statfs", time.Now())
 	st, err := n.m.core.Statfs(ctx)
 	if err != nil {
 		return n.m.errno("statfs", err)
@@ -212,6 +220,7 @@ func uninterrupted(ctx context.Context) context.Context { return context.Without
 // comes here too) commits its own pending attribute changes, its entries
 // being durable already.
 func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
+	defer n.m.timed("fsync", time.Now())
 	if h, ok := f.(*handle); ok {
 		return h.Fsync(ctx, flags)
 	}

@@ -5,6 +5,7 @@ package gofuse
 import (
 	"context"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -23,6 +24,7 @@ func (n *node) mutable() (fs.MutableDir, syscall.Errno) {
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	defer n.m.timed("create", time.Now())
 	d, errno := n.mutable()
 	if errno != 0 {
 		return nil, nil, 0, errno
@@ -40,6 +42,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	defer n.m.timed("mkdir", time.Now())
 	d, errno := n.mutable()
 	if errno != 0 {
 		return nil, errno
@@ -52,6 +55,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	defer n.m.timed("symlink", time.Now())
 	d, errno := n.mutable()
 	if errno != 0 {
 		return nil, errno
@@ -65,6 +69,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 
 // Link makes name another name of target, a node of the same clone.
 func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	defer n.m.timed("link", time.Now())
 	d, errno := n.mutable()
 	if errno != 0 {
 		return nil, errno
@@ -83,6 +88,7 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 // Mknod makes a FIFO, socket or device node (or a regular file). The mount
 // is nodev: a device node made here cannot be opened through it.
 func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	defer n.m.timed("mknod", time.Now())
 	d, errno := n.mutable()
 	if errno != 0 {
 		return nil, errno
@@ -95,6 +101,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	defer n.m.timed("unlink", time.Now())
 	d, errno := n.mutable()
 	if errno != 0 {
 		return errno
@@ -103,6 +110,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	defer n.m.timed("rmdir", time.Now())
 	d, errno := n.mutable()
 	if errno != 0 {
 		return errno
@@ -111,6 +119,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	defer n.m.timed("rename", time.Now())
 	d, errno := n.mutable()
 	if errno != 0 {
 		return errno

@@ -33,6 +33,10 @@ func TestMain(m *testing.M) {
 		idleMain()
 		return
 	}
+	if u := os.Getenv("DVFS_E2E_HTTPGET"); u != "" {
+		httpGetMain(u)
+		return
+	}
 	dir, err := os.MkdirTemp("", "dvfs-e2e-bin")
 	if err != nil {
 		panic(err)

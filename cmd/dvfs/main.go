@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -29,6 +30,8 @@ type globals struct {
 	caCert   string
 	cpuProf  string
 	log      *slog.Logger
+	// config is the config file (config.go); logFormat text or json.
+	config, logFormat string
 }
 
 func main() {
@@ -51,12 +54,22 @@ func newRoot() *cobra.Command {
 		Short:         "Distributed VM template and linked-clone filesystem for computer labs",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildVersion(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if slices.Contains(configSections, cmd.Name()) {
+				if err := applyConfigFile(cmd, g.config); err != nil {
+					return err
+				}
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
 			}
-			g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			h, err := newLogHandler(os.Stderr, g.logFormat, level)
+			if err != nil {
+				return err
+			}
+			g.log = slog.New(h)
 			if g.cpuProf != "" {
 				f, err := os.Create(g.cpuProf)
 				if err != nil {
@@ -74,12 +87,15 @@ func newRoot() *cobra.Command {
 			}
 		},
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.StringVar(&g.server, "server", "", "server URL (default $"+envServer+")")
 	pf.StringVar(&g.token, "token", "", "access token (default $"+envToken+")")
 	pf.StringVar(&g.caCert, "ca-cert", "", "PEM file of the CA that signed the server's TLS certificate")
+	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	pf.StringVar(&g.config, "config", "", "config file (TOML; default "+defaultConfigFile+" if present): its [serve] and [mount] tables set those commands' flags; the command line wins")
 	pf.StringVar(&g.cpuProf, "cpuprofile", "", "write a CPU profile (pprof) of the command to this file")
-	root.AddCommand(newServeCmd(g), newTemplateCmd(g), newTokenCmd(g), newCloneCmd(g), newMountCmd(g), newUmountCmd(g), newLoopbackCmd(g), newStatusCmd(g))
+	root.AddCommand(newServeCmd(g), newTemplateCmd(g), newTokenCmd(g), newCloneCmd(g), newMountCmd(g), newUmountCmd(g), newLoopbackCmd(g), newStatusCmd(g), newVersionCmd())
 	return root
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -20,6 +21,7 @@ import (
 	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
 	"github.com/dvfs-project/dvfs/fs"
 	"github.com/dvfs-project/dvfs/sync/cache"
+	"github.com/dvfs-project/dvfs/sync/metrics"
 	"github.com/dvfs-project/dvfs/sync/multicast"
 	"github.com/dvfs-project/dvfs/sync/writeback"
 )
@@ -40,6 +42,7 @@ type mountConfig struct {
 	mapUIDs      []string      // LOCAL:STORED user ID pairs
 	mapGIDs      []string      // LOCAL:STORED group ID pairs
 	fuse         string        // the FUSE adapter (mount_adapter.go)
+	ops          opsConfig
 }
 
 func newMountCmd(g *globals) *cobra.Command {
@@ -75,6 +78,7 @@ clone overlays are kept apart inside the cache.`,
 	f.StringSliceVar(&c.mapUIDs, "map-uid", nil, "LOCAL:STORED: show the server's user ID STORED as LOCAL on this workstation, and store LOCAL as STORED (repeatable; other IDs are the same on both)")
 	f.StringSliceVar(&c.mapGIDs, "map-gid", nil, "LOCAL:STORED: the same for group IDs")
 	addAdapterFlag(f, &c.fuse)
+	addOpsFlags(f, &c.ops)
 	_ = cmd.MarkFlagRequired("cache")
 	return cmd
 }
@@ -206,8 +210,9 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	if err != nil {
 		return err
 	}
+	reads := &countingBlocks{Cache: blocks}
 	core, err = fs.New(fs.Config{
-		Blocks:   blocks,
+		Blocks:   reads,
 		Catalog:  catalogAdapter{c: catalog, wb: wb, blocks: blocks, filled: new(sync.Map)},
 		Meta:     userMeta,
 		StateDir: filepath.Join(c.cache, "overlay", who.Name),
@@ -233,7 +238,9 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	if err := wb.Reconcile(ctx); err != nil {
 		g.log.Error("reconciling local clone overlays with the server", "err", err)
 	}
-	srv, err := mountAdapter(c.fuse, mountpoint, core, adapterOptions{allowOther: c.allowOther, debug: c.debug, log: g.log})
+	reg := metrics.New(buildVersion())
+	reg.EnableFUSE()
+	srv, err := mountAdapter(c.fuse, mountpoint, core, adapterOptions{allowOther: c.allowOther, debug: c.debug, log: g.log, observe: reg.ObserveFUSE})
 	if err != nil {
 		wb.Close(context.Background())
 		core.Close(context.Background())
@@ -267,6 +274,15 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 		g.log.Warn("no status socket; dvfs status will not see this mount", "err", err)
 	} else {
 		defer stopStatus()
+	}
+	var mounted atomic.Bool
+	mounted.Store(true)
+	defer mounted.Store(false)
+	stopMetrics, err := serveMetrics(g, c.ops, reg, mountMetrics(reg, mountParts{cache: blocks, reads: reads, client: cl, wb: wb, joiner: joiner, mounted: &mounted}))
+	if err != nil {
+		g.log.Error("no metrics listener", "err", err)
+	} else {
+		defer stopMetrics()
 	}
 	pidFile := mountPIDFile(mountpoint)
 	pidLine := strconv.Itoa(os.Getpid()) + "\n"

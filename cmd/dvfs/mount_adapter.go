@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -25,6 +26,9 @@ type adapterOptions struct {
 	allowOther bool         // --allow-other
 	debug      bool         // --debug-fuse
 	log        *slog.Logger // the mount's log
+	// observe, if set, gets each request's operation and latency
+	// (the metrics' histograms); the gofuse adapter reports them.
+	observe func(op string, d time.Duration)
 }
 
 // adapters are the FUSE adapters a mount can serve through (--fuse); the

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -34,6 +35,7 @@ type serveConfig struct {
 	minRate                  string // limits.MinRate, e.g. 64KiB
 	bodyMem                  string // limits.BodyMemory, e.g. 512MiB
 	memory                   string // the Go runtime's soft memory limit; "auto": --body-memory + 512MiB
+	ops                      opsConfig
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -72,6 +74,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&c.bodyMem, "body-memory", humanize.IBytes(uint64(d.BodyMemory)), "most request body bytes held by all requests at once; one user holds at most a quarter (or one body)")
 	f.DurationVar(&c.limits.BodyWait, "body-wait", d.BodyWait, "how long a request waits for --body-memory before it gets 503 (the server's is taken) or 429 (its user's share is)")
 	f.StringVar(&c.memory, "memory-limit", "auto", "soft limit of the server's memory, the Go runtime's (GOMEMLIMIT, when set, wins); auto: --body-memory + 512MiB")
+	addOpsFlags(f, &c.ops)
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
 }
@@ -195,7 +198,15 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	if err != nil {
 		return err
 	}
-	ln, srv := server.New(scfg).Listen(tcpLn)
+	hs := server.New(scfg)
+	ln, srv := hs.Listen(tcpLn)
+	var serving atomic.Bool
+	reg, ready := serverMetrics(hs, r, scfg.Multicast, &serving)
+	stopMetrics, err := serveMetrics(g, c.ops, reg, ready)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	scheme := "http"
 	if c.tlsCert != "" {
 		scheme = "https"
@@ -205,6 +216,8 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	g.log.Info("serving", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "data", c.data, "key_id", pubKey)
 
 	errc := make(chan error, 1)
+	serving.Store(true)
+	defer serving.Store(false)
 	go func() {
 		if c.tlsCert != "" {
 			errc <- srv.ServeTLS(ln, c.tlsCert, c.tlsKey)

@@ -30,6 +30,9 @@ type mountStatus struct {
 	Templates  []templateFill           `json:"templates"`
 	Clones     []cloneStatus            `json:"clones"`
 	Multicast  []multicast.JoinProgress `json:"multicast,omitempty"`
+	// HiddenClones counts the clones left out for a caller they do not
+	// belong to (status_peer.go).
+	HiddenClones int `json:"hidden_clones,omitempty"`
 }
 
 // cloneStatus is a clone's writeback status and how much of it the cache
@@ -59,22 +62,29 @@ func serveStatus(ctx context.Context, mountpoint string, report func(ctx context
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// Every local user may ask; each sees only their own clones.
+	os.Chmod(path, 0o666)
+	srv := &http.Server{ConnContext: withPeer, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		// ?brief: only what dvfs umount polls for (the clones' pending
 		// changes), without counting the cached blocks of every template
 		// and clone, which costs the mount a scan of its index each time.
-		json.NewEncoder(w).Encode(report(r.Context(), r.URL.Query().Has("brief")))
+		json.NewEncoder(w).Encode(forCaller(r.Context(), report(r.Context(), r.URL.Query().Has("brief"))))
 	})}
 	go srv.Serve(ln)
 	return func() { srv.Close(); os.Remove(path) }, nil
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "status [MOUNTPOINT]",
 		Short: "Show a mount's clones (unsynced changes, lease) and template cache fill",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `Status shows each mount running here (or the one at MOUNTPOINT): its cache,
+the templates' cache fill, multicast sessions, and the clones with their
+sync state and lease. A user sees the clones of their own mounts; root
+sees every mount's.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var socks []string
 			if len(args) == 1 {
@@ -83,22 +93,43 @@ func newStatusCmd(g *globals) *cobra.Command {
 					return err
 				}
 				socks = []string{statusSocket(mp)}
+				if _, err := os.Stat(socks[0]); err != nil && os.Getuid() != 0 {
+					// Not a mount of this user's: the workstation's, run by root.
+					socks[0] = filepath.Join("/run/dvfs", filepath.Base(socks[0]))
+				}
 			} else {
 				socks, _ = filepath.Glob(filepath.Join(filepath.Dir(mountPIDFile("/")), "*.sock"))
+				if os.Getuid() != 0 {
+					// The workstation's mount, run by root (a system unit).
+					sys, _ := filepath.Glob("/run/dvfs/*.sock")
+					socks = append(socks, sys...)
+				}
 				if len(socks) == 0 {
 					return errors.New("no dvfs mount is running here")
 				}
 			}
+			var all []mountStatus
 			for _, sock := range socks {
 				st, err := queryStatus(cmd.Context(), sock, false)
 				if err != nil {
 					return err
 				}
+				if asJSON {
+					all = append(all, st)
+					continue
+				}
 				printStatus(st)
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(all)
 			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the mounts' status as JSON (a list, one object a mount)")
+	return cmd
 }
 
 // queryStatus asks the mount listening on sock for its status; brief
@@ -143,6 +174,9 @@ func printStatus(st mountStatus) {
 			fmt.Printf(" (%s)", m.Error)
 		}
 		fmt.Println()
+	}
+	if st.HiddenClones > 0 {
+		fmt.Printf("  %d clones of user %s (not yours: run as root to see them)\n", st.HiddenClones, st.User)
 	}
 	for _, c := range st.Clones {
 		sync := cloneSyncText(c.Status)

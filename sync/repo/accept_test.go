@@ -12,6 +12,7 @@ import (
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 	"github.com/dvfs-project/dvfs/blockstore/memstore"
 	"github.com/dvfs-project/dvfs/blockstore/storetest"
@@ -33,7 +34,7 @@ func newRepoOn(t *testing.T, st Store) *Repo {
 // blockstore.Stager.
 func badgerT(t *testing.T) *badgerstore.Store {
 	t.Helper()
-	st, err := badgerstore.Open(t.TempDir(), badgerstore.Config{DirectWrites: true})
+	st, err := badgerstore.Open(disktest.TempDir(t), badgerstore.Config{DirectWrites: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 	"github.com/dvfs-project/dvfs/sync/client"
 	"github.com/dvfs-project/dvfs/sync/clones"
@@ -60,7 +61,7 @@ func TestCloneLifecycle(t *testing.T) {
 	if m.Kind != manifest.KindClone {
 		t.Fatalf("kind %d", m.Kind)
 	}
-	out := filepath.Join(t.TempDir(), "out")
+	out := filepath.Join(disktest.TempDir(t), "out")
 	if err := export.Export(ctx, alice, m, out); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestCloneLifecycle(t *testing.T) {
 	if _, err := e.admin.Remove(ctx, "xp", 0); err != nil {
 		t.Fatal(err)
 	}
-	out2 := filepath.Join(t.TempDir(), "out2")
+	out2 := filepath.Join(disktest.TempDir(t), "out2")
 	if err := export.Export(ctx, alice, m, out2); err != nil {
 		t.Fatalf("clone lost blocks to GC: %v", err)
 	}

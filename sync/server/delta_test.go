@@ -12,6 +12,7 @@ import (
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 	"github.com/dvfs-project/dvfs/sync/api"
 	"github.com/dvfs-project/dvfs/sync/client"
@@ -23,7 +24,7 @@ const sector = 4096
 // newBadgerEnv serves a repository over a real badger store.
 func newBadgerEnv(t testing.TB, opts ...func(*repo.Config)) (*env, *badgerstore.Store) {
 	t.Helper()
-	st, err := badgerstore.Open(t.TempDir(), badgerstore.Config{})
+	st, err := badgerstore.Open(disktest.TempDir(t), badgerstore.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

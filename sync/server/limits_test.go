@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/memstore"
 	"github.com/dvfs-project/dvfs/sync/api"
 	"github.com/dvfs-project/dvfs/sync/client"
@@ -400,7 +401,7 @@ func TestFetchAbortedIsClientFault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	data := make([]byte, 8<<16)
 	for i := range data {
 		data[i] = byte(i * 7 / 65536)

@@ -12,11 +12,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/memstore"
 	"github.com/dvfs-project/dvfs/sync/api"
 	"github.com/dvfs-project/dvfs/sync/client"
@@ -54,7 +56,7 @@ func newEnvOn(t testing.TB, st repo.Store, opts ...func(*repo.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	if _, err := server.EnsureAdminToken(context.Background(), r, dir); err != nil {
 		t.Fatal(err)
 	}
@@ -80,10 +82,22 @@ func (e *env) settle(t *testing.T) {
 
 func writeTree(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	os.MkdirAll(filepath.Join(dir, "xp.vmdk.lck"), 0o755)
 	os.WriteFile(filepath.Join(dir, "xp.vmx"), []byte("displayName = \"xp\"\n"), 0o644)
-	os.Symlink("xp.vmx", filepath.Join(dir, "link.vmx"))
+	link := filepath.Join(dir, "link.vmx")
+	err := os.Symlink("xp.vmx", link)
+	if err == nil {
+		_, err = os.Lstat(link)
+	}
+	if err != nil {
+		if runtime.GOOS != "windows" {
+			t.Fatal(err)
+		}
+		// Windows lets only some users make symlinks; Wine 8 says it
+		// made one and makes none.
+		t.Logf("the tree has no symlink: %v", err)
+	}
 	f, _ := os.Create(filepath.Join(dir, "xp.vmdk"))
 	f.Truncate(3<<20 + 1234) // sparse, with a short last block
 	f.WriteAt(bytes.Repeat([]byte("guest data "), 20000), 1<<20)
@@ -115,7 +129,7 @@ func TestPublishExportRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), "out")
+	out := filepath.Join(disktest.TempDir(t), "out")
 	if err := export.Export(ctx, e.admin, m, out); err != nil {
 		t.Fatal(err)
 	}
@@ -126,8 +140,10 @@ func TestPublishExportRoundTrip(t *testing.T) {
 			t.Errorf("%s differs after export", name)
 		}
 	}
-	if target, _ := os.Readlink(filepath.Join(out, "link.vmx")); target != "xp.vmx" {
-		t.Errorf("symlink target %q", target)
+	if _, err := os.Lstat(filepath.Join(src, "link.vmx")); err == nil {
+		if target, _ := os.Readlink(filepath.Join(out, "link.vmx")); target != "xp.vmx" {
+			t.Errorf("symlink target %q", target)
+		}
 	}
 	if st, err := os.Stat(filepath.Join(out, "xp.vmdk.lck")); err != nil || !st.IsDir() {
 		t.Errorf("directory not exported: %v", err)
@@ -296,14 +312,14 @@ func TestUploadInPieces(t *testing.T) {
 // upload buffer, and the store writes it from there, copying only the
 // short last block of a file into an aligned buffer.
 func TestDeferredUploadLandsAligned(t *testing.T) {
-	st, err := badgerstore.Open(t.TempDir(), badgerstore.Config{DirectWrites: true})
+	st, err := badgerstore.Open(disktest.TempDir(t), badgerstore.Config{DirectWrites: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	e := newEnvOn(t, st)
 
-	src := t.TempDir()
+	src := disktest.TempDir(t)
 	data := make([]byte, 8<<20+5000) // 128 whole blocks and a short one
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := 0; i+8 <= len(data); i += 8 {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 	"github.com/dvfs-project/dvfs/sync/api"
 	"github.com/dvfs-project/dvfs/sync/repo"
 )
@@ -109,10 +110,5 @@ func writeFileSync(path string, data []byte, perm os.FileMode) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return diskio.SyncDir(filepath.Dir(path))
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 )
 
 // testBlock is block i of seed's deterministic data, n bytes long.
@@ -82,7 +83,7 @@ func readOutbox(o *outbox, name string) (map[blockstore.ID][]byte, error) {
 // TestOutboxFormat1: a file written in format 1 (before deltas) by an
 // earlier version, still pending at an upgrade, reads back.
 func TestOutboxFormat1(t *testing.T) {
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	o, _ := openOutbox(dir)
 	f := []byte(outboxMagicV1)
 	want := make(map[blockstore.ID][]byte)
@@ -113,7 +114,7 @@ func TestOutboxFormat1(t *testing.T) {
 }
 
 func TestOutboxRoundTrip(t *testing.T) {
-	o, err := openOutbox(t.TempDir())
+	o, err := openOutbox(disktest.TempDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestOutboxRoundTrip(t *testing.T) {
 
 // TestOutboxDamage: a file cut short or changed never yields wrong bytes.
 func TestOutboxDamage(t *testing.T) {
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	o, _ := openOutbox(dir)
 	want := writeOutbox(t, o, "f", 2, 8, 4096)
 	whole, err := os.ReadFile(filepath.Join(dir, "f"))
@@ -193,7 +194,7 @@ func TestOutboxDamage(t *testing.T) {
 }
 
 func TestOutboxSweep(t *testing.T) {
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	o, _ := openOutbox(dir)
 	for _, n := range []string{"a-1", "a-2", "a-3", "b-1"} {
 		writeOutbox(t, o, n, 3, 1, 100)
@@ -248,7 +249,7 @@ func TestOutboxCrash(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") == "" {
 		t.Skip("kills a child process repeatedly (runs in CI, even with -short)")
 	}
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	checked := 0
 	for round := range 10 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxCrashChild$")
@@ -295,7 +296,7 @@ func TestOutboxCrash(t *testing.T) {
 // passed their checksum or an error wrapping errOutboxCorrupt, never a
 // panic or a delta it would not write.
 func FuzzOutboxScan(f *testing.F) {
-	dir := f.TempDir()
+	dir := disktest.TempDir(f)
 	o, _ := openOutbox(dir)
 	writeOutbox(f, o, "seed", 3, 3, 4096)
 	seed, _ := os.ReadFile(filepath.Join(dir, "seed"))

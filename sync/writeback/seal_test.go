@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 )
 
@@ -49,7 +50,7 @@ func (o *fakeOverlay) Seal(ctx context.Context, clone string, fn func([]Entry, f
 func (o *fakeOverlay) Drop(context.Context, string) error { return nil }
 
 func newSealTest(t *testing.T, ov *fakeOverlay) *cloneWB {
-	ob, err := openOutbox(t.TempDir())
+	ob, err := openOutbox(disktest.TempDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,13 +11,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 )
 
 // An outbox on a small real filesystem (an 8 MiB tmpfs) with a 4 MiB
 // reserve: a seal's writes fail with ENOSPC once the next would leave
 // less than the reserve free, and the disk keeps it.
 func TestOutboxKeepsReserve(t *testing.T) {
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=8m"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("CI runs as root and must mount the tmpfs: %v", err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/memstore"
 	"github.com/dvfs-project/dvfs/sync/api"
 )
@@ -25,7 +26,7 @@ func (o *countingOverlay) Changes(string) uint64 { return o.changes }
 func TestStatusHonest(t *testing.T) {
 	ov := &countingOverlay{}
 	w := &Writeback{cfg: Config{Overlay: ov, Store: memstore.New()}, log: slog.New(slog.DiscardHandler),
-		outbox: &outbox{dir: t.TempDir()}, clones: map[string]*cloneWB{}}
+		outbox: &outbox{dir: disktest.TempDir(t)}, clones: map[string]*cloneWB{}}
 	c := &cloneWB{w: w, name: "lab"}
 	w.clones["lab"] = c
 	status := func() Status { return w.Status(context.Background())[0] }

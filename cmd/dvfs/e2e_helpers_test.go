@@ -24,6 +24,10 @@ import (
 // dvfsBin is the binary under test, built once by TestMain.
 var dvfsBin string
 
+// e2eBuildFlags build dvfsBin as this test binary was built: with the
+// cgofuse adapter when it has it (e2e_cgofuse_test.go).
+var e2eBuildFlags []string
+
 func TestMain(m *testing.M) {
 	if os.Getenv("DVFS_E2E_WRITER") != "" {
 		writerMain()
@@ -42,7 +46,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	dvfsBin = filepath.Join(dir, "dvfs")
-	out, err := exec.Command("go", "build", "-o", dvfsBin, ".").CombinedOutput()
+	out, err := exec.Command("go", append(append([]string{"build"}, e2eBuildFlags...), "-o", dvfsBin, ".")...).CombinedOutput()
 	if err != nil {
 		os.Stderr.Write(out)
 		panic(err)

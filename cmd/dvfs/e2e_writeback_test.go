@@ -53,11 +53,15 @@ func shell(script string) (string, error) {
 
 // Write on workstation A, unmount, open on workstation B (its own process
 // and cache): B sees exactly what A wrote.
-func TestCloneMovesBetweenWorkstations(t *testing.T) {
+func TestCloneMovesBetweenWorkstations(t *testing.T) { cloneMovesBetween(t, nil, nil) }
+
+// cloneMovesBetween is TestCloneMovesBetweenWorkstations with extra mount
+// flags for A and for B.
+func cloneMovesBetween(t *testing.T, extraA, extraB []string) {
 	s := startServer(t, t.TempDir())
 	publishBase(t, s, "lab")
 	work := t.TempDir()
-	a := s.startMount(t, filepath.Join(work, "cacheA"), filepath.Join(work, "mntA"))
+	a := s.startMount(t, filepath.Join(work, "cacheA"), filepath.Join(work, "mntA"), extraA...)
 	cl := filepath.Join(a.dir, "clones", "lab")
 	if out, err := shell(fmt.Sprintf(`set -e
 head -c 5M /dev/urandom | dd of=%[1]s/disk.vmdk bs=4k seek=1234 conv=notrunc status=none
@@ -70,7 +74,7 @@ sync`, cl)); err != nil {
 	}
 	want := fileSum(t, filepath.Join(cl, "disk.vmdk"))
 	a.unmount() // waits for the changes to reach the server
-	b := s.startMount(t, filepath.Join(work, "cacheB"), filepath.Join(work, "mntB"))
+	b := s.startMount(t, filepath.Join(work, "cacheB"), filepath.Join(work, "mntB"), extraB...)
 	clB := filepath.Join(b.dir, "clones", "lab")
 	if got := fileSum(t, filepath.Join(clB, "disk.vmdk")); got != want {
 		t.Fatalf("B reads sha256 %s, A wrote %s", got, want)

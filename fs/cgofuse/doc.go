@@ -19,6 +19,11 @@
 //     its last close, and every stat and lookup reaches dvfs;
 //   - no writeback cache: each write(2) is a request of its own.
 //
+// One difference is fs/gofuse's: mounted by a user other than root, it
+// shows root-owned entries as that user's (go-fuse's Options.UID and GID
+// apply to every owner 0), where this adapter shows them as root's, as
+// the core says and the README promises.
+//
 // On Linux it needs cgo, the libfuse3 headers (Debian: libfuse3-dev) and
 // the build tag fuse3 (cgofuse otherwise compiles against libfuse 2):
 // go build -tags fuse3. Built without them, Mount returns ErrUnavailable.

@@ -17,7 +17,10 @@
 //   - libfuse's config is reset at init (hard_remove off, no attribute or
 //     entry caching): an unlinked open file shows as .fuse_hiddenN until
 //     its last close, and every stat and lookup reaches dvfs;
-//   - no writeback cache: each write(2) is a request of its own.
+//   - no writeback cache: each write(2) is a request of its own;
+//   - on SIGINT or SIGTERM cgofuse itself detaches the mount at once
+//     (MNT_DETACH), busy or not, where fs/gofuse's Unmount refuses a busy
+//     mount; open files keep working until closed, then serving ends.
 //
 // One difference is fs/gofuse's: mounted by a user other than root, it
 // shows root-owned entries as that user's (go-fuse's Options.UID and GID

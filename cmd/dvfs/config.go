@@ -69,6 +69,9 @@ func applyConfigFile(cmd *cobra.Command, path string) error {
 			return fmt.Errorf("config %s: no command %q", path, section)
 		}
 		flags := sub.Flags()
+		// dvfs doctor takes the flags it shares with dvfs mount from
+		// [mount].
+		borrow := section == "mount" && cmd.Name() == "doctor"
 		if sub == cmd {
 			// Parsed: holds the inherited flags, with what the command
 			// line changed.
@@ -85,13 +88,22 @@ func applyConfigFile(cmd *cobra.Command, path string) error {
 			if f == nil || slices.Contains(notInConfig, key) {
 				return fmt.Errorf("config %s: [%s] unknown key %q (the keys are the flags of dvfs %s, without dashes; see dvfs %s --help)", path, section, key, section, section)
 			}
-			if sub != cmd || f.Changed {
-				continue // another command's, or the command line wins
+			target := flags
+			if borrow {
+				target = cmd.Flags()
+				if f = target.Lookup(key); f == nil {
+					continue // a flag of dvfs mount's only
+				}
+			} else if sub != cmd {
+				continue // another command's
+			}
+			if f.Changed {
+				continue // the command line wins
 			}
 			if key == "server" && os.Getenv(envServer) != "" {
 				continue // so does the environment
 			}
-			if err := setFlag(flags, key, table[key]); err != nil {
+			if err := setFlag(target, key, table[key]); err != nil {
 				return fmt.Errorf("config %s: [%s] %s: %w", path, section, key, err)
 			}
 		}

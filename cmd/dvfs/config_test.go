@@ -169,3 +169,18 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// dvfs doctor takes the flags it shares with dvfs mount from [mount]
+// and passes over the mount's others.
+func TestConfigDoctorReadsMount(t *testing.T) {
+	t.Setenv(envServer, "")
+	doc := parsed(t, "doctor", "--min-free", "1GiB")
+	if err := applyConfigFile(doc, "dist/mount.toml"); err != nil {
+		t.Fatal(err)
+	}
+	checkFlags(t, doc, map[string]string{
+		"cache":    "/var/cache/dvfs",
+		"min-free": "1GiB", // the command line's
+		"server":   "https://dvfs.lab.example:7420",
+	})
+}

@@ -56,7 +56,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       buildVersion(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if slices.Contains(configSections, cmd.Name()) {
+			if slices.Contains(configSections, cmd.Name()) || cmd.Name() == "doctor" {
 				if err := applyConfigFile(cmd, g.config); err != nil {
 					return err
 				}
@@ -96,6 +96,6 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	pf.StringVar(&g.config, "config", "", "config file (TOML; default "+defaultConfigFile+" if present): its [serve] and [mount] tables set those commands' flags; the command line wins")
 	pf.StringVar(&g.cpuProf, "cpuprofile", "", "write a CPU profile (pprof) of the command to this file")
-	root.AddCommand(newServeCmd(g), newTemplateCmd(g), newTokenCmd(g), newCloneCmd(g), newMountCmd(g), newUmountCmd(g), newLoopbackCmd(g), newStatusCmd(g), newVersionCmd())
+	root.AddCommand(newServeCmd(g), newTemplateCmd(g), newTokenCmd(g), newCloneCmd(g), newMountCmd(g), newUmountCmd(g), newLoopbackCmd(g), newStatusCmd(g), newVersionCmd(), newDoctorCmd(g))
 	return root
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -86,27 +85,16 @@ sync state and lease. A user sees the clones of their own mounts; root
 sees every mount's.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var socks []string
+			mp := ""
 			if len(args) == 1 {
-				mp, err := filepath.Abs(args[0])
-				if err != nil {
-					return err
+				mp = args[0]
+			}
+			socks := statusSockets(mp)
+			if len(socks) == 0 {
+				if mp != "" {
+					return fmt.Errorf("no dvfs mount runs at %s", mp)
 				}
-				socks = []string{statusSocket(mp)}
-				if _, err := os.Stat(socks[0]); err != nil && os.Getuid() != 0 {
-					// Not a mount of this user's: the workstation's, run by root.
-					socks[0] = filepath.Join("/run/dvfs", filepath.Base(socks[0]))
-				}
-			} else {
-				socks, _ = filepath.Glob(filepath.Join(filepath.Dir(mountPIDFile("/")), "*.sock"))
-				if os.Getuid() != 0 {
-					// The workstation's mount, run by root (a system unit).
-					sys, _ := filepath.Glob("/run/dvfs/*.sock")
-					socks = append(socks, sys...)
-				}
-				if len(socks) == 0 {
-					return errors.New("no dvfs mount is running here")
-				}
+				return errors.New("no dvfs mount is running here")
 			}
 			var all []mountStatus
 			for _, sock := range socks {

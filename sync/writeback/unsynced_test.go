@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/memstore"
 	"github.com/dvfs-project/dvfs/sync/api"
 )
@@ -18,7 +19,7 @@ func TestStatusUnsyncedSince(t *testing.T) {
 	ov := &countingOverlay{}
 	store := memstore.New()
 	w := &Writeback{cfg: Config{Overlay: ov, Store: store}, log: slog.New(slog.DiscardHandler),
-		outbox: &outbox{dir: t.TempDir()}, clones: map[string]*cloneWB{}}
+		outbox: &outbox{dir: disktest.TempDir(t)}, clones: map[string]*cloneWB{}}
 	c := &cloneWB{w: w, name: "lab", st: state{Epoch: 1}, lease: api.Lease{Holder: "me", Epoch: 1, Expires: time.Now().Add(time.Hour)}}
 	w.clones["lab"] = c
 	ctx := context.Background()

@@ -22,11 +22,6 @@
 //     (MNT_DETACH), busy or not, where fs/gofuse's Unmount refuses a busy
 //     mount; open files keep working until closed, then serving ends.
 //
-// One difference is fs/gofuse's: mounted by a user other than root, it
-// shows root-owned entries as that user's (go-fuse's Options.UID and GID
-// apply to every owner 0), where this adapter shows them as root's, as
-// the core says and the README promises.
-//
 // On Linux it needs cgo, the libfuse3 headers (Debian: libfuse3-dev) and
 // the build tag fuse3 (cgofuse otherwise compiles against libfuse 2):
 // go build -tags fuse3. Built without them, Mount returns ErrUnavailable.

@@ -39,10 +39,11 @@ func TestMain(m *testing.M) {
 }
 
 var helpers = map[string]func(arg string){
-	"mmap":  helperMmap,
-	"flock": helperFlock,
-	"fcntl": helperFcntl,
-	"serve": helperServe,
+	"mmap":   helperMmap,
+	"flock":  helperFlock,
+	"fcntl":  helperFcntl,
+	"serve":  helperServe,
+	"owners": helperOwners,
 }
 
 // requireFuse skips the test where FUSE is missing, unless CI is set.

@@ -39,8 +39,6 @@ type Options struct {
 	Debug bool
 	// Logger receives the adapter's log; nil discards it.
 	Logger *slog.Logger
-	// UID and GID own every file; 0 means the mounting process's.
-	UID, GID uint32
 	// CloneCache is how clone files are cached. The default, writeback,
 	// measured on 4 KiB writes (bench notes in cache_bench_test.go): it
 	// turns a VM's small writes into requests of up to MaxWrite, and
@@ -75,10 +73,9 @@ const (
 
 // mount is the state every node points back to.
 type mount struct {
-	core     *fs.FS
-	log      *slog.Logger
-	opts     Options
-	uid, gid uint32
+	core *fs.FS
+	log  *slog.Logger
+	opts Options
 }
 
 // Server is a mounted filesystem.
@@ -97,13 +94,7 @@ func Mount(mountpoint string, core *fs.FS, opts Options) (*Server, error) {
 	if opts.MaxWrite == 0 {
 		opts.MaxWrite = 1 << 20
 	}
-	m := &mount{core: core, log: opts.Logger, opts: opts, uid: opts.UID, gid: opts.GID}
-	if m.uid == 0 {
-		m.uid = uint32(os.Getuid())
-	}
-	if m.gid == 0 {
-		m.gid = uint32(os.Getgid())
-	}
+	m := &mount{core: core, log: opts.Logger, opts: opts}
 	neg := negativeTimeout
 	mo := fuse.MountOptions{
 		AllowOther:   opts.AllowOther,
@@ -140,9 +131,10 @@ func Mount(mountpoint string, core *fs.FS, opts Options) (*Server, error) {
 		MountOptions:    mo,
 		NegativeTimeout: &neg,
 		NullPermissions: true,
-		UID:             m.uid,
-		GID:             m.gid,
-		Logger:          mo.Logger,
+		// No UID/GID: go-fuse would show every file of owner 0 as
+		// theirs, and a template published by root must show as root's
+		// to a user who mounts it. The core gives every entry its owner.
+		Logger: mo.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)

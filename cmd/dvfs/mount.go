@@ -307,6 +307,7 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	case <-unmounted:
 		g.log.Info("unmounted from outside", "mountpoint", mountpoint)
 	}
+	mounted.Store(false) // /readyz: syncing the last changes, not serving
 	// The kernel has let go and handed over every dirty page: seal and
 	// upload what the clones hold, then close the overlays.
 	flushCtx, cancel := context.WithTimeout(context.Background(), c.flushTimeout)

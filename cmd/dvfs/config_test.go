@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 )
 
 // parsed returns dvfs's subcommand name with args parsed, as cobra has it
@@ -147,7 +149,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func writeConfig(t *testing.T, text string) string {
-	path := filepath.Join(t.TempDir(), "config.toml")
+	path := filepath.Join(disktest.TempDir(t), "config.toml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}

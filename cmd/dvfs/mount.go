@@ -128,7 +128,7 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	if ids.GIDs, err = parseIDMap("map-gid", c.mapGIDs); err != nil {
 		return err
 	}
-	mountpoint, err = filepath.Abs(mountpoint)
+	mountpoint, err = mountpointPath(mountpoint)
 	if err != nil {
 		return err
 	}
@@ -345,7 +345,7 @@ func newUmountCmd(g *globals) *cobra.Command {
 		Short: "Unmount and wait until the mount has flushed its overlays",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			mp, err := filepath.Abs(args[0])
+			mp, err := mountpointPath(args[0])
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -286,4 +287,35 @@ func grepLines(s, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// --log-format json: every line the server logs is a JSON object, with
+// the serving line's URL as a field.
+func TestLogFormatJSON(t *testing.T) {
+	cmd := exec.Command(dvfsBin, "serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--log-format", "json")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("not a JSON line: %q", sc.Text())
+		}
+		if line["level"] == nil || line["time"] == nil {
+			t.Errorf("a line without level or time: %q", sc.Text())
+		}
+		if line["msg"] == "serving" {
+			if u, _ := line["url"].(string); !strings.HasPrefix(u, "http://127.0.0.1:") {
+				t.Errorf("serving line's url: %q", sc.Text())
+			}
+			return
+		}
+	}
+	t.Fatal("the server ended before it served")
 }

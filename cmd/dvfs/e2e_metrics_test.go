@@ -215,6 +215,10 @@ func TestPrometheusScrapesServerAndMount(t *testing.T) {
 	p.waitEqual(`dvfs_server_multicast_blocks_total`, blocks)
 	p.waitAtLeast(`dvfs_server_multicast_data_bytes_total{kind="fresh"}`, float64(len(data)))
 	p.waitEqual(`dvfs_server_multicast_receivers_total{outcome="done"}`, 1)
+	p.waitEqual(`dvfs_server_multicast_sessions{state="sending"}`, 0)
+	if v, ok := p.query(`count(dvfs_server_multicast_session_blocks)`); ok {
+		t.Errorf("a session's progress is still reported after it ended: %v series", v)
+	}
 	p.waitEqual(`dvfs_mount_multicast_sessions_total{job="mount",outcome="done"}`, 1)
 	p.waitEqual(`dvfs_mount_multicast_blocks_total{job="mount",path="multicast"}`, blocks)
 	p.waitAtLeast(`dvfs_mount_multicast_bytes_total{job="mount"}`, float64(len(data)))

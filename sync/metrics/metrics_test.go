@@ -62,7 +62,9 @@ func TestCollectors(t *testing.T) {
 		},
 		Multicast: func() multicast.SessionsStats {
 			return multicast.SessionsStats{Sessions: map[string]int{"done": 2, "failed": 1, "sending": 1},
-				Sent: multicast.SenderStats{Bytes: 5000, FreshBytes: 3000, CatchUpBytes: 500, RepairBytes: 700, Receivers: 8, Done: 7, Left: 1, Late: 2, Blocks: 40}}
+				Sent: multicast.SenderStats{Bytes: 5000, FreshBytes: 3000, CatchUpBytes: 500, RepairBytes: 700, Receivers: 8, Done: 7, Left: 1, Late: 2, Blocks: 40},
+				Sending: &multicast.SendingProgress{Session: 9, Template: "lab", Version: 3, Blocks: 100,
+					Sent: multicast.SenderStats{Blocks: 25, RepairBytes: 64, Receivers: 4, Done: 1}}}
 		},
 	}))
 	reg.EnableFUSE()
@@ -112,6 +114,10 @@ func TestCollectors(t *testing.T) {
 		`dvfs_server_multicast_data_bytes_total{kind="catchup"} 500`,
 		`dvfs_server_multicast_data_bytes_total{kind="repair"} 700`,
 		`dvfs_server_multicast_receivers_total{outcome="late"} 2`,
+		`dvfs_server_multicast_session_blocks{kind="total",session="9",template="lab@3"} 100`,
+		`dvfs_server_multicast_session_blocks{kind="sent",session="9",template="lab@3"} 25`,
+		`dvfs_server_multicast_session_repair_bytes{session="9",template="lab@3"} 64`,
+		`dvfs_server_multicast_session_receivers{session="9",state="done",template="lab@3"} 1`,
 		`dvfs_fuse_op_duration_seconds_count{op="read"} 2`,
 		`dvfs_fuse_op_duration_seconds_bucket{op="read",le="0.00016"} 1`,
 		`dvfs_mount_cache_hits_total 10`,

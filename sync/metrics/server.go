@@ -67,6 +67,18 @@ func collectSender(e emitter, st multicast.SessionsStats) {
 	for _, state := range []string{"queued", "sending"} {
 		e.gauge("multicast_sessions", "Multicast sessions queued or sending now.", float64(st.Sessions[state]), "state", state)
 	}
+	if p := st.Sending; p != nil {
+		sess, tpl := strconv.FormatUint(uint64(p.Session), 10), p.Template+"@"+strconv.FormatUint(p.Version, 10)
+		e.gauge("multicast_session_blocks", "Blocks of the session sending now: the version's, and the distinct ones sent so far.", float64(p.Blocks),
+			"session", sess, "template", tpl, "kind", "total")
+		e.gauge("multicast_session_blocks", "", float64(p.Sent.Blocks), "session", sess, "template", tpl, "kind", "sent")
+		e.gauge("multicast_session_repair_bytes", "Repair bytes the session sending now has sent so far.", float64(p.Sent.RepairBytes),
+			"session", sess, "template", tpl)
+		e.gauge("multicast_session_receivers", "Receivers of the session sending now, by state: joined, done, left.", float64(p.Sent.Receivers),
+			"session", sess, "template", tpl, "state", "joined")
+		e.gauge("multicast_session_receivers", "", float64(p.Sent.Done), "session", sess, "template", tpl, "state", "done")
+		e.gauge("multicast_session_receivers", "", float64(p.Sent.Left), "session", sess, "template", tpl, "state", "left")
+	}
 	s := st.Sent
 	e.counter("multicast_bytes_total", "UDP payload bytes sent by multicast (data, parity, control).", float64(s.Bytes))
 	e.counter("multicast_packets_total", "Packets sent by multicast.", float64(s.Packets))

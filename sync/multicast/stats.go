@@ -10,6 +10,19 @@ type SessionsStats struct {
 	// Sent sums the finished sessions' counters and those of the session
 	// sending now, so far.
 	Sent SenderStats
+	// Sending is the session sending now, if one is.
+	Sending *SendingProgress
+}
+
+// SendingProgress is how far the session sending now has gone.
+type SendingProgress struct {
+	Session  uint32
+	Template string
+	Version  uint64
+	// Blocks counts the version's blocks; Sent the session's counters so
+	// far (Sent.Blocks: the distinct blocks sent).
+	Blocks int
+	Sent   SenderStats
 }
 
 // Stats returns the counts so far.
@@ -21,10 +34,17 @@ func (s *Sessions) Stats() SessionsStats {
 		if sess.State == "queued" || sess.State == "sending" {
 			st.Sessions[sess.State]++
 		}
+		if cur != nil && sess.ID == cur.Session() {
+			st.Sending = &SendingProgress{Session: sess.ID, Template: sess.Template, Version: sess.Version, Blocks: len(cur.ids)}
+		}
 	}
 	s.mu.Unlock()
 	if cur != nil {
-		st.Sent.add(cur.Stats())
+		now := cur.Stats()
+		st.Sent.add(now)
+		if st.Sending != nil {
+			st.Sending.Sent = now
+		}
 	}
 	return st
 }

@@ -239,17 +239,28 @@ func TestServerUnderHostileLoad(t *testing.T) {
 
 	// Valid requests: whoami every half second, on a new connection.
 	var probes, answered atomic.Int64
+	var failedMu sync.Mutex
+	var failed []string // how the probes that were not answered ended
 	wg.Go(func() {
 		for {
 			probes.Add(1)
 			req, _ := http.NewRequest(http.MethodGet, s.url+"/v1/whoami", nil)
 			req.Header.Set("Authorization", "Bearer "+mallory)
 			hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Minute}
-			if resp, err := hc.Do(req); err == nil {
+			t0 := time.Now()
+			resp, err := hc.Do(req)
+			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
 					answered.Add(1)
+				} else {
+					err = fmt.Errorf("status %s", resp.Status)
 				}
+			}
+			if err != nil {
+				failedMu.Lock()
+				failed = append(failed, fmt.Sprintf("after %v: %v", time.Since(t0).Round(time.Millisecond), err))
+				failedMu.Unlock()
 			}
 			select {
 			case <-stop:
@@ -329,7 +340,7 @@ func TestServerUnderHostileLoad(t *testing.T) {
 	t.Logf("probes %d answered %d; server RSS peak %d MiB (VmHWM %d MiB); hostile requests: %s",
 		probes.Load(), answered.Load(), peakRSS.Load()>>10, hwm>>10, strings.Join(summary, ", "))
 	if answered.Load() != probes.Load() {
-		t.Errorf("%d of %d whoami probes answered", answered.Load(), probes.Load())
+		t.Errorf("%d of %d whoami probes answered; the others: %s", answered.Load(), probes.Load(), strings.Join(failed, "; "))
 	}
 	if hwm<<10 > serverRSSBound {
 		t.Errorf("server RSS peaked at %d MiB, over the bound of %d MiB", hwm>>10, serverRSSBound>>20)

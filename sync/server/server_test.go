@@ -334,6 +334,9 @@ func TestDeferredUploadLandsAligned(t *testing.T) {
 	}
 	stats := st.Stats()
 	if !stats.DirectWrites {
+		if runtime.GOOS != "linux" {
+			t.Skip("O_DIRECT is Linux's here (diskio.OpenDirect): nothing is staged either way")
+		}
 		if os.Getenv("CI") != "" {
 			t.Fatal("CI's temporary directory takes no O_DIRECT")
 		}

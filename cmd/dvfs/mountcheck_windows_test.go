@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
@@ -23,17 +24,28 @@ func TestMountpointPath(t *testing.T) {
 	}
 }
 
+// TestNoWinFsp: without WinFsp (as under Wine) dvfs mount says so, where
+// cgofuse would panic.
+func TestNoWinFsp(t *testing.T) {
+	if !disktest.Wine() {
+		t.Skip("WinFsp may be installed here: only Wine is known to have none")
+	}
+	if err := checkMountpoint(filepath.Join(disktest.TempDir(t), "dvfs")); err == nil || !strings.Contains(err.Error(), "WinFsp is not installed") {
+		t.Fatalf("checkMountpoint without WinFsp: %v", err)
+	}
+}
+
 // TestCheckMountpoint: WinFsp takes a directory that does not exist yet
 // in one that does; dvfs umount finds nothing mounted where nothing is.
 func TestCheckMountpoint(t *testing.T) {
 	dir := disktest.TempDir(t)
-	if err := checkMountpoint(filepath.Join(dir, "dvfs")); err != nil {
+	if err := checkMountpointPath(filepath.Join(dir, "dvfs")); err != nil {
 		t.Errorf("a new directory in an existing one: %v", err)
 	}
-	if err := checkMountpoint(dir); err == nil {
+	if err := checkMountpointPath(dir); err == nil {
 		t.Error("an existing directory was taken")
 	}
-	if err := checkMountpoint(filepath.Join(dir, "no", "dvfs")); err == nil {
+	if err := checkMountpointPath(filepath.Join(dir, "no", "dvfs")); err == nil {
 		t.Error("a directory in a missing one was taken")
 	}
 	if err := checkMounted(filepath.Join(dir, "dvfs")); !errors.Is(err, errNotMounted) {

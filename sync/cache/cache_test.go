@@ -247,3 +247,71 @@ func testReadBlocks(t *testing.T, verified bool) {
 		t.Fatalf("block of the wrong size: %v", err)
 	}
 }
+
+// TestCorruptCachedBlockFetchedAgain: a cached block damaged on the cache's
+// disk (one bit, under the CRC a VerifiedPuts store checks on every read)
+// is never served: the read fetches it again from the server.
+func TestCorruptCachedBlockFetchedAgain(t *testing.T) {
+	const size = 64 << 10
+	rm := newRemote(t, 3)
+	dir := disktest.TempDir(t)
+	local, err := badgerstore.Open(dir, badgerstore.Config{Volatile: true, VerifiedPuts: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	c, err := cache.New(context.Background(), cache.Config{Store: local, Remote: rm.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	want := bytes.Join(rm.plains, nil)
+	read := func() {
+		t.Helper()
+		dst := make([]byte, len(rm.ids)*size)
+		if err := c.ReadBlocks(ctx, rm.ids, size, dst); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(dst, want) {
+			t.Fatal("wrong bytes")
+		}
+	}
+	read()
+	// Flip a bit in the middle of block 1's plain bytes in its pack.
+	packs, err := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
+	if err != nil || len(packs) == 0 {
+		t.Fatalf("no packs: %v", err)
+	}
+	flipped := false
+	for _, p := range packs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(b, rm.plains[1]); i >= 0 {
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.WriteAt([]byte{b[i+size/2] ^ 0x04}, int64(i+size/2))
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			flipped = true
+			break
+		}
+	}
+	if !flipped {
+		t.Fatal("block 1's plain bytes are not in any pack: the cache did not keep it plain")
+	}
+	before := c.Stats()
+	read()
+	after := c.Stats()
+	if after.Corrupt != before.Corrupt+1 || after.Fetched != before.Fetched+1 {
+		t.Fatalf("after the bit flip: corrupt %d -> %d, fetched %d -> %d; want one of each more",
+			before.Corrupt, after.Corrupt, before.Fetched, after.Fetched)
+	}
+	read() // the block fetched again is whole
+}

@@ -186,19 +186,28 @@ func TestReadBlocks(t *testing.T) {
 	}
 }
 
-func testReadBlocks(t *testing.T, verified bool) {
-	const size = 64 << 10
-	rm := newRemote(t, 3) // compressible: sent zstd
-	local, err := badgerstore.Open(disktest.TempDir(t), badgerstore.Config{Volatile: true, VerifiedPuts: verified})
+// badgerCache opens a cache over a badger store in dir (volatile, as a
+// workstation's; verified: VerifiedPuts) that fetches from rm; both are
+// closed when the test ends.
+func badgerCache(t *testing.T, dir string, rm *remote, verified bool) (*badgerstore.Store, *cache.Cache) {
+	t.Helper()
+	local, err := badgerstore.Open(dir, badgerstore.Config{Volatile: true, VerifiedPuts: verified})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer local.Close()
+	t.Cleanup(func() { local.Close() })
 	c, err := cache.New(context.Background(), cache.Config{Store: local, Remote: rm.client})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return local, c
+}
+
+func testReadBlocks(t *testing.T, verified bool) {
+	const size = 64 << 10
+	rm := newRemote(t, 3) // compressible: sent zstd
+	local, c := badgerCache(t, disktest.TempDir(t), rm, verified)
 	ctx := context.Background()
 	// Six raw blocks already cached (as multicast leaves them).
 	var ids []blockstore.ID
@@ -255,16 +264,7 @@ func TestCorruptCachedBlockFetchedAgain(t *testing.T) {
 	const size = 64 << 10
 	rm := newRemote(t, 3)
 	dir := disktest.TempDir(t)
-	local, err := badgerstore.Open(dir, badgerstore.Config{Volatile: true, VerifiedPuts: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer local.Close()
-	c, err := cache.New(context.Background(), cache.Config{Store: local, Remote: rm.client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := badgerCache(t, dir, rm, true)
 	ctx := context.Background()
 	want := bytes.Join(rm.plains, nil)
 	read := func() {

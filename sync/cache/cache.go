@@ -31,7 +31,9 @@ type Config struct {
 	// Remote supplies blocks the store lacks; nil makes the cache
 	// local-only (a miss is an error wrapping blockstore.ErrNotFound).
 	Remote Remote
-	// Limit is the most bytes of block frames kept; 0 means no limit.
+	// Limit is the most bytes of blocks kept, each counted at the larger
+	// of its frame and its plain size (a store with VerifiedPuts keeps
+	// compressed frames decoded); 0 means no limit.
 	Limit int64
 	// PrefetchWorkers is how many batches are fetched ahead at once;
 	// 0 means 2.
@@ -342,7 +344,7 @@ func (c *Cache) put(ctx context.Context, blocks []blockstore.Block) error {
 func (c *Cache) store(ctx context.Context, blocks []blockstore.Block) error {
 	var size int64
 	for _, b := range blocks {
-		size += int64(len(b.Frame))
+		size += storedSize(b)
 	}
 	if err := c.evict(ctx, size); err != nil {
 		return err
@@ -358,9 +360,20 @@ func (c *Cache) store(ctx context.Context, blocks []blockstore.Block) error {
 		return fmt.Errorf("cache: store %d blocks: %w", len(blocks), err)
 	}
 	for _, b := range blocks {
-		c.lru.add(b.ID, int64(len(b.Frame)))
+		c.lru.add(b.ID, storedSize(b))
 	}
 	return nil
+}
+
+// storedSize is what block b may take in the store: its plain size when
+// that is larger than its frame, since the workstation's store keeps
+// blocks plain (badgerstore's VerifiedPuts), else its frame's.
+func storedSize(b blockstore.Block) int64 {
+	n, err := blockstore.FrameLen(b.Frame)
+	if err != nil || n < len(b.Frame) {
+		return int64(len(b.Frame))
+	}
+	return int64(n)
 }
 
 // evict deletes least recently used blocks until size more bytes fit

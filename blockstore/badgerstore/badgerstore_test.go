@@ -127,7 +127,7 @@ func openDirectT(t *testing.T, dir string) *Store {
 // of them read back.
 func TestDirectAligned(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("O_DIRECT is Linux's here (diskio.OpenDirect): nothing is staged for it elsewhere")
+		disktest.SkipOffLinux(t, "O_DIRECT is Linux's here (diskio.OpenDirect): nothing is staged for it elsewhere")
 	}
 	dir := disktest.TempDir(t)
 	s := openDirectT(t, dir)
@@ -322,7 +322,7 @@ func TestDamagedPacks(t *testing.T) {
 		}},
 		{"pack removed", func(t *testing.T, s *Store, dir string, b blockstore.Block) {
 			if runtime.GOOS == "windows" {
-				t.Skip("Windows removes no file the store holds open")
+				disktest.SkipOffLinux(t, "Windows removes no file the store holds open")
 			}
 			r := refOf(t, s, b.ID)
 			if err := os.Remove(filepath.Join(dir, "packs", packName(r.pack))); err != nil {

@@ -28,7 +28,7 @@ func TestMountpointPath(t *testing.T) {
 // cgofuse would panic.
 func TestNoWinFsp(t *testing.T) {
 	if !disktest.Wine() {
-		t.Skip("WinFsp may be installed here: only Wine is known to have none")
+		disktest.SkipOffLinux(t, "WinFsp may be installed here: only Wine is known to have none")
 	}
 	if err := checkMountpoint(filepath.Join(disktest.TempDir(t), "dvfs")); err == nil || !strings.Contains(err.Error(), "WinFsp is not installed") {
 		t.Fatalf("checkMountpoint without WinFsp: %v", err)

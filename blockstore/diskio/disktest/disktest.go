@@ -74,9 +74,23 @@ func RemoveTree(dir string) error {
 // SkipUnderWine skips t when the test runs under Wine, saying why: for
 // what Wine cannot do (a UDP socket, os.RemoveAll), never for what it
 // does wrong.
+//
+// Wine is the one place a CI run (.ci/wine) may skip such a test: on
+// Linux CI and on Windows, Wine() is false and the test runs.
 func SkipUnderWine(t testing.TB, why string) {
 	t.Helper()
 	if Wine() {
 		t.Skipf("under Wine: %s", why)
 	}
+}
+
+// SkipOffLinux skips a test that cannot run on this system for the
+// reason why. In CI (CI set) only the Wine run of .ci/wine may skip it;
+// anywhere else there it fails, so CI never loses a test silently.
+func SkipOffLinux(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" && !Wine() {
+		t.Fatalf("CI: %s, and this is not the Wine run that may skip it", why)
+	}
+	t.Skip(why)
 }

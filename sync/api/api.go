@@ -93,6 +93,9 @@ type Principal struct {
 	Name    string    `json:"name"`
 	Role    string    `json:"role"`
 	Created time.Time `json:"created"`
+	// Groups are the groups the principal belongs to (clones shared
+	// with one of them are readable).
+	Groups []string `json:"groups,omitempty"`
 }
 
 // Error is the JSON body of every 4xx and 5xx response.

@@ -132,6 +132,11 @@ type CloneInfo struct {
 	Created         time.Time `json:"created"`
 	Updated         time.Time `json:"updated"`
 	Bytes           int64     `json:"bytes"` // logical size of all files
+	// Shared lists the groups the clone is shared with, read-only.
+	Shared []string `json:"shared,omitempty"`
+	// Source is the shared clone this one was made from, as
+	// OWNER/NAME@GENERATION; empty for a clone of a template.
+	Source string `json:"source,omitempty"`
 }
 
 // Clone writeback routes: leases, generations, snapshots.

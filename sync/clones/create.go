@@ -34,6 +34,43 @@ func Create(ctx context.Context, srv Server, template string, version uint64, na
 	if err != nil {
 		return api.CloneInfo{}, err
 	}
+	cm, err := firstTree(ctx, srv, tm, name)
+	if err != nil {
+		return api.CloneInfo{}, err
+	}
+	return srv.CreateClone(ctx, cm, tm.Name, tm.Version)
+}
+
+// SharedServer is what making a clone from a shared clone needs
+// (sync/client.Client).
+type SharedServer interface {
+	Server
+	CloneManifestOf(ctx context.Context, owner, name string) (*manifest.Manifest, []byte, error)
+	CreateCloneFrom(ctx context.Context, m *manifest.Manifest, owner, src string) (api.CloneInfo, error)
+}
+
+// CreateFrom records a new clone named name of the latest generation of
+// owner's clone src, which its owner shared with a group of the caller's:
+// made as from a template, src is only read.
+func CreateFrom(ctx context.Context, srv SharedServer, owner, src, name string) (api.CloneInfo, error) {
+	if err := manifest.ValidName(name); err != nil {
+		return api.CloneInfo{}, err
+	}
+	sm, _, err := srv.CloneManifestOf(ctx, owner, src)
+	if err != nil {
+		return api.CloneInfo{}, err
+	}
+	cm, err := firstTree(ctx, srv, sm, name)
+	if err != nil {
+		return api.CloneInfo{}, err
+	}
+	return srv.CreateCloneFrom(ctx, cm, owner, src)
+}
+
+// firstTree makes the first tree of clone name from tm (a template
+// version's or a shared clone's manifest), uploading the blocks it
+// changes.
+func firstTree(ctx context.Context, srv Server, tm *manifest.Manifest, name string) (*manifest.Manifest, error) {
 	cm := *tm
 	cm.Kind, cm.Name, cm.Version, cm.Parent = manifest.KindClone, name, 0, 0
 	cm.Files = slices.Clone(tm.Files)
@@ -52,7 +89,7 @@ func Create(ctx context.Context, srv Server, template string, version uint64, na
 		}
 		vmx, err := readFile(ctx, srv, tm, f)
 		if err != nil {
-			return api.CloneInfo{}, fmt.Errorf("%s: %w", f.Path, err)
+			return nil, fmt.Errorf("%s: %w", f.Path, err)
 		}
 		vmx = SetDisplayName(vmx, name)
 		f.Size, f.Blocks = int64(len(vmx)), nil
@@ -77,10 +114,10 @@ func Create(ctx context.Context, srv Server, template string, version uint64, na
 	}
 	if len(batch) > 0 {
 		if err := srv.Upload(ctx, batch); err != nil {
-			return api.CloneInfo{}, err
+			return nil, err
 		}
 	}
-	return srv.CreateClone(ctx, &cm, tm.Name, tm.Version)
+	return &cm, nil
 }
 
 // readFile assembles a small file of m from its blocks.

@@ -2,7 +2,6 @@ package repo
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -39,23 +38,17 @@ func (r *Repo) Accept(ctx context.Context, blocks []blockstore.Block, release fu
 // now on (each passed CheckUpload, so the user holds their bytes), and
 // they count against owner's quota of pending uploads (Config.
 // PendingQuota) until a commit names them or a collection takes them. An
-// upload over the quota is refused whole with an error wrapping
-// ErrQuota, and release is not called. Owner "" is an admin's upload.
+// upload over that quota, or over owner's quota on clone data (SetQuota),
+// is refused whole with an error wrapping ErrQuota, and release is not
+// called. Owner "" is an admin's upload.
 func (r *Repo) AcceptFor(ctx context.Context, owner string, blocks []blockstore.Block, release func()) error {
 	if owner != "" {
 		ids := make([]blockstore.ID, len(blocks))
 		for i, b := range blocks {
 			ids[i] = b.ID
 		}
-		if r.cloneQuota > 0 {
-			now, with, err := r.privateBlocks(ctx, owner, ids)
-			if err != nil {
-				return err
-			}
-			if with > now && int64(with)*blockstore.DefaultBlockSize > r.cloneQuota {
-				return fmt.Errorf("%w: %s's clones hold %d bytes of their own; %d more would pass the quota of %d (remove clones or snapshots)",
-					ErrQuota, owner, int64(now)*blockstore.DefaultBlockSize, int64(with-now)*blockstore.DefaultBlockSize, r.cloneQuota)
-			}
+		if err := r.quotaRoom(ctx, owner, "upload", ids); err != nil {
+			return err
 		}
 		if err := r.uploadedBy(owner, blocks); err != nil {
 			return err

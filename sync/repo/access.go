@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -10,8 +11,10 @@ import (
 )
 
 // Who may read a block. A user may read the blocks of every template
-// version and of their own clones' generations, and the blocks they
-// uploaded whole themselves (the upload proved they hold the bytes). The
+// version and of their own clones' generations, the blocks they
+// uploaded whole themselves (the upload proved they hold the bytes), and
+// the blocks of the latest generation of each clone shared with one of
+// their groups (Share). The
 // server asks before it answers fetch and missing for a user, and before
 // it commits a user's clone naming blocks (a manifest naming an ID is no
 // proof of holding its bytes).
@@ -23,11 +26,14 @@ import (
 // someone could read stays theirs to read, which gives away nothing they
 // did not hold. Each collection drops them all (reset), so removed clones
 // and versions stop counting; they are built again on demand. Their size
-// is that of the garbage collector's live set.
+// is that of the garbage collector's live set. A group's set is exact
+// instead: dropped whenever one of its shared clones changes (a commit,
+// a share or unshare, a removal) and built again on the next request.
 type access struct {
 	mu        sync.Mutex
 	templates map[blockstore.ID]struct{} // nil: not built yet
 	owners    map[string]*ownerSet
+	groups    map[string]map[blockstore.ID]struct{}
 }
 
 // ownerSet is what one user may read beyond the templates.
@@ -40,6 +46,12 @@ type ownerSet struct {
 
 // Unreadable returns the IDs of ids that owner may not read.
 func (r *Repo) Unreadable(ctx context.Context, owner string, ids []blockstore.ID) ([]blockstore.ID, error) {
+	return r.UnreadableBy(ctx, owner, nil, ids)
+}
+
+// UnreadableBy returns the IDs of ids that owner, a member of groups, may
+// not read.
+func (r *Repo) UnreadableBy(ctx context.Context, owner string, groups []string, ids []blockstore.ID) ([]blockstore.ID, error) {
 	a := &r.access
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -57,7 +69,63 @@ func (r *Repo) Unreadable(ctx context.Context, owner string, ids []blockstore.ID
 		}
 		out = append(out, id)
 	}
+	for _, g := range groups {
+		if len(out) == 0 {
+			break
+		}
+		set, err := r.groupSetLocked(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		out = slices.DeleteFunc(out, func(id blockstore.ID) bool { _, ok := set[id]; return ok })
+	}
 	return out, nil
+}
+
+// groupSetLocked returns the blocks of the latest generations of the
+// clones shared with group, built if need be. The caller holds access.mu.
+func (r *Repo) groupSetLocked(ctx context.Context, group string) (map[blockstore.ID]struct{}, error) {
+	a := &r.access
+	if set, ok := a.groups[group]; ok {
+		return set, nil
+	}
+	set := make(map[blockstore.ID]struct{})
+	shared, err := r.SharedWith(ctx, []string{group})
+	if err != nil {
+		return nil, err
+	}
+	pub := r.PublicKey()
+	for _, info := range shared {
+		signed, err := r.GenerationSigned(ctx, info.Owner, info.Name, info.Generation)
+		if err != nil {
+			return nil, err
+		}
+		m, _, err := manifest.Open(signed, pub)
+		if err != nil {
+			return nil, fmt.Errorf("clone %s/%s generation %d: %w", info.Owner, info.Name, info.Generation, err)
+		}
+		for id := range m.BlockIDs() {
+			set[id] = struct{}{}
+		}
+	}
+	if a.groups == nil {
+		a.groups = make(map[string]map[blockstore.ID]struct{})
+	}
+	a.groups[group] = set
+	return set, nil
+}
+
+// dropGroups forgets the sets of groups: one of their clones changed.
+func (r *Repo) dropGroups(groups ...string) {
+	if len(groups) == 0 {
+		return
+	}
+	a := &r.access
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, g := range groups {
+		delete(a.groups, g)
+	}
 }
 
 // grant lets owner read ids; owner "" stands for every user (templates).
@@ -134,7 +202,7 @@ func (r *Repo) reset() {
 	a := &r.access
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.templates, a.owners = nil, nil
+	a.templates, a.owners, a.groups = nil, nil, nil
 }
 
 // ownerSetLocked builds what it lacks of the template set and owner's set

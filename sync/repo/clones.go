@@ -36,15 +36,21 @@ var ErrExists = errors.New("already exists")
 // stored. The clone's manifest may not name blocks the template's does not
 // unless they are stored, like any commit.
 func (r *Repo) CreateClone(ctx context.Context, owner string, m *manifest.Manifest, template string, version uint64) (api.CloneInfo, error) {
+	tv, err := r.Version(ctx, template, version)
+	if err != nil {
+		return api.CloneInfo{}, err
+	}
+	return r.createClone(ctx, owner, m, api.CloneInfo{Template: template, TemplateVersion: tv.Version})
+}
+
+// createClone records m as owner's new clone; base gives its template
+// and source.
+func (r *Repo) createClone(ctx context.Context, owner string, m *manifest.Manifest, base api.CloneInfo) (api.CloneInfo, error) {
 	var info api.CloneInfo
 	if err := manifest.ValidName(m.Name); err != nil {
 		return info, fmt.Errorf("%w: clone name: %v", ErrInvalid, err)
 	}
 	if err := validOwner(owner); err != nil {
-		return info, err
-	}
-	tv, err := r.Version(ctx, template, version)
-	if err != nil {
 		return info, err
 	}
 	m.Kind, m.Version, m.Parent = manifest.KindClone, 1, 0
@@ -61,6 +67,9 @@ func (r *Repo) CreateClone(ctx context.Context, owner string, m *manifest.Manife
 	if len(missing) > 0 {
 		return info, &MissingError{IDs: missing}
 	}
+	if err := r.quotaRoom(ctx, owner, "clone", ids); err != nil {
+		return info, err
+	}
 	now := r.now().UTC()
 	m.Created = now
 	body, err := m.MarshalBinary()
@@ -68,8 +77,8 @@ func (r *Repo) CreateClone(ctx context.Context, owner string, m *manifest.Manife
 		return info, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	info = api.CloneInfo{
-		Name: m.Name, Owner: owner, Template: template, TemplateVersion: tv.Version,
-		Generation: 1, Created: now, Updated: now, Bytes: m.Stats().Bytes,
+		Name: m.Name, Owner: owner, Template: base.Template, TemplateVersion: base.TemplateVersion,
+		Generation: 1, Created: now, Updated: now, Bytes: m.Stats().Bytes, Source: base.Source,
 	}
 	infoJSON, err := json.Marshal(info)
 	if err != nil {
@@ -88,7 +97,7 @@ func (r *Repo) CreateClone(ctx context.Context, owner string, m *manifest.Manife
 	r.committed(ids)
 	// Only fails when the set is not built; its build reads this commit.
 	_ = r.grant(ctx, owner, ids)
-	r.log.Info("created clone", "clone", m.Name, "owner", owner, "template", template, "version", tv.Version)
+	r.log.Info("created clone", "clone", m.Name, "owner", owner, "template", info.Template, "version", info.TemplateVersion, "source", info.Source)
 	return info, nil
 }
 
@@ -99,13 +108,17 @@ func validOwner(owner string) error {
 	return nil
 }
 
-// Clones lists owner's clones.
+// Clones lists owner's clones; owner "" lists every user's.
 func (r *Repo) Clones(ctx context.Context, owner string) ([]api.CloneInfo, error) {
-	if err := validOwner(owner); err != nil {
-		return nil, err
+	prefix := prefixClones
+	if owner != "" {
+		if err := validOwner(owner); err != nil {
+			return nil, err
+		}
+		prefix += owner + "/"
 	}
 	out := []api.CloneInfo{}
-	err := r.store.ListMeta(ctx, prefixClones+owner+"/", func(key string, value []byte) error {
+	err := r.store.ListMeta(ctx, prefix, func(key string, value []byte) error {
 		if k, _ := keyKind(key); k != keyCloneInfo {
 			return nil // generations, leases, snapshots (one may be named "info")
 		}
@@ -144,17 +157,31 @@ func (r *Repo) CloneSigned(ctx context.Context, owner, name string) ([]byte, err
 	return r.store.GetMeta(ctx, cloneGenKey(owner, name, info.Generation))
 }
 
-// RemoveClone deletes a clone and all its generations. Its blocks go at the
-// next garbage collection.
+// RemoveClone deletes a clone and all its generations, and stops its
+// sharing. Its blocks go at the next garbage collection. A workstation
+// holding its lease finds it gone at its next commit or renewal.
 func (r *Repo) RemoveClone(ctx context.Context, owner, name string) error {
 	if err := validOwner(owner); err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var ops []blockstore.MetaOp
-	err := r.store.ListMeta(ctx, clonePrefix(owner, name), func(key string, _ []byte) error {
+	var (
+		ops    []blockstore.MetaOp
+		shared []string
+	)
+	err := r.store.ListMeta(ctx, clonePrefix(owner, name), func(key string, value []byte) error {
 		ops = append(ops, blockstore.MetaOp{Key: key})
+		if k, _ := keyKind(key); k == keyCloneInfo {
+			var info api.CloneInfo
+			if err := json.Unmarshal(value, &info); err != nil {
+				return fmt.Errorf("clone record %s: %w", key, err)
+			}
+			shared = info.Shared
+			for _, g := range shared {
+				ops = append(ops, blockstore.MetaOp{Key: shareKey(g, owner, name)})
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -166,6 +193,7 @@ func (r *Repo) RemoveClone(ctx context.Context, owner, name string) error {
 	if err := r.store.CommitMeta(ctx, ops...); err != nil {
 		return err
 	}
+	r.dropGroups(shared...)
 	r.log.Info("removed clone", "clone", name, "owner", owner)
 	return nil
 }

@@ -65,6 +65,9 @@ func (r *Repo) commitGenerationLocked(ctx context.Context, owner string, m *mani
 	if len(missing) > 0 {
 		return info, &MissingError{IDs: missing}
 	}
+	if err := r.quotaRoom(ctx, owner, "commit", ids); err != nil {
+		return info, err
+	}
 	now := r.now().UTC()
 	m.Version, m.Parent, m.Created = parent+1, parent, now
 	body, err := m.MarshalBinary()
@@ -86,6 +89,8 @@ func (r *Repo) commitGenerationLocked(ctx context.Context, owner string, m *mani
 	r.committed(ids)
 	// Only fails when the set is not built; its build reads this commit.
 	_ = r.grant(ctx, owner, ids)
+	// Members of the groups it is shared with read this generation now.
+	r.dropGroups(info.Shared...)
 	r.log.Debug("committed clone generation", "clone", m.Name, "owner", owner, "generation", m.Version, "epoch", epoch)
 	return info, nil
 }

@@ -79,6 +79,7 @@ type Config struct {
 	// CloneQuota bounds the data of one user's clones that no template
 	// holds: the distinct blocks of all their generations and pending
 	// uploads, counted in whole blocks of blockstore.DefaultBlockSize.
+	// It is the default of users an admin set no quota for (SetQuota).
 	// 0 means no bound.
 	CloneQuota int64
 }
@@ -115,6 +116,8 @@ type Repo struct {
 	pending  map[string]int64
 
 	pendingQuota, cloneQuota int64
+	// quotas holds the per-user quotas on clone data read so far.
+	quotas quotas
 
 	// access says who may read which blocks.
 	access access

@@ -19,7 +19,7 @@ type Stats struct {
 	// KIND is "template" (a published version) or "generation" (a
 	// clone's, also by revert); OUTCOME is "ok", "fenced" (a stale lease
 	// epoch), "conflict" (a stale parent), "missing" (blocks not
-	// uploaded) or "error".
+	// uploaded), "quota" (over the owner's quota) or "error".
 	Commits map[string]int64
 }
 
@@ -61,6 +61,8 @@ func (r *Repo) countCommit(kind string, err error) {
 		outcome = "conflict"
 	case errors.As(err, &me):
 		outcome = "missing"
+	case errors.Is(err, ErrQuota):
+		outcome = "quota"
 	}
 	r.commitEvents.add(kind + "/" + outcome)
 }

@@ -46,21 +46,17 @@ func cloneName(r *http.Request) (string, error) {
 	return name, nil
 }
 
-func (s *Server) listClones(w http.ResponseWriter, r *http.Request) error {
-	list, err := s.repo.Clones(r.Context(), owner(r))
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, list)
-}
-
 func (s *Server) createClone(w http.ResponseWriter, r *http.Request) error {
 	name, err := cloneName(r)
 	if err != nil {
 		return err
 	}
+	if _, err := s.target(r, name, writeClone); err != nil {
+		return err
+	}
+	from := r.URL.Query().Get(api.QueryFrom)
 	template := r.URL.Query().Get("template")
-	if err := manifest.ValidName(template); err != nil {
+	if err := manifest.ValidName(template); err != nil && from == "" {
 		return fmt.Errorf("%w: template: %v", errBadRequest, err)
 	}
 	var version uint64
@@ -80,10 +76,12 @@ func (s *Server) createClone(w http.ResponseWriter, r *http.Request) error {
 	if m.Name != name {
 		return fmt.Errorf("%w: manifest names %q, URL %q", errBadRequest, m.Name, name)
 	}
-	if err := s.mayName(r, m); err != nil {
-		return err
+	var info api.CloneInfo
+	if from != "" {
+		info, err = s.createCloneFrom(r, m, from)
+	} else if err = s.mayName(r, m); err == nil {
+		info, err = s.repo.CreateClone(r.Context(), owner(r), m, template, version)
 	}
-	info, err := s.repo.CreateClone(r.Context(), owner(r), m, template, version)
 	if err != nil {
 		return err
 	}
@@ -95,7 +93,11 @@ func (s *Server) clone(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	info, err := s.repo.Clone(r.Context(), owner(r), name)
+	who, err := s.target(r, name, readShared)
+	if err != nil {
+		return err
+	}
+	info, err := s.repo.Clone(r.Context(), who, name)
 	if err != nil {
 		return err
 	}
@@ -107,7 +109,11 @@ func (s *Server) cloneSigned(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	b, err := s.repo.CloneSigned(r.Context(), owner(r), name)
+	who, err := s.target(r, name, readShared)
+	if err != nil {
+		return err
+	}
+	b, err := s.repo.CloneSigned(r.Context(), who, name)
 	if err != nil {
 		return err
 	}
@@ -119,9 +125,14 @@ func (s *Server) removeClone(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.repo.RemoveClone(r.Context(), owner(r), name); err != nil {
+	who, err := s.target(r, name, removeClone)
+	if err != nil {
 		return err
 	}
+	if err := s.repo.RemoveClone(r.Context(), who, name); err != nil {
+		return err
+	}
+	s.log.Info("clone removed", "principal", principal(r).Name, "owner", who, "clone", name)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

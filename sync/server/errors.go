@@ -54,6 +54,8 @@ func statusOf(err error) int {
 		return http.StatusPreconditionFailed
 	case errors.Is(err, repo.ErrQuota):
 		return http.StatusInsufficientStorage
+	case errors.Is(err, errForbidden):
+		return http.StatusForbidden
 	case errors.Is(err, errNoMulticast):
 		return http.StatusNotImplemented
 	case errors.Is(err, repo.ErrInvalid), errors.Is(err, api.ErrMalformed),

@@ -263,14 +263,15 @@ func inOrder(ids, some []blockstore.ID) []blockstore.ID {
 }
 
 // unreadable returns the IDs of ids the request's principal may not read:
-// none for an admin; for a user, the blocks of no template and none of
-// their clones (repo.Unreadable).
+// none for an admin; for a user, the blocks of no template, none of their
+// clones and none of the clones shared with their groups
+// (repo.UnreadableBy).
 func (s *Server) unreadable(r *http.Request, ids []blockstore.ID) ([]blockstore.ID, error) {
 	p := principal(r)
 	if p.Role == api.RoleAdmin {
 		return nil, nil
 	}
-	return s.repo.Unreadable(r.Context(), p.Name, ids)
+	return s.repo.UnreadableBy(r.Context(), p.Name, s.groupsOf(p), ids)
 }
 
 // uploader is whom the request's uploads are charged to and granted to

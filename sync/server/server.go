@@ -26,6 +26,10 @@ type Config struct {
 	// Limits bounds connections, time and body memory; zero fields take
 	// DefaultLimits.
 	Limits Limits
+	// Groups are the server's own groups: group name -> member names. A
+	// principal is a member of these and of the groups its token or
+	// directory gives it (api.Principal.Groups). See ValidGroups.
+	Groups map[string][]string
 }
 
 // Multicast is what the server needs of the multicast session runner.
@@ -45,13 +49,15 @@ type Server struct {
 	bodies  bodies
 	// requests counts the requests answered, by route and status.
 	requests requestStats
+	// memberOf lists the groups of Config.Groups each member is in.
+	memberOf map[string][]string
 }
 
 // New returns the handler for cfg.Repo.
 func New(cfg Config) *Server {
 	lim := cfg.Limits.withDefaults()
 	s := &Server{repo: cfg.Repo, log: cfg.Logger, mux: http.NewServeMux(), cfg: cfg, limits: lim,
-		bodyMax: make(map[string]int64), bodies: newBodies(lim.BodyMemory)}
+		bodyMax: make(map[string]int64), bodies: newBodies(lim.BodyMemory), memberOf: memberships(cfg.Groups)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -100,6 +106,10 @@ func New(cfg Config) *Server {
 	s.handle("POST "+api.PathCloneSnapshots, user, s.snapshot)
 	s.handle("POST "+api.PathCloneRevert, user, s.revert)
 	s.handle("GET "+api.PathCloneHistory, user, s.history)
+	s.handle("PUT "+api.PathCloneShare, user, s.share)
+	s.handle("DELETE "+api.PathCloneShare, user, s.share)
+	s.handle("GET "+api.PathQuota, user, s.quota)
+	s.handle("PUT "+api.PathQuota, admin, s.setQuota)
 	return s
 }
 

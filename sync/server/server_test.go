@@ -47,6 +47,13 @@ func newEnv(t *testing.T) *env {
 // newEnvOn serves a repository over st; env.store stays nil.
 func newEnvOn(t testing.TB, st repo.Store, opts ...func(*repo.Config)) *env {
 	t.Helper()
+	return newServerEnv(t, st, server.Config{}, opts...)
+}
+
+// newServerEnv is newEnvOn with the server configured as scfg (its Repo
+// set here).
+func newServerEnv(t testing.TB, st repo.Store, scfg server.Config, opts ...func(*repo.Config)) *env {
+	t.Helper()
 	_, key, _ := ed25519.GenerateKey(nil)
 	cfg := repo.Config{Store: st, Key: key}
 	for _, o := range opts {
@@ -61,7 +68,8 @@ func newEnvOn(t testing.TB, st repo.Store, opts ...func(*repo.Config)) *env {
 		t.Fatal(err)
 	}
 	tok, _ := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
-	srv := httptest.NewServer(server.New(server.Config{Repo: r}))
+	scfg.Repo = r
+	srv := httptest.NewServer(server.New(scfg))
 	t.Cleanup(srv.Close)
 	e := &env{srv: srv, repo: r, token: strings.TrimSpace(string(tok))}
 	e.admin, err = client.New(client.Config{Server: srv.URL, Token: e.token, ServerKey: key.Public().(ed25519.PublicKey)})

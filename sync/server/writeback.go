@@ -35,11 +35,15 @@ func (s *Server) acquireLease(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	who, err := s.target(r, name, writeClone)
+	if err != nil {
+		return err
+	}
 	var req api.LeaseRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	l, err := s.repo.AcquireLease(r.Context(), owner(r), name, req.Holder, time.Duration(req.TTL)*time.Second, req.Force)
+	l, err := s.repo.AcquireLease(r.Context(), who, name, req.Holder, time.Duration(req.TTL)*time.Second, req.Force)
 	if err != nil {
 		return err
 	}
@@ -51,11 +55,15 @@ func (s *Server) releaseLease(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	who, err := s.target(r, name, writeClone)
+	if err != nil {
+		return err
+	}
 	epoch, err := queryUint(r, "epoch")
 	if err != nil {
 		return err
 	}
-	if err := s.repo.ReleaseLease(r.Context(), owner(r), name, r.URL.Query().Get("holder"), epoch); err != nil {
+	if err := s.repo.ReleaseLease(r.Context(), who, name, r.URL.Query().Get("holder"), epoch); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -64,6 +72,10 @@ func (s *Server) releaseLease(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) commitGeneration(w http.ResponseWriter, r *http.Request) error {
 	name, err := cloneName(r)
+	if err != nil {
+		return err
+	}
+	who, err := s.target(r, name, writeClone)
 	if err != nil {
 		return err
 	}
@@ -94,7 +106,7 @@ func (s *Server) commitGeneration(w http.ResponseWriter, r *http.Request) error 
 	if err := s.mayName(r, m); err != nil {
 		return err
 	}
-	info, err := s.repo.CommitGeneration(r.Context(), owner(r), m, parent, epoch)
+	info, err := s.repo.CommitGeneration(r.Context(), who, m, parent, epoch)
 	if err != nil {
 		return err
 	}
@@ -141,11 +153,15 @@ func (s *Server) generationSigned(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	who, err := s.target(r, name, readClone)
+	if err != nil {
+		return err
+	}
 	gen, err := strconv.ParseUint(r.PathValue("gen"), 10, 64)
 	if err != nil {
 		return fmt.Errorf("%w: generation %q", errBadRequest, r.PathValue("gen"))
 	}
-	b, err := s.repo.GenerationSigned(r.Context(), owner(r), name, gen)
+	b, err := s.repo.GenerationSigned(r.Context(), who, name, gen)
 	if err != nil {
 		return err
 	}
@@ -157,6 +173,10 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	who, err := s.target(r, name, writeClone)
+	if err != nil {
+		return err
+	}
 	var req api.SnapshotRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
@@ -164,7 +184,7 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) error {
 	if err := manifest.ValidName(req.Name); err != nil {
 		return fmt.Errorf("%w: snapshot name: %v", errBadRequest, err)
 	}
-	si, err := s.repo.Snapshot(r.Context(), owner(r), name, req.Name)
+	si, err := s.repo.Snapshot(r.Context(), who, name, req.Name)
 	if err != nil {
 		return err
 	}
@@ -176,11 +196,15 @@ func (s *Server) revert(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	who, err := s.target(r, name, writeClone)
+	if err != nil {
+		return err
+	}
 	var req api.RevertRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	info, err := s.repo.Revert(r.Context(), owner(r), name, req.Snapshot, req.Holder)
+	info, err := s.repo.Revert(r.Context(), who, name, req.Snapshot, req.Holder)
 	if err != nil {
 		return err
 	}
@@ -192,7 +216,11 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h, err := s.repo.History(r.Context(), owner(r), name)
+	who, err := s.target(r, name, readClone)
+	if err != nil {
+		return err
+	}
+	h, err := s.repo.History(r.Context(), who, name)
 	if err != nil {
 		return err
 	}

@@ -79,20 +79,29 @@ type GCResult struct {
 type TokenRequest struct {
 	Name string `json:"name"` // who it is for
 	Role string `json:"role"` // RoleAdmin or RoleUser
+	// ExpiresIn is the token's lifetime in seconds (0: it never
+	// expires); at most MaxTokenLifetime.
+	ExpiresIn int64 `json:"expires_in,omitempty"`
 }
 
 // TokenResponse carries a new token; the server keeps only its hash.
 type TokenResponse struct {
-	Token string `json:"token"`
-	Name  string `json:"name"`
-	Role  string `json:"role"`
+	Token   string    `json:"token"`
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	ID      string    `json:"id,omitempty"`     // the token's ID (tokens.go)
+	Expires time.Time `json:"expires,omitzero"` // zero: never
 }
 
 // Principal is who a token speaks for.
 type Principal struct {
 	Name    string    `json:"name"`
 	Role    string    `json:"role"`
-	Created time.Time `json:"created"`
+	Created time.Time `json:"created"` // when the token was made
+	// The token's ID, expiry (zero: never) and source (tokens.go).
+	TokenID string    `json:"token_id,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
+	Source  string    `json:"source,omitempty"`
 	// Groups are the groups the principal belongs to (clones shared
 	// with one of them are readable).
 	Groups []string `json:"groups,omitempty"`

@@ -1,10 +1,8 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -115,13 +113,8 @@ func (c *Client) GC(ctx context.Context) (api.GCResult, error) {
 	return res, err
 }
 
-// CreateToken asks for a new token.
+// CreateToken asks for a new token that never expires (NewToken: one
+// that does).
 func (c *Client) CreateToken(ctx context.Context, name, role string) (api.TokenResponse, error) {
-	var out api.TokenResponse
-	body, err := json.Marshal(api.TokenRequest{Name: name, Role: role})
-	if err != nil {
-		return out, err
-	}
-	err = c.doJSON(ctx, http.MethodPost, c.url(api.PathTokens), bytes.Clone(body), &out)
-	return out, err
+	return c.NewToken(ctx, api.TokenRequest{Name: name, Role: role})
 }

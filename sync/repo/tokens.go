@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,74 +10,237 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/sync/api"
 )
 
-// ErrBadToken: the token is unknown.
+// ErrBadToken: the token is unknown, revoked or expired.
 var ErrBadToken = errors.New("unknown token")
+
+// The refusals of a known token; both wrap ErrBadToken.
+var (
+	ErrTokenRevoked error = tokenRefusal("revoked")
+	ErrTokenExpired error = tokenRefusal("expired")
+)
+
+type tokenRefusal string
+
+func (e tokenRefusal) Error() string { return string(e) }
+func (e tokenRefusal) Unwrap() error { return ErrBadToken }
 
 const prefixTokens = "tok/"
 
 // Principal is who a token speaks for.
 type Principal = api.Principal
 
+// A token's record, under tokenKey, is an api.TokenInfo in JSON with
+// TokenID empty (the key holds it). Records stored before tokens had an
+// ID, an expiry and a source hold only name, role and created: they read
+// as local tokens that never expire, so nothing needs migrating.
+
 // tokenKey stores only a hash of the token, so a copy of the metadata does
-// not hand out credentials.
+// not hand out credentials. Its first api.TokenIDLen hex digits are the
+// token's ID: they name the token in lists and revocations without being
+// any use to sign in with.
 func tokenKey(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return prefixTokens + hex.EncodeToString(sum[:])
 }
 
-// CreateToken makes a new token for name with role and returns it.
+// TokenSpec describes a token to make.
+type TokenSpec struct {
+	// Name and Role are the principal it speaks for.
+	Name, Role string
+	// Lifetime is how long it is good for; 0: it never expires.
+	Lifetime time.Duration
+	// Source is api.SourceLocal ("" too) or api.SourceDirectory.
+	Source string
+}
+
+// CreateToken makes a new local token for name with role that never
+// expires, and returns it.
 func (r *Repo) CreateToken(ctx context.Context, name, role string) (string, error) {
-	if role != api.RoleAdmin && role != api.RoleUser {
-		return "", fmt.Errorf("%w: role %q is not %q or %q", ErrInvalid, role, api.RoleAdmin, api.RoleUser)
+	token, _, err := r.IssueToken(ctx, TokenSpec{Name: name, Role: role})
+	return token, err
+}
+
+// IssueToken makes a new token as spec says and returns it with its
+// record.
+func (r *Repo) IssueToken(ctx context.Context, spec TokenSpec) (string, api.TokenInfo, error) {
+	var info api.TokenInfo
+	if spec.Role != api.RoleAdmin && spec.Role != api.RoleUser {
+		return "", info, fmt.Errorf("%w: role %q is not %q or %q", ErrInvalid, spec.Role, api.RoleAdmin, api.RoleUser)
 	}
-	if err := api.ValidPrincipalName(name); err != nil {
-		return "", fmt.Errorf("%w: token name: %v", ErrInvalid, err)
+	if err := api.ValidPrincipalName(spec.Name); err != nil {
+		return "", info, fmt.Errorf("%w: token name: %v", ErrInvalid, err)
+	}
+	if spec.Lifetime < 0 || spec.Lifetime > api.MaxTokenLifetime {
+		return "", info, fmt.Errorf("%w: a token's lifetime is 0 (never expires) up to %v, not %v", ErrInvalid, api.MaxTokenLifetime, spec.Lifetime)
+	}
+	switch spec.Source {
+	case "":
+		spec.Source = api.SourceLocal
+	case api.SourceLocal, api.SourceDirectory:
+	default:
+		return "", info, fmt.Errorf("%w: token source %q", ErrInvalid, spec.Source)
 	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
-		return "", err
+		return "", info, err
 	}
 	token := "dvfs_" + base64.RawURLEncoding.EncodeToString(raw[:])
-	rec, err := json.Marshal(Principal{Name: name, Role: role, Created: r.now().UTC()})
+	now := r.now().UTC().Truncate(time.Second)
+	info.Name, info.Role, info.Created, info.Source = spec.Name, spec.Role, now, spec.Source
+	if spec.Lifetime > 0 {
+		info.Expires = now.Add(spec.Lifetime)
+	}
+	rec, err := json.Marshal(info)
 	if err != nil {
-		return "", err
+		return "", info, err
 	}
-	if err := r.store.CommitMeta(ctx, blockstore.MetaOp{Key: tokenKey(token), Value: rec, Check: true}); err != nil {
-		return "", err
+	key := tokenKey(token)
+	if err := r.store.CommitMeta(ctx, blockstore.MetaOp{Key: key, Value: rec, Check: true}); err != nil {
+		return "", info, err
 	}
-	r.log.Info("created token", "name", name, "role", role)
-	return token, nil
+	info.TokenID = tokenID(key)
+	r.log.Info("created token", "user", spec.Name, "role", spec.Role, "token_id", info.TokenID, "source", spec.Source, "expires", info.Expires)
+	return token, info, nil
 }
 
-// Authenticate returns the principal of a token.
+func tokenID(key string) string {
+	return strings.TrimPrefix(key, prefixTokens)[:api.TokenIDLen]
+}
+
+// decodeToken reads the record stored under key.
+func decodeToken(key string, b []byte) (api.TokenInfo, error) {
+	var info api.TokenInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		return info, fmt.Errorf("token record %s: %w", key, err)
+	}
+	info.TokenID = tokenID(key)
+	if info.Source == "" {
+		info.Source = api.SourceLocal
+	}
+	return info, nil
+}
+
+// Authenticate returns the principal of a token. A revoked or expired
+// token is refused with ErrTokenRevoked or ErrTokenExpired, and the
+// principal it spoke for, so that the refusal can name who. Nothing is
+// cached: a revocation holds from the next request on.
 func (r *Repo) Authenticate(ctx context.Context, token string) (Principal, error) {
-	var p Principal
 	if token == "" {
-		return p, ErrBadToken
+		return Principal{}, ErrBadToken
 	}
 	key := tokenKey(token)
 	b, err := r.store.GetMeta(ctx, key)
 	if errors.Is(err, blockstore.ErrNotFound) {
-		return p, ErrBadToken
+		return Principal{}, ErrBadToken
 	}
 	if err != nil {
-		return p, err
+		return Principal{}, err
 	}
-	if err := json.Unmarshal(b, &p); err != nil {
-		return p, err
+	info, err := decodeToken(key, b)
+	if err != nil {
+		return Principal{}, err
 	}
 	// A record made before names were checked: its name is a key of
 	// the metadata and a directory on workstations, so it serves no one.
-	if err := api.ValidPrincipalName(p.Name); err != nil {
+	if err := api.ValidPrincipalName(info.Name); err != nil {
 		return Principal{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	p := info.Principal
+	switch {
+	case !info.Revoked.IsZero():
+		return p, fmt.Errorf("token %s of %s %w on %s", p.TokenID, p.Name, ErrTokenRevoked, info.Revoked.Format(time.RFC3339))
+	case !info.Expires.IsZero() && !r.now().Before(info.Expires):
+		return p, fmt.Errorf("token %s of %s %w on %s", p.TokenID, p.Name, ErrTokenExpired, info.Expires.Format(time.RFC3339))
 	}
 	return p, nil
 }
+
+// ListTokens returns the records of user's tokens (every user's when
+// user is ""), newest first; revoked and expired ones only with all.
+func (r *Repo) ListTokens(ctx context.Context, user string, all bool) ([]api.TokenInfo, error) {
+	if user != "" {
+		if err := api.ValidPrincipalName(user); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
+	now := r.now()
+	var out []api.TokenInfo
+	err := r.store.ListMeta(ctx, prefixTokens, func(key string, b []byte) error {
+		info, err := decodeToken(key, b)
+		if err != nil {
+			return err
+		}
+		if user != "" && info.Name != user {
+			return nil
+		}
+		if !all && (!info.Revoked.IsZero() || !info.Expires.IsZero() && !now.Before(info.Expires)) {
+			return nil
+		}
+		out = append(out, info)
+		return nil
+	})
+	slices.SortStableFunc(out, func(a, b api.TokenInfo) int { return b.Created.Compare(a.Created) })
+	return out, err
+}
+
+// RevokeToken revokes the token whose ID is id and returns its record.
+// The record stays (marked revoked), so that a refused request names who
+// it was for. ErrNotFound: no such token, or owner is not "" and the
+// token is another user's.
+func (r *Repo) RevokeToken(ctx context.Context, id, owner string) (api.TokenInfo, error) {
+	var info api.TokenInfo
+	if err := api.ValidTokenID(id); err != nil {
+		return info, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	var key string
+	var old []byte
+	err := r.store.ListMeta(ctx, prefixTokens+id, func(k string, b []byte) error {
+		if key != "" {
+			return fmt.Errorf("%w: two tokens have the ID %s", ErrConflictingID, id)
+		}
+		key, old = k, bytes.Clone(b)
+		return nil
+	})
+	if err != nil {
+		return info, err
+	}
+	if key == "" {
+		return info, fmt.Errorf("%w: token %s", ErrNotFound, id)
+	}
+	if info, err = decodeToken(key, old); err != nil {
+		return info, err
+	}
+	if owner != "" && info.Name != owner {
+		return api.TokenInfo{}, fmt.Errorf("%w: token %s", ErrNotFound, id)
+	}
+	if !info.Revoked.IsZero() {
+		return info, nil
+	}
+	info.Revoked = r.now().UTC().Truncate(time.Second)
+	stored := info
+	stored.TokenID = ""
+	rec, err := json.Marshal(stored)
+	if err != nil {
+		return info, err
+	}
+	if err := r.store.CommitMeta(ctx, blockstore.MetaOp{Key: key, Value: rec, Check: true, Old: old}); err != nil {
+		return info, err
+	}
+	r.log.Info("revoked token", "user", info.Name, "token_id", id)
+	return info, nil
+}
+
+// ErrConflictingID: two tokens share an ID (2^-64 odds a pair); revoke
+// cannot tell which is meant.
+var ErrConflictingID = errors.New("ambiguous token ID")
 
 // HasTokens reports whether any token exists.
 func (r *Repo) HasTokens(ctx context.Context) (bool, error) {

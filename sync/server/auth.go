@@ -23,18 +23,18 @@ func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.
 		}
 		p, err := s.repo.Authenticate(r.Context(), token)
 		if errors.Is(err, repo.ErrBadToken) {
-			s.fail(w, r, http.StatusUnauthorized, errors.New("unknown token"))
+			s.refusedToken(w, r, p, err)
 			return
 		}
 		if err != nil {
 			s.fail(w, r, http.StatusInternalServerError, err)
 			return
 		}
+		r = withPrincipal(r, p)
 		if p.Role != api.RoleAdmin && p.Role != role {
 			s.fail(w, r, http.StatusForbidden, errors.New("this needs a token with role "+role))
 			return
 		}
-		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 		if b, ok := r.Body.(*limitedBody); ok {
 			b.user = p.Name
 		}
@@ -42,4 +42,10 @@ func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.
 			s.fail(w, r, statusOf(err), err)
 		}
 	})
+}
+
+// withPrincipal is r speaking for p: handlers read it with principal, and
+// a refusal's log line names p.
+func withPrincipal(r *http.Request, p repo.Principal) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 }

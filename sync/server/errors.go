@@ -119,8 +119,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, err er
 		// The client's doing, or load it brought (503): a warning.
 		level = slog.LevelWarn
 	}
-	s.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", status,
-		"client", r.RemoteAddr, "err", err)
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", status, "client", r.RemoteAddr}
+	if p, ok := r.Context().Value(principalKey{}).(repo.Principal); ok {
+		attrs = append(attrs, "user", p.Name)
+	}
+	s.log.Log(r.Context(), level, "request failed", append(attrs, "err", err)...)
 	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "5")
 	}

@@ -436,19 +436,3 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
-
-func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(w, r, api.MaxJSONBytes)
-	if err != nil {
-		return err
-	}
-	var req api.TokenRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return fmt.Errorf("%w: token request: %v", errBadRequest, err)
-	}
-	token, err := s.repo.CreateToken(r.Context(), req.Name, req.Role)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusCreated, api.TokenResponse{Token: token, Name: req.Name, Role: req.Role})
-}

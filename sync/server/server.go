@@ -91,6 +91,8 @@ func New(cfg Config) *Server {
 	s.handle("POST "+api.PathUpload, user, s.upload)
 	s.handle("POST "+api.PathGC, admin, s.gc)
 	s.handle("POST "+api.PathTokens, admin, s.createToken)
+	s.handle("GET "+api.PathTokenList, user, s.listTokens)
+	s.handle("DELETE "+api.PathToken, user, s.revokeToken)
 	s.handle("GET "+api.PathWhoAmI, user, s.whoAmI)
 	s.handle("GET "+api.PathMulticast, user, s.multicastList)
 	s.handle("POST "+api.PathMulticastPush, admin, s.multicastPush)

@@ -1,0 +1,118 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/sync/api"
+)
+
+func TestTokenExpiresAndRevokes(t *testing.T) {
+	r, _, now := newRepo(t)
+	ctx := context.Background()
+	tok, info, err := r.IssueToken(ctx, TokenSpec{Name: "alice", Role: api.RoleUser, Lifetime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.TokenID) != api.TokenIDLen || strings.Contains(tok, info.TokenID) || !info.Expires.Equal(now.Add(time.Hour)) {
+		t.Fatalf("info %+v of %s", info, tok)
+	}
+	p, err := r.Authenticate(ctx, tok)
+	if err != nil || p.Name != "alice" || p.TokenID != info.TokenID || p.Source != api.SourceLocal {
+		t.Fatalf("authenticate: %v %+v", err, p)
+	}
+	*now = now.Add(time.Hour)
+	p, err = r.Authenticate(ctx, tok)
+	if !errors.Is(err, ErrTokenExpired) || !errors.Is(err, ErrBadToken) || p.Name != "alice" {
+		t.Fatalf("an expired token: %v %+v", err, p)
+	}
+	if !strings.Contains(err.Error(), "alice") || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("the refusal does not say whose token expired: %v", err)
+	}
+
+	bob, binfo, err := r.IssueToken(ctx, TokenSpec{Name: "bob", Role: api.RoleUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.RevokeToken(ctx, binfo.TokenID, "alice"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("alice revoked bob's token: %v", err)
+	}
+	if _, err := r.RevokeToken(ctx, binfo.TokenID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	p, err = r.Authenticate(ctx, bob)
+	if !errors.Is(err, ErrTokenRevoked) || p.Name != "bob" {
+		t.Fatalf("a revoked token: %v %+v", err, p)
+	}
+	if _, err := r.RevokeToken(ctx, strings.Repeat("0", api.TokenIDLen), ""); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("revoking an unknown ID: %v", err)
+	}
+	for _, id := range []string{"", "abc", strings.Repeat("G", api.TokenIDLen), "../../../../../..", binfo.TokenID + "0"} {
+		if _, err := r.RevokeToken(ctx, id, ""); !errors.Is(err, ErrInvalid) {
+			t.Errorf("revoking ID %q: %v, want ErrInvalid", id, err)
+		}
+	}
+
+	active, err := r.ListTokens(ctx, "", false)
+	if err != nil || len(active) != 0 {
+		t.Fatalf("active tokens: %v %+v", err, active)
+	}
+	all, err := r.ListTokens(ctx, "", true)
+	if err != nil || len(all) != 2 {
+		t.Fatalf("all tokens: %v %+v", err, all)
+	}
+	mine, err := r.ListTokens(ctx, "bob", true)
+	if err != nil || len(mine) != 1 || mine[0].TokenID != binfo.TokenID || mine[0].Revoked.IsZero() {
+		t.Fatalf("bob's tokens: %v %+v", err, mine)
+	}
+	if _, err := r.ListTokens(ctx, "../x", true); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("listing a bad name: %v", err)
+	}
+}
+
+func TestTokenSpecValidated(t *testing.T) {
+	r, _, _ := newRepo(t)
+	ctx := context.Background()
+	for _, spec := range []TokenSpec{
+		{Name: "alice", Role: "root"},
+		{Name: "../alice", Role: api.RoleUser},
+		{Name: "alice", Role: api.RoleUser, Lifetime: -time.Second},
+		{Name: "alice", Role: api.RoleUser, Lifetime: api.MaxTokenLifetime + 1},
+		{Name: "alice", Role: api.RoleUser, Source: "kerberos"},
+	} {
+		if _, _, err := r.IssueToken(ctx, spec); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%+v: %v, want ErrInvalid", spec, err)
+		}
+	}
+}
+
+// A record stored before tokens had an ID, an expiry and a source still
+// signs in, as a local token that never expires, and can be revoked.
+func TestOldTokenRecordReadable(t *testing.T) {
+	r, st, now := newRepo(t)
+	ctx := context.Background()
+	const tok = "dvfs_old-token"
+	old := `{"name":"carol","role":"admin","created":"2025-01-02T03:04:05Z"}`
+	if err := st.CommitMeta(ctx, blockstore.MetaOp{Key: tokenKey(tok), Value: []byte(old)}); err != nil {
+		t.Fatal(err)
+	}
+	*now = now.Add(5 * 365 * 24 * time.Hour)
+	p, err := r.Authenticate(ctx, tok)
+	if err != nil || p.Name != "carol" || p.Role != api.RoleAdmin || !p.Expires.IsZero() || p.Source != api.SourceLocal {
+		t.Fatalf("old record: %v %+v", err, p)
+	}
+	list, err := r.ListTokens(ctx, "carol", false)
+	if err != nil || len(list) != 1 || list[0].TokenID != p.TokenID {
+		t.Fatalf("list: %v %+v", err, list)
+	}
+	if _, err := r.RevokeToken(ctx, p.TokenID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Authenticate(ctx, tok); !errors.Is(err, ErrTokenRevoked) {
+		t.Fatalf("after revoking: %v", err)
+	}
+}

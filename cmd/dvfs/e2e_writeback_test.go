@@ -374,8 +374,14 @@ func writeSync(path string, data []byte) error {
 // waitGeneration waits until the server's clone reaches generation gen.
 func waitGeneration(t *testing.T, s *serverProc, clone string, gen int) {
 	t.Helper()
+	waitGenerationFor(t, s, clone, gen, 30*time.Second)
+}
+
+// waitGenerationFor is waitGeneration for at most d.
+func waitGenerationFor(t *testing.T, s *serverProc, clone string, gen int, d time.Duration) {
+	t.Helper()
 	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(clone) + `\s+\S+\s+(\d+)`)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		if m := re.FindStringSubmatch(s.dvfs("clone", "list")); m != nil {
 			if n, _ := strconv.Atoi(m[1]); n >= gen {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,11 +32,13 @@ type serveConfig struct {
 	gcEvery time.Duration // automatic garbage collection interval
 	// Per-user quotas (humanize sizes; "0" means none).
 	quotaPending, quotaClone string
-	limits                   server.Limits
-	minRate                  string // limits.MinRate, e.g. 64KiB
-	bodyMem                  string // limits.BodyMemory, e.g. 512MiB
-	memory                   string // the Go runtime's soft memory limit; "auto": --body-memory + 512MiB
-	ops                      opsConfig
+	// groups are the server's own groups, GROUP=USER,USER each.
+	groups  []string
+	limits  server.Limits
+	minRate string // limits.MinRate, e.g. 64KiB
+	bodyMem string // limits.BodyMemory, e.g. 512MiB
+	memory  string // the Go runtime's soft memory limit; "auto": --body-memory + 512MiB
+	ops     opsConfig
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -64,7 +67,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&c.mc.every, "multicast-every", 0, "also send every template's latest version this often (0: only on publish and push)")
 	f.DurationVar(&c.gcEvery, "gc-every", repo.DefaultGCEvery, "collect unreferenced blocks (uploads no commit named within the grace, removed clones' data) this often (0: only when an admin runs dvfs template gc)")
 	f.StringVar(&c.quotaPending, "quota-pending", "64GiB", "per user: bytes uploaded that no commit names yet (0: no bound); more than the largest generation a workstation syncs at once")
-	f.StringVar(&c.quotaClone, "quota-clone", "0", "per user: the data of their clones that no template holds, in 64 KiB blocks (0: no bound)")
+	f.StringVar(&c.quotaClone, "quota-clone", "0", "per user, unless an admin set theirs (dvfs quota set): the data of their clones that no template holds, counted in 64 KiB blocks (0: no bound)")
+	f.StringArrayVar(&c.groups, "group", nil, "a group of users, GROUP=USER,USER,... (repeat for more groups): clones shared with GROUP are readable by its members, besides the groups their tokens carry")
 	d := server.DefaultLimits
 	f.IntVar(&c.limits.MaxConns, "max-conns", d.MaxConns, "most open client connections; at the bound a new one closes the one idle longest")
 	f.DurationVar(&c.limits.HeaderTimeout, "header-timeout", d.HeaderTimeout, "time a client has to send a request's headers (and a TLS handshake)")
@@ -186,7 +190,11 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 		g.log.Info("wrote the first admin token", "file", tokenFile)
 	}
 
-	scfg := server.Config{Repo: r, Logger: g.log, Limits: limits}
+	groups, err := parseGroups(c.groups)
+	if err != nil {
+		return err
+	}
+	scfg := server.Config{Repo: r, Logger: g.log, Limits: limits, Groups: groups}
 	if c.mc.group != "" {
 		sessions, err := startMulticast(ctx, g, c.mc, r)
 		if err != nil {
@@ -234,6 +242,26 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutCtx)
+}
+
+// parseGroups parses --group flags, GROUP=USER,USER each.
+func parseGroups(flags []string) (map[string][]string, error) {
+	out := make(map[string][]string)
+	for _, f := range flags {
+		name, members, ok := strings.Cut(f, "=")
+		if !ok {
+			return nil, fmt.Errorf("--group %q: want GROUP=USER,USER,...", f)
+		}
+		for _, m := range strings.Split(members, ",") {
+			if m = strings.TrimSpace(m); m != "" {
+				out[name] = append(out[name], m)
+			}
+		}
+	}
+	if err := server.ValidGroups(out); err != nil {
+		return nil, fmt.Errorf("--group: %w", err)
+	}
+	return out, nil
 }
 
 // quotaFlag parses a quota size flag.

@@ -133,6 +133,19 @@ func mustJSON(t *testing.T, v any) []byte {
 	return b
 }
 
+func TestUserPublishingRefused(t *testing.T) {
+	e := newCourseEnv(t)
+	m := &manifest.Manifest{Kind: manifest.KindTemplate, Name: "mine", BlockSize: blockstore.DefaultBlockSize}
+	body, _ := m.MarshalBinary()
+	code, msg := e.call(t, e.tokens["bob"], "POST", "/v1/templates/mine/versions", body)
+	if code != http.StatusForbidden || !strings.Contains(msg, "admin") {
+		t.Fatalf("bob publishes: %d %s, want 403 naming the admin role", code, msg)
+	}
+	if lines := e.log.lines("request failed", "status=403", "/v1/templates/mine/versions", "bob"); len(lines) == 0 {
+		t.Errorf("no log line names bob's refused publish:\n%s", e.log)
+	}
+}
+
 func TestAdminManagesAnyClone(t *testing.T) {
 	e := newCourseEnv(t)
 	ctx := context.Background()

@@ -20,7 +20,7 @@ import (
 // for a path-based adapter: ErrNotDir where a component is not a
 // directory, and each Lookup's own errors (ErrNotExist, ErrNameTooLong).
 func (fsys *FS) Walk(ctx context.Context, p string) (Node, error) {
-	var n Node = fsys.root
+	var n Node = fsys.Root()
 	for name := range strings.SplitSeq(p, "/") {
 		if name == "" {
 			continue

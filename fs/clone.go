@@ -286,7 +286,7 @@ func (c *clone) loadMeta(ctx context.Context) error {
 		}
 		ch.parent, ch.name = p, d.name
 		ch.nlink++
-		p.children[d.name] = ch
+		p.setChild(d.name, ch)
 	}
 	for _, ch := range chunks {
 		n := c.inodes[ch.ino]

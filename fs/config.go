@@ -108,6 +108,19 @@ type Config struct {
 	// IDMap maps owners between this workstation and the server; by
 	// default IDs are the same on both.
 	IDMap IDMap
+	// MapNames shows the names Win32 cannot open (forbidden characters,
+	// a trailing dot or space, device names, bytes that are not UTF-8)
+	// mapped into Unicode's private-use range, and stores a name made
+	// through the mount as what it stands for (names.go). dvfs mount turns
+	// it on on Windows.
+	MapNames bool
+	// CaseInsensitive finds an entry whatever the case of the name asked
+	// for, as Windows does, over names kept as they were made: a new name
+	// that differs only in case from an entry is that entry (ErrExist
+	// for an exclusive create), and of two stored names that differ only
+	// in case one shows case-apart (names.go). dvfs mount turns it on on
+	// Windows.
+	CaseInsensitive bool
 }
 
 // Defaults, in one place.

@@ -83,8 +83,14 @@ func New(cfg Config) (*FS, error) {
 	return fsys, nil
 }
 
-// Root returns the top directory, which holds templates/ and clones/.
-func (fsys *FS) Root() Dir { return fsys.root }
+// Root returns the top directory, which holds templates/ and clones/,
+// and below which names show as Config.MapNames and CaseInsensitive say.
+func (fsys *FS) Root() Dir {
+	if fsys.windowsView() {
+		return &winDir{fsys.root}
+	}
+	return fsys.root
+}
 
 // Flush makes every change made so far durable, as an fsync of every
 // changed clone file.

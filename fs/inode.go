@@ -27,6 +27,7 @@ type cinode struct {
 	parent   *cinode
 	name     string
 	children map[string]*cinode // directories only
+	names    *nameIndex         // directories, with Windows names on
 	linked   bool               // reachable from the root
 
 	// nlink counts a non-directory's entries (hard links); guarded by
@@ -84,6 +85,7 @@ func (c *clone) newInode(ino uint64, r record) (*cinode, error) {
 	}
 	if r.mode.IsDir() {
 		n.children = make(map[string]*cinode)
+		n.names = c.fsys.newNameIndex()
 	}
 	if r.basePath != "" {
 		f, ok := c.base.Lookup(r.basePath)
@@ -258,6 +260,11 @@ func (d *cloneDir) ReadDir(ctx context.Context) ([]DirEntry, error) {
 	c.ns.RUnlock()
 	slices.SortFunc(out, func(a, b DirEntry) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+func (d *cloneDir) index(ctx context.Context) (*nameIndex, func(), error) {
+	d.n.c.ns.RLock()
+	return d.n.names, d.n.c.ns.RUnlock, nil
 }
 
 // cloneLink is a symlink of a clone.

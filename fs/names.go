@@ -83,7 +83,11 @@ func reservedStem(stem string) bool {
 // stemEnd returns the offset of the last rune of a device stem of s (the
 // rune to map), or -1 when s names no device.
 func stemEnd(s string) int {
-	stem, _, _ := strings.Cut(s, ".")
+	t := s
+	if strings.HasSuffix(s, ".") || strings.HasSuffix(s, " ") {
+		t = s[:len(s)-1] + "\x01" // shown mapped: "aux." is no device name then
+	}
+	stem, _, _ := strings.Cut(t, ".")
 	if !reservedStem(stem) {
 		return -1
 	}
@@ -169,6 +173,23 @@ func storedName(w string) (string, bool) {
 // as the upcase table NTFS and WinFsp compare names with (it has no
 // entries past U+FFFF).
 func foldName(s string) string {
+	ascii, lower := true, false
+	for i := 0; i < len(s); i++ {
+		ascii = ascii && s[i] < utf8.RuneSelf
+		lower = lower || 'a' <= s[i] && s[i] <= 'z'
+	}
+	if ascii {
+		if !lower {
+			return s
+		}
+		b := []byte(s)
+		for i, c := range b {
+			if 'a' <= c && c <= 'z' {
+				b[i] = c - ('a' - 'A')
+			}
+		}
+		return string(b)
+	}
 	return strings.Map(func(r rune) rune {
 		if r < 0x10000 {
 			return unicode.ToUpper(r)
@@ -303,6 +324,9 @@ func (x *nameIndex) show(s string) (string, bool) {
 // clash returns another entry that a new entry stored as s would show
 // alike with, if there is one.
 func (x *nameIndex) clash(s string) (string, bool) {
+	if _, ok := x.shown[s]; ok {
+		return "", false // s itself: replaced, not made
+	}
 	o, ok := x.byKey[x.key(x.plain(s))]
 	return o, ok && o != s
 }

@@ -41,6 +41,8 @@ func TestShowName(t *testing.T) {
 		{"con.txt", "co\uF06E.txt"},
 		{"Lpt9.log.gz", "Lpt\uF039.log.gz"},
 		{"AUX  .x", "AU\uF058  .x"},
+		{"aux.", "aux\uF02E"},
+		{"CON ", "CON\uF020"},
 		{"COM¹", "COM\U000F00B9"},
 		{"CONSOLE", "CONSOLE"},
 		{"COM10", "COM10"},

@@ -45,8 +45,8 @@ func (d *cloneDir) add(ctx context.Context, name string, r record) (*cinode, err
 	if !d.n.linked {
 		return nil, fmt.Errorf("directory removed: %w", ErrNotExist)
 	}
-	if d.n.children[name] != nil {
-		return nil, fmt.Errorf("%q: %w", name, ErrExist)
+	if err := d.n.checkFree(name); err != nil {
+		return nil, err
 	}
 	if err := checkPathLen(d.n, name, 0); err != nil {
 		return nil, err
@@ -84,10 +84,47 @@ func (d *cloneDir) add(ctx context.Context, name string, r record) (*cinode, err
 	}
 	c.nextIno++
 	n.parent, n.name, n.linked, n.nlink = d.n, name, true, 1
-	d.n.children[name] = n
+	d.n.setChild(name, n)
 	c.inodes[ino] = n
 	d.n.touch(now)
 	return n, nil
+}
+
+// setChild enters ch in directory n as name; c.ns is held for writing.
+func (n *cinode) setChild(name string, ch *cinode) {
+	n.children[name] = ch
+	if n.names != nil {
+		n.names.add(name)
+	}
+}
+
+// unsetChild removes entry name of directory n; c.ns is held for writing.
+func (n *cinode) unsetChild(name string) {
+	delete(n.children, name)
+	if n.names != nil {
+		n.names.remove(name)
+	}
+}
+
+// clash returns the entry of directory n that a new entry name would
+// show alike with (Windows names), if any; c.ns is held.
+func (n *cinode) clash(name string) (string, bool) {
+	if n.names == nil {
+		return "", false
+	}
+	return n.names.clash(name)
+}
+
+// checkFree refuses a new entry name of directory n that is taken, or
+// that would show alike with an entry (Windows names); c.ns is held.
+func (n *cinode) checkFree(name string) error {
+	if n.children[name] != nil {
+		return fmt.Errorf("%q: %w", name, ErrExist)
+	}
+	if o, ok := n.clash(name); ok {
+		return fmt.Errorf("%q shows as %q does: %w", name, o, ErrExist)
+	}
+	return nil
 }
 
 func newRecord(mode iofs.FileMode) record {
@@ -232,10 +269,11 @@ func (d *cloneDir) Link(ctx context.Context, target Node, name string) (Node, er
 		return nil, fmt.Errorf("directory removed: %w", ErrNotExist)
 	case t.nlink == 0:
 		return nil, fmt.Errorf("link to a removed file: %w", ErrNotExist)
-	case d.n.children[name] != nil:
-		return nil, fmt.Errorf("%q: %w", name, ErrExist)
 	case t.nlink >= maxLinks:
 		return nil, fmt.Errorf("%q: %d links: %w", name, t.nlink, ErrTooManyLinks)
+	}
+	if err := d.n.checkFree(name); err != nil {
+		return nil, err
 	}
 	if err := checkPathLen(d.n, name, 0); err != nil {
 		return nil, err
@@ -250,7 +288,7 @@ func (d *cloneDir) Link(ctx context.Context, target Node, name string) (Node, er
 	if err != nil {
 		return nil, fmt.Errorf("link %q: %w", name, err)
 	}
-	d.n.children[name] = t
+	d.n.setChild(name, t)
 	t.nlink++
 	d.n.touch(now)
 	t.mu.Lock()
@@ -301,7 +339,7 @@ func (r *removal) done(committed bool) (discard bool) {
 	n := r.n
 	if !r.last {
 		if committed {
-			delete(r.dir.children, r.name)
+			r.dir.unsetChild(r.name)
 			n.nlink--
 			n.mu.Lock()
 			n.ctime = time.Now()
@@ -316,7 +354,7 @@ func (r *removal) done(committed bool) (discard bool) {
 	}
 	n.linked = false
 	n.nlink = 0
-	delete(r.dir.children, r.name)
+	r.dir.unsetChild(r.name)
 	n.parent = nil
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -429,6 +467,10 @@ func (d *cloneDir) Rename(ctx context.Context, name string, newDir MutableDir, n
 		c.ns.Unlock()
 		return nil
 	}
+	if o, ok := nd.n.clash(newName); ok && nd.n.children[o] != src {
+		c.ns.Unlock()
+		return fmt.Errorf("rename to %q, which shows as %q does: %w", newName, o, ErrExist)
+	}
 	if victim != nil {
 		var err error
 		switch {
@@ -478,8 +520,8 @@ func (d *cloneDir) Rename(ctx context.Context, name string, newDir MutableDir, n
 		discard = r.done(err == nil)
 	}
 	if err == nil {
-		delete(d.n.children, name)
-		nd.n.children[newName] = src // after the victim's done, which deleted newName
+		d.n.unsetChild(name)
+		nd.n.setChild(newName, src) // after the victim's done, which deleted newName
 		src.parent, src.name = nd.n, newName
 		d.n.touch(now)
 		nd.n.touch(now)

@@ -31,6 +31,13 @@ func (d *rootDir) Lookup(ctx context.Context, name string) (Node, error) {
 	return nil, fmt.Errorf("%q: %w", name, ErrNotExist)
 }
 
+func (d *rootDir) index(ctx context.Context) (*nameIndex, func(), error) {
+	x := d.fsys.newNameIndex()
+	x.add("clones")
+	x.add("templates")
+	return x, func() {}, nil
+}
+
 func (d *rootDir) ReadDir(ctx context.Context) ([]DirEntry, error) {
 	return []DirEntry{
 		{Name: "clones", Mode: iofs.ModeDir, Ino: inoClones},
@@ -44,12 +51,29 @@ func fixedDirAttr(fsys *FS, ino uint64, nlink uint32) Attr {
 		MTime: fsys.started, ATime: fsys.started, CTime: fsys.started}
 }
 
-// listCache keeps a Catalog list for CatalogTTL.
+// listCache keeps a Catalog list for CatalogTTL, and the Windows name
+// index of the list it keeps.
 type listCache[T any] struct {
-	mu   sync.Mutex
-	list T
-	at   time.Time
-	ok   bool
+	mu    sync.Mutex
+	list  T
+	at    time.Time
+	ok    bool
+	idx   *nameIndex // of list, made at idxAt; replaced, never changed
+	idxAt time.Time
+}
+
+// index returns the name index of the list kept now, whose entries'
+// names are names(list).
+func (c *listCache[T]) index(fsys *FS, names func(T) []string) *nameIndex {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idx == nil || !c.idxAt.Equal(c.at) {
+		c.idx, c.idxAt = fsys.newNameIndex(), c.at
+		for _, n := range names(c.list) {
+			c.idx.add(n)
+		}
+	}
+	return c.idx
 }
 
 func (c *listCache[T]) get(ttl time.Duration, fetch func() (T, error)) (T, error) {
@@ -121,11 +145,30 @@ func (d *templatesDir) Lookup(ctx context.Context, name string) (Node, error) {
 	return v.node(-1), nil
 }
 
+func (d *templatesDir) index(ctx context.Context) (*nameIndex, func(), error) {
+	if _, err := d.infos(ctx); err != nil {
+		return nil, nil, err
+	}
+	return d.list.index(d.fsys, func(infos []TemplateInfo) []string {
+		var names []string
+		for _, e := range templateEntries(infos) {
+			names = append(names, e.Name)
+		}
+		return names
+	}), func() {}, nil
+}
+
 func (d *templatesDir) ReadDir(ctx context.Context) ([]DirEntry, error) {
 	infos, err := d.infos(ctx)
 	if err != nil {
 		return nil, err
 	}
+	return templateEntries(infos), nil
+}
+
+// templateEntries lists templates/: each template's name and its
+// NAME@VERSION names, sorted.
+func templateEntries(infos []TemplateInfo) []DirEntry {
 	var out []DirEntry
 	for _, t := range infos {
 		if len(t.Versions) == 0 {
@@ -137,7 +180,7 @@ func (d *templatesDir) ReadDir(ctx context.Context) ([]DirEntry, error) {
 		}
 	}
 	slices.SortFunc(out, func(a, b DirEntry) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+	return out
 }
 
 // clonesDir is clones/: one directory per clone the Catalog lists.
@@ -186,6 +229,15 @@ func (d *clonesDir) Lookup(ctx context.Context, name string) (Node, error) {
 		return nil, err
 	}
 	return c.node(c.root), nil
+}
+
+func (d *clonesDir) index(ctx context.Context) (*nameIndex, func(), error) {
+	if _, err := d.names(ctx); err != nil {
+		return nil, nil, err
+	}
+	return d.list.index(d.fsys, func(names []string) []string {
+		return slices.DeleteFunc(slices.Clone(names), func(n string) bool { return !validCloneName(n) })
+	}), func() {}, nil
 }
 
 func (d *clonesDir) ReadDir(ctx context.Context) ([]DirEntry, error) {

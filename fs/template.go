@@ -8,6 +8,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 )
@@ -37,6 +38,9 @@ type tmplView struct {
 	// another name of; links counts the names of such entries.
 	primary map[int]int
 	links   map[int]uint32
+
+	namesMu sync.Mutex
+	names   map[int]*nameIndex // per directory, built when first asked for
 }
 
 // view returns the view of key, fetching the manifest the first time.
@@ -237,6 +241,30 @@ func (d *tmplDir) ReadDir(ctx context.Context) ([]DirEntry, error) {
 		out = append(out, DirEntry{Name: name, Mode: f.Mode.Type(), Ino: d.v.ino(c)})
 	}
 	return out, nil
+}
+
+// index returns the Windows name index of directory i (built once: a
+// template never changes).
+func (v *tmplView) index(i int) *nameIndex {
+	v.namesMu.Lock()
+	defer v.namesMu.Unlock()
+	if x := v.names[i]; x != nil {
+		return x
+	}
+	x := v.fsys.newNameIndex()
+	for _, c := range v.children[i] {
+		_, name, _ := cutLast(v.m.Files[c].Path)
+		x.add(name)
+	}
+	if v.names == nil {
+		v.names = make(map[int]*nameIndex)
+	}
+	v.names[i] = x
+	return x
+}
+
+func (d *tmplDir) index(ctx context.Context) (*nameIndex, func(), error) {
+	return d.v.index(d.i), func() {}, nil
 }
 
 // tmplLink is a symlink of a template.

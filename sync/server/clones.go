@@ -34,8 +34,12 @@ func (s *Server) mayName(r *http.Request, m *manifest.Manifest) error {
 	return nil
 }
 
+// whoAmI answers the caller's principal, with all its groups: the
+// token's or directory's and the server's own (groupsOf).
 func (s *Server) whoAmI(w http.ResponseWriter, r *http.Request) error {
-	return writeJSON(w, http.StatusOK, r.Context().Value(principalKey{}).(repo.Principal))
+	p := principal(r)
+	p.Groups = s.groupsOf(p)
+	return writeJSON(w, http.StatusOK, p)
 }
 
 func cloneName(r *http.Request) (string, error) {

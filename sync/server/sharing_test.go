@@ -197,6 +197,9 @@ func TestSharedClone(t *testing.T) {
 	e := newCourseEnv(t)
 	ctx := context.Background()
 	id, plain := privateBlock(t, e.alice)
+	if p, err := e.bob.WhoAmI(ctx); err != nil || len(p.Groups) != 1 || p.Groups[0] != "cs101" {
+		t.Fatalf("bob's principal: %+v, %v; want his group cs101", p, err)
+	}
 	info, err := e.alice.Share(ctx, "lab1", "cs101", true)
 	if err != nil || len(info.Shared) != 1 || info.Shared[0] != "cs101" {
 		t.Fatalf("share: %+v, %v", info, err)

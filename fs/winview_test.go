@@ -15,33 +15,15 @@ import (
 	"github.com/dvfs-project/dvfs/fs/fstest"
 )
 
-// LinuxNames is a tree as a Linux machine may publish it, with names
-// Win32 cannot open and names that differ only in case, each file with
-// content of its own.
-func linuxNames() []fstest.Entry {
-	var out []fstest.Entry
-	for i, p := range []string{
-		"a:b.txt", "CON", "nul.lck", "dot.", "space ", "tab\there", "bad\xffname",
-		"Disk.vmdk", "disk.vmdk", "DISK.VMDK", "sub", "sub/x?y", "sub/Q", "sub/q",
-	} {
-		e := fstest.Entry{Path: p, Mode: 0o644, Size: int64(1000 + i), Content: fstest.Pattern(uint64(i+1), 0)}
-		if p == "sub" {
-			e = fstest.Entry{Path: p, Mode: iofs.ModeDir | 0o755}
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
-// windowsEnv is an env whose world holds linuxNames as template "lin"
+// windowsEnv is an env whose world holds fstest.LinuxNames as template "lin"
 // and clone "c".
 func windowsEnv(t *testing.T) *env {
 	t.Helper()
 	w := fstest.NewWorld()
-	if _, err := w.AddTemplate(ctx, "lin", linuxNames()); err != nil {
+	if _, err := w.AddTemplate(ctx, "lin", fstest.LinuxNames()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.AddClone(ctx, "c", linuxNames()); err != nil {
+	if _, err := w.AddClone(ctx, "c", fstest.LinuxNames()); err != nil {
 		t.Fatal(err)
 	}
 	return &env{world: w, meta: memstore.New(), state: disktest.TempDir(t)}
@@ -60,7 +42,7 @@ func TestWindowsNamesShown(t *testing.T) {
 	e := windowsEnv(t)
 	fsys := e.windows(t, true)
 	want := map[string][]byte{}
-	for _, en := range linuxNames() {
+	for _, en := range fstest.LinuxNames() {
 		if en.Mode.IsRegular() {
 			want[en.Path] = en.Bytes()
 		}
@@ -77,10 +59,10 @@ func TestWindowsNamesShown(t *testing.T) {
 				seen[fsFold(name)] = true
 				p := dir + "/" + name
 				if a, _ := walk(t, fsys, p).Attr(ctx); a.Mode.IsDir() {
-					walkDir(p, stored+storedOf(t, name)+"/")
+					walkDir(p, stored+fstest.StoredOf(name)+"/")
 					continue
 				}
-				s := stored + storedOf(t, name)
+				s := stored + fstest.StoredOf(name)
 				sameBytes(t, p, readAll(t, fsys, p), want[s])
 				got++
 			}
@@ -107,26 +89,6 @@ func TestWindowsNamesShown(t *testing.T) {
 			t.Errorf("ShownPath(%+q) = %+q, %v; want %+q", p, got, err, shown)
 		}
 	}
-}
-
-// storedOf is the stored name a shown name stands for, as a Linux mount
-// without the options shows it (case-apart names included).
-func storedOf(t *testing.T, w string) string {
-	t.Helper()
-	var b []byte
-	for i, r := range []rune(w) {
-		switch {
-		case r > 0xF000 && r <= 0xF0FF:
-			b = append(b, byte(r-0xF000))
-		case r >= 0xF0000 && r <= 0xFFFFF:
-			b = append(b, string(r-0xF0000)...)
-		case r == 0xF000:
-			t.Fatalf("%+q: an escape at %d, none expected here", w, i)
-		default:
-			b = append(b, string(r)...)
-		}
-	}
-	return string(b)
 }
 
 // fsFold is Windows' compare key: every BMP character upper-cased.

@@ -38,6 +38,9 @@ func Mount(mountpoint string, core *fs.FS, opts Options) (*Server, error) {
 	// The core's inode numbers, as go-fuse shows them: hard links share
 	// one, and getdents shows each entry's.
 	host.SetUseIno(true)
+	// WinFsp then compares names case-insensitively itself and asks
+	// Getpath for their case; libfuse ignores it.
+	host.SetCapCaseInsensitive(core.CaseInsensitive())
 	s := &Server{host: host, fsys: f, mountpoint: mountpoint, done: make(chan struct{})}
 	args := mountArgs(opts)
 	go func() {

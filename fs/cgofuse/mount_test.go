@@ -6,11 +6,7 @@ import (
 	"context"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/dvfs-project/dvfs/blockstore/memstore"
-	"github.com/dvfs-project/dvfs/fs"
-	"github.com/dvfs-project/dvfs/fs/cgofuse"
 	"github.com/dvfs-project/dvfs/fs/fstest"
 )
 
@@ -18,28 +14,8 @@ import (
 // t.Cleanup unmounts it and closes the core.
 func mount(t testing.TB, w *fstest.World) fstest.Mounted {
 	t.Helper()
-	fstest.RequireFuse(t)
-	core, err := fs.New(fs.Config{Blocks: w.Blocks, Catalog: w.Catalog, Meta: memstore.New(), StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	srv, err := cgofuse.Mount(dir, core, cgofuse.Options{})
-	if err != nil {
-		core.Close(context.Background())
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
-			unix.Unmount(dir, unix.MNT_DETACH)
-			srv.Wait()
-		}
-		if err := core.Close(context.Background()); err != nil {
-			t.Errorf("close core: %v", err)
-		}
-	})
-	return fstest.Mounted{Dir: dir, Core: core}
+	m, _ := mountState(t, w, memstore.New(), t.TempDir(), false)
+	return m
 }
 
 // differences are the outcomes of the POSIX table that differ from

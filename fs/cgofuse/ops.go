@@ -21,13 +21,6 @@ import (
 
 func (f *fsys) Init() { f.once.Do(func() { close(f.ready) }) }
 
-// caller is a context carrying the requesting user for the core: what
-// they create is theirs.
-func caller() context.Context {
-	uid, gid, _ := fuse.Getcontext()
-	return fs.WithCaller(context.Background(), fs.Owner{UID: uid, GID: gid})
-}
-
 // node returns the core node of fh if it is an open file (its node
 // stays right when the path has changed), else the node at p.
 func (f *fsys) node(p string, fh uint64) (fs.Node, error) {
@@ -35,6 +28,16 @@ func (f *fsys) node(p string, fh uint64) (fs.Node, error) {
 		return h.node, nil
 	}
 	return f.core.Walk(context.Background(), p)
+}
+
+// Getpath tells a case-insensitive host (WinFsp) the path p names as the
+// mount shows it: the case of each name as stored, and names mapped.
+func (f *fsys) Getpath(p string, fh uint64) (int, string) {
+	shown, err := f.core.ShownPath(context.Background(), p)
+	if err != nil {
+		return f.errc("getpath", err), ""
+	}
+	return 0, shown
 }
 
 func (f *fsys) Getattr(p string, st *fuse.Stat_t, fh uint64) int {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,7 @@ type mountConfig struct {
 	mapUIDs      []string      // LOCAL:STORED user ID pairs
 	mapGIDs      []string      // LOCAL:STORED group ID pairs
 	fuse         string        // the FUSE adapter (mount_adapter.go)
+	windowsNames bool          // show names as Windows can open them, found whatever their case
 	ops          opsConfig
 }
 
@@ -77,6 +79,7 @@ clone overlays are kept apart inside the cache.`,
 	f.DurationVar(&c.flushTimeout, "flush-timeout", 10*time.Minute, "how long unmounting waits for clone changes to reach the server")
 	f.StringSliceVar(&c.mapUIDs, "map-uid", nil, "LOCAL:STORED: show the server's user ID STORED as LOCAL on this workstation, and store LOCAL as STORED (repeatable; other IDs are the same on both)")
 	f.StringSliceVar(&c.mapGIDs, "map-gid", nil, "LOCAL:STORED: the same for group IDs")
+	f.BoolVar(&c.windowsNames, "windows-names", runtime.GOOS == "windows", "show names Windows cannot open (a:b, CON, trailing dots) mapped, and find names whatever their case, as Windows does (default on Windows)")
 	addAdapterFlag(f, &c.fuse)
 	addOpsFlags(f, &c.ops)
 	_ = cmd.MarkFlagRequired("cache")
@@ -225,8 +228,10 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 		ShareClones: c.shareClones,
 		// What this user makes is theirs; clones made from a template
 		// keep no owners and so show as theirs too.
-		Owner: fs.Owner{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())},
-		IDMap: ids,
+		Owner:           mountOwner(),
+		IDMap:           ids,
+		MapNames:        c.windowsNames,
+		CaseInsensitive: c.windowsNames,
 	})
 	if err != nil {
 		return err
@@ -325,6 +330,17 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	}
 	g.log.Info("clean exit: overlays flushed and synced")
 	return nil
+}
+
+// mountOwner owns what the mount makes: this user. Windows has no numeric
+// user IDs (WinFsp shows every entry as the mounting user's whatever is
+// stored), so there it is nobody, 65534, which --map-uid 65534:UID and
+// --map-gid store as a Linux user's IDs.
+func mountOwner() fs.Owner {
+	if runtime.GOOS == "windows" {
+		return fs.Owner{UID: 65534, GID: 65534}
+	}
+	return fs.Owner{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
 }
 
 // mountPIDFile is where a mount records its pid, so dvfs umount can wait

@@ -211,7 +211,7 @@ func BenchmarkLookup(b *testing.B) {
 		}{{"posix", false, "File%06d.vmdk"}, {"windows", true, "FILE%06d.VMDK"}} {
 			b.Run(fmt.Sprintf("%s/entries=%d", mode.name, n), func(b *testing.B) {
 				fsys, err := fs.New(fs.Config{Blocks: w.Blocks, Catalog: w.Catalog, Meta: memstore.New(),
-					StateDir: b.TempDir(), FlushInterval: -1, MapNames: mode.on, CaseInsensitive: mode.on})
+					StateDir: disktest.TempDir(b), FlushInterval: -1, MapNames: mode.on, CaseInsensitive: mode.on})
 				if err != nil {
 					b.Fatal(err)
 				}

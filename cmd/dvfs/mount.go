@@ -265,7 +265,11 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 		defer stopJoiner()
 		go joiner.Run(jctx)
 	}
-	stopStatus, err := serveStatus(ctx, mountpoint, func(ctx context.Context, brief bool) mountStatus {
+	// dvfs umount's request (POST /unmount): the way to end a WinFsp
+	// mount from another process.
+	asked := make(chan struct{})
+	var askOnce sync.Once
+	stopStatus, err := serveStatus(ctx, mountpoint, g.log, func(ctx context.Context, brief bool) mountStatus {
 		st := mountStatus{Mountpoint: mountpoint, User: who.Name, Cache: blocks.Stats(), Clones: cloneStatuses(ctx, wb, blockStore, brief)}
 		if !brief {
 			st.Templates = templateFills(ctx, catalog, blockStore)
@@ -274,7 +278,7 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 			st.Multicast = joiner.Progress()
 		}
 		return st
-	})
+	}, func() { askOnce.Do(func() { close(asked) }) })
 	if err != nil {
 		g.log.Warn("no status socket; dvfs status will not see this mount", "err", err)
 	} else {
@@ -302,15 +306,21 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 
 	unmounted := make(chan struct{})
 	go func() { srv.Wait(); close(unmounted) }()
+	why := ""
 	select {
 	case <-ctx.Done():
-		g.log.Info("unmounting", "mountpoint", mountpoint)
+		why = "interrupted"
+	case <-asked:
+		why = "dvfs umount asked"
+	case <-unmounted:
+		g.log.Info("unmounted from outside", "mountpoint", mountpoint)
+	}
+	if why != "" {
+		g.log.Info("unmounting", "mountpoint", mountpoint, "why", why)
 		if err := srv.Unmount(); err != nil {
 			g.log.Error("unmount failed; the mount stays until it is not busy", "err", err)
 			<-unmounted
 		}
-	case <-unmounted:
-		g.log.Info("unmounted from outside", "mountpoint", mountpoint)
 	}
 	mounted.Store(false) // /readyz: syncing the last changes, not serving
 	// The kernel has let go and handed over every dirty page: seal and

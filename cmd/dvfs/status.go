@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -53,8 +55,12 @@ func statusSocket(mountpoint string) string {
 	return strings.TrimSuffix(mountPIDFile(mountpoint), ".pid") + ".sock"
 }
 
-// serveStatus answers on the mount's status socket until ctx ends.
-func serveStatus(ctx context.Context, mountpoint string, report func(ctx context.Context, brief bool) mountStatus) (func(), error) {
+// serveStatus answers on the mount's status socket until ctx ends: its
+// status to anyone, and POST /unmount from the mount's own user or root
+// (mayUnmount), which calls unmount: how dvfs umount ends a mount where
+// no other process can (WinFsp's), the mount then syncing and exiting as
+// on Ctrl+C.
+func serveStatus(ctx context.Context, mountpoint string, log *slog.Logger, report func(ctx context.Context, brief bool) mountStatus, unmount func()) (func(), error) {
 	path := statusSocket(mountpoint)
 	os.Remove(path)
 	ln, err := net.Listen("unix", path)
@@ -63,13 +69,25 @@ func serveStatus(ctx context.Context, mountpoint string, report func(ctx context
 	}
 	// Every local user may ask; each sees only their own clones.
 	os.Chmod(path, 0o666)
-	srv := &http.Server{ConnContext: withPeer, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		// ?brief: only what dvfs umount polls for (the clones' pending
 		// changes), without counting the cached blocks of every template
 		// and clone, which costs the mount a scan of its index each time.
 		json.NewEncoder(w).Encode(forCaller(r.Context(), report(r.Context(), r.URL.Query().Has("brief"))))
-	})}
+	})
+	mux.HandleFunc("POST /unmount", func(w http.ResponseWriter, r *http.Request) {
+		if who, ok := mayUnmount(r.Context()); !ok {
+			log.Warn("refused an unmount request from another user", "uid", who)
+			http.Error(w, "only the user who mounted it, or root, may unmount it", http.StatusForbidden)
+			return
+		}
+		log.Info("dvfs umount asked to unmount")
+		unmount()
+		w.WriteHeader(http.StatusAccepted)
+	})
+	srv := &http.Server{ConnContext: withPeer, Handler: mux}
 	go srv.Serve(ln)
 	return func() { srv.Close(); os.Remove(path) }, nil
 }
@@ -124,22 +142,42 @@ sees every mount's.`,
 // leaves out the cache fill of templates and clones.
 func queryStatus(ctx context.Context, sock string, brief bool) (mountStatus, error) {
 	var st mountStatus
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-		},
-	}}
 	url := "http://mount/status"
 	if brief {
 		url += "?brief"
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := hc.Do(req)
+	resp, err := statusClient(sock).Do(req)
 	if err != nil {
 		return st, fmt.Errorf("asking the mount (%s): %w", sock, err)
 	}
 	defer resp.Body.Close()
 	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// requestUnmount asks the mount listening on sock to unmount itself; it
+// then syncs and exits.
+func requestUnmount(ctx context.Context, sock string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://mount/unmount", nil)
+	resp, err := statusClient(sock).Do(req)
+	if err != nil {
+		return fmt.Errorf("asking the mount to unmount (%s): %w", sock, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		return fmt.Errorf("the mount refused to unmount: %s", strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+// statusClient talks HTTP to the mount listening on sock.
+func statusClient(sock string) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
 }
 
 func printStatus(st mountStatus) {

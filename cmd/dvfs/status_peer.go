@@ -41,3 +41,16 @@ func forCaller(ctx context.Context, st mountStatus) mountStatus {
 	st.Clones = nil
 	return st
 }
+
+// mayUnmount says whether the caller may unmount the mount: root, the
+// user who mounted it, or anyone where the system does not tell who
+// called (Windows: the socket is then in the mounting user's own temp
+// directory, which the profile's ACL keeps other users out of). who is
+// the caller's uid, when known.
+func mayUnmount(ctx context.Context) (who int64, ok bool) {
+	p, _ := ctx.Value(peerKey{}).(peer)
+	if !p.ok {
+		return -1, true
+	}
+	return int64(p.uid), p.uid == 0 || int(p.uid) == os.Getuid()
+}

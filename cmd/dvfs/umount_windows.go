@@ -1,18 +1,26 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"golang.org/x/sys/windows"
 )
 
-// unmount cannot end a WinFsp mount from another process yet: the mount
-// process ends it itself, flushing and syncing first, when it is
-// interrupted (Ctrl+C in its console). A mount ended otherwise (log off,
+// unmount asks the mount process, on its status socket, to end the
+// mount: no other process can end a WinFsp mount, so the mount calls
+// WinFsp's unmount itself, then flushes and syncs as on Ctrl+C, while
+// dvfs umount waits for it. A mount ended otherwise (log off,
 // Stop-ScheduledTask) keeps what a crash keeps: what the VM had synced,
 // which syncs at the next mount.
 func unmount(mp string) error {
-	return fmt.Errorf("unmount %s: dvfs umount cannot end a mount on Windows yet; press Ctrl+C in the mount's console (it flushes and syncs before it exits)", mp)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := requestUnmount(ctx, statusSocket(mp)); err != nil {
+		return fmt.Errorf("unmount %s: %w", mp, err)
+	}
+	return nil
 }
 
 // alive reports whether process pid is still running.

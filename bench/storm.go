@@ -43,7 +43,7 @@ func benchStorm(args []string) error {
 	readStr := fl.String("read", "128MiB", "bytes each workstation reads (runs of 64 KiB-1 MiB requests)")
 	writeStr := fl.String("write", "16MiB", "bytes each workstation writes (4 KiB requests)")
 	locality := fl.Bool("locality", false, "writes cluster (a journal and hot regions) as real guests' do; default uniform")
-	targetsStr := fl.String("targets", "local,dvfs,dvfs-cold,smb,copy,rclone", "targets to run")
+	targetsStr := fl.String("targets", "local,fuse,dvfs,dvfs-cold,smb,copy,rclone", "targets to run")
 	ratesStr := fl.String("rates", "1gbit", "tbf rates of the server's link (each direction), comma-separated")
 	seed := fl.Uint64("seed", 1, "template and workload seed (workstation i uses seed+i)")
 	dir := fl.String("dir", "/var/tmp", "scratch directory")
@@ -170,7 +170,7 @@ func benchStorm(args []string) error {
 	return nil
 }
 
-var stormTargets = []string{"local", "dvfs", "dvfs-cold", "smb", "copy", "rclone"}
+var stormTargets = []string{"local", "fuse", "dvfs", "dvfs-cold", "smb", "copy", "rclone"}
 
 // storm is one run's shared state.
 type storm struct {
@@ -221,28 +221,31 @@ func (s *storm) work1(i int) stormWork {
 
 // stormRow is one target at one N.
 type stormRow struct {
-	Target   string    `json:"target"`
-	Rate     string    `json:"rate"`
-	N        int       `json:"n"`
-	Work     []float64 `json:"work_s"`    // per workstation: start to workload done (fsync returned)
-	Durable  []float64 `json:"durable_s"` // per workstation: start to changes on the server
-	ToWS     int64     `json:"bytes_to_workstations"`
-	FromWS   int64     `json:"bytes_from_workstations"`
-	DiskW    int64     `json:"server_disk_write_bytes"`
-	SrvCPU   float64   `json:"server_cpu_s"`
-	WSCPU    []float64 `json:"workstation_cpu_s"` // per workstation: workload process + its mount daemon
-	ReadP50  float64   `json:"read_p50_ms"`
-	ReadP99  float64   `json:"read_p99_ms"`
-	WriteP50 float64   `json:"write_p50_ms"`
-	WriteP99 float64   `json:"write_p99_ms"`
-	SyncMax  float64   `json:"fsync_max_ms"`
-	DigestOK int       `json:"digests_ok"`
-	Errors   []string  `json:"errors,omitempty"`
-	Fill     float64   `json:"fill_s,omitempty"`     // dvfs: the multicast push until every cache held the template
-	FillTo   int64     `json:"fill_bytes,omitempty"` // bytes the server sent during it
-	Note     string    `json:"note,omitempty"`
-	reads    []int64
-	writes   []int64
+	Target  string    `json:"target"`
+	Rate    string    `json:"rate"`
+	N       int       `json:"n"`
+	Work    []float64 `json:"work_s"`    // per workstation: start to workload done (fsync returned)
+	Durable []float64 `json:"durable_s"` // per workstation: start to changes on the server
+	ToWS    int64     `json:"bytes_to_workstations"`
+	FromWS  int64     `json:"bytes_from_workstations"`
+	DiskW   int64     `json:"server_disk_write_bytes"`
+	SrvCPU  float64   `json:"server_cpu_s"`
+	WSCPU   []float64 `json:"workstation_cpu_s"` // per workstation: workload process + its mount daemon
+	// WSCPUWork is each workstation's CPU until its workload completed
+	// (for dvfs: before the sync that unmounting waits for).
+	WSCPUWork []float64 `json:"workstation_cpu_work_s"`
+	ReadP50   float64   `json:"read_p50_ms"`
+	ReadP99   float64   `json:"read_p99_ms"`
+	WriteP50  float64   `json:"write_p50_ms"`
+	WriteP99  float64   `json:"write_p99_ms"`
+	SyncMax   float64   `json:"fsync_max_ms"`
+	DigestOK  int       `json:"digests_ok"`
+	Errors    []string  `json:"errors,omitempty"`
+	Fill      float64   `json:"fill_s,omitempty"`     // dvfs: the multicast push until every cache held the template
+	FillTo    int64     `json:"fill_bytes,omitempty"` // bytes the server sent during it
+	Note      string    `json:"note,omitempty"`
+	reads     []int64
+	writes    []int64
 }
 
 func (r *stormRow) errorf(format string, a ...any) {
@@ -295,7 +298,7 @@ func mean(v []float64) float64 {
 // runTarget runs one target with n workstations and measures it.
 func (s *storm) runTarget(ctx context.Context, target string, n int) *stormRow {
 	s.run++
-	r := &stormRow{Target: target, Rate: s.rate, N: n, Work: make([]float64, n), Durable: make([]float64, n), WSCPU: make([]float64, n)}
+	r := &stormRow{Target: target, Rate: s.rate, N: n, Work: make([]float64, n), Durable: make([]float64, n), WSCPU: make([]float64, n), WSCPUWork: make([]float64, n)}
 	dir := filepath.Join(s.work, fmt.Sprintf("run%d-%s-%d", s.run, target, n))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		r.errorf("%v", err)
@@ -307,6 +310,8 @@ func (s *storm) runTarget(ctx context.Context, target string, n int) *stormRow {
 	switch target {
 	case "local":
 		err = s.runLocal(ctx, r, dir)
+	case "fuse":
+		err = s.runFuseLoopback(ctx, r, dir)
 	case "dvfs", "dvfs-cold":
 		err = s.runDvfs(ctx, r, dir, target == "dvfs")
 	case "smb", "copy", "rclone":
@@ -399,6 +404,7 @@ func (r *stormRow) collect(startAt time.Time, wks []*worker) {
 		r.Work[wk.i] = time.Unix(0, wk.res.Done).Sub(startAt).Seconds()
 		r.Durable[wk.i] = time.Unix(0, wk.res.Durable).Sub(startAt).Seconds()
 		r.WSCPU[wk.i] += wk.cpu
+		r.WSCPUWork[wk.i] += wk.cpu
 		r.reads = append(r.reads, wk.res.Read...)
 		r.writes = append(r.writes, wk.res.Write...)
 		r.SyncMax = max(r.SyncMax, float64(wk.res.Sync)/1e6)
@@ -474,6 +480,56 @@ func (s *storm) runLocal(ctx context.Context, r *stormRow, dir string) error {
 	r.collect(startAt, wks)
 	for i, p := range paths {
 		s.check(r, i, p)
+	}
+	return ctx.Err()
+}
+
+// runFuseLoopback is the floor of any FUSE filesystem: each workstation's
+// copy of its clone on its local disk, served through a go-fuse loopback
+// mount (`dvfs bench-loopback`, every read and write through the daemon)
+// and nothing else: no cache, no overlay, no server. Its CPU counts the
+// workload and the loopback daemon, as dvfs's counts the workload and the
+// mount.
+func (s *storm) runFuseLoopback(ctx context.Context, r *stormRow, dir string) error {
+	var paths []string
+	loops := make([]*bg, r.N)
+	for i := range r.N {
+		data := filepath.Join(dir, fmt.Sprintf("ws%d", i+1), "data")
+		mnt := filepath.Join(dir, fmt.Sprintf("ws%d", i+1), "mnt")
+		if err := os.MkdirAll(data, 0o755); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(mnt, 0o755); err != nil {
+			return err
+		}
+		if err := copySparse(s.template, filepath.Join(data, "disk.img")); err != nil {
+			return err
+		}
+		l, err := s.startMountDaemon(ctx, i, mnt, filepath.Join(dir, fmt.Sprintf("ws%d.loopback.log", i+1)), "the loopback mount", nil, "bench-loopback", data, mnt)
+		if err != nil {
+			return err
+		}
+		loops[i] = l
+		paths = append(paths, filepath.Join(mnt, "disk.img"))
+	}
+	if err := dropCaches(); err != nil {
+		return err
+	}
+	lcpu0 := make([]float64, r.N)
+	for i, l := range loops {
+		lcpu0[i] = procCPU(l.cmd.Process.Pid)
+	}
+	lcpuWork := make([]float64, r.N)
+	startAt, wks, wg := s.startWorkers(r.N, func(i int) []string { return []string{"-mode", "file", "-path", paths[i]} }, func(wk *worker) {
+		lcpuWork[wk.i] = procCPU(loops[wk.i].cmd.Process.Pid) - lcpu0[wk.i]
+	})
+	wg.Wait()
+	r.collect(startAt, wks)
+	for i, l := range loops {
+		l.stop(30 * time.Second)
+		r.WSCPU[i] += l.cpu() - lcpu0[i]
+		r.WSCPUWork[i] += lcpuWork[i]
+		s.check(r, i, filepath.Join(dir, fmt.Sprintf("ws%d", i+1), "data", "disk.img"))
 	}
 	return ctx.Err()
 }

@@ -98,6 +98,7 @@ func (s *storm) runDvfs(ctx context.Context, r *stormRow, dir string, warm bool)
 	defer tree.end()
 	cpu0, wb0 := tree.totals()
 	links := s.measure(r)
+	mcpuWork := make([]float64, n)
 	var umu sync.Mutex
 	umountErrs := map[int]error{}
 	umountAt := map[int]time.Time{}
@@ -106,6 +107,7 @@ func (s *storm) runDvfs(ctx context.Context, r *stormRow, dir string, warm bool)
 	}, func(wk *worker) {
 		// As each workstation's workload ends, it unmounts: dvfs umount
 		// returns once the clone's changes are on the server.
+		mcpuWork[wk.i] = procCPU(mounts[wk.i].cmd.Process.Pid) - mcpu0[wk.i]
 		_, err := s.nsRun(wk.i+1, env, s.bin, "umount", mnts[wk.i])
 		mounts[wk.i].wait(2 * time.Minute)
 		umu.Lock()
@@ -123,6 +125,7 @@ func (s *storm) runDvfs(ctx context.Context, r *stormRow, dir string, warm bool)
 			r.Durable[i] = umountAt[i].Sub(startAt).Seconds()
 		}
 		r.WSCPU[i] += mounts[i].cpu() - mcpu0[i] // the mount daemon's
+		r.WSCPUWork[i] += mcpuWork[i]
 	}
 	cpu1, wb1 := tree.totals()
 	r.SrvCPU, r.DiskW = cpu1-cpu0, wb1-wb0
@@ -154,24 +157,35 @@ func (s *storm) startMounts(ctx context.Context, dir string, env, mnts []string,
 		if profile {
 			args = append(args, "--cpuprofile", fmt.Sprintf("%s.%d.ws%d", s.profile, s.run, i+1))
 		}
-		m, err := startBG(s.nsCmd(i+1, env, s.bin, append(args, mnt)...), filepath.Join(dir, fmt.Sprintf("ws%d.%s.log", i+1, name)))
+		m, err := s.startMountDaemon(ctx, i, mnt, filepath.Join(dir, fmt.Sprintf("ws%d.%s.log", i+1, name)), "dvfs mount", env, append(args, mnt)...)
 		if err != nil {
 			return nil, err
 		}
 		mounts[i] = m
-		s.atExit(func() {
-			select {
-			case <-m.done:
-			default:
-				m.stop(30 * time.Second)
-			}
-			syscall.Unmount(mnt, syscall.MNT_DETACH)
-		})
-		if !waitFor(ctx, 60*time.Second, func() bool { return strings.Contains(m.log(), "msg=mounted") }) {
-			return nil, fmt.Errorf("workstation %d: dvfs mount did not come up:\n%s", i+1, tail([]byte(m.log()), 2000))
-		}
 	}
 	return mounts, nil
+}
+
+// startMountDaemon starts `dvfs args...`, a FUSE daemon mounting mnt, in
+// workstation i's namespace with its log in logPath, and waits until it
+// logs that it mounted; at exit it is stopped and mnt detached.
+func (s *storm) startMountDaemon(ctx context.Context, i int, mnt, logPath, what string, env []string, args ...string) (*bg, error) {
+	m, err := startBG(s.nsCmd(i+1, env, s.bin, args...), logPath)
+	if err != nil {
+		return nil, err
+	}
+	s.atExit(func() {
+		select {
+		case <-m.done:
+		default:
+			m.stop(30 * time.Second)
+		}
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+	})
+	if !waitFor(ctx, 60*time.Second, func() bool { return strings.Contains(m.log(), "msg=mounted") }) {
+		return nil, fmt.Errorf("workstation %d: %s did not come up:\n%s", i+1, what, tail([]byte(m.log()), 2000))
+	}
+	return m, nil
 }
 
 // fill pushes the template to every mount by multicast and waits until

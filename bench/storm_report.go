@@ -108,7 +108,7 @@ func (rep *stormReport) table() string {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\n| target | N | work p50 / max s | durable max s | to ws | from ws | server disk written | server CPU s | CPU s per ws | read p50 / p99 ms | write p50 / p99 ms | fsync max ms | digests | notes |\n")
+	b.WriteString("\n| target | N | work p50 / max s | durable max s | to ws | from ws | server disk written | server CPU s | CPU s per ws (work / all) | read p50 / p99 ms | write p50 / p99 ms | fsync max ms | digests | notes |\n")
 	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range rep.Rows {
 		note := r.Note
@@ -118,10 +118,61 @@ func (rep *stormReport) table() string {
 				note = note[:300] + "..."
 			}
 		}
-		fmt.Fprintf(&b, "| %s @ %s | %d | %.2f / %.2f | %.2f | %s | %s | %s | %.2f | %.2f | %.2f / %.1f | %.3f / %.1f | %.0f | %d/%d | %s |\n",
+		fmt.Fprintf(&b, "| %s @ %s | %d | %.2f / %.2f | %.2f | %s | %s | %s | %.2f | %.2f / %.2f | %.2f / %.1f | %.3f / %.1f | %.0f | %d/%d | %s |\n",
 			r.Target, r.Rate, r.N, pct(r.Work, 0.5), pct(r.Work, 1), pct(r.Durable, 1),
 			humanize.IBytes(uint64(r.ToWS)), humanize.IBytes(uint64(r.FromWS)), humanize.IBytes(uint64(max(0, r.DiskW))),
-			r.SrvCPU, mean(r.WSCPU), r.ReadP50, r.ReadP99, r.WriteP50, r.WriteP99, r.SyncMax, r.DigestOK, r.N, note)
+			r.SrvCPU, mean(r.WSCPUWork), mean(r.WSCPU), r.ReadP50, r.ReadP99, r.WriteP50, r.WriteP99, r.SyncMax, r.DigestOK, r.N, note)
+	}
+	b.WriteString(rep.goals())
+	return b.String()
+}
+
+// goals holds each rate and N's dvfs row against the issue's goals (issue
+// 20): work time and CPU per workstation as ratios to the local disk (goal
+// at most 1.3x and 1.5x) and to the FUSE floor (`fuse`: a go-fuse
+// loopback of the local disk, what any FUSE filesystem costs at least);
+// direct SMB's time over dvfs's (goal at least 5x at N=30); bytes from the
+// workstations over the bytes the guests wrote (goal at most 1.3x). A
+// ratio needs both rows, without errors.
+func (rep *stormReport) goals() string {
+	var b strings.Builder
+	ratio := func(x, y float64) string {
+		if y <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", x/y)
+	}
+	ok := func(r *stormRow) bool { return r != nil && !r.failed() && !strings.HasPrefix(r.Note, "skipped") }
+	for _, r := range rep.Rows {
+		if r.Target != "dvfs" || !ok(r) {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("\nGoals, dvfs (warm caches) against the others at the same rate and N (work: until the workload completed, the last workstation; CPU: per workstation, until its workload completed / in all):\n\n")
+			b.WriteString("| rate | N | work / local (≤1.3x) | work / fuse | CPU / local (≤1.5x) | CPU / fuse | smb / dvfs work (≥5x at N=30) | from ws / written (≤1.3x) |\n")
+			b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		}
+		key := " @ " + r.Rate
+		local, fuse, smb := rep.row("local"+key, r.N), rep.row("fuse"+key, r.N), rep.row("smb"+key, r.N)
+		cell := func(o *stormRow, f func(*stormRow) float64) string {
+			if !ok(o) {
+				return "-"
+			}
+			return ratio(f(r), f(o))
+		}
+		work := func(x *stormRow) float64 { return pct(x.Work, 1) }
+		cpu := func(x *stormRow) string {
+			if !ok(x) {
+				return "-"
+			}
+			return ratio(mean(r.WSCPUWork), mean(x.WSCPUWork)) + " / " + ratio(mean(r.WSCPU), mean(x.WSCPU))
+		}
+		smbCell := "-"
+		if ok(smb) {
+			smbCell = ratio(pct(smb.Work, 1), pct(r.Work, 1))
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", r.Rate, r.N, cell(local, work), cell(fuse, work), cpu(local), cpu(fuse),
+			smbCell, ratio(float64(r.FromWS), float64(int64(r.N)*rep.Work.Write)))
 	}
 	return b.String()
 }
@@ -148,12 +199,12 @@ func (rep *stormReport) write(dir string) error {
 	}
 	cw := csv.NewWriter(f)
 	cw.Write([]string{"target", "rate", "n", "work_p50_s", "work_max_s", "durable_p50_s", "durable_max_s", "bytes_to_ws", "bytes_from_ws",
-		"server_disk_write_bytes", "server_cpu_s", "ws_cpu_mean_s", "read_p50_ms", "read_p99_ms", "write_p50_ms", "write_p99_ms",
+		"server_disk_write_bytes", "server_cpu_s", "ws_cpu_mean_s", "ws_cpu_work_mean_s", "read_p50_ms", "read_p99_ms", "write_p50_ms", "write_p99_ms",
 		"fsync_max_ms", "digests_ok", "fill_s", "fill_bytes", "errors", "note"})
 	ff := func(v float64) string { return strconv.FormatFloat(v, 'f', 4, 64) }
 	for _, r := range rep.Rows {
 		cw.Write([]string{r.Target, r.Rate, strconv.Itoa(r.N), ff(pct(r.Work, 0.5)), ff(pct(r.Work, 1)), ff(pct(r.Durable, 0.5)), ff(pct(r.Durable, 1)),
-			strconv.FormatInt(r.ToWS, 10), strconv.FormatInt(r.FromWS, 10), strconv.FormatInt(r.DiskW, 10), ff(r.SrvCPU), ff(mean(r.WSCPU)),
+			strconv.FormatInt(r.ToWS, 10), strconv.FormatInt(r.FromWS, 10), strconv.FormatInt(r.DiskW, 10), ff(r.SrvCPU), ff(mean(r.WSCPU)), ff(mean(r.WSCPUWork)),
 			ff(r.ReadP50), ff(r.ReadP99), ff(r.WriteP50), ff(r.WriteP99), ff(r.SyncMax), strconv.Itoa(r.DigestOK), ff(r.Fill),
 			strconv.FormatInt(r.FillTo, 10), strings.Join(r.Errors, "; "), r.Note})
 	}

@@ -126,6 +126,7 @@ func (s *storm) runSMB(ctx context.Context, r *stormRow, dir, target string) err
 	var done func(wk *worker)
 	rcl := make([]*bg, n)
 	durable := make([]time.Time, n)
+	rcpu0, rcpuWork := make([]float64, n), make([]float64, n) // rclone's CPU at the start, and until its workload completed
 	var errMu sync.Mutex
 	var rerrs []error
 	switch target {
@@ -178,6 +179,7 @@ func (s *storm) runSMB(ctx context.Context, r *stormRow, dir, target string) err
 			// The guest has closed its disk; rclone uploads the file
 			// --vfs-write-back after. Its log says when; then unmount.
 			p := rcl[wk.i]
+			rcpuWork[wk.i] = procCPU(p.cmd.Process.Pid) - rcpu0[wk.i]
 			ok := waitFor(ctx, 10*time.Minute, func() bool { return strings.Contains(p.log(), "upload succeeded") })
 			durable[wk.i] = time.Now()
 			var err error
@@ -198,7 +200,6 @@ func (s *storm) runSMB(ctx context.Context, r *stormRow, dir, target string) err
 	if err := dropCaches(); err != nil {
 		return err
 	}
-	rcpu0 := make([]float64, n)
 	for i, p := range rcl {
 		if p != nil {
 			rcpu0[i] = procCPU(p.cmd.Process.Pid)
@@ -221,6 +222,7 @@ func (s *storm) runSMB(ctx context.Context, r *stormRow, dir, target string) err
 				r.Durable[i] = durable[i].Sub(startAt).Seconds()
 			}
 			r.WSCPU[i] += rcl[i].cpu() - rcpu0[i]
+			r.WSCPUWork[i] += rcpuWork[i]
 		}
 	}
 	// The sessions end with the workers; smbd's children have exited.

@@ -122,21 +122,60 @@ func AppendDeltaFrame(dst []byte, base ID, sectorSize int, mask uint64, block []
 	if err := checkDeltaShape(len(block), sectorSize, mask); err != nil {
 		panic(fmt.Sprintf("blockstore: AppendDeltaFrame: %v", err))
 	}
-	dst = append(dst, codecDelta)
-	dst = binary.AppendUvarint(dst, uint64(len(block)))
-	dst = append(dst, base[:]...)
-	dst = append(dst, byte(bits.TrailingZeros(uint(sectorSize))))
-	dst = binary.LittleEndian.AppendUint64(dst, mask)
-	flag := len(dst)
-	dst = append(dst, deltaRaw)
-	raw := len(dst)
+	dst, flag, raw := appendDeltaHeader(dst, base, sectorSize, mask, len(block))
 	for m := mask; m != 0; m &= m - 1 {
 		off := bits.TrailingZeros64(m) * sectorSize
 		dst = append(dst, block[off:min(off+sectorSize, len(block))]...)
 	}
+	return compressDelta(dst, flag, raw)
+}
+
+// AppendDeltaFrameSectors is AppendDeltaFrame given only the new block's
+// length and the sectors in mask, in the order of its bits (as a frame
+// carries them), instead of the whole block: for a writer that keeps only
+// the sectors it changed. It panics as AppendDeltaFrame does, and when
+// sectors is not exactly the mask's sectors long.
+func AppendDeltaFrameSectors(dst []byte, base ID, sectorSize int, mask uint64, blockLen int, sectors []byte) []byte {
+	if err := checkDeltaShape(blockLen, sectorSize, mask); err != nil {
+		panic(fmt.Sprintf("blockstore: AppendDeltaFrameSectors: %v", err))
+	}
+	if want := DeltaSectorBytes(blockLen, sectorSize, mask); len(sectors) != want {
+		panic(fmt.Sprintf("blockstore: AppendDeltaFrameSectors: %d bytes of sectors, the mask names %d", len(sectors), want))
+	}
+	dst, flag, raw := appendDeltaHeader(dst, base, sectorSize, mask, blockLen)
+	return compressDelta(append(dst, sectors...), flag, raw)
+}
+
+// DeltaSectorBytes returns the length of the sectors in mask of a block of
+// blockLen bytes (the last sector is short when blockLen is not a multiple
+// of sectorSize).
+func DeltaSectorBytes(blockLen, sectorSize int, mask uint64) int {
+	n := bits.OnesCount64(mask) * sectorSize
+	if last := (blockLen - 1) / sectorSize; last < 64 && mask&(1<<last) != 0 {
+		n -= (last+1)*sectorSize - blockLen
+	}
+	return n
+}
+
+// appendDeltaHeader appends a delta frame's fields up to its sectors,
+// returning where the codec flag and the sectors are.
+func appendDeltaHeader(dst []byte, base ID, sectorSize int, mask uint64, blockLen int) (out []byte, flag, raw int) {
+	dst = append(dst, codecDelta)
+	dst = binary.AppendUvarint(dst, uint64(blockLen))
+	dst = append(dst, base[:]...)
+	dst = append(dst, byte(bits.TrailingZeros(uint(sectorSize))))
+	dst = binary.LittleEndian.AppendUint64(dst, mask)
+	flag = len(dst)
+	dst = append(dst, deltaRaw)
+	return dst, flag, len(dst)
+}
+
+// compressDelta compresses the sectors of a delta frame (from raw on) when
+// that saves at least 1/16 of them.
+func compressDelta(dst []byte, flag, raw int) []byte {
 	n := len(dst) - raw
-	// Compress after the raw copy, then keep the shorter: the encoder
-	// cannot read from the slice it appends to, so it takes a copy.
+	// The encoder cannot read from the slice it appends to, so it takes a
+	// copy.
 	e, _ := codecs()
 	bp := scratch.Get().(*[]byte)
 	defer scratch.Put(bp)

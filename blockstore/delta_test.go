@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math/bits"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -210,4 +212,38 @@ func FuzzParseDelta(f *testing.F) {
 			t.Fatalf("the frame made again applies differently: %v", err)
 		}
 	})
+}
+
+// TestAppendDeltaFrameSectors: given only the mask's sectors, the frame is
+// the one AppendDeltaFrame makes from the whole block, short last sector
+// included.
+func TestAppendDeltaFrameSectors(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for _, n := range []int{DefaultBlockSize, DefaultBlockSize - 1000, 4096 * 3, 5000} {
+		block := make([]byte, n)
+		for i := range block {
+			block[i] = byte(r.IntN(4)) // compressible sometimes
+		}
+		sectors := (n + 4095) / 4096
+		for range 20 {
+			mask := r.Uint64() & (1<<sectors - 1)
+			if mask == 0 {
+				mask = 1 << (sectors - 1)
+			}
+			var sec []byte
+			for m := mask; m != 0; m &= m - 1 {
+				off := bits.TrailingZeros64(m) * 4096
+				sec = append(sec, block[off:min(off+4096, n)]...)
+			}
+			if len(sec) != DeltaSectorBytes(n, 4096, mask) {
+				t.Fatalf("%d bytes, mask %x: DeltaSectorBytes %d, sectors %d", n, mask, DeltaSectorBytes(n, 4096, mask), len(sec))
+			}
+			var base ID
+			base[0] = 1
+			want := AppendDeltaFrame(nil, base, 4096, mask, block)
+			if got := AppendDeltaFrameSectors(nil, base, 4096, mask, n, sec); !bytes.Equal(got, want) {
+				t.Fatalf("%d bytes, mask %x: frames differ", n, mask)
+			}
+		}
+	}
 }

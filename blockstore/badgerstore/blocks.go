@@ -16,6 +16,7 @@ import (
 const (
 	blockPrefix = 'b'
 	metaPrefix  = 'm'
+	cvPrefix    = 'v' // a cached block's sector chaining values (SectorCVs)
 	blockKeyLen = 1 + blockstore.IDSize
 )
 
@@ -317,6 +318,9 @@ func (s *Store) writePayloads(blocks []blockstore.Block) ([]ref, slot, error) {
 		refs[i].n = len(payload)
 		if s.verified {
 			refs[i].sum, refs[i].hasSum = crc32.Checksum(payload, castagnoli), true
+			if blockstore.CVLen(len(payload)) > 0 {
+				refs[i].cvs = blockstore.AppendSectorCVs(nil, payload)
+			}
 		}
 		bodies[i] = payload
 		total += alignUp(int64(len(payload)))
@@ -419,6 +423,12 @@ func (s *Store) Delete(ctx context.Context, ids ...blockstore.ID) error {
 		copy(k[1:], id[:])
 		if err := wb.Delete(k); err != nil {
 			return fmt.Errorf("badgerstore: delete %s: %w", id.Short(), err)
+		}
+		if s.verified {
+			ck := cvKey(id)
+			if err := wb.Delete(ck[:]); err != nil {
+				return fmt.Errorf("badgerstore: delete %s: %w", id.Short(), err)
+			}
 		}
 	}
 	if err := wb.Flush(); err != nil {

@@ -56,10 +56,11 @@ func (s *Store) storeBlocks(ctx context.Context, blocks []blockstore.Block) erro
 // pack is not removed) until packs.done(num).
 type staged struct {
 	indexWrite
-	num uint32
+	num    uint32
+	blocks int
 }
 
-func (st *staged) Blocks() int { return len(st.keys) }
+func (st *staged) Blocks() int { return st.blocks }
 
 // stageBlocks writes the payloads of blocks and returns their index
 // entries; nil for no blocks.
@@ -73,7 +74,7 @@ func (s *Store) stageBlocks(blocks []blockstore.Block) (*staged, error) {
 	}
 	// The batch keeps the key and value slices until Flush: one array
 	// for each.
-	st := &staged{indexWrite: indexWrite{pack: sl.f, keys: make([][]byte, len(blocks)), vals: make([][]byte, len(blocks))}, num: sl.num}
+	st := &staged{indexWrite: indexWrite{pack: sl.f, keys: make([][]byte, len(blocks)), vals: make([][]byte, len(blocks))}, num: sl.num, blocks: len(blocks)}
 	keys := make([]byte, len(blocks)*blockKeyLen)
 	vals := make([]byte, 0, len(blocks)*refMaxLen)
 	for i, b := range blocks {
@@ -83,6 +84,14 @@ func (s *Store) stageBlocks(blocks []blockstore.Block) (*staged, error) {
 		at := len(vals)
 		vals = appendRef(vals, &refs[i])
 		st.keys[i], st.vals[i] = k, vals[at:len(vals):len(vals)]
+	}
+	// The sector chaining values go in the same batch as the entries.
+	for i, b := range blocks {
+		if len(refs[i].cvs) > 0 {
+			ck := cvKey(b.ID)
+			st.keys = append(st.keys, ck[:])
+			st.vals = append(st.vals, refs[i].cvs)
+		}
 	}
 	return st, nil
 }

@@ -45,6 +45,10 @@ type ref struct {
 	// sum is the payload's CRC-32C, when hasSum.
 	sum    uint32
 	hasSum bool
+	// cvs are the sector chaining values of a plain payload being put
+	// (Config.VerifiedPuts), kept under their own key (cvKey); not part
+	// of the entry.
+	cvs []byte
 }
 
 func (r *ref) header() []byte { return r.hdr[:r.hdrLen] }

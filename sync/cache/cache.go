@@ -478,6 +478,25 @@ func (c *Cache) FillBackground(ids []blockstore.ID) {
 	}()
 }
 
+// SectorCVs appends to dst the sector chaining values of cached block id
+// (blockstore.AppendSectorCVs), when the store keeps them (badgerstore
+// with VerifiedPuts, for blocks put since it does), checked against id.
+// It never fetches: ErrNotFound when the store has none. Damaged ones
+// are logged and refused (ErrCorrupt); the caller hashes the block.
+func (c *Cache) SectorCVs(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error) {
+	s, ok := c.cfg.Store.(interface {
+		SectorCVs(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error)
+	})
+	if !ok {
+		return dst, fmt.Errorf("block %s: no sector chaining values kept: %w", id.Short(), blockstore.ErrNotFound)
+	}
+	out, err := s.SectorCVs(ctx, id, dst)
+	if errors.Is(err, blockstore.ErrCorrupt) {
+		c.log.Error("cached block's sector chaining values are damaged; the block is hashed whole instead", "block", id, "err", err)
+	}
+	return out, err
+}
+
 // Put stores verified blocks that arrived by another way (a multicast
 // session), evicting clean blocks first when over the limit and counting
 // them like fetched ones.

@@ -3,6 +3,9 @@ package fs
 import (
 	"context"
 	"fmt"
+	"io"
+	"math/bits"
+	"slices"
 	"sync/atomic"
 )
 
@@ -36,12 +39,7 @@ type SealedEntry struct {
 // held off (writes, truncates, fallocate/punch, setattr, opens for writing,
 // namespace changes; reads and read-only opens go on), it calls fn once with
 // every entry (as Overlay lists them: parents first, sorted by path) and a
-// read function that reads local block `block` of the regular file with
-// inode ino from its data file into dst (full block, or the short last
-// block: exactly BlockRange-sized by the clone's block size; blocks past
-// Size are not asked for). read returns dst resliced to the block's length,
-// or a new slice when dst's capacity is too small; it may be called from
-// several goroutines at once, until fn returns. fn copies what it needs
+// SealReader of the regular files' local blocks. fn copies what it needs
 // (hashes, frames) and returns; changes resume when fn returns. fn must not
 // change the clone itself, nor call Seal or Drop: that would wait for
 // itself. If fn returns nil, the dirty marks it was shown are cleared;
@@ -50,7 +48,7 @@ type SealedEntry struct {
 //
 // A change in progress when Seal is called finishes first; one that starts
 // later waits until fn returns. Syncs (fsync, the periodic flush) go on.
-func (fsys *FS) Seal(ctx context.Context, name string, fn func(entries []SealedEntry, read func(ino uint64, block int64, dst []byte) ([]byte, error)) error) error {
+func (fsys *FS) Seal(ctx context.Context, name string, fn func(entries []SealedEntry, r *SealReader) error) error {
 	c, err := fsys.freeze(ctx, name)
 	if err != nil {
 		return err
@@ -63,26 +61,15 @@ func (fsys *FS) Seal(ctx context.Context, name string, fn func(entries []SealedE
 	items := c.listLocked()
 	c.ns.RUnlock()
 	entries := make([]SealedEntry, len(items))
-	files := make(map[uint64]*cinode)
+	r := &SealReader{ctx: ctx, name: name, files: make(map[uint64]*cinode)}
 	for i, it := range items {
 		entries[i] = it.SealedEntry
 		if it.Mode.IsRegular() {
-			files[it.Ino] = it.n
+			r.files[it.Ino] = it.n
 		}
 	}
-	var over atomic.Bool
-	read := func(ino uint64, block int64, dst []byte) ([]byte, error) {
-		if over.Load() {
-			return nil, fmt.Errorf("seal of clone %s: read after fn returned: %w", name, ErrInvalid)
-		}
-		n := files[ino]
-		if n == nil {
-			return nil, fmt.Errorf("seal of clone %s: no regular file with inode %d: %w", name, ino, ErrNotExist)
-		}
-		return n.readLocal(ctx, block, dst)
-	}
-	err = fn(entries, read)
-	over.Store(true)
+	err = fn(entries, r)
+	r.over.Store(true)
 	if err != nil {
 		return err
 	}
@@ -95,6 +82,55 @@ func (fsys *FS) Seal(ctx context.Context, name string, fn func(entries []SealedE
 		}
 	}
 	return nil
+}
+
+// SealReader reads the local blocks of the clone Seal holds, for Seal's fn:
+// its methods may be called from several goroutines at once, until fn
+// returns, and fail after.
+type SealReader struct {
+	ctx   context.Context
+	name  string
+	files map[uint64]*cinode
+	over  atomic.Bool
+}
+
+func (r *SealReader) file(ino uint64) (*cinode, error) {
+	if r.over.Load() {
+		return nil, fmt.Errorf("seal of clone %s: read after fn returned: %w", r.name, ErrInvalid)
+	}
+	n := r.files[ino]
+	if n == nil {
+		return nil, fmt.Errorf("seal of clone %s: no regular file with inode %d: %w", r.name, ino, ErrNotExist)
+	}
+	return n, nil
+}
+
+// ReadBlock reads local block `block` of the regular file with inode ino
+// into dst: the full block, or the short last block (exactly
+// BlockRange-sized by the clone's block size; blocks past Size are not
+// asked for), its local sectors from the data file and the others from the
+// base. It returns dst resliced to the block's length, or a new slice when
+// dst's capacity is too small.
+func (r *SealReader) ReadBlock(ino uint64, block int64, dst []byte) ([]byte, error) {
+	n, err := r.file(ino)
+	if err != nil {
+		return nil, err
+	}
+	return n.readLocal(r.ctx, block, dst)
+}
+
+// ReadSectors appends to dst the sectors in mask (bit k: the block's k-th
+// sector of SectorSize bytes) of whole block `block` of the regular file
+// with inode ino, in the order of the mask's bits, read from the data file
+// alone: every sector in mask must be local (the entry's LocalSectors).
+// What the other sectors hold is for the caller to know (the base's, by
+// the entry's BaseSize and the base manifest).
+func (r *SealReader) ReadSectors(ino uint64, block int64, mask uint64, dst []byte) ([]byte, error) {
+	n, err := r.file(ino)
+	if err != nil {
+		return dst, err
+	}
+	return n.readSectors(block, mask, dst)
 }
 
 // freeze returns clone name, loaded, with its changes held off.
@@ -112,8 +148,8 @@ func (fsys *FS) freeze(ctx context.Context, name string) (*clone, error) {
 	}
 }
 
-// readLocal reads block bi, which has local sectors, into dst, as Seal's
-// read: its local sectors from the data file, the others from the base.
+// readLocal reads block bi, which has local sectors, into dst, as
+// SealReader.ReadBlock: its local sectors from the data file, the others from the base.
 // Changes are held off.
 func (n *cinode) readLocal(ctx context.Context, bi int64, dst []byte) ([]byte, error) {
 	bs := n.c.bs
@@ -145,4 +181,45 @@ func (fsys *FS) BlockSize(ctx context.Context, name string) (int, error) {
 		return 0, err
 	}
 	return int(c.bs), nil
+}
+
+// readSectors is SealReader.ReadSectors. Changes are held off.
+func (n *cinode) readSectors(bi int64, mask uint64, dst []byte) ([]byte, error) {
+	bs, ss := n.c.bs, n.c.ss
+	spb := bs / ss
+	n.mu.Lock()
+	size := n.size
+	local := int64(0) <= bi && spb <= 64 && sectorMask(n.bits.words, bi, spb)&mask == mask
+	n.mu.Unlock()
+	switch {
+	case bi < 0 || (bi+1)*bs > size:
+		return dst, fmt.Errorf("inode %d: block %d is not a whole block below the size %d: %w", n.ino, bi, size, ErrInvalid)
+	case mask == 0 || spb < 64 && mask>>spb != 0:
+		return dst, fmt.Errorf("inode %d block %d: sector mask %x: %w", n.ino, bi, mask, ErrInvalid)
+	case !local:
+		return dst, fmt.Errorf("inode %d block %d: sectors %x are not all local: %w", n.ino, bi, mask, ErrInvalid)
+	}
+	f, err := n.file()
+	if err != nil {
+		return dst, err
+	}
+	start := len(dst)
+	dst = slices.Grow(dst, bits.OnesCount64(mask)*int(ss))
+	// Runs of adjacent sectors go in one read each.
+	for m := mask; m != 0; {
+		first := bits.TrailingZeros64(m)
+		run := bits.TrailingZeros64(^(m >> first))
+		at := len(dst)
+		dst = dst[:at+run*int(ss)]
+		k, err := f.ReadAt(dst[at:], bi*bs+int64(first)*ss)
+		if err != nil && err != io.EOF {
+			return dst[:start], fmt.Errorf("inode %d block %d: %w", n.ino, bi, err)
+		}
+		clear(dst[at+k:]) // past the data file's end: zeros, as readMerged reads them
+		if first+run >= 64 {
+			break
+		}
+		m &^= (1<<run - 1) << first
+	}
+	return dst, nil
 }

@@ -38,7 +38,7 @@ func (e *env) mountWith(t *testing.T, edit func(*fs.Config)) *fs.FS {
 func sealed(t *testing.T, fsys *fs.FS) map[string]fs.SealedEntry {
 	t.Helper()
 	out := make(map[string]fs.SealedEntry)
-	err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, _ func(uint64, int64, []byte) ([]byte, error)) error {
+	err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, _ *fs.SealReader) error {
 		for _, e := range ents {
 			out[e.Path] = e
 		}
@@ -115,7 +115,8 @@ func TestSealDirty(t *testing.T) {
 					o.do(t, n, h, m)
 				}
 				var got fs.SealedEntry
-				err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, read func(uint64, int64, []byte) ([]byte, error)) error {
+				err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, sr *fs.SealReader) error {
+					read := sr.ReadBlock
 					for _, e := range ents {
 						if e.Path == "disk.vmdk" {
 							got = e
@@ -153,7 +154,7 @@ func TestSealMarksStayOnFailure(t *testing.T) {
 	create(t, fsys, root, "new", []byte("abc"))
 	boom := errors.New("upload refused")
 	for i := range 2 {
-		err := fsys.Seal(ctx, "alice", func([]fs.SealedEntry, func(uint64, int64, []byte) ([]byte, error)) error { return boom })
+		err := fsys.Seal(ctx, "alice", func([]fs.SealedEntry, *fs.SealReader) error { return boom })
 		if !errors.Is(err, boom) {
 			t.Fatalf("seal %d: %v, want %v", i, err, boom)
 		}
@@ -244,7 +245,7 @@ func TestSealHoldsChangesOff(t *testing.T) {
 		t.Fatal("no disk.vmdk")
 		return 0
 	}
-	err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, read func(uint64, int64, []byte) ([]byte, error)) error {
+	err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, _ *fs.SealReader) error {
 		var first []fs.OverlayEntry
 		for _, e := range ents {
 			first = append(first, e.OverlayEntry)
@@ -277,7 +278,7 @@ func TestSealWaitsForNamespaceChanges(t *testing.T) {
 	fsys := newEnv(t).mountWith(t, func(*fs.Config) {})
 	d := dirOf(t, fsys, root)
 	var done atomic.Bool
-	err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, _ func(uint64, int64, []byte) ([]byte, error)) error {
+	err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, _ *fs.SealReader) error {
 		go func() {
 			if _, err := d.Mkdir(ctx, "later", 0o755); err != nil {
 				t.Errorf("mkdir: %v", err)
@@ -308,7 +309,8 @@ func TestSealRead(t *testing.T) {
 	writeAt(t, h, []byte("tail"), ds-4)
 	var late func(uint64, int64, []byte) ([]byte, error)
 	var ino, link uint64
-	err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, read func(uint64, int64, []byte) ([]byte, error)) error {
+	err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, sr *fs.SealReader) error {
+		read := sr.ReadBlock
 		late = read
 		for _, e := range ents {
 			switch e.Path {
@@ -420,7 +422,8 @@ func TestSealConcurrent(t *testing.T) {
 	shadow := make(map[uint64]map[int64]string)
 	seal := func(full bool) {
 		t.Helper()
-		err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, read func(uint64, int64, []byte) ([]byte, error)) error {
+		err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, sr *fs.SealReader) error {
+			read := sr.ReadBlock
 			for _, e := range ents {
 				if !e.Mode.IsRegular() {
 					continue

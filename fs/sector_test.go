@@ -2,6 +2,7 @@ package fs_test
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"testing"
 
@@ -17,7 +18,7 @@ const sector = 4096
 func sealOnce(t *testing.T, fsys *fs.FS, path string) fs.SealedEntry {
 	t.Helper()
 	var out fs.SealedEntry
-	err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, _ func(uint64, int64, []byte) ([]byte, error)) error {
+	err := fsys.Seal(ctx, "alice", func(ents []fs.SealedEntry, _ *fs.SealReader) error {
 		for _, e := range ents {
 			if e.Path == path {
 				out = e
@@ -101,12 +102,30 @@ func TestSectorWrites(t *testing.T) {
 		t.Fatalf("sealed again: dirty %v sectors %b shrunk %v", en.Dirty, en.DirtySectors, en.Shrunk)
 	}
 	// Seal's read merges the sectors over the base.
-	err := fsys.Seal(ctx, "alice", func(_ []fs.SealedEntry, read func(uint64, int64, []byte) ([]byte, error)) error {
+	err := fsys.Seal(ctx, "alice", func(_ []fs.SealedEntry, sr *fs.SealReader) error {
+		read := sr.ReadBlock
 		b, err := read(ino, 3, nil)
 		if err != nil {
 			return err
 		}
 		sameBytes(t, "sealed block 3", b, want[3*bs:4*bs])
+		// ReadSectors: the local sectors alone, in mask order, runs of
+		// adjacent sectors and single ones.
+		got, err := sr.ReadSectors(ino, 3, 0b101110, []byte("x"))
+		if err != nil {
+			return err
+		}
+		var wantSec []byte
+		for _, k := range []int{1, 2, 3, 5} {
+			wantSec = append(wantSec, want[3*bs+k*sector:3*bs+(k+1)*sector]...)
+		}
+		sameBytes(t, "sectors 1-3 and 5 of block 3", got, append([]byte("x"), wantSec...))
+		if _, err := sr.ReadSectors(ino, 3, 0b11, nil); !errors.Is(err, fs.ErrInvalid) {
+			t.Errorf("ReadSectors of a sector not local: %v, want ErrInvalid", err)
+		}
+		if _, err := sr.ReadSectors(ino, 1<<40, 1, nil); !errors.Is(err, fs.ErrInvalid) {
+			t.Errorf("ReadSectors past the size: %v, want ErrInvalid", err)
+		}
 		return nil
 	})
 	if err != nil {

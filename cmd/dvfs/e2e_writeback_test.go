@@ -396,16 +396,26 @@ func waitGenerationFor(t *testing.T, s *serverProc, clone string, gen int, d tim
 // uploadedRE finds what each committed generation uploaded.
 var uploadedRE = regexp.MustCompile(`msg="clone generation committed" clone=lab generation=\d+ uploaded_bytes=(\d+)`)
 
+// sealedRE finds how many blocks each seal kept as their sectors alone.
+var sealedRE = regexp.MustCompile(`msg="clone sealed" clone=lab .*new_blocks=(\d+) as_sectors=(\d+)`)
+
 // Scattered 4 KiB writes into a clone travel as the sectors written, not
 // as whole 64 KiB blocks: the first seal against the template's blocks,
 // the next against the blocks of the generation before; a second
-// workstation reads exactly what was written.
+// workstation reads exactly what was written. The template is in the
+// cache first, so the first seal also hashes and keeps only the sectors
+// written (the cache's sector chaining values); the second seals the
+// blocks written again whole.
 func TestSmallWritesTravelAsDeltas(t *testing.T) {
 	s := startServer(t, t.TempDir())
 	tmpl := publishBase(t, s, "lab")
 	work := t.TempDir()
-	a := s.startMount(t, filepath.Join(work, "cacheA"), filepath.Join(work, "mntA"), "--sync-interval", "1h", "--log-level", "debug")
+	// No multicast and no background fill: the cache holds what is read.
+	a := s.startMount(t, filepath.Join(work, "cacheA"), filepath.Join(work, "mntA"), "--sync-interval", "1h", "--log-level", "debug", "--multicast=false", "--fill-rate", "0")
 	disk := filepath.Join(a.dir, "clones", "lab", "disk.vmdk")
+	if out, err := shell("cat " + disk + " >/dev/null"); err != nil {
+		t.Fatalf("reading the clone through: %v\n%s", err, out)
+	}
 	r := rand.New(rand.NewPCG(4, 4))
 	sectors := int64(len(tmpl) / 4096)
 	var first []int64
@@ -441,6 +451,21 @@ func TestSmallWritesTravelAsDeltas(t *testing.T) {
 	}
 	if strings.Contains(a.log.String(), "refused a delta") {
 		t.Fatalf("the server refused a delta:\n%s", a.log)
+	}
+	var seals [][2]int
+	for _, m := range sealedRE.FindAllStringSubmatch(a.log.String(), -1) {
+		nb, _ := strconv.Atoi(m[1])
+		ns, _ := strconv.Atoi(m[2])
+		if nb > 0 {
+			seals = append(seals, [2]int{nb, ns})
+		}
+	}
+	t.Logf("seals (new blocks, of them as sectors alone): %v", seals)
+	if len(seals) < 2 {
+		t.Fatalf("%d seals with new blocks logged, want 2:\n%s", len(seals), a.log)
+	}
+	if first := seals[0]; first[1] != first[0] {
+		t.Fatalf("first seal: %d of %d blocks as sectors alone; want all", first[1], first[0])
 	}
 	b := s.startMount(t, filepath.Join(work, "cacheB"), filepath.Join(work, "mntB"))
 	if got := fileSum(t, filepath.Join(b.dir, "clones", "lab", "disk.vmdk")); got != want {

@@ -11,8 +11,8 @@ import (
 // filesystem's overlays: fs and sync do not import each other.
 type overlayAdapter struct{ fs *fs.FS }
 
-func (a overlayAdapter) Seal(ctx context.Context, clone string, fn func([]writeback.Entry, func(uint64, int64, []byte) ([]byte, error)) error) error {
-	return a.fs.Seal(ctx, clone, func(entries []fs.SealedEntry, read func(uint64, int64, []byte) ([]byte, error)) error {
+func (a overlayAdapter) Seal(ctx context.Context, clone string, fn func([]writeback.Entry, writeback.Reader) error) error {
+	return a.fs.Seal(ctx, clone, func(entries []fs.SealedEntry, r *fs.SealReader) error {
 		out := make([]writeback.Entry, len(entries))
 		for i, e := range entries {
 			out[i] = writeback.Entry{
@@ -22,7 +22,7 @@ func (a overlayAdapter) Seal(ctx context.Context, clone string, fn func([]writeb
 				DirtySectors: e.DirtySectors, LocalSectors: e.LocalSectors, SectorSize: e.SectorSize, Shrunk: e.Shrunk,
 			}
 		}
-		return fn(out, read)
+		return fn(out, r)
 	})
 }
 

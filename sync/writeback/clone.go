@@ -372,7 +372,7 @@ func (c *cloneWB) cycle(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("seal: %w", err)
 	}
-	c.w.log.Debug("clone sealed", "clone", c.name, "sealed_at", sealedAt.UnixNano(), "new_blocks", s.blocks, "held", s.held, "synced", s.synced)
+	c.w.log.Debug("clone sealed", "clone", c.name, "sealed_at", sealedAt.UnixNano(), "new_blocks", s.blocks, "as_sectors", s.sectorsOnly, "held", s.held, "synced", s.synced)
 	p, err = c.savePending(ctx, s)
 	if err != nil {
 		// The seal cleared the dirty marks of blocks whose only copy is

@@ -35,14 +35,20 @@ import (
 //	          seal, or of its base block (all zeros: none; see delta)
 //	8 bytes   mask of the sectors changed since the delta base
 //	4 bytes   sector size of the mask
-//	4 bytes   zero
-//	...       the plain bytes
+//	4 bytes   0: the bytes that follow are the whole block; else the
+//	          block's length, and they are only the sectors of the mask,
+//	          in its order (the block is the delta base with them
+//	          replaced): a 4 KiB write into a 64 KiB block keeps 4 KiB
+//	...       the plain bytes (the plain length above counts these)
 //
-// Files of format 1 ("dvfsobx1": records of the first 40 bytes and the
-// plain bytes, no delta) are still read, so a pending generation sealed
-// by an earlier version uploads after an upgrade.
+// Files of formats 1 ("dvfsobx1": records of the first 40 bytes and the
+// plain bytes, no delta) and 2 ("dvfsobx2": the last field always 0) are
+// still read, so a pending generation sealed by an earlier version
+// uploads after an upgrade. An earlier version refuses a format 3 file
+// rather than misread it.
 const (
-	outboxMagic    = "dvfsobx2"
+	outboxMagic    = "dvfsobx3"
+	outboxMagicV2  = "dvfsobx2"
 	outboxMagicV1  = "dvfsobx1"
 	outboxRecHdrV1 = blockstore.IDSize + 8
 	outboxRecHdr   = outboxRecHdrV1 + blockstore.IDSize + 16
@@ -54,6 +60,17 @@ type delta struct {
 	base       blockstore.ID
 	mask       uint64
 	sectorSize int
+	// whole, when not 0, is the block's length, and the record holds
+	// only the sectors of mask.
+	whole int
+}
+
+// blockLen is the length of the block of a record of n bytes with delta d.
+func (d delta) blockLen(n int) int {
+	if d.whole != 0 {
+		return d.whole
+	}
+	return n
 }
 
 func (d delta) ok() bool { return !d.base.IsHole() }
@@ -95,6 +112,8 @@ type outboxWriter struct {
 	mu     sync.Mutex
 	f      *os.File
 	blocks int
+	// sectorsOnly counts the records that hold only a delta's sectors.
+	sectorsOnly int
 }
 
 // create starts outbox file name (created on the first add: a seal with
@@ -134,6 +153,9 @@ func (w *outboxWriter) add(id blockstore.ID, rec []byte, d delta) error {
 		return fmt.Errorf("outbox %s: %w", w.name, err)
 	}
 	w.blocks++
+	if d.whole != 0 {
+		w.sectorsOnly++
+	}
 	return nil
 }
 
@@ -141,23 +163,31 @@ func putDelta(b []byte, d delta) {
 	copy(b, d.base[:])
 	binary.BigEndian.PutUint64(b[blockstore.IDSize:], d.mask)
 	binary.BigEndian.PutUint32(b[blockstore.IDSize+8:], uint32(d.sectorSize))
-	binary.BigEndian.PutUint32(b[blockstore.IDSize+12:], 0)
+	binary.BigEndian.PutUint32(b[blockstore.IDSize+12:], uint32(d.whole))
 }
 
-func getDelta(b []byte) (delta, error) {
+// getDelta reads the delta fields of a record of n plain bytes; sectors
+// says whether the file's format has the whole-length field (3).
+func getDelta(b []byte, n int, sectors bool) (delta, error) {
 	d := delta{
 		base:       blockstore.ID(b[:blockstore.IDSize]),
 		mask:       binary.BigEndian.Uint64(b[blockstore.IDSize:]),
 		sectorSize: int(binary.BigEndian.Uint32(b[blockstore.IDSize+8:])),
 	}
+	if sectors {
+		d.whole = int(binary.BigEndian.Uint32(b[blockstore.IDSize+12:]))
+	}
 	if !d.ok() {
-		if d.mask != 0 || d.sectorSize != 0 {
+		if d.mask != 0 || d.sectorSize != 0 || d.whole != 0 {
 			return delta{}, fmt.Errorf("delta fields without a base")
 		}
 		return d, nil
 	}
 	if d.sectorSize < 512 || d.sectorSize > blockstore.MaxBlockSize || d.sectorSize&(d.sectorSize-1) != 0 {
 		return delta{}, fmt.Errorf("sector size %d", d.sectorSize)
+	}
+	if d.whole != 0 && (!d.fits(d.whole) || n != blockstore.DeltaSectorBytes(d.whole, d.sectorSize, d.mask)) {
+		return delta{}, fmt.Errorf("%d bytes of sectors %#x of a %d-byte block", n, d.mask, d.whole)
 	}
 	return d, nil
 }
@@ -197,8 +227,9 @@ func (w *outboxWriter) abort() {
 }
 
 // scan reads outbox file name in order and calls fn with each record's
-// block ID, plain bytes (valid only during the call) and delta, checked
-// against the record's CRC. A short or damaged file gives an error
+// block ID, plain bytes (valid only during the call: the whole block, or
+// with d.whole only its sectors of d.mask) and delta, checked against the
+// record's CRC. A short or damaged file gives an error
 // wrapping errOutboxCorrupt.
 func (o *outbox) scan(ctx context.Context, name string, fn func(id blockstore.ID, plain []byte, d delta) error) error {
 	f, err := os.Open(filepath.Join(o.dir, name))
@@ -208,7 +239,7 @@ func (o *outbox) scan(ctx context.Context, name string, fn func(id blockstore.ID
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 1<<20)
 	var magic [len(outboxMagic)]byte
-	if _, err := io.ReadFull(r, magic[:]); err != nil || string(magic[:]) != outboxMagic && string(magic[:]) != outboxMagicV1 {
+	if _, err := io.ReadFull(r, magic[:]); err != nil || string(magic[:]) != outboxMagic && string(magic[:]) != outboxMagicV2 && string(magic[:]) != outboxMagicV1 {
 		return fmt.Errorf("outbox %s: no header: %w", name, errOutboxCorrupt)
 	}
 	hdrLen := outboxRecHdr
@@ -247,7 +278,7 @@ func (o *outbox) scan(ctx context.Context, name string, fn func(id blockstore.ID
 		var d delta
 		if hdrLen == outboxRecHdr {
 			var err error
-			if d, err = getDelta(hdr[outboxRecHdrV1:]); err != nil {
+			if d, err = getDelta(hdr[outboxRecHdrV1:], len(buf), string(magic[:]) == outboxMagic); err != nil {
 				return fmt.Errorf("outbox %s block %s: %v: %w", name, id.Short(), err, errOutboxCorrupt)
 			}
 		}

@@ -31,6 +31,8 @@ type sealed struct {
 	m      *manifest.Manifest
 	file   string
 	blocks int // blocks in file
+	// sectorsOnly counts the blocks of file kept as their written sectors.
+	sectorsOnly int
 	// changes is the overlay's change count when the seal held changes
 	// off (see changeCounter).
 	changes uint64
@@ -49,10 +51,10 @@ func (c *cloneWB) seal(ctx context.Context) (sealed, error) {
 	ob := c.w.outbox.create(c.w.outboxName(c.name))
 	start := time.Now()
 	var changes uint64
-	err := c.w.cfg.Overlay.Seal(ctx, c.name, func(entries []Entry, read func(uint64, int64, []byte) ([]byte, error)) error {
+	err := c.w.cfg.Overlay.Seal(ctx, c.name, func(entries []Entry, r Reader) error {
 		changes, _ = c.overlayChanges()
 		var err error
-		m, next, err = c.build(ctx, entries, read, ob)
+		m, next, err = c.build(ctx, entries, r, ob)
 		return err
 	})
 	held := time.Since(start)
@@ -67,7 +69,7 @@ func (c *cloneWB) seal(ctx context.Context) (sealed, error) {
 		return sealed{}, err
 	}
 	c.known = next
-	return sealed{m: m, file: ob.file(), blocks: ob.blocks, changes: changes, held: held, synced: time.Since(start) - held}, nil
+	return sealed{m: m, file: ob.file(), blocks: ob.blocks, sectorsOnly: ob.sectorsOnly, changes: changes, held: held, synced: time.Since(start) - held}, nil
 }
 
 // sealWorkers read, hash and write out changed blocks in parallel (the read
@@ -87,7 +89,15 @@ type blockJob struct {
 
 // build makes the manifest of the sealed entries; the blocks it reads go
 // to ob (each ID once).
-func (c *cloneWB) build(ctx context.Context, entries []Entry, read func(uint64, int64, []byte) ([]byte, error), ob *outboxWriter) (*manifest.Manifest, known, error) {
+//
+// A whole block that differs from a block the cache holds by the sectors
+// of its delta (the first write into a template block, most often) is
+// sealed from those sectors alone when the cache gives that block's
+// sector chaining values: the new block's ID is their merge with the
+// written sectors' (blockstore.SumReplaced), and the outbox keeps only
+// the sectors. Any other block, or any failure on that way, is read
+// whole and hashed.
+func (c *cloneWB) build(ctx context.Context, entries []Entry, r Reader, ob *outboxWriter) (*manifest.Manifest, known, error) {
 	base := c.base
 	bs := int64(base.BlockSize)
 	m := &manifest.Manifest{Kind: manifest.KindClone, Name: c.name, BlockSize: base.BlockSize, Owners: true}
@@ -97,13 +107,9 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, read func(uint64, 
 	next := make(known, len(entries))
 	var seenMu sync.Mutex
 	seen := make(map[blockstore.ID]bool)
-	// put adds a block to the outbox; rec holds it from outboxRecHdr on.
-	put := func(rec []byte, d delta) (blockstore.ID, error) {
-		plain := rec[outboxRecHdr:]
-		if blockstore.IsZero(plain) {
-			return blockstore.Hole, nil
-		}
-		id := blockstore.Sum(plain)
+	// record adds block id to the outbox once; rec holds it (or with
+	// d.whole its sectors) from outboxRecHdr on.
+	record := func(id blockstore.ID, rec []byte, d delta) (blockstore.ID, error) {
 		seenMu.Lock()
 		dup := seen[id]
 		seen[id] = true
@@ -113,14 +119,67 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, read func(uint64, 
 		}
 		return id, ob.add(id, rec, d)
 	}
+	// put adds a whole block to the outbox.
+	put := func(rec []byte, d delta) (blockstore.ID, error) {
+		plain := rec[outboxRecHdr:]
+		if blockstore.IsZero(plain) {
+			return blockstore.Hole, nil
+		}
+		return record(blockstore.Sum(plain), rec, d)
+	}
+	cvs, _ := c.w.cfg.Blocks.(SectorCVer)
+	var zero blockstore.ID // the ID of a block of bs zeros: the hole
+	if cvs != nil && blockstore.CVLen(int(bs)) > 0 {
+		zero = blockstore.Sum(make([]byte, bs))
+	} else {
+		cvs = nil
+	}
+	// sectors seals job j from its delta's sectors, if it can: ok is
+	// false when the block must be read whole instead.
+	sectors := func(ctx context.Context, j blockJob, rec []byte, scratch *[]byte) (id blockstore.ID, ok bool, err error) {
+		if !j.d.ok() || j.l != bs || j.d.sectorSize != blockstore.CVSector {
+			return id, false, nil
+		}
+		base, err := cvs.SectorCVs(ctx, j.d.base, (*scratch)[:0])
+		if err != nil {
+			return id, false, ctx.Err()
+		}
+		*scratch = base
+		sec, err := r.ReadSectors(j.ino, j.b, j.d.mask, rec[:outboxRecHdr])
+		if err != nil {
+			return id, false, ctx.Err()
+		}
+		id, _, err = blockstore.SumReplaced(nil, base, j.d.mask, sec[outboxRecHdr:])
+		if err != nil {
+			return id, false, nil
+		}
+		if id == zero {
+			return blockstore.Hole, true, nil
+		}
+		d := j.d
+		d.whole = int(bs)
+		id, err = record(id, sec, d)
+		return id, err == nil, err
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	jobs := make(chan blockJob, 64)
 	for range sealWorkers {
 		g.Go(func() error {
 			rec := make([]byte, outboxRecHdr+bs)
+			var scratch []byte
 			for j := range jobs {
-				p, err := read(j.ino, j.b, rec[outboxRecHdr:outboxRecHdr])
+				if cvs != nil {
+					id, ok, err := sectors(gctx, j, rec, &scratch)
+					if err != nil {
+						return fmt.Errorf("%s block %d: %w", j.path, j.b, err)
+					}
+					if ok {
+						*j.id, *j.known = id, idOK{id, true, true}
+						continue
+					}
+				}
+				p, err := r.ReadBlock(j.ino, j.b, rec[outboxRecHdr:outboxRecHdr])
 				if err != nil {
 					return fmt.Errorf("%s block %d: %w", j.path, j.b, err)
 				}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/bits"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -16,14 +17,18 @@ import (
 
 // fakeOverlay is one clone with one regular file, all blocks local.
 type fakeOverlay struct {
-	blocks  [][]byte
-	dirty   []int64
-	reads   atomic.Int64
-	failAt  int64 // block whose read fails (-1: none)
-	cleared bool  // the last Seal's fn succeeded
+	blocks [][]byte
+	dirty  []int64
+	reads  atomic.Int64
+	// sectorReads counts ReadSectors calls.
+	sectorReads atomic.Int64
+	failAt      int64 // block whose read fails (-1: none)
+	cleared     bool  // the last Seal's fn succeeded
+	// entry, if set, fills in the entry's base and sector fields.
+	entry func(*Entry)
 }
 
-func (o *fakeOverlay) Seal(ctx context.Context, clone string, fn func([]Entry, func(uint64, int64, []byte) ([]byte, error)) error) error {
+func (o *fakeOverlay) Seal(ctx context.Context, clone string, fn func([]Entry, Reader) error) error {
 	var size int64
 	for _, b := range o.blocks {
 		size += int64(len(b))
@@ -33,13 +38,10 @@ func (o *fakeOverlay) Seal(ctx context.Context, clone string, fn func([]Entry, f
 		local[i/64] |= 1 << (i % 64)
 	}
 	e := Entry{Path: "disk", Ino: 7, Mode: 0o644, Size: size, Local: local, Dirty: o.dirty}
-	err := fn([]Entry{e}, func(ino uint64, b int64, dst []byte) ([]byte, error) {
-		o.reads.Add(1)
-		if b == o.failAt {
-			return nil, errors.New("read failed")
-		}
-		return append(dst[:0], o.blocks[b]...), nil
-	})
+	if o.entry != nil {
+		o.entry(&e)
+	}
+	err := fn([]Entry{e}, fakeReader{o})
 	o.cleared = err == nil
 	if err == nil {
 		o.dirty = nil
@@ -48,6 +50,26 @@ func (o *fakeOverlay) Seal(ctx context.Context, clone string, fn func([]Entry, f
 }
 
 func (o *fakeOverlay) Drop(context.Context, string) error { return nil }
+
+type fakeReader struct{ o *fakeOverlay }
+
+func (r fakeReader) ReadBlock(ino uint64, b int64, dst []byte) ([]byte, error) {
+	r.o.reads.Add(1)
+	if b == r.o.failAt {
+		return nil, errors.New("read failed")
+	}
+	return append(dst[:0], r.o.blocks[b]...), nil
+}
+
+// ReadSectors: every sector of the fake's blocks is local.
+func (r fakeReader) ReadSectors(ino uint64, b int64, mask uint64, dst []byte) ([]byte, error) {
+	r.o.sectorReads.Add(1)
+	for m := mask; m != 0; m &= m - 1 {
+		off := bits.TrailingZeros64(m) * blockstore.CVSector
+		dst = append(dst, r.o.blocks[b][off:off+blockstore.CVSector]...)
+	}
+	return dst, nil
+}
 
 func newSealTest(t *testing.T, ov *fakeOverlay) *cloneWB {
 	ob, err := openOutbox(disktest.TempDir(t))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sync"
 
@@ -80,7 +81,7 @@ func (c *cloneWB) uploadOnce(ctx context.Context, m *manifest.Manifest, file str
 	g.Go(func() error {
 		defer close(full)
 		var cur batch
-		var frame []byte
+		var frame, whole []byte
 		add := func(id blockstore.ID, frame []byte) error {
 			if cur.data == nil {
 				select {
@@ -108,9 +109,21 @@ func (c *cloneWB) uploadOnce(ctx context.Context, m *manifest.Manifest, file str
 					return nil
 				}
 				delete(want, id)
-				if deltas && d.fits(len(plain)) {
+				switch {
+				case deltas && d.whole != 0:
+					frame = blockstore.AppendDeltaFrameSectors(frame[:0], d.base, d.sectorSize, d.mask, d.whole, plain)
+				case deltas && d.fits(len(plain)):
 					frame = blockstore.AppendDeltaFrame(frame[:0], d.base, d.sectorSize, d.mask, plain)
-				} else {
+				case d.whole != 0:
+					// Only the sectors were kept: the block is rebuilt
+					// over its base from the cache (which fetches it
+					// if it must) and checked against its ID.
+					var err error
+					if whole, err = c.rebuild(gctx, id, d, plain, whole[:0]); err != nil {
+						return err
+					}
+					frame = blockstore.Encode(frame[:0], whole)
+				default:
 					frame = blockstore.Encode(frame[:0], plain)
 				}
 				return add(id, frame)
@@ -144,4 +157,29 @@ func (c *cloneWB) uploadOnce(ctx context.Context, m *manifest.Manifest, file str
 		}
 	})
 	return g.Wait()
+}
+
+// rebuild appends to dst the block id of an outbox record that holds only
+// the sectors of d: its base from Config.Blocks with them replaced,
+// checked against id.
+func (c *cloneWB) rebuild(ctx context.Context, id blockstore.ID, d delta, sectors, dst []byte) ([]byte, error) {
+	if c.w.cfg.Blocks == nil {
+		return dst, fmt.Errorf("outbox block %s: its base %s: no block source", id.Short(), d.base.Short())
+	}
+	b, err := c.w.cfg.Blocks.ReadBlock(ctx, d.base, dst)
+	if err != nil {
+		return dst, fmt.Errorf("outbox block %s: its base %s: %w", id.Short(), d.base.Short(), err)
+	}
+	if len(b) != d.whole {
+		return dst, fmt.Errorf("outbox block %s: its base %s is %d bytes, want %d", id.Short(), d.base.Short(), len(b), d.whole)
+	}
+	for m := d.mask; m != 0; m &= m - 1 {
+		off := bits.TrailingZeros64(m) * d.sectorSize
+		n := copy(b[off:min(off+d.sectorSize, len(b))], sectors)
+		sectors = sectors[n:]
+	}
+	if got := blockstore.Sum(b); got != id {
+		return dst, fmt.Errorf("outbox block %s: rebuilt over its base %s it hashes to %s: %w", id.Short(), d.base.Short(), got.Short(), errOutboxCorrupt)
+	}
+	return b, nil
 }

@@ -62,9 +62,28 @@ func (e *Entry) local(i int64) bool {
 type Overlay interface {
 	// Seal holds off changes to the clone and calls fn with its entries
 	// and a reader of local blocks; dirty marks clear when fn succeeds.
-	Seal(ctx context.Context, clone string, fn func(entries []Entry, read func(ino uint64, block int64, dst []byte) ([]byte, error)) error) error
+	Seal(ctx context.Context, clone string, fn func(entries []Entry, r Reader) error) error
 	// Drop discards the clone's local overlay.
 	Drop(ctx context.Context, clone string) error
+}
+
+// Reader reads a sealed clone's local blocks during Seal's fn (fs.SealReader),
+// from several goroutines at once.
+type Reader interface {
+	// ReadBlock reads local block `block` of file ino whole (or the short
+	// last block) into dst: local sectors over the base.
+	ReadBlock(ino uint64, block int64, dst []byte) ([]byte, error)
+	// ReadSectors appends the sectors in mask of whole block `block` of
+	// file ino, in mask order, from the local data alone; every one must
+	// be local.
+	ReadSectors(ino uint64, block int64, mask uint64, dst []byte) ([]byte, error)
+}
+
+// SectorCVer is what Config.Blocks may also do (sync/cache over a store
+// that keeps them): give a cached block's sector chaining values
+// (blockstore.AppendSectorCVs), checked against its ID, without fetching.
+type SectorCVer interface {
+	SectorCVs(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error)
 }
 
 // Server is what the writeback asks of the server (sync/client.Client).
@@ -104,8 +123,11 @@ type Config struct {
 	// a seal that would leave less fails with ENOSPC and is retried (the
 	// stall shows in Status). 0 keeps no reserve.
 	OutboxReserve int64
-	// Blocks reads base blocks (the workstation cache), for the rare block
-	// a seal must rebuild from its base (a file shrunk mid-block).
+	// Blocks reads base blocks (the workstation cache): for a block a seal
+	// must rebuild from its base (a file shrunk mid-block), and for a block
+	// sealed as its written sectors that must go to the server whole. If
+	// it is also a SectorCVer, a seal of a block whose base it holds
+	// hashes only the sectors written, and the outbox keeps only those.
 	Blocks interface {
 		ReadBlock(ctx context.Context, id blockstore.ID, dst []byte) ([]byte, error)
 	}

@@ -1,11 +1,13 @@
 // Package diskio holds the few file-system calls that dvfs's stores, its
 // overlay and its publisher all need in the same careful form: a directory
-// sync, and vectored reads and writes that finish what a short call left.
+// sync, a file written whole and durably, and vectored reads and writes
+// that finish what a short call left.
 package diskio
 
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"unsafe"
 )
 
@@ -55,4 +57,34 @@ func advance(iov [][]byte, n int) [][]byte {
 		}
 	}
 	return iov
+}
+
+// WriteFileSync writes a file whole and durably: a temporary file, fsync,
+// rename, fsync of the directory. The file has mode perm before data is
+// in it.
+func WriteFileSync(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
 }

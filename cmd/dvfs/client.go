@@ -10,7 +10,7 @@ import (
 )
 
 // newClient connects to the server named by --server / $DVFS_SERVER with
-// --token / $DVFS_TOKEN.
+// --token / $DVFS_TOKEN / the token file dvfs login wrote (login.go).
 func (g *globals) newClient() (*client.Client, error) {
 	cfg := client.Config{Server: g.server, Token: g.token, CACert: g.caCert}
 	if cfg.Server == "" {
@@ -18,6 +18,12 @@ func (g *globals) newClient() (*client.Client, error) {
 	}
 	if cfg.Token == "" {
 		cfg.Token = os.Getenv(envToken)
+	}
+	if cfg.Token == "" {
+		var err error
+		if cfg.Token, err = readTokenFile(); err != nil {
+			return nil, err
+		}
 	}
 	return client.New(cfg)
 }

@@ -24,6 +24,13 @@ const defaultConfigFile = "/etc/dvfs/dvfs.toml"
 // each, whose keys are the command's flags (without the dashes).
 var configSections = []string{"serve", "mount"}
 
+// configSubtables are the tables that hold some flags of a command, named
+// without a prefix all those flags share: [ldap] url is dvfs serve's
+// --ldap-url.
+var configSubtables = map[string]struct{ command, prefix string }{
+	"ldap": {"serve", ldapFlagPrefix},
+}
+
 // notInConfig are flags a config file may not set: the file itself, and
 // a user's token, which does not belong in a file every user of a
 // workstation reads (give it as --token or DVFS_TOKEN).
@@ -57,16 +64,20 @@ func applyConfigFile(cmd *cobra.Command, path string) error {
 	}
 	keys := slices.Sorted(maps.Keys(doc))
 	for _, section := range keys {
-		if !slices.Contains(configSections, section) {
-			return fmt.Errorf("config %s: unknown key %q: the tables are %s", path, section, strings.Join(configSections, ", "))
+		command, prefix := section, ""
+		if st, ok := configSubtables[section]; ok {
+			command, prefix = st.command, st.prefix
+		} else if !slices.Contains(configSections, section) {
+			tables := slices.Concat(configSections, slices.Sorted(maps.Keys(configSubtables)))
+			return fmt.Errorf("config %s: unknown key %q: the tables are %s", path, section, strings.Join(tables, ", "))
 		}
 		table, ok := doc[section].(map[string]any)
 		if !ok {
 			return fmt.Errorf("config %s: %q is not a table: write [%s]", path, section, section)
 		}
-		sub, _, err := cmd.Root().Find([]string{section})
-		if err != nil || sub.Name() != section {
-			return fmt.Errorf("config %s: no command %q", path, section)
+		sub, _, err := cmd.Root().Find([]string{command})
+		if err != nil || sub.Name() != command {
+			return fmt.Errorf("config %s: no command %q", path, command)
 		}
 		flags := sub.Flags()
 		// dvfs doctor takes the flags it shares with dvfs mount from
@@ -78,20 +89,24 @@ func applyConfigFile(cmd *cobra.Command, path string) error {
 			flags = cmd.Flags()
 		}
 		for _, key := range slices.Sorted(maps.Keys(table)) {
-			f := flags.Lookup(key)
+			name := prefix + key
+			if st, ok := configSubtables[strings.Split(key, "-")[0]]; ok && prefix == "" && st.command == command {
+				return fmt.Errorf("config %s: [%s] %s: write it in [%s] as %s", path, section, key, key[:len(st.prefix)-1], key[len(st.prefix):])
+			}
+			f := flags.Lookup(name)
 			if f == nil {
-				f = sub.InheritedFlags().Lookup(key)
+				f = sub.InheritedFlags().Lookup(name)
 			}
 			if key == "token" {
 				return fmt.Errorf("config %s: [%s] token: a token does not go in a config file every user reads; give it as DVFS_TOKEN or --token", path, section)
 			}
 			if f == nil || slices.Contains(notInConfig, key) {
-				return fmt.Errorf("config %s: [%s] unknown key %q (the keys are the flags of dvfs %s, without dashes; see dvfs %s --help)", path, section, key, section, section)
+				return fmt.Errorf("config %s: [%s] unknown key %q (the keys are the flags of dvfs %s%s, without dashes; see dvfs %s --help)", path, section, key, command, subtableNote(prefix), command)
 			}
 			target := flags
 			if borrow {
 				target = cmd.Flags()
-				if f = target.Lookup(key); f == nil {
+				if f = target.Lookup(name); f == nil {
 					continue // a flag of dvfs mount's only
 				}
 			} else if sub != cmd {
@@ -103,12 +118,20 @@ func applyConfigFile(cmd *cobra.Command, path string) error {
 			if key == "server" && os.Getenv(envServer) != "" {
 				continue // so does the environment
 			}
-			if err := setFlag(target, key, table[key]); err != nil {
+			if err := setFlag(target, name, table[key]); err != nil {
 				return fmt.Errorf("config %s: [%s] %s: %w", path, section, key, err)
 			}
 		}
 	}
 	return nil
+}
+
+// subtableNote says which flags a subtable holds.
+func subtableNote(prefix string) string {
+	if prefix == "" {
+		return ""
+	}
+	return " that start with --" + prefix + ", without it"
 }
 
 // setFlag sets flag name from a TOML value: a string, a number or a bool

@@ -191,7 +191,7 @@ func serverFinding(g *globals, who api.Principal, err error) finding {
 	case server == "":
 		f.Verdict, f.Detail, f.Fix = verdictFail, err.Error(), "set DVFS_SERVER (or server in the config file's [mount])"
 	case errors.As(err, &he) && (he.Status == 401 || he.Status == 403):
-		f.Verdict, f.Detail, f.Fix = verdictFail, fmt.Sprintf("%s refuses the token: %v", server, err), "get a new token from an admin (dvfs token create) and set DVFS_TOKEN"
+		f.Verdict, f.Detail, f.Fix = verdictFail, fmt.Sprintf("%s refuses the token: %v", server, err), "log in again (dvfs login), or get a new token from an admin (dvfs token create) and set DVFS_TOKEN"
 	default:
 		f.Verdict, f.Detail, f.Fix = verdictFail, fmt.Sprintf("%s: %v", server, err),
 			"check the address, the network (ping, a firewall on the port) and that the server runs (systemctl status on the server)"

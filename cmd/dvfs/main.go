@@ -91,12 +91,12 @@ func newRoot() *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.StringVar(&g.server, "server", "", "server URL (default $"+envServer+")")
-	pf.StringVar(&g.token, "token", "", "access token (default $"+envToken+")")
+	pf.StringVar(&g.token, "token", "", "access token (default $"+envToken+", else the file dvfs login stores it in)")
 	pf.StringVar(&g.caCert, "ca-cert", "", "PEM file of the CA that signed the server's TLS certificate")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	pf.StringVar(&g.config, "config", "", "config file (TOML; default "+defaultConfigFile+" if present): its [serve] and [mount] tables set those commands' flags; the command line wins")
 	pf.StringVar(&g.cpuProf, "cpuprofile", "", "write a CPU profile (pprof) of the command to this file")
-	root.AddCommand(newServeCmd(g), newTemplateCmd(g), newTokenCmd(g), newCloneCmd(g), newMountCmd(g), newUmountCmd(g), newLoopbackCmd(g), newStatusCmd(g), newVersionCmd(), newDoctorCmd(g))
+	root.AddCommand(newServeCmd(g), newTemplateCmd(g), newTokenCmd(g), newLoginCmd(g), newCloneCmd(g), newMountCmd(g), newUmountCmd(g), newLoopbackCmd(g), newStatusCmd(g), newVersionCmd(), newDoctorCmd(g))
 	root.AddCommand(newQuotaCmd(g))
 	return root
 }

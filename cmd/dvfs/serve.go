@@ -39,6 +39,7 @@ type serveConfig struct {
 	bodyMem string // limits.BodyMemory, e.g. 512MiB
 	memory  string // the Go runtime's soft memory limit; "auto": --body-memory + 512MiB
 	ops     opsConfig
+	ldap    ldapConfig
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -79,6 +80,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&c.limits.BodyWait, "body-wait", d.BodyWait, "how long a request waits for --body-memory before it gets 503 (the server's is taken) or 429 (its user's share is)")
 	f.StringVar(&c.memory, "memory-limit", "auto", "soft limit of the server's memory, the Go runtime's (GOMEMLIMIT, when set, wins); auto: --body-memory + 512MiB")
 	addOpsFlags(f, &c.ops)
+	addLDAPFlags(f, &c.ldap)
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
 }
@@ -194,7 +196,14 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	if err != nil {
 		return err
 	}
-	scfg := server.Config{Repo: r, Logger: g.log, Limits: limits, Groups: groups}
+	scfg := server.Config{Repo: r, Logger: g.log, Limits: limits, Groups: groups,
+		DirectoryRecheck: c.ldap.recheck, DirectoryGrace: c.ldap.grace, LoginLifetime: c.ldap.tokenExpires}
+	if scfg.Directory, err = c.ldap.directory(); err != nil {
+		return err
+	}
+	if scfg.Directory != nil {
+		g.log.Info("users log in through the directory", "url", c.ldap.dir.URL, "admin_group", c.ldap.dir.AdminGroup, "recheck", c.ldap.recheck)
+	}
 	if c.mc.group != "" {
 		sessions, err := startMulticast(ctx, g, c.mc, r)
 		if err != nil {

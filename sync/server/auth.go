@@ -18,7 +18,7 @@ func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
-			s.fail(w, r, http.StatusUnauthorized, errors.New("missing bearer token (give --token or DVFS_TOKEN)"))
+			s.fail(w, r, http.StatusUnauthorized, errors.New("missing bearer token (dvfs login, or give --token or DVFS_TOKEN)"))
 			return
 		}
 		p, err := s.repo.Authenticate(r.Context(), token)
@@ -29,6 +29,18 @@ func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.
 		if err != nil {
 			s.fail(w, r, http.StatusInternalServerError, err)
 			return
+		}
+		if p.Source == api.SourceDirectory {
+			dp, err := s.directoryPrincipal(r.Context(), p)
+			if err != nil {
+				status := http.StatusServiceUnavailable
+				if errors.Is(err, repo.ErrBadToken) {
+					status = http.StatusUnauthorized
+				}
+				s.fail(w, withPrincipal(r, p), status, err)
+				return
+			}
+			p = dp
 		}
 		r = withPrincipal(r, p)
 		if p.Role != api.RoleAdmin && p.Role != role {

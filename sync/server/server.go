@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/sync/api"
@@ -30,6 +31,17 @@ type Config struct {
 	// principal is a member of these and of the groups its token or
 	// directory gives it (api.Principal.Groups). See ValidGroups.
 	Groups map[string][]string
+	// Directory, if set, lets users log in with their directory password
+	// (api.PathLogin), and is asked again, at most every
+	// DirectoryRecheck, whether a directory token's user still may, and
+	// with what role and groups. When it cannot be asked, its last answer
+	// stands for DirectoryGrace more; then such requests get 503.
+	Directory        Directory
+	DirectoryRecheck time.Duration // default DefaultDirectoryRecheck
+	DirectoryGrace   time.Duration // default DefaultDirectoryGrace
+	// LoginLifetime is how long a login's token is good for (default
+	// DefaultLoginLifetime).
+	LoginLifetime time.Duration
 }
 
 // Multicast is what the server needs of the multicast session runner.
@@ -51,6 +63,8 @@ type Server struct {
 	requests requestStats
 	// memberOf lists the groups of Config.Groups each member is in.
 	memberOf map[string][]string
+	// dir is what the server remembers of Config.Directory's answers.
+	dir *directoryState
 }
 
 // New returns the handler for cfg.Repo.
@@ -60,6 +74,16 @@ func New(cfg Config) *Server {
 		bodyMax: make(map[string]int64), bodies: newBodies(lim.BodyMemory), memberOf: memberships(cfg.Groups)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.dir = newDirectoryState()
+	if s.cfg.DirectoryRecheck <= 0 {
+		s.cfg.DirectoryRecheck = DefaultDirectoryRecheck
+	}
+	if s.cfg.DirectoryGrace <= 0 {
+		s.cfg.DirectoryGrace = DefaultDirectoryGrace
+	}
+	if s.cfg.LoginLifetime <= 0 {
+		s.cfg.LoginLifetime = DefaultLoginLifetime
 	}
 	// The largest body each route takes; a route not named here takes
 	// defaultBodyMax.
@@ -71,6 +95,7 @@ func New(cfg Config) *Server {
 		"POST " + api.PathFetch:            api.MaxFetchIDs * blockstore.IDSize,
 		"POST " + api.PathUpload:           api.MaxUploadBytes,
 		"POST " + api.PathTokens:           api.MaxJSONBytes,
+		"POST " + api.PathLogin:            api.MaxLoginBytes,
 		"POST " + api.PathCloneLease:       api.MaxJSONBytes,
 		"POST " + api.PathCloneSnapshots:   api.MaxJSONBytes,
 		"POST " + api.PathCloneRevert:      api.MaxJSONBytes,
@@ -93,6 +118,8 @@ func New(cfg Config) *Server {
 	s.handle("POST "+api.PathTokens, admin, s.createToken)
 	s.handle("GET "+api.PathTokenList, user, s.listTokens)
 	s.handle("DELETE "+api.PathToken, user, s.revokeToken)
+	// Without a token: a login proves who it is by its password.
+	s.mux.HandleFunc("POST "+api.PathLogin, s.login)
 	s.handle("GET "+api.PathWhoAmI, user, s.whoAmI)
 	s.handle("GET "+api.PathMulticast, user, s.multicastList)
 	s.handle("POST "+api.PathMulticastPush, admin, s.multicastPush)

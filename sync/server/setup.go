@@ -59,10 +59,10 @@ func LoadOrCreateKey(dir string) (ed25519.PrivateKey, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if err := writeFileSync(filepath.Join(dir, PubKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
+	if err := diskio.WriteFileSync(filepath.Join(dir, PubKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
 		return nil, false, err
 	}
-	if err := writeFileSync(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := diskio.WriteFileSync(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, false, err
 	}
 	return key, true, nil
@@ -81,34 +81,5 @@ func EnsureAdminToken(ctx context.Context, r *repo.Repo, dir string) (string, er
 		return "", err
 	}
 	path := filepath.Join(dir, AdminTokenFile)
-	return path, writeFileSync(path, []byte(token+"\n"), 0o600)
-}
-
-// writeFileSync writes a file whole and durably: a temporary file, fsync,
-// rename, fsync of the directory.
-func writeFileSync(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return diskio.SyncDir(filepath.Dir(path))
+	return path, diskio.WriteFileSync(path, []byte(token+"\n"), 0o600)
 }

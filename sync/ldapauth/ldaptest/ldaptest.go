@@ -29,8 +29,9 @@ const (
 // Server is a running slapd.
 type Server struct {
 	// URL is ldap://127.0.0.1:PORT.
-	URL string
-	t   testing.TB
+	URL  string
+	t    testing.TB
+	stop func()
 }
 
 // slapdConf configures slapd: the usual schemas, Active Directory's
@@ -103,7 +104,7 @@ func Start(t testing.TB) *Server {
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
+	s.stop = func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
@@ -111,7 +112,8 @@ func Start(t testing.TB) *Server {
 			cmd.Process.Kill()
 			<-done
 		}
-	})
+	}
+	t.Cleanup(s.stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
@@ -132,6 +134,9 @@ func Start(t testing.TB) *Server {
 	s.Modify(baseLDIF)
 	return s
 }
+
+// Stop stops slapd (a directory gone away); the test's end does too.
+func (s *Server) Stop() { s.stop() }
 
 // Modify applies ldif as the root account with ldapmodify -a: entries
 // without a changetype are added.

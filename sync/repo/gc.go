@@ -152,6 +152,9 @@ func (r *Repo) GCLoop(ctx context.Context, every time.Duration) {
 		if _, err := r.GC(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("automatic garbage collection failed", "err", err)
 		}
+		if _, err := r.PruneTokens(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("pruning old token records failed", "err", err)
+		}
 	}
 }
 

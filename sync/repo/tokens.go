@@ -242,6 +242,49 @@ func (r *Repo) RevokeToken(ctx context.Context, id, owner string) (api.TokenInfo
 // cannot tell which is meant.
 var ErrConflictingID = errors.New("ambiguous token ID")
 
+// TokenRecordKeep is how long the record of a revoked or expired token is
+// kept: refusals name whose token it was, and dvfs token list --all shows
+// it, for that long.
+const TokenRecordKeep = 30 * 24 * time.Hour
+
+// PruneTokens deletes the records of tokens revoked or expired more than
+// TokenRecordKeep ago (logins make a token each, so they pile up), and
+// returns how many it deleted.
+func (r *Repo) PruneTokens(ctx context.Context) (int, error) {
+	cutoff := r.now().Add(-TokenRecordKeep)
+	var ops []blockstore.MetaOp
+	err := r.store.ListMeta(ctx, prefixTokens, func(key string, b []byte) error {
+		info, err := decodeToken(key, b)
+		if err != nil {
+			return nil // not ours to judge; Authenticate refuses it
+		}
+		ended := info.Revoked
+		if ended.IsZero() || !info.Expires.IsZero() && info.Expires.Before(ended) {
+			ended = info.Expires
+		}
+		if !ended.IsZero() && ended.Before(cutoff) {
+			ops = append(ops, blockstore.MetaOp{Key: key, Check: true, Old: bytes.Clone(b)})
+		}
+		return nil
+	})
+	if err != nil || len(ops) == 0 {
+		return 0, err
+	}
+	// A record changed since (revoked again) keeps its place until next
+	// time: the Check fails the batch, which is tried one by one.
+	if err := r.store.CommitMeta(ctx, ops...); err != nil {
+		n := 0
+		for _, op := range ops {
+			if r.store.CommitMeta(ctx, op) == nil {
+				n++
+			}
+		}
+		return n, nil
+	}
+	r.log.Info("pruned old token records", "deleted", len(ops))
+	return len(ops), nil
+}
+
 // HasTokens reports whether any token exists.
 func (r *Repo) HasTokens(ctx context.Context) (bool, error) {
 	found := false

@@ -116,3 +116,33 @@ func TestOldTokenRecordReadable(t *testing.T) {
 		t.Fatalf("after revoking: %v", err)
 	}
 }
+
+func TestPruneTokens(t *testing.T) {
+	r, _, now := newRepo(t)
+	ctx := context.Background()
+	issue := func(name string, life time.Duration) string {
+		_, info, err := r.IssueToken(ctx, TokenSpec{Name: name, Role: api.RoleUser, Lifetime: life})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.TokenID
+	}
+	issue("forever", 0)
+	issue("day", 24*time.Hour)
+	revoked := issue("revoked", 0)
+	issue("year", 365*24*time.Hour)
+	if _, err := r.RevokeToken(ctx, revoked, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.PruneTokens(ctx); err != nil || n != 0 {
+		t.Fatalf("pruned %d, %v; want none yet", n, err)
+	}
+	*now = now.Add(TokenRecordKeep + 2*24*time.Hour)
+	if n, err := r.PruneTokens(ctx); err != nil || n != 2 {
+		t.Fatalf("pruned %d, %v; want the expired and the revoked", n, err)
+	}
+	all, err := r.ListTokens(ctx, "", true)
+	if err != nil || len(all) != 2 || all[0].Name == "day" || all[1].Name == "day" || all[0].Name == "revoked" || all[1].Name == "revoked" {
+		t.Fatalf("left: %v %+v", err, all)
+	}
+}

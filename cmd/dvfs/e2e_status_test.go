@@ -16,12 +16,7 @@ import (
 // (the mount learns who asks from the status socket, SO_PEERCRED), and
 // root sees them all.
 func TestStatusShowsOnlyCallersClones(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI runs as root: this test runs status as another user")
-		}
-		t.Skip("needs root to run dvfs status as another user (this never skips in CI)")
-	}
+	requireRoot(t, "to run dvfs status as another user")
 	s := startServer(t, t.TempDir())
 	work := t.TempDir()
 	m := s.startMount(t, filepath.Join(work, "cache"), filepath.Join(work, "mnt"))

@@ -16,12 +16,7 @@ import (
 // through its status socket: the request is refused with a clear message,
 // the mount logs who asked, and goes on serving.
 func TestUnmountRequestFromAnotherUserRefused(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI runs as root: this test asks as another user")
-		}
-		t.Skip("needs root to ask as another user (this never skips in CI)")
-	}
+	requireRoot(t, "to ask as another user")
 	s := startServer(t, t.TempDir())
 	work := t.TempDir()
 	m := s.startMount(t, filepath.Join(work, "cache"), filepath.Join(work, "mnt"))
@@ -90,3 +85,15 @@ func main() {
 	fmt.Println(resp.StatusCode, string(b))
 }
 `
+
+// requireRoot skips a test that needs root for why, except in CI, which
+// runs as root: there it fails.
+func requireRoot(t *testing.T, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI runs as root, and this test needs root %s", why)
+		}
+		t.Skipf("needs root %s (this never skips in CI)", why)
+	}
+}

@@ -53,21 +53,25 @@ func (f *fsys) Getattr(p string, st *fuse.Stat_t, fh uint64) int {
 	return 0
 }
 
-// fillStat turns the core's attributes into stat's.
+// fillStat turns the core's attributes into stat's. The core keeps no
+// birth time; WinFsp shows st_birthtim as the creation time, so it is
+// the modification time, as rclone's cmount gives it (zero would show
+// as 1970).
 func fillStat(st *fuse.Stat_t, a fs.Attr) {
 	*st = fuse.Stat_t{
-		Ino:     a.Ino,
-		Mode:    fs.UnixMode(a.Mode),
-		Nlink:   a.Nlink,
-		Uid:     a.UID,
-		Gid:     a.GID,
-		Rdev:    a.Rdev,
-		Size:    a.Size,
-		Atim:    fuse.NewTimespec(a.ATime),
-		Mtim:    fuse.NewTimespec(a.MTime),
-		Ctim:    fuse.NewTimespec(a.CTime),
-		Blksize: fs.IOBlockSize,
-		Blocks:  a.Blocks,
+		Ino:      a.Ino,
+		Mode:     fs.UnixMode(a.Mode),
+		Nlink:    a.Nlink,
+		Uid:      a.UID,
+		Gid:      a.GID,
+		Rdev:     a.Rdev,
+		Size:     a.Size,
+		Atim:     fuse.NewTimespec(a.ATime),
+		Mtim:     fuse.NewTimespec(a.MTime),
+		Ctim:     fuse.NewTimespec(a.CTime),
+		Birthtim: fuse.NewTimespec(a.MTime),
+		Blksize:  fs.IOBlockSize,
+		Blocks:   a.Blocks,
 	}
 }
 

@@ -52,6 +52,7 @@ func Mount(mountpoint string, core *fs.FS, opts Options) (*Server, error) {
 	case <-s.done:
 		return nil, fmt.Errorf("mount %s: cgofuse could not mount (options %q; libfuse's reason is on stderr)", mountpoint, args)
 	}
+	waitVisible(mountpoint, opts.Logger)
 	if opts.ReadAhead == 0 {
 		opts.ReadAhead = fs.DefaultReadAhead
 	}

@@ -128,6 +128,19 @@ func decodeToken(key string, b []byte) (api.TokenInfo, error) {
 	return info, nil
 }
 
+// validRecord checks what a stored record says beyond its name: a record
+// with a role or a source this server does not know speaks for no one
+// (an unknown source would escape the directory's re-check).
+func validRecord(info api.TokenInfo) error {
+	if info.Role != api.RoleAdmin && info.Role != api.RoleUser {
+		return fmt.Errorf("role %q", info.Role)
+	}
+	if info.Source != api.SourceLocal && info.Source != api.SourceDirectory {
+		return fmt.Errorf("source %q", info.Source)
+	}
+	return nil
+}
+
 // Authenticate returns the principal of a token. A revoked or expired
 // token is refused with ErrTokenRevoked or ErrTokenExpired, and the
 // principal it spoke for, so that the refusal can name who. Nothing is
@@ -152,6 +165,9 @@ func (r *Repo) Authenticate(ctx context.Context, token string) (Principal, error
 	// the metadata and a directory on workstations, so it serves no one.
 	if err := api.ValidPrincipalName(info.Name); err != nil {
 		return Principal{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	if err := validRecord(info); err != nil {
+		return Principal{}, fmt.Errorf("%w: token %s: %v", ErrBadToken, info.TokenID, err)
 	}
 	p := info.Principal
 	switch {

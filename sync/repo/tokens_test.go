@@ -146,3 +146,35 @@ func TestPruneTokens(t *testing.T) {
 		t.Fatalf("left: %v %+v", err, all)
 	}
 }
+
+// FuzzTokenRecord: whatever a token's stored record holds, Authenticate
+// neither panics nor lets in a principal with a bad name, role or source.
+func FuzzTokenRecord(f *testing.F) {
+	f.Add([]byte(`{"name":"carol","role":"admin","created":"2025-01-02T03:04:05Z"}`))
+	f.Add([]byte(`{"name":"bob","role":"user","created":"2026-11-22T08:00:00Z","expires":"2026-11-23T08:00:00Z","source":"directory"}`))
+	f.Add([]byte(`{"name":"bob","role":"user","revoked":"2026-11-22T07:00:00Z"}`))
+	f.Add([]byte(`{"name":"../x","role":"user"}`))
+	f.Add([]byte(`{"name":"bob","role":"root"}`))
+	f.Add([]byte(`{"name":"bob","role":"user","source":"kerberos"}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		r, st, _ := newRepo(t)
+		ctx := context.Background()
+		const tok = "dvfs_fuzz"
+		if err := st.CommitMeta(ctx, blockstore.MetaOp{Key: tokenKey(tok), Value: rec}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := r.Authenticate(ctx, tok)
+		if err != nil {
+			return
+		}
+		if api.ValidPrincipalName(p.Name) != nil || (p.Role != api.RoleAdmin && p.Role != api.RoleUser) ||
+			(p.Source != api.SourceLocal && p.Source != api.SourceDirectory) || len(p.TokenID) != api.TokenIDLen {
+			t.Fatalf("record %q let in %+v", rec, p)
+		}
+		if _, err := r.ListTokens(ctx, "", true); err != nil {
+			t.Fatalf("a record Authenticate takes does not list: %v", err)
+		}
+	})
+}

@@ -228,7 +228,7 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	if c.tlsCert != "" {
 		scheme = "https"
 	} else if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
-		g.log.Warn("serving plain HTTP beyond loopback: tokens cross the network in the clear; give --tls-cert and --tls-key")
+		g.log.Warn("serving plain HTTP beyond loopback: tokens (and dvfs login's passwords) cross the network in the clear; give --tls-cert and --tls-key")
 	}
 	g.log.Info("serving", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "data", c.data, "key_id", pubKey)
 

@@ -27,6 +27,10 @@ Each user sets their token once (or the admin does, in their profile):
 
     setx DVFS_TOKEN <the token from: dvfs token create --role user NAME>
 
+or, a directory user, logs in once (the token goes to %AppData%\dvfs\token):
+
+    dvfs.exe login
+
 .PARAMETER Server
 The dvfs server's URL, set machine-wide as DVFS_SERVER.
 

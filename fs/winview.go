@@ -38,6 +38,11 @@ var (
 // windowsView says whether directories show Windows names.
 func (fsys *FS) windowsView() bool { return fsys.cfg.MapNames || fsys.cfg.CaseInsensitive }
 
+// MapsNames says whether names Win32 cannot open show mapped
+// (Config.MapNames): an adapter whose host maps some of them itself
+// undoes that first.
+func (fsys *FS) MapsNames() bool { return fsys.cfg.MapNames }
+
 // CaseInsensitive says whether names are found whatever their case
 // (Config.CaseInsensitive): an adapter tells its host so.
 func (fsys *FS) CaseInsensitive() bool { return fsys.cfg.CaseInsensitive }

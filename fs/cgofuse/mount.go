@@ -33,7 +33,8 @@ func Mount(mountpoint string, core *fs.FS, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &fsys{core: core, log: opts.Logger, ready: make(chan struct{}), handles: map[uint64]*handle{}}
+	f := &fsys{core: core, log: opts.Logger, ready: make(chan struct{}), handles: map[uint64]*handle{},
+		fromWinFsp: runtime.GOOS == "windows" && core.MapsNames()}
 	host := fuse.NewFileSystemHost(f)
 	// The core's inode numbers, as go-fuse shows them: hard links share
 	// one, and getdents shows each entry's.
@@ -93,6 +94,9 @@ type fsys struct {
 	log   *slog.Logger
 	ready chan struct{} // closed by Init
 	once  sync.Once
+	// fromWinFsp: paths come from WinFsp, which maps forbidden
+	// characters itself, to a core that does too.
+	fromWinFsp bool
 
 	mu      sync.RWMutex // guards the fields below
 	handles map[uint64]*handle

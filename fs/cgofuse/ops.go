@@ -21,19 +21,40 @@ import (
 
 func (f *fsys) Init() { f.once.Do(func() { close(f.ready) }) }
 
+// path is the core's path for a path the host passes: WinFsp's own
+// mapping of forbidden characters undone (fromWinFsp) where the core maps
+// names itself.
+func (f *fsys) path(p string) string {
+	if f.fromWinFsp {
+		return fromWinFsp(p)
+	}
+	return p
+}
+
+// walk returns the node at the host's path p.
+func (f *fsys) walk(p string) (fs.Node, error) {
+	return f.core.Walk(context.Background(), f.path(p))
+}
+
+// walkParent returns the directory holding the last name of the host's
+// path p, and that name.
+func (f *fsys) walkParent(p string) (fs.Dir, string, error) {
+	return f.core.WalkParent(context.Background(), f.path(p))
+}
+
 // node returns the core node of fh if it is an open file (its node
 // stays right when the path has changed), else the node at p.
 func (f *fsys) node(p string, fh uint64) (fs.Node, error) {
 	if h := f.handle(fh); h != nil {
 		return h.node, nil
 	}
-	return f.core.Walk(context.Background(), p)
+	return f.walk(p)
 }
 
 // Getpath tells a case-insensitive host (WinFsp) the path p names as the
 // mount shows it: the case of each name as stored, and names mapped.
 func (f *fsys) Getpath(p string, fh uint64) (int, string) {
-	shown, err := f.core.ShownPath(context.Background(), p)
+	shown, err := f.core.ShownPath(context.Background(), f.path(p))
 	if err != nil {
 		return f.errc("getpath", err), ""
 	}
@@ -76,7 +97,7 @@ func fillStat(st *fuse.Stat_t, a fs.Attr) {
 }
 
 func (f *fsys) Access(p string, mask uint32) int {
-	n, err := f.core.Walk(context.Background(), p)
+	n, err := f.walk(p)
 	if err != nil {
 		return f.errc("access", err)
 	}
@@ -92,7 +113,7 @@ func (f *fsys) Access(p string, mask uint32) int {
 }
 
 func (f *fsys) Readlink(p string) (int, string) {
-	n, err := f.core.Walk(context.Background(), p)
+	n, err := f.walk(p)
 	if err != nil {
 		return f.errc("readlink", err), ""
 	}
@@ -108,7 +129,7 @@ func (f *fsys) Readlink(p string) (int, string) {
 }
 
 func (f *fsys) Opendir(p string) (int, uint64) {
-	n, err := f.core.Walk(context.Background(), p)
+	n, err := f.walk(p)
 	if err != nil {
 		return f.errc("opendir", err), 0
 	}
@@ -125,7 +146,7 @@ func (f *fsys) Releasedir(p string, fh uint64) int { return 0 }
 // "..".
 func (f *fsys) Readdir(p string, fill func(string, *fuse.Stat_t, int64) bool, ofst int64, fh uint64) int {
 	ctx := context.Background()
-	n, err := f.core.Walk(ctx, p)
+	n, err := f.walk(p)
 	if err != nil {
 		return f.errc("readdir", err)
 	}
@@ -143,7 +164,7 @@ func (f *fsys) Readdir(p string, fill func(string, *fuse.Stat_t, int64) bool, of
 	}
 	up := self
 	if dir := path.Dir(p); dir != p {
-		if pn, err := f.core.Walk(ctx, dir); err == nil {
+		if pn, err := f.walk(dir); err == nil {
 			up, _ = pn.Attr(ctx)
 		}
 	}
@@ -234,7 +255,7 @@ func (f *fsys) Truncate(p string, size int64, fh uint64) int {
 
 // mutable walks to the parent directory of p, which must take changes.
 func (f *fsys) mutable(p string) (fs.MutableDir, string, error) {
-	d, name, err := f.core.WalkParent(context.Background(), p)
+	d, name, err := f.walkParent(p)
 	if err != nil {
 		return nil, "", err
 	}
@@ -270,7 +291,7 @@ func (f *fsys) Symlink(target, p string) int {
 }
 
 func (f *fsys) Link(oldpath, newpath string) int {
-	t, err := f.core.Walk(context.Background(), oldpath)
+	t, err := f.walk(oldpath)
 	if err != nil {
 		return f.errc("link", err)
 	}
@@ -307,7 +328,7 @@ func (f *fsys) Rename3(oldpath, newpath string, flags uint32) int {
 	if err != nil {
 		return f.errc("rename", err)
 	}
-	nd, newName, err := f.core.WalkParent(context.Background(), newpath)
+	nd, newName, err := f.walkParent(newpath)
 	if err != nil {
 		return f.errc("rename", err)
 	}
@@ -342,7 +363,7 @@ func openFlags(fl int) int {
 // (FOPEN_KEEP_CACHE), as fs/gofuse tells it: templates never change, and
 // a clone changes only through this mount.
 func (f *fsys) OpenEx(p string, fi *fuse.FileInfo_t) int {
-	n, err := f.core.Walk(context.Background(), p)
+	n, err := f.walk(p)
 	if err != nil {
 		return f.errc("open", err)
 	}
@@ -441,7 +462,7 @@ func (f *fsys) Fsync(p string, datasync bool, fh uint64) int {
 // Fsyncdir commits a directory's own pending attribute changes, its
 // entries being durable already.
 func (f *fsys) Fsyncdir(p string, datasync bool, fh uint64) int {
-	n, err := f.core.Walk(context.Background(), p)
+	n, err := f.walk(p)
 	if err != nil {
 		return f.errc("fsync", err)
 	}

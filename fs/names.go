@@ -7,17 +7,17 @@ package fs
 // in case. Such a name is shown mapped, reversibly, and a name made
 // through the mount is mapped back, so what is stored keeps its bytes.
 //
-// The mapping is Interix's, which Cygwin took up and WinFsp's own
-// examples follow: a forbidden ASCII character c is shown as the
-// private-use character U+F000+c, and "when reading filenames, all
-// characters with a value of 0xf0xx are simply transformed back"
-// (Corinna Vinschen, cygwin-developers, 2008-03-11,
+// The mapping is Interix's, which Cygwin took up: a forbidden ASCII
+// character c is shown as the private-use character U+F000+c, and "when
+// reading filenames, all characters with a value of 0xf0xx are simply
+// transformed back" (Corinna Vinschen, cygwin-developers, 2008-03-11,
 // https://sourceware.org/pipermail/cygwin-developers/2008-March/008472.html;
-// Cygwin's user guide, "Special characters in filenames"). Samba's catia
-// and fruit modules map the same characters into the same range, so a
-// name copied between such shares and a dvfs mount keeps its meaning.
-// dvfs extends the scheme so that every stored name has exactly one shown
-// name and back (fuzzed in names_test.go):
+// Cygwin's user guide, "Special characters in filenames"). WinFsp's FUSE
+// layer maps 0x01-0x1F and `"*:<>?\|` the same way (FspPosixInvalidPathChars
+// in its src/shared/ku/posix.c; fs/cgofuse undoes that on the way in), so
+// a name copied between a Cygwin or WinFsp file system and a dvfs mount
+// keeps its meaning. dvfs extends the scheme so that every stored name
+// has exactly one shown name and back (fuzzed in names_test.go):
 //
 //	U+F001..U+F0FF   byte c: an ASCII character Windows forbids here, or
 //	                 a byte that is not UTF-8

@@ -25,6 +25,7 @@ type FS struct {
 	root      *rootDir
 	templates *templatesDir
 	clones    *clonesDir
+	rootNames *nameIndex // the root's Windows names; nil without them
 
 	// spaces hands out inode number spaces, one per template view and
 	// per clone.
@@ -77,6 +78,10 @@ func New(cfg Config) (*FS, error) {
 	fsys.root = &rootDir{fsys}
 	fsys.templates = &templatesDir{fsys: fsys}
 	fsys.clones = &clonesDir{fsys: fsys}
+	if fsys.rootNames = fsys.newNameIndex(); fsys.rootNames != nil {
+		fsys.rootNames.add("clones")
+		fsys.rootNames.add("templates")
+	}
 	if cfg.FlushInterval > 0 {
 		fsys.done.Go(func() { fsys.flushLoop(cfg.FlushInterval) })
 	}

@@ -32,10 +32,7 @@ func (d *rootDir) Lookup(ctx context.Context, name string) (Node, error) {
 }
 
 func (d *rootDir) index(ctx context.Context) (*nameIndex, func(), error) {
-	x := d.fsys.newNameIndex()
-	x.add("clones")
-	x.add("templates")
-	return x, func() {}, nil
+	return d.fsys.rootNames, func() {}, nil
 }
 
 func (d *rootDir) ReadDir(ctx context.Context) ([]DirEntry, error) {

@@ -404,8 +404,8 @@ var sealedRE = regexp.MustCompile(`msg="clone sealed" clone=lab .*new_blocks=(\d
 // the next against the blocks of the generation before; a second
 // workstation reads exactly what was written. The template is in the
 // cache first, so the first seal also hashes and keeps only the sectors
-// written (the cache's sector chaining values); the second seals the
-// blocks written again whole.
+// written (the cache's sector chaining values), and the second those of
+// the blocks written again (the chaining values the first seal kept).
 func TestSmallWritesTravelAsDeltas(t *testing.T) {
 	s := startServer(t, t.TempDir())
 	tmpl := publishBase(t, s, "lab")
@@ -464,8 +464,10 @@ func TestSmallWritesTravelAsDeltas(t *testing.T) {
 	if len(seals) < 2 {
 		t.Fatalf("%d seals with new blocks logged, want 2:\n%s", len(seals), a.log)
 	}
-	if first := seals[0]; first[1] != first[0] {
-		t.Fatalf("first seal: %d of %d blocks as sectors alone; want all", first[1], first[0])
+	for i, sl := range seals {
+		if sl[1] != sl[0] {
+			t.Fatalf("seal %d: %d of %d blocks as sectors alone; want all", i+1, sl[1], sl[0])
+		}
 	}
 	b := s.startMount(t, filepath.Join(work, "cacheB"), filepath.Join(work, "mntB"))
 	if got := fileSum(t, filepath.Join(b.dir, "clones", "lab", "disk.vmdk")); got != want {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -23,7 +24,15 @@ type idOK struct {
 	id   blockstore.ID
 	ok   bool
 	full bool // the block was a whole block long
+	// cvs are the block's sector chaining values when it was sealed from
+	// its sectors (nil otherwise, or past maxKnownCVs): the next seal of
+	// the block, against it, can then hash only the sectors written since.
+	cvs []byte
 }
+
+// maxKnownCVs bounds the sealed blocks of a clone whose chaining values
+// are kept between seals (512 bytes each for 64 KiB blocks): 32 MiB.
+const maxKnownCVs = 1 << 16
 
 // sealed is a sealed generation: its tree, and the outbox file ("" for
 // none) that holds the blocks no earlier seal made, durably.
@@ -78,13 +87,16 @@ const sealWorkers = 2
 
 // blockJob is a changed local block for the seal's workers to read.
 type blockJob struct {
-	path  string
-	ino   uint64
-	b     int64 // block index
-	l     int64 // its length
-	d     delta // how it differs from a block the server has, if known
-	id    *blockstore.ID
-	known *idOK
+	path string
+	ino  uint64
+	b    int64 // block index
+	l    int64 // its length
+	d    delta // how it differs from a block the server has, if known
+	// baseCVs are d.base's sector chaining values when the last seal kept
+	// them (d.base is that seal's block); else the cache is asked.
+	baseCVs []byte
+	id      *blockstore.ID
+	known   *idOK
 }
 
 // build makes the manifest of the sealed entries; the blocks it reads go
@@ -134,24 +146,35 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, r Reader, ob *outb
 	} else {
 		cvs = nil
 	}
+	var kept atomic.Int64 // blocks whose chaining values next keeps
 	// sectors seals job j from its delta's sectors, if it can: ok is
 	// false when the block must be read whole instead.
 	sectors := func(ctx context.Context, j blockJob, rec []byte, scratch *[]byte) (id blockstore.ID, ok bool, err error) {
 		if !j.d.ok() || j.l != bs || j.d.sectorSize != blockstore.CVSector {
 			return id, false, nil
 		}
-		base, err := cvs.SectorCVs(ctx, j.d.base, (*scratch)[:0])
-		if err != nil {
-			return id, false, ctx.Err()
+		base := j.baseCVs
+		if base == nil {
+			var err error
+			if base, err = cvs.SectorCVs(ctx, j.d.base, (*scratch)[:0]); err != nil {
+				return id, false, ctx.Err()
+			}
+			*scratch = base
 		}
-		*scratch = base
 		sec, err := r.ReadSectors(j.ino, j.b, j.d.mask, rec[:outboxRecHdr])
 		if err != nil {
 			return id, false, ctx.Err()
 		}
-		id, _, err = blockstore.SumReplaced(nil, base, j.d.mask, sec[outboxRecHdr:])
+		keep := kept.Add(1) <= maxKnownCVs
+		if !keep {
+			kept.Add(-1)
+		}
+		id, newCVs, err := blockstore.SumReplaced(nil, base, j.d.mask, sec[outboxRecHdr:])
 		if err != nil {
 			return id, false, nil
+		}
+		if keep {
+			j.known.cvs = newCVs
 		}
 		if id == zero {
 			return blockstore.Hole, true, nil
@@ -175,7 +198,8 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, r Reader, ob *outb
 						return fmt.Errorf("%s block %d: %w", j.path, j.b, err)
 					}
 					if ok {
-						*j.id, *j.known = id, idOK{id, true, true}
+						*j.id = id
+						j.known.id, j.known.ok, j.known.full = id, true, true
 						continue
 					}
 				}
@@ -194,7 +218,7 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, r Reader, ob *outb
 				if err != nil {
 					return err
 				}
-				*j.id, *j.known = id, idOK{id, true, j.l == bs}
+				*j.id, *j.known = id, idOK{id: id, ok: true, full: j.l == bs}
 			}
 			return nil
 		})
@@ -243,6 +267,9 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, r Reader, ob *outb
 					di, isDirty := dirty[b]
 					if !isDirty && b < int64(len(prev)) && prev[b].ok {
 						ids[b] = prev[b]
+						if prev[b].cvs != nil {
+							kept.Add(1)
+						}
 						f.Blocks[b] = prev[b].id
 						continue
 					}
@@ -250,8 +277,12 @@ func (c *cloneWB) build(ctx context.Context, entries []Entry, r Reader, ob *outb
 					if isDirty && l == bs {
 						d = e.delta(di, b, bs, prev, bf)
 					}
+					var baseCVs []byte
+					if d.ok() && b < int64(len(prev)) && prev[b].ok && d.base == prev[b].id {
+						baseCVs = prev[b].cvs
+					}
 					select {
-					case jobs <- blockJob{path: e.Path, ino: e.Ino, b: b, l: l, d: d, id: &f.Blocks[b], known: &ids[b]}:
+					case jobs <- blockJob{path: e.Path, ino: e.Ino, b: b, l: l, d: d, baseCVs: baseCVs, id: &f.Blocks[b], known: &ids[b]}:
 					case <-gctx.Done():
 						return gctx.Err()
 					}

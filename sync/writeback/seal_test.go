@@ -193,7 +193,7 @@ func TestEntryDelta(t *testing.T) {
 	const bs, ss = 65536, 4096
 	prevID, baseID := blockstore.Sum([]byte("prev")), blockstore.Sum([]byte("base"))
 	bf := &manifest.File{Size: 4 * bs, Blocks: []blockstore.ID{baseID, baseID, blockstore.Hole, baseID}}
-	prev := []idOK{{prevID, true, true}, {}, {prevID, true, false}, {}}
+	prev := []idOK{{id: prevID, ok: true, full: true}, {}, {id: prevID, ok: true, full: false}, {}}
 	for _, tc := range []struct {
 		name    string
 		b       int64

@@ -143,6 +143,36 @@ func TestSealSectorsOnly(t *testing.T) {
 	if err != nil || recs != 5 {
 		t.Fatalf("scan: %v, %d records", err, recs)
 	}
+	// Blocks 0 and 1 written again in one more sector each: the next
+	// seal goes against the blocks the first sealed, from the chaining
+	// values it kept, reading only the new sectors.
+	first := []blockstore.ID{f.Blocks[0], f.Blocks[1]}
+	ov.dirty, dirty, local = []int64{0, 1}, []uint64{1 << 15, 1 << 14}, []uint64{local[0] | 1<<15, local[1] | 1<<14}
+	copy(ov.blocks[0][15*blockstore.CVSector:], testBlock(23, 0, blockstore.CVSector))
+	copy(ov.blocks[1][14*blockstore.CVSector:], testBlock(23, 1, blockstore.CVSector))
+	ov.reads.Store(0)
+	s2, err := c.seal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if got, want := s2.m.Files[0].Blocks[i], blockstore.Sum(ov.blocks[i]); got != want {
+			t.Fatalf("second seal, block %d: ID %s, want %s", i, got.Short(), want.Short())
+		}
+	}
+	if s2.sectorsOnly != 2 || ov.reads.Load() != 0 {
+		t.Fatalf("second seal: %d blocks as sectors, %d whole reads; want 2, 0", s2.sectorsOnly, ov.reads.Load())
+	}
+	err = ob.scan(ctx, s2.file, func(id blockstore.ID, plain []byte, d delta) error {
+		if d.whole != bs || d.base != first[0] && d.base != first[1] || bits.OnesCount64(d.mask) != 1 || len(plain) != blockstore.CVSector {
+			t.Fatalf("second seal's record: base %s mask %x whole %d, %d bytes", d.base.Short(), d.mask, d.whole, len(plain))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// A base the cache no longer holds: the rebuild says so, and loses
 	// nothing (the record stays for a retry).
 	delete(src.blocks, bf.Blocks[0])

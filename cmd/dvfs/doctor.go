@@ -178,6 +178,9 @@ func checkCacheSpace(c doctorConfig) finding {
 	return f
 }
 
+// tokenExpiryWarning: a token that expires sooner is a warning.
+const tokenExpiryWarning = 3 * 24 * time.Hour
+
 func serverFinding(g *globals, who api.Principal, err error) finding {
 	f := finding{Check: "server"}
 	server := g.server
@@ -186,6 +189,9 @@ func serverFinding(g *globals, who api.Principal, err error) finding {
 	}
 	var he *client.HTTPError
 	switch {
+	case err == nil && !who.Expires.IsZero() && time.Until(who.Expires) < tokenExpiryWarning:
+		f.Verdict, f.Detail, f.Fix = verdictWarn, fmt.Sprintf("%s answers; the token is %s's (%s) and expires %s", server, who.Name, who.Role,
+			who.Expires.Local().Format(time.DateTime)), "log in again (dvfs login), or get a new token from an admin (dvfs token create)"
 	case err == nil:
 		f.Verdict, f.Detail = verdictOK, fmt.Sprintf("%s answers; the token is %s's (%s)", server, who.Name, who.Role)
 	case server == "":

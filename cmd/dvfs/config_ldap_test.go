@@ -5,12 +5,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 )
 
 // TestConfigLDAPTable: [ldap] keys set dvfs serve's --ldap-* flags, and an
 // --ldap-* flag in [serve] is sent to [ldap].
 func TestConfigLDAPTable(t *testing.T) {
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	path := filepath.Join(dir, "dvfs.toml")
 	os.WriteFile(path, []byte(`[serve]
 data = "/srv/dvfs"

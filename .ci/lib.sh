@@ -48,6 +48,17 @@ ensure_go() {
 	go_ok || { echo "could not get Go $GO_WANT" >&2; exit 1; }
 }
 
+# go_tool installs the Go program NAME from PKG at VERSION into ~/go/bin
+# (on PATH after ensure_go), unless that version is there already.
+go_tool() {
+	local name=$1 pkg=$2 version=$3 bin="$HOME/go/bin/$1"
+	if [ -x "$bin" ] && go version -m "$bin" 2>/dev/null | grep -q "^[[:space:]]mod[[:space:]].*[[:space:]]$version[[:space:]]"; then
+		return 0
+	fi
+	log "installing $name $version"
+	(cd / && GOBIN="$HOME/go/bin" go install "$pkg@$version")
+}
+
 # ensure_deps installs the packages the tests and the demo use.
 ensure_deps() {
 	ensure_go

@@ -78,12 +78,12 @@ func decodeEntry(b []byte) (entry, error) {
 	}
 	copy(e.pack[:], b[1:])
 	b = b[1+packIDLen:]
-	off, k := binary.Uvarint(b)
+	off, k := uvarint(b)
 	if k <= 0 || off >= maxPackSize {
 		return bad("bad offset")
 	}
 	b = b[k:]
-	n, k := binary.Uvarint(b)
+	n, k := uvarint(b)
 	if k <= 0 || n == 0 || n > maxFrame || off+n > maxPackSize {
 		return bad("bad length")
 	}
@@ -97,4 +97,14 @@ func decodeEntry(b []byte) (entry, error) {
 	}
 	e.off, e.n, e.header = int64(off), int64(n), append([]byte(nil), h...)
 	return e, nil
+}
+
+// uvarint is binary.Uvarint that also refuses a value not in its shortest
+// form, so that an entry has one encoding only.
+func uvarint(b []byte) (uint64, int) {
+	v, k := binary.Uvarint(b)
+	if k > 0 && k != len(binary.AppendUvarint(nil, v)) {
+		return 0, -1
+	}
+	return v, k
 }

@@ -242,12 +242,12 @@ func decodePackRecord(b []byte) (packRecord, error) {
 		return r, fmt.Errorf("%w: pack record: bad state", blockstore.ErrCorrupt)
 	}
 	r.committed = b[0] == 1
-	size, k := binary.Uvarint(b[1:])
+	size, k := uvarint(b[1:])
 	if k <= 0 || size > maxPackSize {
 		return r, fmt.Errorf("%w: pack record: bad size", blockstore.ErrCorrupt)
 	}
 	born, k2 := binary.Varint(b[1+k:])
-	if k2 <= 0 || 1+k+k2 != len(b) {
+	if k2 <= 0 || 1+k+k2 != len(b) || k2 != len(binary.AppendVarint(nil, born)) {
 		return r, fmt.Errorf("%w: pack record: bad time", blockstore.ErrCorrupt)
 	}
 	r.size, r.born = int64(size), time.Unix(born, 0)

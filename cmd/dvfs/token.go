@@ -39,8 +39,9 @@ unless --expires says when (e.g. 12h, 90d); dvfs token revoke ends it sooner.`,
 			if err != nil {
 				return err
 			}
+			// The token alone: scripts take it as it is
+			// (dvfs token list shows its ID and expiry).
 			fmt.Println(res.Token)
-			fmt.Fprintf(os.Stderr, "token %s for %s (%s), expires %s\n", res.ID, res.Name, res.Role, expiry(res.Expires))
 			return nil
 		},
 	}

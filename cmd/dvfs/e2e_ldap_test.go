@@ -78,14 +78,15 @@ func (u *ldapUser) eventually(what string, check func(out string, err error) boo
 	}
 }
 
-// TestLDAPLogin runs dvfs serve against a real OpenLDAP: users log in
+// TestLDAPLogin runs dvfs serve against a real OpenLDAP (over StartTLS,
+// trusting the test's CA): users log in
 // with their directory password, act with the token dvfs login stored,
 // an admin is whoever is in the admin group (and stops being one when
 // taken out), groups from the directory share clones, a disabled user's
 // token stops working, a wrong password is refused and logged by name,
 // and a revoked token is refused.
 func TestLDAPLogin(t *testing.T) {
-	dir := ldaptest.Start(t)
+	dir := ldaptest.StartTLS(t)
 	dir.Modify(ldaptest.UserLDIF("alice", "alice-pw") + ldaptest.UserLDIF("bob", "bob-pw") + ldaptest.UserLDIF("carol", "carol-pw"))
 	dir.Modify(ldaptest.GroupLDIF("dvfs-admins", "alice", "carol") + ldaptest.GroupLDIF("cs101", "alice", "bob"))
 	tmp := t.TempDir()
@@ -94,6 +95,8 @@ func TestLDAPLogin(t *testing.T) {
 	config := filepath.Join(tmp, "dvfs.toml")
 	os.WriteFile(config, []byte(fmt.Sprintf(`[ldap]
 url = %q
+start-tls = true
+ca-cert = %q
 bind-dn = %q
 bind-password-file = %q
 base-dn = %q
@@ -102,7 +105,7 @@ disabled-filter = "(employeeType=disabled)"
 admin-group = "cn=dvfs-admins,%s"
 recheck = "1s"
 token-expires = "12h"
-`, dir.URL, ldaptest.RootDN, pwFile, ldaptest.People, ldaptest.Groups)), 0o600)
+`, dir.URL, dir.CACert, ldaptest.RootDN, pwFile, ldaptest.People, ldaptest.Groups)), 0o600)
 	s := startServerAt(t, filepath.Join(tmp, "data"), "127.0.0.1:0", "--config", config)
 	publishRandom(t, s, "xp", 1<<20, 1)
 

@@ -153,3 +153,37 @@ func TestConfigChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// StartTLS and ldaps:// with the directory's CA; without it, the
+// directory's certificate is not trusted and nothing is sent.
+func TestDirectoryTLS(t *testing.T) {
+	s := ldaptest.StartTLS(t)
+	s.Modify(ldaptest.UserLDIF("bob", "bob-pw") + ldaptest.GroupLDIF("dvfs-admins", "bob"))
+	ctx := context.Background()
+	startTLS := config(s)
+	startTLS.StartTLS, startTLS.CACert = true, s.CACert
+	ldaps := config(s)
+	ldaps.URL, ldaps.CACert = s.TLSURL, s.CACert
+	untrusted := config(s)
+	untrusted.URL = s.TLSURL
+	for name, c := range map[string]struct {
+		cfg ldapauth.Config
+		ok  bool
+	}{
+		"starttls":             {startTLS, true},
+		"ldaps":                {ldaps, true},
+		"ldaps without the CA": {untrusted, false},
+	} {
+		d, err := ldapauth.New(c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		role, _, err := d.Login(ctx, "bob", "bob-pw")
+		switch {
+		case c.ok && (err != nil || role != api.RoleAdmin):
+			t.Errorf("%s: %q %v", name, role, err)
+		case !c.ok && (err == nil || isRefused(err)):
+			t.Errorf("%s: %v, want a failure that is no refusal", name, err)
+		}
+	}
+}

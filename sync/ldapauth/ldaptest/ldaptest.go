@@ -6,7 +6,14 @@ package ldaptest
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -29,9 +36,13 @@ const (
 // Server is a running slapd.
 type Server struct {
 	// URL is ldap://127.0.0.1:PORT.
-	URL  string
-	t    testing.TB
-	stop func()
+	URL string
+	// With StartTLS: TLSURL is ldaps://127.0.0.1:PORT, and the server's
+	// certificate (for 127.0.0.1, on URL's StartTLS too) is signed by
+	// the CA in the PEM file CACert.
+	TLSURL, CACert string
+	t              testing.TB
+	stop           func()
 }
 
 // slapdConf configures slapd: the usual schemas, Active Directory's
@@ -78,6 +89,18 @@ ou: groups
 // Groups) and stops it when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, false)
+}
+
+// StartTLS is Start with TLS: StartTLS on URL, and TLSURL (ldaps), with a
+// certificate from a CA made for the test.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, withTLS bool) *Server {
+	t.Helper()
 	slapd := "/usr/sbin/slapd"
 	if _, err := os.Stat(slapd); err != nil {
 		need(t, "slapd (Debian package slapd)")
@@ -89,15 +112,27 @@ func Start(t testing.TB) *Server {
 	if err := os.Mkdir(filepath.Join(dir, "db"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	conf := filepath.Join(dir, "slapd.conf")
-	if err := os.WriteFile(conf, []byte(strings.ReplaceAll(slapdConf, "{dir}", dir)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	conf := strings.ReplaceAll(slapdConf, "{dir}", dir)
 	addr := freeAddr(t)
 	s := &Server{URL: "ldap://" + addr, t: t}
+	listen := s.URL + "/"
+	if withTLS {
+		s.CACert = filepath.Join(dir, "ca.pem")
+		cert, key := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
+		if err := makeCerts(s.CACert, cert, key); err != nil {
+			t.Fatal(err)
+		}
+		conf = fmt.Sprintf("TLSCACertificateFile %s\nTLSCertificateFile %s\nTLSCertificateKeyFile %s\n", s.CACert, cert, key) + conf
+		s.TLSURL = "ldaps://" + freeAddr(t)
+		listen += " " + s.TLSURL + "/"
+	}
+	confFile := filepath.Join(dir, "slapd.conf")
+	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var log bytes.Buffer
 	// -d 0: in the foreground, so that the test owns the process.
-	cmd := exec.Command(slapd, "-f", conf, "-h", s.URL+"/", "-d", "0")
+	cmd := exec.Command(slapd, "-f", confFile, "-h", listen, "-d", "0")
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -184,6 +219,52 @@ func need(t testing.TB, want string) {
 		t.Fatalf("%s is missing: CI installs it (.ci/test)", want)
 	}
 	t.Skipf("%s is missing", want)
+}
+
+// makeCerts writes a CA certificate and a server certificate for
+// 127.0.0.1 it signed, with the server's key, as PEM files.
+func makeCerts(caFile, certFile, keyFile string) error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dvfs test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames: []string{"localhost"}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	for file, blk := range map[string]*pem.Block{
+		caFile:   {Type: "CERTIFICATE", Bytes: caDER},
+		certFile: {Type: "CERTIFICATE", Bytes: der},
+		keyFile:  {Type: "PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(blk), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func freeAddr(t testing.TB) string {

@@ -168,6 +168,14 @@ token-expires = "12h"
 		t.Fatalf("no log line names carol's revoked token:\n%s", s.log)
 	}
 
+	// Every token of a user at once.
+	if out := s.dvfs("token", "revoke", "--user", "alice"); !strings.Contains(out, "(alice)") {
+		t.Fatalf("revoking alice's tokens:\n%s", out)
+	}
+	if out, err := alice.try("", "token", "list"); err == nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("alice's revoked token: %v\n%s", err, out)
+	}
+
 	// Disabled in the directory: bob's token stops working.
 	dir.Modify("dn: uid=bob," + ldaptest.People + "\nchangetype: modify\nadd: employeeType\nemployeeType: disabled\n\n")
 	out = bob.eventually("a refusal (401)", func(out string, err error) bool {

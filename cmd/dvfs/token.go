@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -87,21 +88,43 @@ unless --expires says when (e.g. 12h, 90d); dvfs token revoke ends it sooner.`,
 	list.Flags().StringVar(&user, "user", "", "only this user's tokens")
 	list.Flags().BoolVar(&all, "all", false, "also revoked and expired tokens")
 
+	var revokeUser string
 	revoke := &cobra.Command{
-		Use:   "revoke ID...",
-		Short: "Revoke tokens by ID (dvfs token list shows them): an admin any, a user their own",
+		Use:   "revoke (ID... | --user NAME)",
+		Short: "Revoke tokens by ID (dvfs token list shows them), or all of a user's: an admin any, a user their own",
 		Long: `Revoke ends tokens at once: the server refuses them from its next request on.
-IDs are the first column of dvfs token list; they are not the tokens.`,
-		Args: cobra.MinimumNArgs(1),
+IDs are the first column of dvfs token list; they are not the tokens. With
+--user NAME it revokes every active token of NAME (a local user who left;
+a directory user is refused anyway once disabled in the directory).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if (len(args) == 0) == (revokeUser == "") {
+				return errors.New("give token IDs or --user NAME, one of them")
+			}
 			for _, id := range args {
 				if err := api.ValidTokenID(id); err != nil {
 					return err
 				}
 			}
+			if revokeUser != "" {
+				if err := api.ValidPrincipalName(revokeUser); err != nil {
+					return fmt.Errorf("--user: %w", err)
+				}
+			}
 			c, err := g.newClient()
 			if err != nil {
 				return err
+			}
+			if revokeUser != "" {
+				tokens, err := c.Tokens(cmd.Context(), revokeUser, false)
+				if err != nil {
+					return err
+				}
+				for _, t := range tokens {
+					args = append(args, t.TokenID)
+				}
+				if len(args) == 0 {
+					fmt.Printf("%s has no active token\n", revokeUser)
+				}
 			}
 			for _, id := range args {
 				t, err := c.RevokeToken(cmd.Context(), id)
@@ -113,6 +136,7 @@ IDs are the first column of dvfs token list; they are not the tokens.`,
 			return nil
 		},
 	}
+	revoke.Flags().StringVar(&revokeUser, "user", "", "revoke every active token of this user")
 	cmd.AddCommand(create, list, revoke)
 	return cmd
 }

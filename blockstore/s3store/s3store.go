@@ -344,6 +344,10 @@ func (s *Store) readRange(ctx context.Context, p packID, off, n int64) ([]byte, 
 		}
 		return nil, err
 	}
+	// Read to the end, so that the connection goes back to the pool.
+	if k, _ := io.Copy(io.Discard, obj); k != 0 {
+		return nil, fmt.Errorf("%w: pack %s sent more than the range asked", blockstore.ErrCorrupt, p)
+	}
 	return buf, nil
 }
 

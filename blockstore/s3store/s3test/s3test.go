@@ -75,7 +75,7 @@ func Start(t testing.TB) *Server {
 	// --nometa: objects carry no user metadata here, and the gateway
 	// then needs no extended attributes on the temporary directory.
 	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--region", Region,
-		"--port", addr, "--quiet", "posix", "--nometa", dir)
+		"--port", addr, "--quiet", "--keep-alive", "posix", "--nometa", dir)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

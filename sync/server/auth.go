@@ -34,7 +34,7 @@ func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.
 			dp, err := s.directoryPrincipal(r.Context(), p)
 			if err != nil {
 				status := http.StatusServiceUnavailable
-				if errors.Is(err, repo.ErrBadToken) {
+				if errors.Is(err, errTokenRefused) {
 					status = http.StatusUnauthorized
 				}
 				s.fail(w, withPrincipal(r, p), status, err)

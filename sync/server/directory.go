@@ -77,10 +77,11 @@ func newDirectoryState() *directoryState {
 
 // directoryPrincipal checks the user of a directory token with the
 // directory (at most once per recheck period) and returns p with the role
-// and groups the directory gives them now. A refusal wraps repo.ErrBadToken.
+// and groups the directory gives them now. A refusal wraps errTokenRefused
+// (401); a directory that cannot be asked, errDirectory (503).
 func (s *Server) directoryPrincipal(ctx context.Context, p repo.Principal) (repo.Principal, error) {
 	if s.cfg.Directory == nil {
-		return p, fmt.Errorf("%w: token %s of %s came from a directory login, and this server has no directory", repo.ErrBadToken, p.TokenID, p.Name)
+		return p, fmt.Errorf("%w: token %s of %s came from a directory login, and this server has no directory", errTokenRefused, p.TokenID, p.Name)
 	}
 	now := time.Now()
 	st := s.dir
@@ -114,14 +115,18 @@ func (s *Server) directoryPrincipal(ctx context.Context, p repo.Principal) (repo
 		a = v.(dirAnswer)
 	}
 	if a.refusal != nil {
-		return p, fmt.Errorf("%w: token %s of %s: the directory refuses %s: %v", repo.ErrBadToken, p.TokenID, p.Name, p.Name, a.refusal)
+		return p, fmt.Errorf("%w: the directory refuses %s (token %s): %v", errTokenRefused, p.Name, p.TokenID, a.refusal)
 	}
 	p.Role, p.Groups = a.role, a.groups
 	return p, nil
 }
 
-// errDirectory: the directory could not be asked (503).
-var errDirectory = errors.New("directory unreachable")
+var (
+	// errDirectory: the directory could not be asked (503).
+	errDirectory = errors.New("directory unreachable")
+	// errTokenRefused: a known token whose user may no longer (401).
+	errTokenRefused = errors.New("token refused")
+)
 
 func (st *directoryState) remember(user string, a dirAnswer) {
 	st.mu.Lock()

@@ -1,7 +1,6 @@
 package badgerstore
 
 import (
-	"context"
 	"errors"
 	"math/rand/v2"
 	"sync"
@@ -12,21 +11,9 @@ import (
 	"github.com/dvfs-project/dvfs/blockstore/storetest"
 )
 
-// stagedPut stores through Stage and CommitStaged, so that the conformance
-// suite checks every promise of Put on the staged path.
-type stagedPut struct{ *Store }
-
-func (s stagedPut) Put(ctx context.Context, blocks ...blockstore.Block) error {
-	st, err := s.Stage(ctx, blocks...)
-	if err != nil {
-		return err
-	}
-	return s.CommitStaged(ctx, []blockstore.Staged{st})
-}
-
 func TestConformanceStaged(t *testing.T) {
-	runConformanceVia(t, func(s *Store) storetest.Store { return stagedPut{s} },
-		func(st storetest.Store) *Store { return st.(stagedPut).Store })
+	runConformanceVia(t, func(s *Store) storetest.Store { return storetest.ViaStage{StagerStore: s} },
+		func(st storetest.Store) *Store { return st.(storetest.ViaStage).StagerStore.(*Store) })
 }
 
 // TestStagedInvisibleUntilCommitted: staged blocks are missing, and not
@@ -104,7 +91,7 @@ func TestStagedLostWithoutCommit(t *testing.T) {
 	if missing, err := s.Missing(ctx, storetest.IDs(lost)); err != nil || len(missing) != len(lost) {
 		t.Fatalf("after reopening Missing = %d of %d staged blocks, %v", len(missing), len(lost), err)
 	}
-	if err := (stagedPut{s}).Put(ctx, lost...); err != nil {
+	if err := (storetest.ViaStage{StagerStore: s}).Put(ctx, lost...); err != nil {
 		t.Fatal(err)
 	}
 	checkBlocks(t, s, lost)

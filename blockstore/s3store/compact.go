@@ -92,7 +92,7 @@ func (s *Store) Compact(ctx context.Context) (CompactStats, error) {
 			return st, fmt.Errorf("s3store: compact: %w", err)
 		}
 		s.inflightMu.Lock()
-		busy := s.inflight[p]
+		busy := s.inflight[p] > 0
 		s.inflightMu.Unlock()
 		if busy {
 			continue

@@ -21,6 +21,20 @@ func (s *Store) Put(ctx context.Context, blocks ...blockstore.Block) error {
 		return fmt.Errorf("s3store: put: %w", err)
 	}
 	defer s.exit()
+	todo, err := s.absent(ctx, blocks)
+	if err != nil {
+		return fmt.Errorf("s3store: put: %w", err)
+	}
+	items := make([]packItem, len(todo))
+	for i, b := range todo {
+		items[i] = packItem{Block: b} // old nil: must be absent
+	}
+	return s.writePacks(ctx, items)
+}
+
+// absent checks blocks and returns those the store lacks, once each, in
+// the order given.
+func (s *Store) absent(ctx context.Context, blocks []blockstore.Block) ([]blockstore.Block, error) {
 	seen := make(map[blockstore.ID]bool, len(blocks))
 	var ids []blockstore.ID
 	for _, b := range blocks {
@@ -28,30 +42,30 @@ func (s *Store) Put(ctx context.Context, blocks ...blockstore.Block) error {
 			continue
 		}
 		if len(b.Frame) > maxFrame {
-			return fmt.Errorf("s3store: put %s: frame of %d bytes exceeds %d", b.ID.Short(), len(b.Frame), maxFrame)
+			return nil, fmt.Errorf("block %s: frame of %d bytes exceeds %d", b.ID.Short(), len(b.Frame), maxFrame)
 		}
 		if _, _, err := blockstore.SplitFrame(b.Frame); err != nil {
-			return fmt.Errorf("s3store: put %s: %w", b.ID.Short(), err)
+			return nil, fmt.Errorf("block %s: %w", b.ID.Short(), err)
 		}
 		seen[b.ID] = true
 		ids = append(ids, b.ID)
 	}
 	missing, err := s.missing(ctx, ids)
 	if err != nil {
-		return fmt.Errorf("s3store: put: %w", err)
+		return nil, err
 	}
 	want := make(map[blockstore.ID]bool, len(missing))
 	for _, id := range missing {
 		want[id] = true
 	}
-	var items []packItem
+	var out []blockstore.Block
 	for _, b := range blocks {
 		if want[b.ID] {
 			delete(want, b.ID)
-			items = append(items, packItem{Block: b}) // old nil: must be absent
+			out = append(out, b)
 		}
 	}
-	return s.writePacks(ctx, items)
+	return out, nil
 }
 
 // packItem is a block to write into a pack and the index entry it must
@@ -77,37 +91,68 @@ func (s *Store) writePacks(ctx context.Context, items []packItem) error {
 	return nil
 }
 
-// writePack records a pending pack, writes it, and commits it with its
-// items' entries, each on condition that the block's entry is still the
-// item's old one; items whose entry changed meanwhile are left out.
+// writePack writes items into a new pack and indexes them, each on
+// condition that the block's entry is still the item's old one; items
+// whose entry changed meanwhile are left out.
 func (s *Store) writePack(ctx context.Context, items []packItem, size int64) error {
 	p := newPackID()
-	s.inflightMu.Lock()
-	s.inflight[p] = true
-	s.inflightMu.Unlock()
-	defer func() {
-		s.inflightMu.Lock()
-		delete(s.inflight, p)
-		s.inflightMu.Unlock()
-	}()
-
+	s.setInflight(p, 1)
+	defer s.setInflight(p, -1)
 	body := make([]byte, 0, size)
-	entries := make([][]byte, len(items))
+	index := make([]indexItem, len(items))
 	for i, it := range items {
-		hdr, _, _ := blockstore.SplitFrame(it.Frame)
-		entries[i] = appendEntry(nil, entry{pack: p, off: int64(len(body)), n: int64(len(it.Frame)), header: hdr})
+		index[i] = indexItem{id: it.ID, entry: frameEntry(p, int64(len(body)), it.Frame), old: it.old}
 		body = append(body, it.Frame...)
 	}
-	rec := packRecord{size: size, born: time.Now()}
+	rec, err := s.uploadPack(ctx, p, body)
+	if err != nil {
+		return err
+	}
+	return s.indexPack(ctx, p, rec, index)
+}
+
+// frameEntry encodes the entry of a frame at off in pack p.
+func frameEntry(p packID, off int64, frame []byte) []byte {
+	hdr, _, _ := blockstore.SplitFrame(frame)
+	return appendEntry(nil, entry{pack: p, off: off, n: int64(len(frame)), header: hdr})
+}
+
+// setInflight counts d more (or fewer) users of pack p in this process,
+// which Compact leaves alone while there are any.
+func (s *Store) setInflight(p packID, d int) {
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	if s.inflight[p] += d; s.inflight[p] <= 0 {
+		delete(s.inflight, p)
+	}
+}
+
+// uploadPack records pack p as pending and writes it, and returns the
+// record to commit it with.
+func (s *Store) uploadPack(ctx context.Context, p packID, body []byte) (packRecord, error) {
+	rec := packRecord{size: int64(len(body)), born: time.Now()}
 	if err := s.meta.CommitMeta(ctx, blockstore.MetaOp{Key: packKey(p), Value: appendPackRecord(nil, rec)}); err != nil {
-		return fmt.Errorf("s3store: record pack %s: %w", p, err)
+		return rec, fmt.Errorf("s3store: record pack %s: %w", p, err)
 	}
 	_, err := s.client.PutObject(ctx, s.cfg.Bucket, s.objectName(p), bytes.NewReader(body), int64(len(body)),
 		minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true})
 	if err != nil {
-		return fmt.Errorf("s3store: write pack %s: %w", p, err)
+		return rec, fmt.Errorf("s3store: write pack %s: %w", p, err)
 	}
 	rec.committed = true
+	return rec, nil
+}
+
+// indexItem is the entry of a block to commit, on condition that the
+// block's current entry is old (nil: absent).
+type indexItem struct {
+	id         blockstore.ID
+	entry, old []byte
+}
+
+// indexPack commits pack p's record and items in one transaction, leaving
+// out the items whose condition no longer holds.
+func (s *Store) indexPack(ctx context.Context, p packID, rec packRecord, items []indexItem) error {
 	live := make([]bool, len(items))
 	for i := range live {
 		live[i] = true
@@ -116,7 +161,7 @@ func (s *Store) writePack(ctx context.Context, items []packItem, size int64) err
 		ops := []blockstore.MetaOp{{Key: packKey(p), Value: appendPackRecord(nil, rec)}}
 		for i, it := range items {
 			if live[i] {
-				ops = append(ops, blockstore.MetaOp{Key: blockKey(it.ID), Value: entries[i], Check: true, Old: it.old})
+				ops = append(ops, blockstore.MetaOp{Key: blockKey(it.id), Value: it.entry, Check: true, Old: it.old})
 			}
 		}
 		err := s.meta.CommitMeta(ctx, ops...)
@@ -132,7 +177,7 @@ func (s *Store) writePack(ctx context.Context, items []packItem, size int64) err
 			if !live[i] {
 				continue
 			}
-			cur, err := s.meta.GetMeta(ctx, blockKey(it.ID))
+			cur, err := s.meta.GetMeta(ctx, blockKey(it.id))
 			switch {
 			case errors.Is(err, blockstore.ErrNotFound):
 				live[i] = it.old == nil

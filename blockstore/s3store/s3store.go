@@ -21,6 +21,12 @@
 // its entries, so that a pack whose Put failed half-way is found and
 // removed (Compact, after Config.OrphanAge).
 //
+// Stage and CommitStaged (blockstore.Stager) let a server that takes many
+// small uploads fill whole packs: Stage copies the blocks into an open
+// pack in memory, written as soon as it is full; CommitStaged writes it if
+// it holds any of its blocks and indexes them all. Staged blocks are
+// missing until then, and a crash loses them, as the Stager contract says.
+//
 // Delete drops index entries only. Compact rewrites the packs whose live
 // share has fallen below Config.CompactBelow: it reads each such pack
 // with one GET, writes its live, verified frames into new packs, moves
@@ -144,10 +150,14 @@ type Store struct {
 
 	// compactMu makes compactions take turns.
 	compactMu sync.Mutex
-	// inflight are the packs this process is writing, which Compact
-	// must not take for orphans.
+	// stageMu guards open, the pack Stage fills (stage.go).
+	stageMu sync.Mutex
+	open    *openPack
+
+	// inflight counts, for each pack this process is writing or has
+	// staged blocks in, its users: Compact leaves such packs alone.
 	inflightMu sync.Mutex
-	inflight   map[packID]bool
+	inflight   map[packID]int
 }
 
 // Open connects to the object store and checks the bucket.
@@ -178,7 +188,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("s3store: create bucket %s: %w", cfg.Bucket, err)
 		}
 	}
-	return &Store{cfg: cfg, client: client, meta: cfg.Meta, log: cfg.Logger, inflight: map[packID]bool{}}, nil
+	return &Store{cfg: cfg, client: client, meta: cfg.Meta, log: cfg.Logger, inflight: map[packID]int{}}, nil
 }
 
 // enter checks ctx and Close and holds the store open; the caller calls

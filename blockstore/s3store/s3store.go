@@ -34,6 +34,9 @@
 // meanwhile is left as it is), and only then deletes the old pack object.
 // A Get that finds its pack gone reads the index again.
 //
+// GetRun reads blocks that lie back to back in one pack, as a Put of a
+// file's blocks in order writes them, with one ranged GET per run.
+//
 // One process compacts at a time (a mutex); several servers compacting one
 // repository need a lease in the metadata engine, which this package does
 // not take.

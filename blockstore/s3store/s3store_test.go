@@ -147,10 +147,30 @@ func TestRequestCounts(t *testing.T) {
 	if get[http.MethodGet] != n || get[http.MethodPut] != 0 {
 		t.Errorf("reading %d blocks: %v requests, want %d GETs", n, get, n)
 	}
+	// The same blocks read in order, as a sequential reader asks for them:
+	// one GET for each stretch that lies back to back in a pack.
+	const run = 256
+	dst := make([]byte, run*blockstore.DefaultBlockSize)
+	done := make([]bool, run)
+	for i := 0; i < n; i += run {
+		if err := s.GetRun(ctx, storetest.IDs(blocks[i:i+run]), blockstore.DefaultBlockSize, dst, done); err != nil {
+			t.Fatal(err)
+		}
+		for k, ok := range done {
+			if !ok {
+				t.Fatalf("GetRun left block %d undone", i+k)
+			}
+		}
+	}
+	runs := cnt.take()
+	if runs[http.MethodGet] != put[http.MethodPut] {
+		t.Errorf("reading %d blocks in order with GetRun: %v requests, want a GET per pack (%d)", n, runs, put[http.MethodPut])
+	}
 	gib := float64(bytesPut) / (1 << 30)
 	t.Logf("publish: %d PUT for %d MiB (%d MiB stored in packs of %d MiB): %.0f PUT per GiB published",
 		put[http.MethodPut], bytesPut>>20, frames>>20, packSize>>20, float64(put[http.MethodPut])/gib)
 	t.Logf("cold read: %d GET: %.0f GET per GiB read (one ranged GET per block)", get[http.MethodGet], float64(get[http.MethodGet])/gib)
+	t.Logf("cold read in order (GetRun): %d GET: %.0f GET per GiB read (one ranged GET per run in a pack)", runs[http.MethodGet], float64(runs[http.MethodGet])/gib)
 	t.Logf("with the default %d MiB packs and Puts of at least a pack: %.0f PUT per GiB published",
 		DefaultPackSize>>20, math.Ceil(float64(1<<30)/float64(DefaultPackSize)*float64(frames)/float64(bytesPut)))
 }

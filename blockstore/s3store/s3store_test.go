@@ -26,13 +26,20 @@ var bucketSeq atomic.Int64
 // badgerstore; cfg's zero fields take the defaults.
 func openT(t testing.TB, srv *s3test.Server, cfg Config) *Store {
 	t.Helper()
-	meta, err := badgerstore.Open(t.TempDir(), badgerstore.Config{})
+	return openAt(t, srv, fmt.Sprintf("dvfs-test-%d", bucketSeq.Add(1)), t.TempDir(), cfg)
+}
+
+// openAt opens a store on bucket, its index in the badgerstore in
+// metaDir, and closes it when the test ends.
+func openAt(t testing.TB, srv *s3test.Server, bucket, metaDir string, cfg Config) *Store {
+	t.Helper()
+	meta, err := badgerstore.Open(metaDir, badgerstore.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Endpoint = srv.Endpoint
 	cfg.AccessKey, cfg.SecretKey, cfg.Region = s3test.AccessKey, s3test.SecretKey, s3test.Region
-	cfg.Bucket = fmt.Sprintf("dvfs-test-%d", bucketSeq.Add(1))
+	cfg.Bucket = bucket
 	cfg.CreateBucket = true
 	cfg.Meta = meta
 	s, err := Open(context.Background(), cfg)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/s3store/s3test"
 	"github.com/dvfs-project/dvfs/blockstore/storetest"
 )
@@ -64,7 +65,7 @@ func TestPutFailsCleanly(t *testing.T) {
 // bucket and metadata store, and Compact there frees what was deleted.
 func TestReopen(t *testing.T) {
 	srv := s3test.Start(t)
-	metaDir := t.TempDir()
+	metaDir := disktest.TempDir(t)
 	const bucket = "dvfs-reopen"
 	s := openAt(t, srv, bucket, metaDir, Config{})
 	ctx := t.Context()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 	"github.com/dvfs-project/dvfs/blockstore/s3store/s3test"
 	"github.com/dvfs-project/dvfs/blockstore/storetest"
 )
@@ -26,7 +27,7 @@ var bucketSeq atomic.Int64
 // badgerstore; cfg's zero fields take the defaults.
 func openT(t testing.TB, srv *s3test.Server, cfg Config) *Store {
 	t.Helper()
-	return openAt(t, srv, fmt.Sprintf("dvfs-test-%d", bucketSeq.Add(1)), t.TempDir(), cfg)
+	return openAt(t, srv, fmt.Sprintf("dvfs-test-%d", bucketSeq.Add(1)), disktest.TempDir(t), cfg)
 }
 
 // openAt opens a store on bucket, its index in the badgerstore in

@@ -10,9 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 )
 
 // Credentials of the server's root user.
@@ -55,6 +58,10 @@ func fileExists(p string) bool {
 // and stops it (by its PID) when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	if runtime.GOOS != "linux" {
+		// Under Wine (.ci/wine) the Linux run covers these tests.
+		disktest.SkipOffLinux(t, "versitygw is started as a Linux program")
+	}
 	bin := binary()
 	if bin == "" {
 		const want = "versitygw is missing (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)"
@@ -63,9 +70,9 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip(want)
 	}
-	dir := t.TempDir()
+	dir := disktest.TempDir(t)
 	addr := freeAddr(t)
-	logPath := filepath.Join(t.TempDir(), "versitygw.log")
+	logPath := filepath.Join(disktest.TempDir(t), "versitygw.log")
 	log, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)

@@ -43,31 +43,12 @@ func (s *Store) Compact(ctx context.Context) (CompactStats, error) {
 	s.compactMu.Lock()
 	defer s.compactMu.Unlock()
 
-	live := map[packID][]liveBlock{}
-	liveBytes := map[packID]int64{}
-	err := s.meta.ListMeta(ctx, blockPrefix, func(k string, v []byte) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var id blockstore.ID
-		if len(k) != len(blockPrefix)+len(id) {
-			return nil
-		}
-		copy(id[:], k[len(blockPrefix):])
-		e, err := decodeEntry(v)
-		if err != nil {
-			s.log.Warn("s3store: bad index entry", "block", id.Short(), "err", err)
-			return nil
-		}
-		live[e.pack] = append(live[e.pack], liveBlock{id: id, raw: bytes.Clone(v), e: e})
-		liveBytes[e.pack] += e.n
-		return nil
-	})
-	if err != nil {
-		return st, fmt.Errorf("s3store: compact: %w", err)
-	}
+	// Records first, then entries: a pack committed after the records
+	// were listed is not judged, and one committed before has all its
+	// entries in the listings that follow (a Put commits a pack's record
+	// and entries in one transaction).
 	records := map[packID]packRecord{}
-	err = s.meta.ListMeta(ctx, packPrefix, func(k string, v []byte) error {
+	err := s.meta.ListMeta(ctx, packPrefix, func(k string, v []byte) error {
 		var p packID
 		if len(k) != len(packPrefix)+len(p) {
 			return nil
@@ -84,56 +65,129 @@ func (s *Store) Compact(ctx context.Context) (CompactStats, error) {
 	if err != nil {
 		return st, fmt.Errorf("s3store: compact: %w", err)
 	}
-
-	var doomed []packID
-	var moves []packItem
+	if s.afterRecords != nil {
+		s.afterRecords()
+	}
+	liveBytes := map[packID]int64{}
+	if err := s.listEntries(ctx, func(id blockstore.ID, raw []byte, e entry) {
+		liveBytes[e.pack] += e.n
+	}); err != nil {
+		return st, err
+	}
+	doomed := map[packID]bool{}
 	for p, r := range records {
-		if err := ctx.Err(); err != nil {
-			return st, fmt.Errorf("s3store: compact: %w", err)
-		}
 		s.inflightMu.Lock()
 		busy := s.inflight[p] > 0
 		s.inflightMu.Unlock()
-		if busy {
-			continue
-		}
-		if !r.committed {
-			if len(live[p]) == 0 && time.Since(r.born) > s.cfg.OrphanAge {
-				doomed = append(doomed, p)
+		switch {
+		case busy:
+		case !r.committed:
+			if liveBytes[p] == 0 && time.Since(r.born) > s.cfg.OrphanAge {
+				doomed[p] = true
 				st.Orphans++
 			}
-			continue
+		case r.size == 0 || float64(liveBytes[p]) < s.cfg.CompactBelow*float64(r.size):
+			doomed[p] = true
+			st.Rewritten++
 		}
-		if r.size > 0 && float64(liveBytes[p]) >= s.cfg.CompactBelow*float64(r.size) {
-			continue
+	}
+	if len(doomed) == 0 {
+		return st, nil
+	}
+	// The doomed packs' live blocks, listed again: only theirs are kept
+	// in memory.
+	live := map[packID][]liveBlock{}
+	if err := s.listEntries(ctx, func(id blockstore.ID, raw []byte, e entry) {
+		if doomed[e.pack] {
+			live[e.pack] = append(live[e.pack], liveBlock{id: id, raw: bytes.Clone(raw), e: e})
+		}
+	}); err != nil {
+		return st, err
+	}
+
+	// Move the live blocks a pack's worth at a time, and after each batch
+	// remove the packs it emptied: memory stays about two packs.
+	var moves []packItem
+	var movesSize int64
+	var emptied []packID
+	flush := func() error {
+		if err := s.writePacks(ctx, moves); err != nil {
+			return fmt.Errorf("s3store: compact: %w", err)
+		}
+		st.Moved += len(moves)
+		// Every entry that pointed into these packs now points elsewhere
+		// or is gone: only now may their objects go.
+		for _, p := range emptied {
+			if err := s.removePack(ctx, p); err != nil {
+				return err
+			}
+			st.Freed += records[p].size
+			s.log.Info("s3store: pack removed", "pack", p, "size", records[p].size, "live_blocks_moved", len(live[p]))
+		}
+		moves, movesSize, emptied = nil, 0, nil
+		return nil
+	}
+	for p := range doomed {
+		if err := ctx.Err(); err != nil {
+			return st, fmt.Errorf("s3store: compact: %w", err)
 		}
 		if len(live[p]) > 0 {
 			items, err := s.liveFrames(ctx, p, live[p])
 			if err != nil {
 				return st, err
 			}
-			moves = append(moves, items...)
+			for _, it := range items {
+				moves = append(moves, it)
+				movesSize += int64(len(it.Frame))
+			}
 		}
-		doomed = append(doomed, p)
-		st.Rewritten++
-	}
-	if err := s.writePacks(ctx, moves); err != nil {
-		return st, fmt.Errorf("s3store: compact: %w", err)
-	}
-	st.Moved = len(moves)
-	// Every entry that pointed into a doomed pack now points elsewhere or
-	// is gone: only then may its object go.
-	for _, p := range doomed {
-		if err := s.client.RemoveObject(ctx, s.cfg.Bucket, s.objectName(p), minio.RemoveObjectOptions{}); err != nil && !isNoSuchKey(err) {
-			return st, fmt.Errorf("s3store: compact: remove pack %s: %w", p, err)
+		emptied = append(emptied, p)
+		if movesSize >= s.cfg.PackSize {
+			if err := flush(); err != nil {
+				return st, err
+			}
 		}
-		if err := s.meta.CommitMeta(ctx, blockstore.MetaOp{Key: packKey(p)}); err != nil {
-			return st, fmt.Errorf("s3store: compact: drop pack record %s: %w", p, err)
-		}
-		st.Freed += records[p].size
-		s.log.Info("s3store: pack removed", "pack", p, "size", records[p].size, "live_blocks_moved", len(live[p]))
 	}
-	return st, nil
+	return st, flush()
+}
+
+// listEntries calls fn for every well-formed index entry; fn must not
+// keep raw.
+func (s *Store) listEntries(ctx context.Context, fn func(id blockstore.ID, raw []byte, e entry)) error {
+	err := s.meta.ListMeta(ctx, blockPrefix, func(k string, v []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var id blockstore.ID
+		if len(k) != len(blockPrefix)+len(id) {
+			return nil
+		}
+		copy(id[:], k[len(blockPrefix):])
+		e, err := decodeEntry(v)
+		if err != nil {
+			s.log.Warn("s3store: bad index entry", "block", id.Short(), "err", err)
+			return nil
+		}
+		fn(id, v, e)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("s3store: compact: %w", err)
+	}
+	return nil
+}
+
+// removePack deletes pack p's object, then its record: a crash between
+// the two leaves a record without an object, which the next Compact
+// finds empty and drops.
+func (s *Store) removePack(ctx context.Context, p packID) error {
+	if err := s.client.RemoveObject(ctx, s.cfg.Bucket, s.objectName(p), minio.RemoveObjectOptions{}); err != nil && !isNoSuchKey(err) {
+		return fmt.Errorf("s3store: compact: remove pack %s: %w", p, err)
+	}
+	if err := s.meta.CommitMeta(ctx, blockstore.MetaOp{Key: packKey(p)}); err != nil {
+		return fmt.Errorf("s3store: compact: drop pack record %s: %w", p, err)
+	}
+	return nil
 }
 
 // liveFrames reads pack p with one GET and returns its live blocks as

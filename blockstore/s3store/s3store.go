@@ -161,6 +161,10 @@ type Store struct {
 	// staged blocks in, its users: Compact leaves such packs alone.
 	inflightMu sync.Mutex
 	inflight   map[packID]int
+
+	// afterRecords, when set (by tests), runs in Compact between its
+	// listing of the pack records and its listing of the entries.
+	afterRecords func()
 }
 
 // Open connects to the object store and checks the bucket.

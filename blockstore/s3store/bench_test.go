@@ -90,3 +90,35 @@ func BenchmarkS3StoreGet(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkS3StoreGetRun reads 64 blocks put in order with one GetRun,
+// as a sequential reader does (on s3 one ranged GET for the run).
+func BenchmarkS3StoreGetRun(b *testing.B) {
+	for _, s := range benchStores(b) {
+		r := rand.New(rand.NewPCG(5, 6))
+		var blocks []blockstore.Block
+		for range benchBatch {
+			blocks = append(blocks, storetest.NewBlock(storetest.RandomBytes(r, blockstore.DefaultBlockSize)))
+		}
+		if err := s.st.Put(b.Context(), blocks...); err != nil {
+			b.Fatal(err)
+		}
+		ids := storetest.IDs(blocks)
+		b.Run(s.name, func(b *testing.B) {
+			rg := s.st.(blockstore.RunGetter)
+			dst := make([]byte, len(ids)*blockstore.DefaultBlockSize)
+			done := make([]bool, len(ids))
+			b.SetBytes(int64(len(dst)))
+			for b.Loop() {
+				if err := rg.GetRun(b.Context(), ids, blockstore.DefaultBlockSize, dst, done); err != nil {
+					b.Fatal(err)
+				}
+				for i, ok := range done {
+					if !ok {
+						b.Fatalf("block %d undone", i)
+					}
+				}
+			}
+		})
+	}
+}

@@ -64,10 +64,12 @@ type directoryState struct {
 }
 
 type dirAnswer struct {
-	at      time.Time
-	role    string
-	groups  []string
-	refusal error // the directory refused the user
+	// at is when the directory was last asked; answered, when it last
+	// answered (the grace runs from there).
+	at, answered time.Time
+	role         string
+	groups       []string
+	refusal      error // the directory refused the user
 }
 
 func newDirectoryState() *directoryState {
@@ -95,14 +97,20 @@ func (s *Server) directoryPrincipal(ctx context.Context, p repo.Principal) (repo
 			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
 			role, groups, err := s.cfg.Directory.Lookup(lctx, p.Name)
-			fresh := dirAnswer{at: time.Now(), role: role, groups: groups}
+			fresh := dirAnswer{at: time.Now(), answered: time.Now(), role: role, groups: groups}
 			switch {
 			case refusedByDirectory(err):
 				fresh.role, fresh.groups, fresh.refusal = "", nil, err
 			case err != nil:
-				if ok && now.Sub(a.at) < s.cfg.DirectoryRecheck+s.cfg.DirectoryGrace {
-					s.log.Warn("directory unreachable: the last answer stands", "user", p.Name, "answered", a.at, "err", err)
-					return a, nil
+				if ok && now.Sub(a.answered) < s.cfg.DirectoryRecheck+s.cfg.DirectoryGrace {
+					s.log.Warn("directory unreachable: the last answer stands", "user", p.Name, "answered", a.answered, "err", err)
+					// Asked again a recheck period from now, not at
+					// every request: a directory that does not answer
+					// costs each of them its timeout.
+					stale := a
+					stale.at = time.Now()
+					st.remember(p.Name, stale)
+					return stale, nil
 				}
 				return dirAnswer{}, err
 			}
@@ -215,7 +223,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, statusOf(err), err)
 		return
 	}
-	s.dir.remember(req.User, dirAnswer{at: time.Now(), role: role, groups: groups})
+	s.dir.remember(req.User, dirAnswer{at: time.Now(), answered: time.Now(), role: role, groups: groups})
 	s.log.Info("logged in", "user", req.User, "role", role, "token_id", info.TokenID, "expires", info.Expires, "client", r.RemoteAddr)
 	_ = writeJSON(w, http.StatusCreated, tokenResponse(token, info))
 }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 )
 
 // doctor runs dvfs doctor --json through prefix against s (whatever its
@@ -74,7 +76,7 @@ func TestDoctor(t *testing.T) {
 		}
 		t.Skip("needs root (this never skips in CI)")
 	}
-	addr := freeAddr(t)
+	addr := disktest.FreeAddr(t)
 	s := startServerAt(t, t.TempDir(), addr)
 	publishRandom(t, s, "lab", 1<<20, 'd')
 	s.dvfs("clone", "create", "--template", "lab", "c1")

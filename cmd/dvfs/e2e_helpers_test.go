@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,18 +116,6 @@ var urlRE = regexp.MustCompile(`msg=serving url=(\S+)`)
 func startServer(t *testing.T, data string) *serverProc {
 	t.Helper()
 	return startServerAt(t, data, "127.0.0.1:0")
-}
-
-// freeAddr returns a loopback address with a port free right now, for a
-// server that must come back on the same address.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // startServerAt runs `dvfs serve` on data at addr.

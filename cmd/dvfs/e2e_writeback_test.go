@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 )
 
 // publishBase publishes a template with one 96 MiB random disk and makes
@@ -297,7 +299,7 @@ func TestWorkstationKilledDuringWrites(t *testing.T) {
 // the writer sees no error, and everything reaches the server afterwards.
 func TestServerOutageDuringWrites(t *testing.T) {
 	data := t.TempDir()
-	addr := freeAddr(t)
+	addr := disktest.FreeAddr(t)
 	s := startServerAt(t, data, addr)
 	tmpl := publishBase(t, s, "lab")
 	work := t.TempDir()

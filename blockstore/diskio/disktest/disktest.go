@@ -6,6 +6,7 @@ package disktest
 import (
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -93,4 +94,17 @@ func SkipOffLinux(t testing.TB, why string) {
 		t.Fatalf("CI: %s, and this is not the Wine run that may skip it", why)
 	}
 	t.Skip(why)
+}
+
+// FreeAddr returns a loopback TCP address whose port is free right now,
+// for a server a test starts (slapd, versitygw, dvfs serve) that must be
+// told its address, or come back on the same one.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

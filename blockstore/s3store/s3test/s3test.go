@@ -5,7 +5,6 @@
 package s3test
 
 import (
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -71,7 +70,7 @@ func Start(t testing.TB) *Server {
 		t.Skip(want)
 	}
 	dir := disktest.TempDir(t)
-	addr := freeAddr(t)
+	addr := disktest.FreeAddr(t)
 	logPath := filepath.Join(disktest.TempDir(t), "versitygw.log")
 	log, err := os.Create(logPath)
 	if err != nil {
@@ -119,14 +118,4 @@ func Start(t testing.TB) *Server {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return &Server{Endpoint: addr, Dir: dir}
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

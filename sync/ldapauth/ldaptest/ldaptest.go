@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 )
 
 // The directory's suffix and its root account.
@@ -113,7 +115,7 @@ func start(t testing.TB, withTLS bool) *Server {
 		t.Fatal(err)
 	}
 	conf := strings.ReplaceAll(slapdConf, "{dir}", dir)
-	addr := freeAddr(t)
+	addr := disktest.FreeAddr(t)
 	s := &Server{URL: "ldap://" + addr, t: t}
 	listen := s.URL + "/"
 	if withTLS {
@@ -123,7 +125,7 @@ func start(t testing.TB, withTLS bool) *Server {
 			t.Fatal(err)
 		}
 		conf = fmt.Sprintf("TLSCACertificateFile %s\nTLSCertificateFile %s\nTLSCertificateKeyFile %s\n", s.CACert, cert, key) + conf
-		s.TLSURL = "ldaps://" + freeAddr(t)
+		s.TLSURL = "ldaps://" + disktest.FreeAddr(t)
 		listen += " " + s.TLSURL + "/"
 	}
 	confFile := filepath.Join(dir, "slapd.conf")
@@ -265,14 +267,4 @@ func makeCerts(caFile, certFile, keyFile string) error {
 		}
 	}
 	return nil
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -3,6 +3,7 @@ package writeback
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,7 @@ func TestStatusUnsyncedSince(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		c.pendingWritten() // as the loop's commits of the record do
 		if err := store.CommitMeta(ctx, op); err != nil {
 			t.Fatal(err)
 		}
@@ -78,5 +80,54 @@ func TestStatusUnsyncedSince(t *testing.T) {
 	c.sealSaved(ov.changes)
 	if s := status(); !s.Synced || !s.UnsyncedSince.IsZero() {
 		t.Errorf("sealed with nothing pending: Synced %v, UnsyncedSince %v", s.Synced, s.UnsyncedSince)
+	}
+}
+
+// pendingReads counts the reads of pending records.
+type pendingReads struct {
+	*memstore.Store
+	n int
+}
+
+func (s *pendingReads) GetMeta(ctx context.Context, k string) ([]byte, error) {
+	if strings.HasSuffix(k, "/pending") {
+		s.n++
+	}
+	return s.Store.GetMeta(ctx, k)
+}
+
+// Status reads a clone's pending record once per change of it, not on
+// every poll (dvfs umount polls), and still tells every change the loop
+// commits.
+func TestStatusReadsPendingOnChange(t *testing.T) {
+	store := &pendingReads{Store: memstore.New()}
+	w := &Writeback{cfg: Config{Overlay: &countingOverlay{}, Store: store}, log: slog.New(slog.DiscardHandler),
+		outbox: &outbox{dir: disktest.TempDir(t)}, clones: map[string]*cloneWB{}}
+	c := &cloneWB{w: w, name: "lab", st: state{Epoch: 1}, loaded: true}
+	w.clones["lab"] = c
+	ctx := context.Background()
+	poll := func(want bool, blocks int) {
+		t.Helper()
+		for range 5 {
+			if s := w.Status(ctx)[0]; s.Pending != want || s.PendingBlocks != blocks {
+				t.Fatalf("Pending %v, %d blocks; want %v, %d", s.Pending, s.PendingBlocks, want, blocks)
+			}
+		}
+	}
+	poll(false, 0)
+	op, err := putOp(key("lab", "pending"), pending{Parent: 1, Blocks: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.saveState(ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	poll(true, 7)
+	if err := c.saveState(ctx, blockstore.MetaOp{Key: key("lab", "pending")}); err != nil {
+		t.Fatal(err)
+	}
+	poll(false, 0)
+	if store.n != 3 {
+		t.Errorf("15 polls over 3 states read the pending record %d times, want 3", store.n)
 	}
 }

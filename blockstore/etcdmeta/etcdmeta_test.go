@@ -56,22 +56,76 @@ func startCluster(t testing.TB) *etcdtest.Cluster {
 func TestConformance(t *testing.T) {
 	c := startCluster(t)
 	srv := s3test.Start(t)
-	open := func(t *testing.T) storetest.Store {
-		meta := openT(t, c, Config{})
-		s, err := s3store.Open(t.Context(), s3store.Config{
-			Endpoint:  srv.Endpoint,
-			AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey, Region: s3test.Region,
-			Bucket:       fmt.Sprintf("dvfs-etcd-%d", seq.Add(1)),
-			CreateBucket: true,
-			Meta:         meta,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
+	open := func(t *testing.T) storetest.Store { return openS3(t, c, srv, Config{}, s3store.Config{}) }
 	storetest.Run(t, open, storetest.Options{})
+}
+
+// openS3 opens an s3store on a new bucket of srv, its metadata in c under a
+// new prefix; cfg's and scfg's zero fields take the defaults.
+func openS3(t testing.TB, c *etcdtest.Cluster, srv *s3test.Server, cfg Config, scfg s3store.Config) *s3store.Store {
+	t.Helper()
+	scfg.Endpoint = srv.Endpoint
+	scfg.AccessKey, scfg.SecretKey, scfg.Region = s3test.AccessKey, s3test.SecretKey, s3test.Region
+	scfg.Bucket = fmt.Sprintf("dvfs-etcd-%d", seq.Add(1))
+	scfg.CreateBucket = true
+	scfg.Meta = openT(t, c, cfg)
+	s, err := s3store.Open(t.Context(), scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestS3StoreCommitsFit shows s3store's MaxCommitOps keeping its commits
+// within the cluster's --max-txn-ops: with a limit of 16, Puts, staged
+// uploads and Deletes of 100 small blocks each go through, in packs of
+// at most 15 blocks, where without the bound the Put's one pack is
+// refused as too large.
+func TestS3StoreCommitsFit(t *testing.T) {
+	c := startCluster(t)
+	srv := s3test.Start(t)
+	const limit, n = 16, 100
+	blocks := func(seed byte) []blockstore.Block {
+		var bs []blockstore.Block
+		for i := range n {
+			bs = append(bs, storetest.NewBlock([]byte{seed, byte(i), 'b', 'l', 'o', 'c', 'k'}))
+		}
+		return bs
+	}
+	ctx := t.Context()
+
+	unbounded := openS3(t, c, srv, Config{MaxTxnOps: limit}, s3store.Config{})
+	if err := unbounded.Put(ctx, blocks(0)...); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Put of %d blocks in one pack, %d ops at most: %v, want ErrTooLarge", n, limit, err)
+	}
+
+	s := openS3(t, c, srv, Config{MaxTxnOps: limit}, s3store.Config{MaxCommitOps: limit})
+	put, staged := blocks(1), blocks(2)
+	if err := s.Put(ctx, put...); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	var sts []blockstore.Staged
+	for i := 0; i < n; i += 10 {
+		st, err := s.Stage(ctx, staged[i:i+10]...)
+		if err != nil {
+			t.Fatalf("Stage: %v", err)
+		}
+		sts = append(sts, st)
+	}
+	if err := s.CommitStaged(ctx, sts); err != nil {
+		t.Fatalf("CommitStaged: %v", err)
+	}
+	all := append(storetest.IDs(put), storetest.IDs(staged)...)
+	if missing, err := s.Missing(ctx, all); err != nil || len(missing) != 0 {
+		t.Fatalf("after Put and CommitStaged: %d missing, %v", len(missing), err)
+	}
+	if err := s.Delete(ctx, all...); err != nil {
+		t.Fatalf("Delete of %d blocks: %v", len(all), err)
+	}
+	if missing, err := s.Missing(ctx, all); err != nil || len(missing) != len(all) {
+		t.Fatalf("after Delete: %d of %d missing, %v", len(missing), len(all), err)
+	}
 }
 
 func commit(t *testing.T, s *Store, ops ...blockstore.MetaOp) {

@@ -75,11 +75,12 @@ type packItem struct {
 	old []byte
 }
 
-// writePacks writes items into packs of up to PackSize.
+// writePacks writes items into packs of up to PackSize (and
+// MaxCommitOps-1 blocks).
 func (s *Store) writePacks(ctx context.Context, items []packItem) error {
 	for len(items) > 0 {
 		size, n := int64(0), 0
-		for n < len(items) && (n == 0 || size+int64(len(items[n].Frame)) <= s.cfg.PackSize) {
+		for n < len(items) && (n == 0 || !s.packFull(n, size, int64(len(items[n].Frame)))) {
 			size += int64(len(items[n].Frame))
 			n++
 		}

@@ -88,6 +88,11 @@ type Config struct {
 	Meta blockstore.MetaStore
 	// PackSize is the largest pack a Put or Compact writes.
 	PackSize int64
+	// MaxCommitOps is the most ops Meta takes in one commit (etcd's
+	// --max-txn-ops); 0 means no limit. A pack then holds at most
+	// MaxCommitOps-1 blocks (its entries and its record are one commit),
+	// and Delete commits at most MaxCommitOps entries at a time.
+	MaxCommitOps int
 	// CompactBelow is the live share under which Compact rewrites a pack.
 	CompactBelow float64
 	// OrphanAge is how old a pending pack (one whose Put never committed)
@@ -134,6 +139,8 @@ func (c Config) validate() error {
 		return errors.New("no metadata store")
 	case c.PackSize < minPackSize || c.PackSize > maxPackSize:
 		return fmt.Errorf("pack size %d outside [%d, %d]", c.PackSize, minPackSize, int64(maxPackSize))
+	case c.MaxCommitOps < 0 || c.MaxCommitOps == 1:
+		return fmt.Errorf("MaxCommitOps %d: a pack needs its record and a block in one commit", c.MaxCommitOps)
 	case c.CompactBelow < 0 || c.CompactBelow > 1:
 		return fmt.Errorf("CompactBelow %v outside [0, 1]", c.CompactBelow)
 	}
@@ -463,11 +470,21 @@ func (s *Store) Delete(ctx context.Context, ids ...blockstore.ID) error {
 			ops = append(ops, blockstore.MetaOp{Key: blockKey(id)})
 		}
 	}
-	if len(ops) == 0 {
-		return nil
-	}
-	if err := s.meta.CommitMeta(ctx, ops...); err != nil {
-		return fmt.Errorf("s3store: delete: %w", err)
+	for len(ops) > 0 {
+		n := len(ops)
+		if s.cfg.MaxCommitOps > 0 {
+			n = min(n, s.cfg.MaxCommitOps)
+		}
+		if err := s.meta.CommitMeta(ctx, ops[:n]...); err != nil {
+			return fmt.Errorf("s3store: delete: %w", err)
+		}
+		ops = ops[n:]
 	}
 	return nil
+}
+
+// packFull says whether a pack of n blocks and size bytes can take no
+// frame of next bytes more.
+func (s *Store) packFull(n int, size, next int64) bool {
+	return size+next > s.cfg.PackSize || s.cfg.MaxCommitOps > 0 && n >= s.cfg.MaxCommitOps-1
 }

@@ -15,6 +15,7 @@ var _ blockstore.Stager = (*Store)(nil)
 type openPack struct {
 	id     packID
 	body   []byte
+	blocks int // in body
 	sealed bool
 	rec    packRecord // once sealed without error
 	err    error      // the seal's failure
@@ -47,7 +48,7 @@ func (s *Store) Stage(ctx context.Context, blocks ...blockstore.Block) (blocksto
 	defer s.stageMu.Unlock()
 	st := &staged{}
 	for _, b := range todo {
-		if s.open != nil && int64(len(s.open.body)+len(b.Frame)) > s.cfg.PackSize {
+		if s.open != nil && s.packFull(s.open.blocks, int64(len(s.open.body)), int64(len(b.Frame))) {
 			if err := s.seal(ctx); err != nil {
 				s.release(st.items)
 				return nil, fmt.Errorf("s3store: stage: %w", err)
@@ -60,6 +61,7 @@ func (s *Store) Stage(ctx context.Context, blocks ...blockstore.Block) (blocksto
 		s.setInflight(op.id, 1)
 		st.items = append(st.items, stagedItem{pack: op, idx: indexItem{id: b.ID, entry: frameEntry(op.id, int64(len(op.body)), b.Frame)}})
 		op.body = append(op.body, b.Frame...)
+		op.blocks++
 	}
 	return st, nil
 }

@@ -35,9 +35,8 @@ func (c *Client) ReleaseLease(ctx context.Context, name, holder string, epoch ui
 
 // CommitGeneration commits m as the generation after parent, under the
 // lease epoch. IsFenced and IsConflict tell the refusals apart. With the
-// parent's manifest (nil: not known), m travels compressed against the
-// parent's block IDs (api.EncodeManifestDelta), and plain if the server
-// cannot take it so.
+// parent's manifest (nil: not known), m travels as a delta against it
+// (api.EncodeManifestXOR), and plain if the server cannot take it so.
 func (c *Client) CommitGeneration(ctx context.Context, m *manifest.Manifest, parent, epoch uint64, parentManifest *manifest.Manifest) (api.CloneInfo, error) {
 	var out api.CloneInfo
 	body, err := m.MarshalBinary()
@@ -46,9 +45,9 @@ func (c *Client) CommitGeneration(ctx context.Context, m *manifest.Manifest, par
 	}
 	q := url.Values{"parent": {strconv.FormatUint(parent, 10)}, "epoch": {strconv.FormatUint(epoch, 10)}}
 	u := c.url(api.PathCloneGenerations, "{name}", m.Name)
-	if dict := api.ManifestDict(parentManifest); dict != nil {
-		if enc, err := api.EncodeManifestDelta(body, dict); err == nil && len(enc) < len(body) {
-			dq := url.Values{"encoding": {api.ManifestEncodingParent}, "dict": {api.DictID(dict)}}
+	if parentManifest != nil {
+		if enc, err := api.EncodeManifestXOR(m, body, parentManifest); err == nil && len(enc) < len(body) {
+			dq := url.Values{"encoding": {api.ManifestEncodingXOR}}
 			for k, v := range q {
 				dq[k] = v
 			}

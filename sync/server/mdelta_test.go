@@ -42,12 +42,7 @@ func TestCommitManifestDelta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	post := func(m []byte, dict []byte, parent string) int {
-		enc, err := api.EncodeManifestDelta(m, dict)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := url.Values{"parent": {parent}, "epoch": {"1"}, "encoding": {api.ManifestEncodingParent}, "dict": {api.DictID(dict)}}
+	send := func(enc []byte, q url.Values) int {
 		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+strings.Replace(api.PathCloneGenerations, "{name}", "lab", 1)+"?"+q.Encode(), bytes.NewReader(enc))
 		req.Header.Set("Authorization", "Bearer "+tok.Token)
 		resp, err := http.DefaultClient.Do(req)
@@ -56,6 +51,24 @@ func TestCommitManifestDelta(t *testing.T) {
 		}
 		resp.Body.Close()
 		return resp.StatusCode
+	}
+	post := func(m []byte, dict []byte, parent string) int {
+		enc, err := api.EncodeManifestDelta(m, dict)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return send(enc, url.Values{"parent": {parent}, "epoch": {"1"}, "encoding": {api.ManifestEncodingParent}, "dict": {api.DictID(dict)}})
+	}
+	postXOR := func(m *manifest.Manifest, over *manifest.Manifest, parent string) int {
+		body, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := api.EncodeManifestXOR(m, body, over)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return send(enc, url.Values{"parent": {parent}, "epoch": {"1"}, "encoding": {api.ManifestEncodingXOR}})
 	}
 	next := *gen1
 	next.Files = append(next.Files[:0:0], gen1.Files...)
@@ -73,16 +86,29 @@ func TestCommitManifestDelta(t *testing.T) {
 	if st := post(body, api.ManifestDict(gen1), "1"); st != http.StatusCreated {
 		t.Fatalf("the parent's dictionary: status %d, want 201", st)
 	}
-	// The client, told a wrong parent manifest, falls back to plain.
+	// The XOR delta: over the parent's manifest it commits; over another
+	// it rebuilds a manifest that is not the one sent, refused with 400.
+	gen2, err := alice.GenerationManifest(ctx, "lab", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	next.Files[0].MTime = next.Files[0].MTime.Add(time.Hour)
 	wrong := next
-	wrong.Files = []manifest.File{{Path: "x", Mode: 0o644, Size: 1, Blocks: []blockstore.ID{blockstore.Sum([]byte("x"))}}}
-	info, err := alice.CommitGeneration(ctx, &next, 2, l.Epoch, &wrong)
-	if err != nil || info.Generation != 3 {
+	wrong.Files = []manifest.File{{Path: next.Files[0].Path, Mode: 0o644, Size: 1, Blocks: []blockstore.ID{blockstore.Sum([]byte("x"))}}}
+	if st := postXOR(&next, &wrong, "2"); st != http.StatusBadRequest {
+		t.Fatalf("XOR over another manifest: status %d, want 400", st)
+	}
+	if st := postXOR(&next, gen2, "2"); st != http.StatusCreated {
+		t.Fatalf("XOR over the parent: status %d, want 201", st)
+	}
+	// The client, told a wrong parent manifest, falls back to plain.
+	next.Files[0].MTime = next.Files[0].MTime.Add(time.Hour)
+	info, err := alice.CommitGeneration(ctx, &next, 3, l.Epoch, &wrong)
+	if err != nil || info.Generation != 4 {
 		t.Fatalf("commit with a wrong parent manifest: %+v, %v", info, err)
 	}
-	got, err := alice.GenerationManifest(ctx, "lab", 3)
+	got, err := alice.GenerationManifest(ctx, "lab", 4)
 	if err != nil || !got.Files[0].MTime.Equal(next.Files[0].MTime) {
-		t.Fatalf("generation 3: %v", err)
+		t.Fatalf("generation 4: %v", err)
 	}
 }

@@ -114,13 +114,15 @@ func (s *Server) commitGeneration(w http.ResponseWriter, r *http.Request) error 
 }
 
 // manifestDecodes bounds the manifests decoded against their parent at
-// once: each holds a zstd window as large as the manifest and its parent.
+// once: each holds the manifest rebuilt, and the parent decoded (for
+// ManifestEncodingParent, a zstd window as large as both).
 var manifestDecodes = make(chan struct{}, 2)
 
-// decodeManifest decodes a generation's manifest sent compressed against
-// its parent's block IDs (api.ManifestEncodingParent).
+// decodeManifest decodes a generation's manifest sent as a delta against
+// its parent's (api.ManifestEncodingXOR, or api.ManifestEncodingParent
+// from older clients).
 func (s *Server) decodeManifest(r *http.Request, name string, parent uint64, enc string, body []byte) ([]byte, error) {
-	if enc != api.ManifestEncodingParent {
+	if enc != api.ManifestEncodingXOR && enc != api.ManifestEncodingParent {
 		return nil, fmt.Errorf("%w: manifest encoding %q", errBadRequest, enc)
 	}
 	signed, err := s.repo.GenerationSigned(r.Context(), owner(r), name, parent)
@@ -131,9 +133,12 @@ func (s *Server) decodeManifest(r *http.Request, name string, parent uint64, enc
 	if err != nil {
 		return nil, err
 	}
-	dict := api.ManifestDict(pm)
-	if dict == nil || api.DictID(dict) != r.URL.Query().Get("dict") {
-		return nil, fmt.Errorf("%w: the manifest was compressed against another dictionary than generation %d's block IDs", errUnprocessable, parent)
+	var dict []byte
+	if enc == api.ManifestEncodingParent {
+		dict = api.ManifestDict(pm)
+		if dict == nil || api.DictID(dict) != r.URL.Query().Get("dict") {
+			return nil, fmt.Errorf("%w: the manifest was compressed against another dictionary than generation %d's block IDs", errUnprocessable, parent)
+		}
 	}
 	select {
 	case manifestDecodes <- struct{}{}:
@@ -141,7 +146,12 @@ func (s *Server) decodeManifest(r *http.Request, name string, parent uint64, enc
 	case <-r.Context().Done():
 		return nil, r.Context().Err()
 	}
-	out, err := api.DecodeManifestDelta(body, dict, api.MaxManifestBytes)
+	var out []byte
+	if enc == api.ManifestEncodingXOR {
+		out, err = api.DecodeManifestXOR(body, pm, api.MaxManifestBytes)
+	} else {
+		out, err = api.DecodeManifestDelta(body, dict, api.MaxManifestBytes)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadRequest, err)
 	}

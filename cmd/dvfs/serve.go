@@ -25,6 +25,7 @@ import (
 // serveConfig holds the flags of dvfs serve.
 type serveConfig struct {
 	data    string // data directory: store, keys, admin token
+	meta    string // etcd://... : the repository's metadata in etcd
 	listen  string // address to listen on
 	tlsCert string // PEM certificate; with tlsKey, serve HTTPS
 	tlsKey  string // PEM private key of tlsCert
@@ -55,6 +56,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&c.data, "data", "", "data directory (created if absent)")
 	f.StringVar(&c.listen, "listen", ":7420", "address to listen on")
+	f.StringVar(&c.meta, "meta", "", "keep the repository's metadata (versions, clones, leases, tokens) in etcd: "+
+		"etcd://[USER@]HOST:PORT,HOST:PORT/PREFIX[?max-txn-ops=N&max-request-bytes=N], the password in $"+etcdPasswordEnv+" (empty: in the data directory's store)")
 	f.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate (PEM); serve HTTPS with --tls-key")
 	f.StringVar(&c.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	f.StringVar(&c.mc.group, "multicast-group", "", "multicast group IP:port for template sessions, e.g. 239.255.42.42:7421 (empty: no multicast)")
@@ -159,8 +162,17 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	rcfg := repo.Config{Store: store, Key: key, Logger: g.log}
+	var rstore repo.Store = store
+	if c.meta != "" {
+		meta, err := openMeta(ctx, c.meta, g.log)
+		if err != nil {
+			store.Close()
+			return err
+		}
+		rstore = metaStore{Store: store, meta: meta}
+	}
+	defer rstore.Close()
+	rcfg := repo.Config{Store: rstore, Key: key, Logger: g.log}
 	if rcfg.PendingQuota, err = quotaFlag("--quota-pending", c.quotaPending); err != nil {
 		return err
 	}

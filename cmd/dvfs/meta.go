@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
+	"github.com/dvfs-project/dvfs/blockstore/etcdmeta"
+)
+
+// etcdPasswordEnv holds the etcd user's password for --meta, which is
+// kept off the command line.
+const etcdPasswordEnv = "DVFS_ETCD_PASSWORD"
+
+// Limits asked of an etcd cluster that holds a repository's metadata
+// unless --meta's query says otherwise (DESIGN.md, Metadata in etcd).
+const (
+	metaMaxTxnOps       = 8192
+	metaMaxRequestBytes = 32 << 20
+)
+
+// parseMetaURL parses --meta: etcd://[USER@]HOST:PORT,HOST:PORT/PREFIX
+// with optional max-txn-ops and max-request-bytes in the query, the
+// cluster's --max-txn-ops and --max-request-bytes.
+func parseMetaURL(s string) (etcdmeta.Config, error) {
+	var cfg etcdmeta.Config
+	u, err := url.Parse(s)
+	if err != nil {
+		return cfg, fmt.Errorf("--meta: %w", err)
+	}
+	if u.Scheme != "etcd" {
+		return cfg, fmt.Errorf("--meta %q: want etcd://HOST:PORT,HOST:PORT/PREFIX", s)
+	}
+	for _, ep := range strings.Split(u.Host, ",") {
+		if ep == "" || !strings.Contains(ep, ":") {
+			return cfg, fmt.Errorf("--meta %q: endpoint %q is not HOST:PORT", s, ep)
+		}
+		cfg.Endpoints = append(cfg.Endpoints, ep)
+	}
+	cfg.Prefix = strings.TrimPrefix(u.Path, "/")
+	if cfg.Prefix == "" {
+		return cfg, fmt.Errorf("--meta %q: no prefix (etcd://.../PREFIX): the repository's keys need one of their own", s)
+	}
+	if !strings.HasSuffix(cfg.Prefix, "/") {
+		cfg.Prefix += "/"
+	}
+	if u.User != nil {
+		cfg.Username = u.User.Username()
+		if _, set := u.User.Password(); set {
+			return cfg, fmt.Errorf("--meta: give the password in %s, not in the URL", etcdPasswordEnv)
+		}
+		cfg.Password = os.Getenv(etcdPasswordEnv)
+	}
+	cfg.MaxTxnOps, cfg.MaxRequestBytes = metaMaxTxnOps, metaMaxRequestBytes
+	for k, vs := range u.Query() {
+		n, err := strconv.Atoi(vs[len(vs)-1])
+		if err != nil || n <= 0 {
+			return cfg, fmt.Errorf("--meta: %s=%q is not a positive number", k, vs[len(vs)-1])
+		}
+		switch k {
+		case "max-txn-ops":
+			cfg.MaxTxnOps = n
+		case "max-request-bytes":
+			cfg.MaxRequestBytes = n
+		default:
+			return cfg, fmt.Errorf("--meta: unknown option %q (max-txn-ops, max-request-bytes)", k)
+		}
+	}
+	return cfg, nil
+}
+
+// openMeta opens the metadata store that --meta names.
+func openMeta(ctx context.Context, s string, log *slog.Logger) (*etcdmeta.Store, error) {
+	cfg, err := parseMetaURL(s)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger = log
+	m, err := etcdmeta.Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("metadata in etcd", "endpoints", cfg.Endpoints, "prefix", cfg.Prefix)
+	return m, nil
+}
+
+// metaStore is the server's store with its metadata elsewhere: blocks
+// (and Stager, Compressor) from the block store, GetMeta, ListMeta and
+// CommitMeta from meta.
+type metaStore struct {
+	*badgerstore.Store
+	meta *etcdmeta.Store
+}
+
+func (s metaStore) GetMeta(ctx context.Context, key string) ([]byte, error) {
+	return s.meta.GetMeta(ctx, key)
+}
+
+func (s metaStore) ListMeta(ctx context.Context, prefix string, fn func(string, []byte) error) error {
+	return s.meta.ListMeta(ctx, prefix, fn)
+}
+
+func (s metaStore) CommitMeta(ctx context.Context, ops ...blockstore.MetaOp) error {
+	return s.meta.CommitMeta(ctx, ops...)
+}
+
+// Close closes both stores.
+func (s metaStore) Close() error {
+	return errors.Join(s.meta.Close(), s.Store.Close())
+}

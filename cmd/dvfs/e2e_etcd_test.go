@@ -15,8 +15,8 @@ import (
 
 // TestServeMetaEtcd runs dvfs serve with its metadata in a three-member
 // etcd cluster: a published version is listed and exports byte-exact
-// after a restart, is not in the data directory's own store, and a
-// second version publishes with one member killed.
+// after a restart, the data directory is refused without that --meta,
+// and a second version publishes with one member killed.
 func TestServeMetaEtcd(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{MaxTxnOps: metaMaxTxnOps, MaxRequestBytes: metaMaxRequestBytes})
 	meta := "etcd://" + strings.Join(c.Endpoints(), ",") + "/dvfs-e2e"
@@ -32,21 +32,21 @@ func TestServeMetaEtcd(t *testing.T) {
 	s.dvfs("template", "publish", "--name", "vm", vm)
 	s.stop(syscall.SIGTERM)
 
-	// Without --meta the same data directory's store has no version:
-	// versions are in etcd. Its store has no token either, so it makes a
-	// new admin token; the one in etcd is put back for the next server.
-	tokenFile := filepath.Join(data, "admin.token")
-	token, err := os.ReadFile(tokenFile)
-	if err != nil {
-		t.Fatal(err)
+	// Without --meta, or with another prefix, the data directory is
+	// refused: its blocks belong to the repository in etcd.
+	for _, other := range [][]string{nil, {"--meta", meta + "-other"}} {
+		out, err := command(nil, append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0"}, other...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "blocks belong to the metadata in etcd:dvfs-e2e/") {
+			t.Fatalf("serve %v on the data directory: %v\n%s", other, err, out)
+		}
 	}
-	local := startServerAt(t, data, "127.0.0.1:0")
-	if list := local.dvfs("template", "list"); regexp.MustCompile(`(?m)^vm\s`).MatchString(list) {
-		t.Fatalf("the data directory's own store lists the version:\n%s", list)
-	}
-	local.stop(syscall.SIGTERM)
-	if err := os.WriteFile(tokenFile, token, 0o600); err != nil {
-		t.Fatal(err)
+
+	// Nor is a data directory whose repository is its own moved to etcd.
+	own := t.TempDir()
+	startServerAt(t, own, "127.0.0.1:0").stop(syscall.SIGTERM)
+	out, err := command(nil, "serve", "--data", own, "--listen", "127.0.0.1:0", "--meta", meta).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "blocks belong to the metadata in local") {
+		t.Fatalf("serve --meta on a data directory with its own metadata: %v\n%s", err, out)
 	}
 
 	s = startServerAt(t, data, "127.0.0.1:0", "--meta", meta)

@@ -91,6 +91,50 @@ func openMeta(ctx context.Context, s string, log *slog.Logger) (*etcdmeta.Store,
 	return m, nil
 }
 
+// metaBinding is what bindMeta records for --meta s: the prefix, since a
+// cluster's endpoints may change.
+func metaBinding(s string) string {
+	if s == "" {
+		return "local"
+	}
+	cfg, _ := parseMetaURL(s)
+	return "etcd:" + cfg.Prefix
+}
+
+// metaBindingKey, in the data directory's store, says which metadata the
+// store's blocks belong to: "local" (its own) or "etcd:PREFIX".
+const metaBindingKey = "dvfs-serve/meta"
+
+// bindMeta makes sure a data directory's blocks serve one repository's
+// metadata only: the garbage collector deletes the blocks that the
+// metadata does not name, so a data directory started once with another
+// --meta (or none) would lose the blocks of the first. The first start
+// binds it; a store that already holds local metadata is not bound to
+// etcd (that would be a migration, which dvfs does not do yet).
+func bindMeta(ctx context.Context, store *badgerstore.Store, where string) error {
+	cur, err := store.GetMeta(ctx, metaBindingKey)
+	switch {
+	case err == nil && string(cur) == where:
+		return nil
+	case err == nil:
+		return fmt.Errorf("this data directory's blocks belong to the metadata in %s, not %s: "+
+			"start it with that --meta (its garbage collection would delete the blocks the other one names)", cur, where)
+	case !errors.Is(err, blockstore.ErrNotFound):
+		return err
+	}
+	if where != "local" {
+		found := errors.New("found")
+		err := store.ListMeta(ctx, "", func(string, []byte) error { return found })
+		if errors.Is(err, found) {
+			return fmt.Errorf("this data directory holds a repository's own metadata; --meta %s would start an empty one beside its blocks (moving a repository into etcd is not supported yet)", where)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return store.CommitMeta(ctx, blockstore.MetaOp{Key: metaBindingKey, Value: []byte(where), Check: true})
+}
+
 // metaStore is the server's store with its metadata elsewhere: blocks
 // (and Stager, Compressor) from the block store, GetMeta, ListMeta and
 // CommitMeta from meta.

@@ -41,6 +41,7 @@ type serveConfig struct {
 	memory  string // the Go runtime's soft memory limit; "auto": --body-memory + 512MiB
 	ops     opsConfig
 	ldap    ldapConfig
+	store   storeConfig
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -84,6 +85,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&c.memory, "memory-limit", "auto", "soft limit of the server's memory, the Go runtime's (GOMEMLIMIT, when set, wins); auto: --body-memory + 512MiB")
 	addOpsFlags(f, &c.ops)
 	addLDAPFlags(f, &c.ldap)
+	addStoreFlags(f, &c.store)
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
 }
@@ -162,6 +164,10 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	if err != nil {
 		return err
 	}
+	if err := bindMeta(ctx, store, metaBinding(c.meta)); err != nil {
+		store.Close()
+		return err
+	}
 	var rstore repo.Store = store
 	if c.meta != "" {
 		meta, err := openMeta(ctx, c.meta, g.log)
@@ -173,6 +179,12 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	}
 	defer rstore.Close()
 	rcfg := repo.Config{Store: rstore, Key: key, Logger: g.log}
+	if c.store.url != "" {
+		if rcfg.Store, err = openObjectStore(ctx, c.store, rstore, c.meta, g.log); err != nil {
+			return err
+		}
+		defer rcfg.Store.Close()
+	}
 	if rcfg.PendingQuota, err = quotaFlag("--quota-pending", c.quotaPending); err != nil {
 		return err
 	}

@@ -170,7 +170,7 @@ func benchStorm(args []string) error {
 	return nil
 }
 
-var stormTargets = []string{"local", "fuse", "dvfs", "dvfs-cold", "smb", "copy", "rclone"}
+var stormTargets = []string{"local", "fuse", "passthrough", "dvfs", "dvfs-cold", "smb", "copy", "rclone"}
 
 // storm is one run's shared state.
 type storm struct {
@@ -310,8 +310,8 @@ func (s *storm) runTarget(ctx context.Context, target string, n int) *stormRow {
 	switch target {
 	case "local":
 		err = s.runLocal(ctx, r, dir)
-	case "fuse":
-		err = s.runFuseLoopback(ctx, r, dir)
+	case "fuse", "passthrough":
+		err = s.runFuseLoopback(ctx, r, dir, target == "passthrough")
 	case "dvfs", "dvfs-cold":
 		err = s.runDvfs(ctx, r, dir, target == "dvfs")
 	case "smb", "copy", "rclone":
@@ -489,8 +489,10 @@ func (s *storm) runLocal(ctx context.Context, r *stormRow, dir string) error {
 // mount (`dvfs bench-loopback`, every read and write through the daemon)
 // and nothing else: no cache, no overlay, no server. Its CPU counts the
 // workload and the loopback daemon, as dvfs's counts the workload and the
-// mount.
-func (s *storm) runFuseLoopback(ctx context.Context, r *stormRow, dir string) error {
+// mount. With passthrough (target passthrough) the kernel reads and writes
+// the local copy itself once the file is open: the floor of a FUSE
+// filesystem whose open files each have one local backing file.
+func (s *storm) runFuseLoopback(ctx context.Context, r *stormRow, dir string, passthrough bool) error {
 	var paths []string
 	loops := make([]*bg, r.N)
 	for i := range r.N {
@@ -505,7 +507,11 @@ func (s *storm) runFuseLoopback(ctx context.Context, r *stormRow, dir string) er
 		if err := copySparse(s.template, filepath.Join(data, "disk.img")); err != nil {
 			return err
 		}
-		l, err := s.startMountDaemon(ctx, i, mnt, filepath.Join(dir, fmt.Sprintf("ws%d.loopback.log", i+1)), "the loopback mount", nil, "bench-loopback", data, mnt)
+		args := []string{"bench-loopback", data, mnt}
+		if passthrough {
+			args = append(args, "--passthrough")
+		}
+		l, err := s.startMountDaemon(ctx, i, mnt, filepath.Join(dir, fmt.Sprintf("ws%d.loopback.log", i+1)), "the loopback mount", nil, args...)
 		if err != nil {
 			return err
 		}

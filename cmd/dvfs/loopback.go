@@ -9,15 +9,17 @@ import (
 )
 
 // newLoopbackCmd is the benchmarks' reference mount (bench/): a plain
-// go-fuse loopback with kernel passthrough off. Hidden: not for users.
+// go-fuse loopback, with kernel passthrough off unless --passthrough.
+// Hidden: not for users.
 func newLoopbackCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var passthrough bool
+	cmd := &cobra.Command{
 		Use:    "bench-loopback DIR MOUNTPOINT",
 		Short:  "Mount a go-fuse loopback of DIR, every request through the daemon (benchmark reference)",
 		Hidden: true,
 		Args:   cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			srv, err := gofuse.MountLoopback(args[0], args[1])
+			srv, err := gofuse.MountLoopback(args[0], args[1], passthrough)
 			if err != nil {
 				return err
 			}
@@ -32,4 +34,6 @@ func newLoopbackCmd(g *globals) *cobra.Command {
 			}
 		},
 	}
+	cmd.Flags().BoolVar(&passthrough, "passthrough", false, "let the kernel read and write the files in DIR itself (FUSE passthrough)")
+	return cmd
 }

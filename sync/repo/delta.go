@@ -45,8 +45,13 @@ const DefaultMaxDeltaDepth = 8
 // corrupt.
 const maxChain = 64
 
-// deltaChunk is how many deltas one metadata commit takes.
-const deltaChunk = 1024
+// deltaChunk is how many deltas one metadata commit takes, and
+// deltaChunkBytes how many bytes of delta frames: a metadata store over
+// the network bounds a commit's size (etcd's --max-request-bytes).
+const (
+	deltaChunk      = 1024
+	deltaChunkBytes = 4 << 20
+)
 
 // errStoredBase: a delta's base is stored but cannot be read. It is the
 // server's fault, not the client's: it must not map to 422.
@@ -195,6 +200,7 @@ func (r *Repo) PutDeltasFor(ctx context.Context, owner string, deltas []blocksto
 		taken         []blockstore.ID
 		settled       bool
 		base, rebuilt []byte
+		opsBytes      int // of the delta frames in ops
 	)
 	flush := func() error {
 		if len(ops) > 0 {
@@ -207,7 +213,7 @@ func (r *Repo) PutDeltasFor(ctx context.Context, owner string, deltas []blocksto
 				return fmt.Errorf("storing compacted deltas: %w", err)
 			}
 		}
-		ops, whole = ops[:0], whole[:0]
+		ops, whole, opsBytes = ops[:0], whole[:0], 0
 		return nil
 	}
 	for _, b := range deltas {
@@ -271,9 +277,10 @@ func (r *Repo) PutDeltasFor(ctx context.Context, owner string, deltas []blocksto
 			ops = append(ops,
 				blockstore.MetaOp{Key: deltaRefKey(b.ID), Value: appendDeltaRef(nil, deltaRef{base: d.Base, depth: depth + 1})},
 				blockstore.MetaOp{Key: deltaFrameKey(b.ID), Value: b.Frame})
+			opsBytes += len(b.Frame)
 		}
 		taken = append(taken, b.ID)
-		if len(ops) >= 2*deltaChunk || len(whole) >= deltaChunk/16 {
+		if len(ops) >= 2*deltaChunk || opsBytes >= deltaChunkBytes || len(whole) >= deltaChunk/16 {
 			if err := flush(); err != nil {
 				return err
 			}

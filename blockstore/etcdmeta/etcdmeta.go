@@ -17,10 +17,11 @@
 //
 // GetMeta and ListMeta are linearizable reads: they see every commit
 // acknowledged before they started, whichever server made it. ListMeta
-// reads in pages of Config.PageSize keys, in key order, all at the
-// revision of the first page, so it lists one consistent snapshot. A
-// listing that outlives etcd's history (a compaction passed its revision)
-// fails rather than mix two snapshots.
+// reads in pages of at most Config.PageSize keys (fewer when values are
+// large: about 4 MiB a page), in key order, all at the revision of the
+// first page, so it lists one consistent snapshot. A listing that
+// outlives etcd's history (a compaction passed its revision) fails
+// rather than mix two snapshots.
 //
 // # Limits
 //
@@ -91,7 +92,8 @@ type Config struct {
 	// MaxRequestBytes is the cluster's --max-request-bytes: the largest
 	// request the client sends and the largest answer it takes.
 	MaxRequestBytes int
-	// PageSize is how many keys one request of ListMeta reads.
+	// PageSize is the most keys one request of ListMeta reads (fewer
+	// when the values are large).
 	PageSize int64
 	// Logger receives the client's warnings; nil discards them.
 	Logger *slog.Logger
@@ -105,6 +107,10 @@ const (
 	DefaultDialTimeout     = 10 * time.Second
 	DefaultTimeout         = 30 * time.Second
 	DefaultPageSize        = 1000
+	// firstPage is how many keys ListMeta's first request reads, and
+	// pageBytes how many bytes it aims each later one at.
+	firstPage = 1
+	pageBytes = 4 << 20
 	// grpcOverhead is what etcd adds to --max-request-bytes for the
 	// gRPC framing of a request of that size.
 	grpcOverhead = 512 * 1024
@@ -153,6 +159,10 @@ type Store struct {
 	cfg    Config
 	cli    *clientv3.Client
 	closed atomic.Bool
+
+	// onPage, when set (by tests), is told the keys and bytes of each
+	// page ListMeta reads.
+	onPage func(keys, bytes int)
 }
 
 // Open connects to the cluster and checks that it answers.
@@ -257,8 +267,12 @@ func (s *Store) ListMeta(ctx context.Context, prefix string, fn func(key string,
 		from = "\x00" // etcd's whole key space
 	}
 	var rev int64
+	// The first page is one key, the next ones sized to pageBytes by
+	// the last page's values: a prefix of manifests (megabytes each) must
+	// not come back as one answer of gigabytes.
+	limit := min(firstPage, s.cfg.PageSize)
 	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(s.cfg.PageSize),
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(limit),
 			clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
@@ -274,6 +288,17 @@ func (s *Store) ListMeta(ctx context.Context, prefix string, fn func(key string,
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
+		}
+		size := 0
+		for _, kv := range resp.Kvs {
+			size += len(kv.Key) + len(kv.Value)
+		}
+		if s.onPage != nil {
+			s.onPage(len(resp.Kvs), size)
+		}
+		if len(resp.Kvs) > 0 {
+			limit = int64(max(1, pageBytes/max(1, size/len(resp.Kvs))))
+			limit = min(limit, s.cfg.PageSize)
 		}
 		for _, kv := range resp.Kvs {
 			if err := ctx.Err(); err != nil {

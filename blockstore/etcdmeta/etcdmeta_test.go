@@ -202,6 +202,33 @@ func TestStore(t *testing.T) {
 		}
 	})
 
+	t.Run("PagesOfLargeValues", func(t *testing.T) {
+		s := openT(t, c, Config{})
+		const n, size = 24, 1 << 20
+		for i := range n {
+			commit(t, s, blockstore.MetaOp{Key: fmt.Sprintf("m/%02d", i), Value: bytes.Repeat([]byte{byte(i)}, size)})
+		}
+		var pages []int
+		s.onPage = func(keys, bytes int) {
+			pages = append(pages, keys)
+			if bytes > pageBytes+size {
+				t.Errorf("a page of %d keys, %d bytes", keys, bytes)
+			}
+		}
+		i := 0
+		err := s.ListMeta(t.Context(), "m/", func(k string, v []byte) error {
+			if k != fmt.Sprintf("m/%02d", i) || len(v) != size || v[0] != byte(i) {
+				t.Errorf("entry %d: %s, %d bytes", i, k, len(v))
+			}
+			i++
+			return nil
+		})
+		if err != nil || i != n {
+			t.Fatalf("listed %d of %d: %v", i, n, err)
+		}
+		t.Logf("pages of keys: %v", pages)
+	})
+
 	t.Run("CheckAfterOwnWrite", func(t *testing.T) {
 		s := openT(t, c, Config{})
 		commit(t, s, put("k", "old"))

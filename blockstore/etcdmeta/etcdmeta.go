@@ -95,7 +95,9 @@ type Config struct {
 	// PageSize is the most keys one request of ListMeta reads (fewer
 	// when the values are large).
 	PageSize int64
-	// Logger receives the client's warnings; nil discards them.
+	// Logger is told of each commit whose outcome is unknown (its member
+	// failed while it was in flight); nil discards it. The etcd client's
+	// own log is discarded.
 	Logger *slog.Logger
 }
 
@@ -336,7 +338,11 @@ func (s *Store) CommitMeta(ctx context.Context, ops ...blockstore.MetaOp) error 
 	defer cancel()
 	resp, err := s.cli.Txn(rctx).If(txn.cmps...).Then(txn.writes...).Commit()
 	if err != nil {
-		return fmt.Errorf("etcdmeta: commit of %d ops: %w", len(ops), s.wrap(ctx, err))
+		err = s.wrap(ctx, err)
+		if !errors.Is(err, ErrTooLarge) && !errors.Is(err, blockstore.ErrClosed) && ctx.Err() == nil {
+			s.cfg.Logger.Warn("etcdmeta: commit failed; it may or may not have been applied", "ops", len(ops), "err", err)
+		}
+		return fmt.Errorf("etcdmeta: commit of %d ops: %w", len(ops), err)
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("etcdmeta: commit: a checked key has another value: %w", blockstore.ErrConflict)

@@ -137,6 +137,10 @@ func Start(t testing.TB, opts Options) *Cluster {
 			"--initial-cluster-state", "new",
 			"--initial-cluster-token", fmt.Sprintf("dvfs-test-%d", os.Getpid()),
 			"--logger", "zap", "--log-outputs", "stderr",
+			// Slower than etcd's 100 ms / 1 s: on a loaded 2-core CI
+			// machine a member starved of CPU must not cost the cluster
+			// its leader (and a test its commits) for nothing.
+			"--heartbeat-interval", "250", "--election-timeout", "2500",
 		}
 		if opts.MaxTxnOps > 0 {
 			args = append(args, "--max-txn-ops", strconv.Itoa(opts.MaxTxnOps))

@@ -11,6 +11,7 @@
 //	go run ./bench cow [-size 2GiB] [-write 32MiB] [-baseline REV]
 //	go run ./bench multicast [-size 2GiB] [-receivers 1,4,8] [-tools dvfs,uftp,udpcast] [-slow]
 //	go run ./bench sparse [-size 20GiB] [-data 64MiB] [-write 4MiB] [-dir /var/tmp]
+//	go run ./bench s3 [-size 1GiB] [-dir /var/tmp] [-runs 2]
 //	go run ./bench storm [-n 1,4] [-size 1GiB] [-read 128MiB] [-write 16MiB] [-targets ...] [-rates 1gbit] [-smoke] [-out DIR]
 package main
 
@@ -39,6 +40,8 @@ func main() {
 		err = benchMulticast(os.Args[2:])
 	case "sparse":
 		err = benchSparse(os.Args[2:])
+	case "s3":
+		err = benchS3(os.Args[2:])
 	case "storm":
 		err = benchStorm(os.Args[2:])
 	case "storm-work": // storm's per-workstation process
@@ -53,6 +56,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio|mem|writeback|cow|multicast|sparse|storm [flags]")
+	fmt.Fprintln(os.Stderr, "usage: go run ./bench publish|fio|mem|writeback|cow|multicast|sparse|s3|storm [flags]")
 	os.Exit(2)
 }

@@ -32,8 +32,9 @@ type Server struct {
 	Dir string
 }
 
-// binary finds versitygw on PATH or in Go's install directory.
-func binary() string {
+// Binary finds versitygw on PATH or in Go's install directory; "" when
+// it is not installed.
+func Binary() string {
 	if p, err := exec.LookPath("versitygw"); err == nil {
 		return p
 	}
@@ -53,6 +54,15 @@ func fileExists(p string) bool {
 	return err == nil && !st.IsDir()
 }
 
+// Args are versitygw's arguments to serve the buckets in dir on addr
+// (host:port) with this package's credentials. --nometa: objects carry no
+// user metadata here, and the gateway then needs no extended attributes
+// on dir.
+func Args(addr, dir string) []string {
+	return []string{"--access", AccessKey, "--secret", SecretKey, "--region", Region,
+		"--port", addr, "--quiet", "--keep-alive", "posix", "--nometa", dir}
+}
+
 // Start runs versitygw's posix backend over a new temporary directory
 // and stops it (by its PID) when the test ends.
 func Start(t testing.TB) *Server {
@@ -61,7 +71,7 @@ func Start(t testing.TB) *Server {
 		// Under Wine (.ci/wine) the Linux run covers these tests.
 		disktest.SkipOffLinux(t, "versitygw is started as a Linux program")
 	}
-	bin := binary()
+	bin := Binary()
 	if bin == "" {
 		const want = "versitygw is missing (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)"
 		if os.Getenv("CI") != "" {
@@ -78,10 +88,7 @@ func Start(t testing.TB) *Server {
 	}
 	defer log.Close()
 	output := func() string { b, _ := os.ReadFile(logPath); return string(b) }
-	// --nometa: objects carry no user metadata here, and the gateway
-	// then needs no extended attributes on the temporary directory.
-	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--region", Region,
-		"--port", addr, "--quiet", "--keep-alive", "posix", "--nometa", dir)
+	cmd := exec.Command(bin, Args(addr, dir)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

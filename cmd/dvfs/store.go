@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -140,5 +141,35 @@ func openObjectStore(ctx context.Context, c storeConfig, meta repo.Store, metaUR
 		return nil, fmt.Errorf("--store %s: %w", c.url, err)
 	}
 	log.Info("blocks in an object store", "endpoint", cfg.Endpoint, "bucket", cfg.Bucket, "prefix", cfg.Prefix, "tls", cfg.Secure)
+	go compactLoop(ctx, s, log)
 	return s, nil
+}
+
+// compactEvery is how often the server compacts its object store: the
+// garbage collector's deletes drop index entries, and only a compaction
+// shrinks or deletes the packs that held them.
+const compactEvery = time.Hour
+
+// compactLoop compacts s every compactEvery until ctx ends; a compaction
+// under way when the server stops is cut off (packs are deleted only
+// after their blocks have moved) or ends with the store's Close.
+func compactLoop(ctx context.Context, s *s3store.Store, log *slog.Logger) {
+	t := time.NewTicker(compactEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := s.Compact(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			log.Warn("object store compaction failed", "err", err)
+		case st.Rewritten+st.Orphans > 0:
+			log.Info("compacted the object store", "packs_rewritten", st.Rewritten, "orphans", st.Orphans, "blocks_moved", st.Moved, "freed", st.Freed)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/dvfs-project/dvfs/blockstore/etcdmeta/etcdtest"
 	"github.com/dvfs-project/dvfs/blockstore/s3store/s3test"
 )
 
@@ -64,4 +65,32 @@ func TestServeStoreS3(t *testing.T) {
 	if local := diskUse(t, filepath.Join(data, "store")); local > 16<<20 {
 		t.Errorf("the data directory's store takes %d bytes: blocks went there, not to the bucket", local)
 	}
+}
+
+// TestServeStoreS3MetaEtcd runs dvfs serve with its blocks in an S3 server
+// and its metadata, the block index with it, in a three-member etcd
+// cluster at etcd's default --max-txn-ops (128): every pack's commit must
+// keep within it, and the template exports byte-exact after a restart.
+func TestServeStoreS3MetaEtcd(t *testing.T) {
+	srv := s3test.Start(t)
+	if err := os.Mkdir(filepath.Join(srv.Dir, "dvfs-e2e"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := etcdtest.Start(t, etcdtest.Options{MaxTxnOps: 128, MaxRequestBytes: metaMaxRequestBytes})
+	meta := "etcd://" + strings.Join(c.Endpoints(), ",") + "/dvfs-e2e?max-txn-ops=128"
+	store := "s3://dvfs-e2e?endpoint=" + srv.Endpoint + "&region=" + s3test.Region + "&tls=false"
+	t.Setenv(s3AccessKeyEnv, s3test.AccessKey)
+	t.Setenv(s3SecretKeyEnv, s3test.SecretKey)
+	data := t.TempDir()
+	s := startServerAt(t, data, "127.0.0.1:0", "--meta", meta, "--store", store)
+	vm := filepath.Join(t.TempDir(), "vm")
+	os.Mkdir(vm, 0o755)
+	writeVMDisk(t, filepath.Join(vm, "vm.vmdk"), 64<<20, 3)
+	s.dvfs("template", "publish", "--name", "vm", vm)
+	s.stop(syscall.SIGTERM)
+
+	s = startServerAt(t, data, "127.0.0.1:0", "--meta", meta, "--store", store)
+	exp := filepath.Join(t.TempDir(), "v1")
+	s.dvfs("template", "export", "vm@1", exp)
+	sameTree(t, vm, exp)
 }

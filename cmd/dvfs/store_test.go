@@ -4,6 +4,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/dvfs-project/dvfs/blockstore/diskio/disktest"
 )
 
 func TestParseStoreURL(t *testing.T) {
@@ -54,7 +56,7 @@ func TestStoreCredentials(t *testing.T) {
 	if a, s, err := storeCredentials(""); err != nil || a != "ak" || s != "sk" {
 		t.Fatalf("from the environment: %q %q %v", a, s, err)
 	}
-	f := t.TempDir() + "/creds"
+	f := disktest.TempDir(t) + "/creds"
 	os.WriteFile(f, []byte("fa\r\nfs\n"), 0o600)
 	if a, s, err := storeCredentials(f); err != nil || a != "fa" || s != "fs" {
 		t.Fatalf("from a file: %q %q %v", a, s, err)

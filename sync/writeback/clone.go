@@ -527,6 +527,18 @@ func (c *cloneWB) commit(ctx context.Context, p *pending) error {
 	info, err := c.w.cfg.Server.CommitGeneration(ctx, m, p.Parent, epoch, parentM)
 	if err != nil {
 		if isRefused(err) {
+			// An earlier attempt may have committed on a server that
+			// died, or over a connection that dropped, before it
+			// answered: then the generation after the parent is this
+			// one, and nothing conflicts.
+			theirs, ferr := c.ourNext(ctx, p)
+			if ferr != nil {
+				return fmt.Errorf("commit refused (%v); asking the server whether an earlier attempt went through: %w", err, ferr)
+			}
+			if theirs != nil {
+				c.w.stats.commits.Add(1)
+				return c.adopt(ctx, p, theirs)
+			}
 			return c.conflict(ctx, m, p)
 		}
 		if isGone(err) {

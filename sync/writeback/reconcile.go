@@ -222,14 +222,34 @@ func (c *cloneWB) adoptPending(ctx context.Context) error {
 	if p.Parent != c.committedGen() {
 		return nil
 	}
-	mine, err := manifest.Unmarshal(p.Manifest)
-	if err != nil {
-		return err
-	}
-	theirs, err := c.w.cfg.Server.GenerationManifest(ctx, c.name, p.Parent+1)
-	if err != nil || !sameTree(mine, theirs) {
+	theirs, err := c.ourNext(ctx, &p)
+	if err != nil || theirs == nil {
 		return nil // not ours (or not there): the caller treats it as changed elsewhere
 	}
+	return c.adopt(ctx, &p, theirs)
+}
+
+// ourNext returns the server's generation after p's parent when it holds
+// exactly p's tree: a commit of p that went through. Nil when that
+// generation holds another tree or does not exist.
+func (c *cloneWB) ourNext(ctx context.Context, p *pending) (*manifest.Manifest, error) {
+	mine, err := manifest.Unmarshal(p.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	theirs, err := c.w.cfg.Server.GenerationManifest(ctx, c.name, p.Parent+1)
+	if isGone(err) {
+		return nil, nil
+	}
+	if err != nil || !sameTree(mine, theirs) {
+		return nil, err
+	}
+	return theirs, nil
+}
+
+// adopt records theirs, the server's generation holding p's tree, as
+// committed.
+func (c *cloneWB) adopt(ctx context.Context, p *pending, theirs *manifest.Manifest) error {
 	c.mu.Lock()
 	c.st.Committed = theirs.Version
 	c.mu.Unlock()
@@ -241,5 +261,5 @@ func (c *cloneWB) adoptPending(ctx context.Context) error {
 		return err
 	}
 	c.w.log.Info("found this workstation's last commit on the server; recorded it", "clone", c.name, "generation", theirs.Version)
-	return c.dropOutbox(ctx, &p)
+	return c.dropOutbox(ctx, p)
 }

@@ -90,7 +90,7 @@ func newRoot() *cobra.Command {
 	root.SetVersionTemplate("{{.Version}}\n")
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	pf.StringVar(&g.server, "server", "", "server URL (default $"+envServer+")")
+	pf.StringVar(&g.server, "server", "", "server URL, or several comma-separated servers of one repository to fail over between (default $"+envServer+")")
 	pf.StringVar(&g.token, "token", "", "access token (default $"+envToken+", else the file dvfs login stores it in)")
 	pf.StringVar(&g.caCert, "ca-cert", "", "PEM file of the CA that signed the server's TLS certificate")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")

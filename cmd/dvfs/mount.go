@@ -270,7 +270,9 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	asked := make(chan struct{})
 	var askOnce sync.Once
 	stopStatus, err := serveStatus(ctx, mountpoint, g.log, func(ctx context.Context, brief bool) mountStatus {
-		st := mountStatus{Mountpoint: mountpoint, User: who.Name, Cache: blocks.Stats(), Clones: cloneStatuses(ctx, wb, blockStore, brief)}
+		cs := cl.Stats()
+		st := mountStatus{Mountpoint: mountpoint, User: who.Name, Server: cs.Server, Servers: len(cl.Servers()), Failovers: cs.Failovers,
+			Cache: blocks.Stats(), Clones: cloneStatuses(ctx, wb, blockStore, brief)}
 		if !brief {
 			st.Templates = templateFills(ctx, catalog, blockStore)
 		}

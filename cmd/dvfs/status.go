@@ -25,12 +25,17 @@ import (
 
 // mountStatus is what a running mount reports to dvfs status.
 type mountStatus struct {
-	Mountpoint string                   `json:"mountpoint"`
-	User       string                   `json:"user"`
-	Cache      cache.Stats              `json:"cache"`
-	Templates  []templateFill           `json:"templates"`
-	Clones     []cloneStatus            `json:"clones"`
-	Multicast  []multicast.JoinProgress `json:"multicast,omitempty"`
+	Mountpoint string `json:"mountpoint"`
+	User       string `json:"user"`
+	Server     string `json:"server,omitempty"` // the server the mount uses now
+	// Servers counts those it was given (--server); Failovers the times it
+	// moved to the next.
+	Servers   int                      `json:"servers,omitempty"`
+	Failovers int64                    `json:"failovers,omitempty"`
+	Cache     cache.Stats              `json:"cache"`
+	Templates []templateFill           `json:"templates"`
+	Clones    []cloneStatus            `json:"clones"`
+	Multicast []multicast.JoinProgress `json:"multicast,omitempty"`
 	// HiddenClones counts the clones left out for a caller they do not
 	// belong to (status_peer.go).
 	HiddenClones int `json:"hidden_clones,omitempty"`
@@ -182,6 +187,11 @@ func statusClient(sock string) *http.Client {
 
 func printStatus(st mountStatus) {
 	fmt.Printf("%s (user %s)\n", st.Mountpoint, st.User)
+	if st.Servers > 1 {
+		fmt.Printf("  server: %s (1 of %d given; moved %d times after one could not be reached)\n", st.Server, st.Servers, st.Failovers)
+	} else if st.Server != "" {
+		fmt.Printf("  server: %s\n", st.Server)
+	}
 	fmt.Printf("  cache: %d blocks, %s; %d hits, %d misses, %d fetched, %d received by multicast, %d filled in the background, %d evicted\n", st.Cache.Blocks,
 		humanize.IBytes(uint64(st.Cache.Bytes)), st.Cache.Hits, st.Cache.Misses, st.Cache.Fetched, st.Cache.Received, st.Cache.Filled, st.Cache.Evicted)
 	if st.Cache.Uncached > 0 {

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -27,7 +28,10 @@ import (
 
 // Config configures a Client.
 type Config struct {
-	// Server is the server's base URL, e.g. http://127.0.0.1:7420.
+	// Server is the server's base URL, e.g. http://127.0.0.1:7420, or
+	// several, comma-separated: servers of one repository, which the
+	// client fails over between (Client). A name with several addresses
+	// also fails over, when a connection is made.
 	Server string
 	// Token is the bearer token sent with every request.
 	Token string
@@ -46,9 +50,18 @@ type Config struct {
 // batch on a slow link.
 const DefaultTimeout = 5 * time.Minute
 
-// Client is a connection to one server. Safe for concurrent use.
+// Client is a connection to a server. Safe for concurrent use.
+//
+// Given several servers, it sends every request to the current one, and
+// when a request cannot reach it (the connection is refused, times out,
+// or breaks while the request is sent), sends it to the next, which
+// becomes current. A request that
+// reached a server that then failed is not sent again (it may have been
+// applied): its error goes to the caller, as with one server, except
+// for reads (GET, HEAD), which are sent to the next server.
 type Client struct {
-	base  *url.URL
+	bases []*url.URL
+	cur   atomic.Int32 // index into bases
 	token string
 	hc    *http.Client
 
@@ -63,9 +76,13 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Server == "" {
 		return nil, errors.New("no server given (use --server or DVFS_SERVER)")
 	}
-	u, err := url.Parse(strings.TrimRight(cfg.Server, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("server %q is not an http:// or https:// URL", cfg.Server)
+	var bases []*url.URL
+	for _, s := range strings.Split(cfg.Server, ",") {
+		u, err := url.Parse(strings.TrimRight(strings.TrimSpace(s), "/"))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("server %q is not an http:// or https:// URL", s)
+		}
+		bases = append(bases, u)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 16
@@ -93,7 +110,7 @@ func New(cfg Config) (*Client, error) {
 		timeout = DefaultTimeout
 	}
 	return &Client{
-		base:  u,
+		bases: bases,
 		token: cfg.Token,
 		hc:    &http.Client{Transport: tr, Timeout: timeout},
 		key:   cfg.ServerKey,
@@ -152,24 +169,40 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &he) && he.Status == http.StatusNotFound
 }
 
+// url returns the path of an API call (api.Path*, with its {names}
+// replaced by vals in turn): do sends it to a server.
 func (c *Client) url(path string, vals ...string) string {
 	for i := 0; i+1 < len(vals); i += 2 {
 		path = strings.Replace(path, vals[i], url.PathEscape(vals[i+1]), 1)
 	}
-	return c.base.String() + path
+	return path
 }
 
-// do sends a request and returns the response when its status is 2xx.
-func (c *Client) do(ctx context.Context, method, u string, body []byte) (*http.Response, error) {
-	if body == nil {
-		return c.doParts(ctx, method, u, nil)
+// server returns the current server's base URL.
+func (c *Client) server() *url.URL { return c.bases[c.cur.Load()] }
+
+// Servers returns the base URLs the client was given, the current one
+// first.
+func (c *Client) Servers() []string {
+	cur := int(c.cur.Load())
+	out := make([]string, 0, len(c.bases))
+	for i := range c.bases {
+		out = append(out, c.bases[(cur+i)%len(c.bases)].String())
 	}
-	return c.doParts(ctx, method, u, [][]byte{body})
+	return out
 }
 
-// doParts is do with a body given as parts sent back to back (nil: no
-// body), without copying them into one buffer (vecbody.go).
-func (c *Client) doParts(ctx context.Context, method, u string, parts [][]byte) (*http.Response, error) {
+// unreached reports whether err says a request never reached the server
+// whole: no connection could be made, or sending it failed (a connection
+// the server closed or reset). A server acts on a request only once it
+// has all of it.
+func unreached(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && (op.Op == "dial" || op.Op == "write" || op.Op == "writev")
+}
+
+// send sends one request to the full URL u.
+func (c *Client) send(ctx context.Context, method, u string, parts [][]byte) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, err
@@ -190,6 +223,39 @@ func (c *Client) doParts(ctx context.Context, method, u string, parts [][]byte) 
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		c.stats.unanswered.Add(1)
+	}
+	return resp, err
+}
+
+// do sends a request and returns the response when its status is 2xx.
+func (c *Client) do(ctx context.Context, method, u string, body []byte) (*http.Response, error) {
+	if body == nil {
+		return c.doParts(ctx, method, u, nil)
+	}
+	return c.doParts(ctx, method, u, [][]byte{body})
+}
+
+// doParts is do with a body given as parts sent back to back (nil: no
+// body), without copying them into one buffer (vecbody.go). path is
+// url's; each server is tried at most once (Client).
+func (c *Client) doParts(ctx context.Context, method, path string, parts [][]byte) (*http.Response, error) {
+	var resp *http.Response
+	var err error
+	first := c.cur.Load()
+	for k := range int32(len(c.bases)) {
+		i := (first + k) % int32(len(c.bases))
+		resp, err = c.send(ctx, method, c.bases[i].String()+path, parts)
+		if err == nil {
+			if i != first && c.cur.CompareAndSwap(first, i) {
+				c.stats.failovers.Add(1)
+			}
+			break
+		}
+		if ctx.Err() != nil || !(unreached(err) || method == http.MethodGet || method == http.MethodHead) {
+			break
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	c.stats.lastAnswer.Store(time.Now().UnixNano())

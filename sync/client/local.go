@@ -11,7 +11,7 @@ import (
 // between them is memory: sending plain bytes costs less than compressing
 // them (see publish.Config.Deferred).
 func (c *Client) OnThisMachine(ctx context.Context) bool {
-	host := c.base.Hostname()
+	host := c.server().Hostname()
 	ips, err := net.DefaultResolver.LookupIP(ctx, "ip", host)
 	if err != nil || len(ips) == 0 {
 		return false

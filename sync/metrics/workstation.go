@@ -58,6 +58,7 @@ func Workstation(src WorkstationSources) prometheus.Collector {
 			e.counter("unicast_blocks_total", "Blocks fetched from the server by unicast.", float64(st.FetchedBlocks))
 			e.counter("server_requests_total", "Requests sent to the server.", float64(st.Requests))
 			e.counter("server_unanswered_total", "Requests the server did not answer (unreachable, cut, timed out).", float64(st.Unanswered))
+			e.counter("server_failovers_total", "Times the mount moved to the next of its servers (--server with several) after the current one could not be reached.", float64(st.Failovers))
 			if !st.LastAnswer.IsZero() {
 				e.gauge("server_last_answer_timestamp_seconds", "When the server last answered a request (Unix time).", float64(st.LastAnswer.UnixNano())/1e9)
 			}

@@ -2,8 +2,12 @@ package repo
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -29,11 +33,21 @@ import (
 // is that of the garbage collector's live set. A group's set is exact
 // instead: dropped whenever one of its shared clones changes (a commit,
 // a share or unshare, a removal) and built again on the next request.
+//
+// Several servers over one metadata store (etcd) each keep their own sets,
+// and a commit through one grows only that one's. So every commit that
+// grows a set also writes a new revision of it (acc/..., revKey), and a
+// set remembers the revision it was built from: a read refused by the sets
+// (UnreadableNow) builds again those whose revision changed, and asks once
+// more. An upload or commit refused by stale sets needs no such check:
+// the blocks are missing to the caller, who uploads them.
 type access struct {
 	mu        sync.Mutex
 	templates map[blockstore.ID]struct{} // nil: not built yet
 	owners    map[string]*ownerSet
 	groups    map[string]map[blockstore.ID]struct{}
+	// revs holds the revision each built set was built from, by revKey.
+	revs map[string]string
 }
 
 // ownerSet is what one user may read beyond the templates.
@@ -82,12 +96,109 @@ func (r *Repo) UnreadableBy(ctx context.Context, owner string, groups []string, 
 	return out, nil
 }
 
+// UnreadableNow is UnreadableBy for a read: when the sets refuse some ids,
+// it builds again those that changed through another server since they
+// were built, and asks again.
+func (r *Repo) UnreadableNow(ctx context.Context, owner string, groups []string, ids []blockstore.ID) ([]blockstore.ID, error) {
+	out, err := r.UnreadableBy(ctx, owner, groups, ids)
+	if err != nil || len(out) == 0 {
+		return out, err
+	}
+	a := &r.access
+	a.mu.Lock()
+	stale := false
+	scopes := append([]string{revTemplates, revOwner(owner)}, groupRevs(groups)...)
+	for _, k := range scopes {
+		built, ok := a.revs[k]
+		if !ok {
+			continue // not built: the next request builds it
+		}
+		cur, err := r.readRev(ctx, k)
+		if err != nil {
+			a.mu.Unlock()
+			return nil, err
+		}
+		if cur == built {
+			continue
+		}
+		stale = true
+		switch {
+		case k == revTemplates:
+			// Owners' private counts depend on the template set.
+			a.templates, a.owners, a.groups = nil, nil, nil
+		case k == revOwner(owner):
+			delete(a.owners, owner)
+		default:
+			delete(a.groups, strings.TrimPrefix(k, prefixRevGroup))
+		}
+		delete(a.revs, k)
+	}
+	a.mu.Unlock()
+	if !stale {
+		return out, nil
+	}
+	return r.UnreadableBy(ctx, owner, groups, out)
+}
+
+// Revisions of the access sets (access): a key per set, rewritten with a
+// new random value by every commit that grows the set.
+const (
+	revTemplates   = "acc/templates"
+	prefixRevOwner = "acc/o/"
+	prefixRevGroup = "acc/g/"
+)
+
+func revOwner(owner string) string { return prefixRevOwner + owner }
+
+func groupRevs(groups []string) []string {
+	out := make([]string, 0, len(groups))
+	for _, g := range groups {
+		out = append(out, prefixRevGroup+g)
+	}
+	return out
+}
+
+// revOp writes a new revision of the set under key.
+func revOp(key string) blockstore.MetaOp {
+	var b [16]byte
+	rand.Read(b[:])
+	return blockstore.MetaOp{Key: key, Value: []byte(hex.EncodeToString(b[:]))}
+}
+
+// readRev returns the revision under key ("" when none was written).
+func (r *Repo) readRev(ctx context.Context, key string) (string, error) {
+	b, err := r.store.GetMeta(ctx, key)
+	if errors.Is(err, blockstore.ErrNotFound) {
+		return "", nil
+	}
+	return string(b), err
+}
+
+// noteRev records the revision a set is built from; read it before
+// building, so a change during the build shows as a change later. The
+// caller holds access.mu.
+func (r *Repo) noteRev(ctx context.Context, key string) error {
+	rev, err := r.readRev(ctx, key)
+	if err != nil {
+		return err
+	}
+	a := &r.access
+	if a.revs == nil {
+		a.revs = make(map[string]string)
+	}
+	a.revs[key] = rev
+	return nil
+}
+
 // groupSetLocked returns the blocks of the latest generations of the
 // clones shared with group, built if need be. The caller holds access.mu.
 func (r *Repo) groupSetLocked(ctx context.Context, group string) (map[blockstore.ID]struct{}, error) {
 	a := &r.access
 	if set, ok := a.groups[group]; ok {
 		return set, nil
+	}
+	if err := r.noteRev(ctx, prefixRevGroup+group); err != nil {
+		return nil, err
 	}
 	set := make(map[blockstore.ID]struct{})
 	shared, err := r.SharedWith(ctx, []string{group})
@@ -210,6 +321,9 @@ func (r *Repo) reset() {
 func (r *Repo) ownerSetLocked(ctx context.Context, owner string) (*ownerSet, error) {
 	a := &r.access
 	if a.templates == nil {
+		if err := r.noteRev(ctx, revTemplates); err != nil {
+			return nil, err
+		}
 		set := make(map[blockstore.ID]struct{})
 		if err := r.markManifests(ctx, prefixTemplates, keyTemplateMan, set); err != nil {
 			return nil, err
@@ -223,6 +337,9 @@ func (r *Repo) ownerSetLocked(ctx context.Context, owner string) (*ownerSet, err
 		return o, nil
 	}
 	if err := validOwner(owner); err != nil {
+		return nil, err
+	}
+	if err := r.noteRev(ctx, revOwner(owner)); err != nil {
 		return nil, err
 	}
 	set := make(map[blockstore.ID]struct{})

@@ -60,14 +60,7 @@ func (r *Repo) createClone(ctx context.Context, owner string, m *manifest.Manife
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ids := slices.Collect(m.BlockIDs())
-	missing, err := r.lacking(ctx, ids)
-	if err != nil {
-		return info, err
-	}
-	if len(missing) > 0 {
-		return info, &MissingError{IDs: missing}
-	}
-	if err := r.quotaRoom(ctx, owner, "clone", ids); err != nil {
+	if err := r.blocksFit(ctx, owner, "clone", ids); err != nil {
 		return info, err
 	}
 	now := r.now().UTC()
@@ -84,9 +77,14 @@ func (r *Repo) createClone(ctx context.Context, owner string, m *manifest.Manife
 	if err != nil {
 		return info, err
 	}
-	err = r.store.CommitMeta(ctx,
+	fence, err := r.gcFence(ctx)
+	if err != nil {
+		return info, err
+	}
+	err = r.store.CommitMeta(ctx, fence,
 		blockstore.MetaOp{Key: cloneInfoKey(owner, m.Name), Value: infoJSON, Check: true},
 		blockstore.MetaOp{Key: cloneGenKey(owner, m.Name, 1), Value: manifest.Sign(body, r.key)},
+		revOp(revOwner(owner)),
 	)
 	if errors.Is(err, blockstore.ErrConflict) {
 		return info, fmt.Errorf("clone %q of %s: %w", m.Name, owner, ErrExists)
@@ -196,4 +194,18 @@ func (r *Repo) RemoveClone(ctx context.Context, owner, name string) error {
 	r.dropGroups(shared...)
 	r.log.Info("removed clone", "clone", name, "owner", owner)
 	return nil
+}
+
+// blocksFit fails with a *MissingError when the store lacks some of ids,
+// and with ErrQuota when a commit (what) naming them would take owner
+// past a quota.
+func (r *Repo) blocksFit(ctx context.Context, owner, what string, ids []blockstore.ID) error {
+	missing, err := r.lacking(ctx, ids)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return &MissingError{IDs: missing}
+	}
+	return r.quotaRoom(ctx, owner, what, ids)
 }

@@ -18,10 +18,18 @@ import (
 // records (dref/, dfrm/). Kept counts the blocks manifests name, Skipped
 // the others kept. It holds the commit lock throughout, so no version
 // can appear half-marked.
+//
+// With several servers over one store, one collects at a time and commits
+// through the others wait (collecting.go); another's collection makes
+// this one fail with ErrCollecting.
 func (r *Repo) GC(ctx context.Context) (api.GCResult, error) {
 	var res api.GCResult
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.holdGC(ctx); err != nil {
+		return res, fmt.Errorf("gc: %w", err)
+	}
+	defer r.releaseGC(context.WithoutCancel(ctx))
 
 	live := make(map[blockstore.ID]struct{})
 	// Every signed manifest is a root: template versions and every
@@ -113,6 +121,10 @@ func (r *Repo) GC(ctx context.Context) (api.GCResult, error) {
 	}
 	// Who reads what is built again from what remains.
 	defer r.reset()
+	// The record must outlast the deletions: renewed, it holds gcHold.
+	if err := r.holdGC(ctx); err != nil {
+		return res, fmt.Errorf("gc: %w", err)
+	}
 	for len(deadDeltas) > 0 {
 		n := min(len(deadDeltas), 2*deltaChunk)
 		if err := r.store.CommitMeta(ctx, deadDeltas[:n]...); err != nil {

@@ -42,49 +42,68 @@ func (r *Repo) CommitGeneration(ctx context.Context, owner string, m *manifest.M
 
 func (r *Repo) commitGenerationLocked(ctx context.Context, owner string, m *manifest.Manifest, ids []blockstore.ID, parent, epoch uint64) (info api.CloneInfo, err error) {
 	defer func() { r.countCommit("generation", err) }()
-	if err := r.checkEpoch(ctx, owner, m.Name, epoch); err != nil {
-		return info, err
-	}
-	oldInfo, err := r.store.GetMeta(ctx, cloneInfoKey(owner, m.Name))
-	if errors.Is(err, blockstore.ErrNotFound) {
-		return info, fmt.Errorf("clone %q: %w", m.Name, ErrNotFound)
-	}
-	if err != nil {
-		return info, err
-	}
-	if err := json.Unmarshal(oldInfo, &info); err != nil {
-		return info, err
-	}
-	if info.Generation != parent {
-		return info, fmt.Errorf("clone %s: commit on generation %d, latest is %d: %w", m.Name, parent, info.Generation, blockstore.ErrConflict)
-	}
-	missing, err := r.lacking(ctx, ids)
-	if err != nil {
-		return info, err
-	}
-	if len(missing) > 0 {
-		return info, &MissingError{IDs: missing}
-	}
-	if err := r.quotaRoom(ctx, owner, "commit", ids); err != nil {
-		return info, err
-	}
-	now := r.now().UTC()
-	m.Version, m.Parent, m.Created = parent+1, parent, now
-	body, err := m.MarshalBinary()
-	if err != nil {
-		return info, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	info.Generation, info.Updated, info.Bytes = m.Version, now, m.Stats().Bytes
-	infoJSON, err := json.Marshal(info)
-	if err != nil {
-		return info, err
-	}
-	err = r.store.CommitMeta(ctx,
-		blockstore.MetaOp{Key: cloneInfoKey(owner, m.Name), Value: infoJSON, Check: true, Old: oldInfo},
-		blockstore.MetaOp{Key: cloneGenKey(owner, m.Name, m.Version), Value: manifest.Sign(body, r.key), Check: true},
-	)
-	if err != nil {
-		return info, err
+	for attempt := 0; ; attempt++ {
+		lease, err := r.checkEpoch(ctx, owner, m.Name, epoch)
+		if err != nil {
+			return info, err
+		}
+		oldInfo, err := r.store.GetMeta(ctx, cloneInfoKey(owner, m.Name))
+		if errors.Is(err, blockstore.ErrNotFound) {
+			return info, fmt.Errorf("clone %q: %w", m.Name, ErrNotFound)
+		}
+		if err != nil {
+			return info, err
+		}
+		if err := json.Unmarshal(oldInfo, &info); err != nil {
+			return info, err
+		}
+		if info.Generation != parent {
+			return info, fmt.Errorf("clone %s: commit on generation %d, latest is %d: %w", m.Name, parent, info.Generation, blockstore.ErrConflict)
+		}
+		if attempt == 0 {
+			if err := r.blocksFit(ctx, owner, "commit", ids); err != nil {
+				return info, err
+			}
+		}
+		now := r.now().UTC()
+		m.Version, m.Parent, m.Created = parent+1, parent, now
+		body, err := m.MarshalBinary()
+		if err != nil {
+			return info, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		info.Generation, info.Updated, info.Bytes = m.Version, now, m.Stats().Bytes
+		infoJSON, err := json.Marshal(info)
+		if err != nil {
+			return info, err
+		}
+		// The lease record, unchanged, is part of the transaction: with
+		// several servers over one metadata store, a takeover granted by
+		// another between the epoch check and this commit makes the
+		// commit fail, so a fenced holder never commits.
+		fence, err := r.gcFence(ctx)
+		if err != nil {
+			return info, err
+		}
+		ops := []blockstore.MetaOp{
+			fence,
+			{Key: leaseKey(owner, m.Name), Value: lease, Check: true, Old: lease},
+			{Key: cloneInfoKey(owner, m.Name), Value: infoJSON, Check: true, Old: oldInfo},
+			{Key: cloneGenKey(owner, m.Name, m.Version), Value: manifest.Sign(body, r.key), Check: true},
+			revOp(revOwner(owner)),
+		}
+		for _, k := range groupRevs(info.Shared) {
+			ops = append(ops, revOp(k))
+		}
+		err = r.store.CommitMeta(ctx, ops...)
+		if errors.Is(err, blockstore.ErrConflict) && attempt < casRetries {
+			// Something changed meanwhile (a renewal, a takeover, a
+			// commit through another server): check again.
+			continue
+		}
+		if err != nil {
+			return info, err
+		}
+		break
 	}
 	r.committed(ids)
 	// Only fails when the set is not built; its build reads this commit.

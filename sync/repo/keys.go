@@ -14,6 +14,9 @@ import (
 //	tpl/NAME/i/VVVV...    the JSON VersionInfo of a version (small: listing
 //	                      reads only these)
 //	tok/HASH              a token record (see tokens.go)
+//	acc/templates         revisions of the access sets (access.go): a
+//	acc/o/OWNER           random value, new at every commit that grows
+//	acc/g/GROUP           the set
 const prefixTemplates = "tpl/"
 
 func templatePrefix(name string) string { return prefixTemplates + name + "/" }

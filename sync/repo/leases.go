@@ -68,27 +68,38 @@ func (r *Repo) AcquireLease(ctx context.Context, owner, name, holder string, ttl
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cur, old, err := r.lease(ctx, owner, name)
-	if err != nil {
-		return api.Lease{}, err
-	}
-	now := r.now().UTC()
-	next := api.Lease{Holder: holder, Epoch: cur.Epoch, Expires: now.Add(ttl)}
-	switch {
-	case cur.Holder == holder && cur.Epoch > 0:
-		// Renewal (also after expiry, if nobody took it meanwhile).
-	case cur.Holder != "" && now.Before(cur.Expires) && !force:
-		r.leaseEvents.add("refused")
-		return cur, &LeaseError{Lease: cur}
-	default:
-		next.Epoch = cur.Epoch + 1
-	}
-	b, err := json.Marshal(next)
-	if err != nil {
-		return api.Lease{}, err
-	}
-	if err := r.store.CommitMeta(ctx, blockstore.MetaOp{Key: leaseKey(owner, name), Value: b, Check: true, Old: old}); err != nil {
-		return api.Lease{}, err
+	var cur, next api.Lease
+	var now time.Time
+	for attempt := 0; ; attempt++ {
+		var old []byte
+		var err error
+		cur, old, err = r.lease(ctx, owner, name)
+		if err != nil {
+			return api.Lease{}, err
+		}
+		now = r.now().UTC()
+		next = api.Lease{Holder: holder, Epoch: cur.Epoch, Expires: now.Add(ttl)}
+		switch {
+		case cur.Holder == holder && cur.Epoch > 0:
+			// Renewal (also after expiry, if nobody took it meanwhile).
+		case cur.Holder != "" && now.Before(cur.Expires) && !force:
+			r.leaseEvents.add("refused")
+			return cur, &LeaseError{Lease: cur}
+		default:
+			next.Epoch = cur.Epoch + 1
+		}
+		b, err := json.Marshal(next)
+		if err != nil {
+			return api.Lease{}, err
+		}
+		err = r.store.CommitMeta(ctx, blockstore.MetaOp{Key: leaseKey(owner, name), Value: b, Check: true, Old: old})
+		if errors.Is(err, blockstore.ErrConflict) && attempt < casRetries {
+			continue // granted or renewed through another server meanwhile: decide again
+		}
+		if err != nil {
+			return api.Lease{}, err
+		}
+		break
 	}
 	switch {
 	case next.Epoch == cur.Epoch:
@@ -114,31 +125,44 @@ func (r *Repo) ReleaseLease(ctx context.Context, owner, name, holder string, epo
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cur, old, err := r.lease(ctx, owner, name)
-	if err != nil {
-		return err
+	for attempt := 0; ; attempt++ {
+		cur, old, err := r.lease(ctx, owner, name)
+		if err != nil {
+			return err
+		}
+		if cur.Holder == "" || cur.Holder != holder || cur.Epoch != epoch {
+			r.leaseEvents.add("fenced")
+			return fmt.Errorf("release %s: %w", name, ErrFenced)
+		}
+		b, _ := json.Marshal(api.Lease{Epoch: cur.Epoch})
+		err = r.store.CommitMeta(ctx, blockstore.MetaOp{Key: leaseKey(owner, name), Value: b, Check: true, Old: old})
+		if errors.Is(err, blockstore.ErrConflict) && attempt < casRetries {
+			continue // renewed or taken through another server meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		r.leaseEvents.add("released")
+		return nil
 	}
-	if cur.Holder == "" || cur.Holder != holder || cur.Epoch != epoch {
-		r.leaseEvents.add("fenced")
-		return fmt.Errorf("release %s: %w", name, ErrFenced)
-	}
-	b, _ := json.Marshal(api.Lease{Epoch: cur.Epoch})
-	if err := r.store.CommitMeta(ctx, blockstore.MetaOp{Key: leaseKey(owner, name), Value: b, Check: true, Old: old}); err != nil {
-		return err
-	}
-	r.leaseEvents.add("released")
-	return nil
 }
 
-// checkEpoch fails with ErrFenced unless epoch is the lease's current one.
-// The caller holds r.mu.
-func (r *Repo) checkEpoch(ctx context.Context, owner, name string, epoch uint64) error {
-	cur, _, err := r.lease(ctx, owner, name)
+// casRetries bounds how often a lease change or a commit reads again and
+// retries after its compare-and-swap found the record changed: with
+// several servers over one metadata store (etcd), another server may
+// change it between the read and the commit. r.mu orders the changes one
+// server makes.
+const casRetries = 8
+
+// checkEpoch fails with ErrFenced unless epoch is the lease's current one,
+// and returns the lease's record. The caller holds r.mu.
+func (r *Repo) checkEpoch(ctx context.Context, owner, name string, epoch uint64) ([]byte, error) {
+	cur, b, err := r.lease(ctx, owner, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if epoch == 0 || cur.Epoch != epoch {
-		return fmt.Errorf("clone %s: commit with epoch %d, lease is at %d: %w", name, epoch, cur.Epoch, ErrFenced)
+		return nil, fmt.Errorf("clone %s: commit with epoch %d, lease is at %d: %w", name, epoch, cur.Epoch, ErrFenced)
 	}
-	return nil
+	return b, nil
 }

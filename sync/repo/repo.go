@@ -132,6 +132,9 @@ type Repo struct {
 
 	// leaseEvents and commitEvents count what Stats reports.
 	leaseEvents, commitEvents events
+
+	// gcID names this process's collections in gcKey (collecting.go).
+	gcID string
 }
 
 // New returns a repository over cfg.Store.
@@ -153,6 +156,7 @@ func New(cfg Config) (*Repo, error) {
 		cloneQuota:   cfg.CloneQuota,
 
 		deferredArrived: make(chan struct{}, 1),
+		gcID:            newGCID(),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)

@@ -67,10 +67,15 @@ func (r *Repo) Commit(ctx context.Context, m *manifest.Manifest) (_ api.VersionI
 	if err != nil {
 		return api.VersionInfo{}, err
 	}
-	err = r.store.CommitMeta(ctx,
+	fence, err := r.gcFence(ctx)
+	if err != nil {
+		return api.VersionInfo{}, err
+	}
+	err = r.store.CommitMeta(ctx, fence,
 		blockstore.MetaOp{Key: nextKey(m.Name), Value: encodeUint(next + 1), Check: true, Old: oldNext},
 		blockstore.MetaOp{Key: manifestKey(m.Name, next), Value: signed},
 		blockstore.MetaOp{Key: infoKey(m.Name, next), Value: infoJSON},
+		revOp(revTemplates),
 	)
 	if err != nil {
 		return api.VersionInfo{}, fmt.Errorf("commit %s@%d: %w", m.Name, next, err)

@@ -43,6 +43,8 @@ func statusOf(err error) int {
 			return http.StatusUnprocessableEntity
 		}
 		return http.StatusConflict
+	case errors.Is(err, repo.ErrCollecting):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, repo.ErrNotFound), errors.Is(err, blockstore.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, repo.ErrMissingBlocks), errors.Is(err, blockstore.ErrConflict), errors.Is(err, repo.ErrExists),

@@ -274,6 +274,16 @@ func (s *Server) unreadable(r *http.Request, ids []blockstore.ID) ([]blockstore.
 	return s.repo.UnreadableBy(r.Context(), p.Name, s.groupsOf(p), ids)
 }
 
+// unreadableNow is unreadable for a read of blocks, which asks again
+// after a refusal when another server committed meanwhile
+// (repo.UnreadableNow).
+func (s *Server) unreadableNow(r *http.Request, ids []blockstore.ID) ([]blockstore.ID, error) {
+	if p := principal(r); p.Role != api.RoleAdmin {
+		return s.repo.UnreadableNow(r.Context(), p.Name, s.groupsOf(p), ids)
+	}
+	return nil, nil
+}
+
 // uploader is whom the request's uploads are charged to and granted to
 // (repo.AcceptFor): "" for an admin.
 func uploader(r *http.Request) string {
@@ -296,7 +306,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx := r.Context()
 	// What the caller may not read is not found, as if it did not exist.
-	no, err := s.unreadable(r, ids)
+	no, err := s.unreadableNow(r, ids)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
 	"github.com/dvfs-project/dvfs/blockstore/etcdmeta"
+	"github.com/dvfs-project/dvfs/sync/server"
 )
 
 // etcdPasswordEnv holds the etcd user's password for --meta, which is
@@ -158,4 +159,30 @@ func (s metaStore) CommitMeta(ctx context.Context, ops ...blockstore.MetaOp) err
 // Close closes both stores.
 func (s metaStore) Close() error {
 	return errors.Join(s.meta.Close(), s.Store.Close())
+}
+
+// repoKeyKey, in a shared repository's metadata, names the key every
+// manifest is signed with (manifest.KeyID).
+const repoKeyKey = "srv/signing-key"
+
+// checkSigningKey makes sure every server of a repository whose metadata
+// is shared (--meta) signs with one key: workstations pin it, and a
+// manifest signed with another would be refused. The first server records
+// its key's ID; the others must have the same key in their data directory.
+func checkSigningKey(ctx context.Context, meta blockstore.MetaStore, keyID string) error {
+	cur, err := meta.GetMeta(ctx, repoKeyKey)
+	switch {
+	case err == nil && string(cur) == keyID:
+		return nil
+	case err == nil:
+		return fmt.Errorf("this server's signing key (%s) is not the repository's (%s): copy %s and %s from the data directory of a server of this repository into this one's",
+			keyID, cur, server.KeyFile, server.PubKeyFile)
+	case !errors.Is(err, blockstore.ErrNotFound):
+		return err
+	}
+	err = meta.CommitMeta(ctx, blockstore.MetaOp{Key: repoKeyKey, Value: []byte(keyID), Check: true})
+	if errors.Is(err, blockstore.ErrConflict) {
+		return checkSigningKey(ctx, meta, keyID) // another server recorded one first
+	}
+	return err
 }

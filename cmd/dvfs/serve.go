@@ -176,6 +176,10 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 			return err
 		}
 		rstore = metaStore{Store: store, meta: meta}
+		if err := checkSigningKey(ctx, meta, pubKey); err != nil {
+			rstore.Close()
+			return err
+		}
 	}
 	defer rstore.Close()
 	rcfg := repo.Config{Store: rstore, Key: key, Logger: g.log}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -242,11 +243,11 @@ func decodeParts(dst []byte, codec byte, n int, payload []byte) ([]byte, error) 
 	default:
 		_, d := codecs()
 		start := len(dst)
-		if cap(dst)-start < n {
-			grown := make([]byte, start, start+n)
-			copy(grown, dst)
-			dst = grown
-		}
+		// Grown as append grows: callers decode many blocks back to back
+		// into one buffer (badgerstore's writePayloads), and growing it
+		// by exactly one block each time copied it all again per block
+		// (3.6 of a cold-filling mount's 7 CPU seconds in the storm).
+		dst = slices.Grow(dst, n)
 		// Decode into an empty slice over dst's spare room, capped at n.
 		// Empty: the zstd library counts bytes already in dst against its
 		// MaxBlockSize limit, which refused blocks near MaxBlockSize behind

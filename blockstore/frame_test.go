@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -313,5 +314,38 @@ func TestRawHeaderLen(t *testing.T) {
 	}
 	if got := RawHeaderLen(1); got != 0 {
 		t.Errorf("RawHeaderLen(1) = %d, want 0", got)
+	}
+}
+
+// Decoding many blocks back to back into one buffer (as badgerstore's
+// writePayloads does) grows it as append does: the bytes allocated stay a
+// small multiple of the bytes decoded, where growing it by one block each
+// time copied it all again per block (about 2 GiB for these 16 MiB).
+func TestDecodeBackToBackAmortized(t *testing.T) {
+	const blocks, size = 256, 64 << 10
+	r := rand.New(rand.NewPCG(1, 1))
+	var frames [][]byte
+	for range blocks {
+		plain := make([]byte, size)
+		for i := 0; i < size; i += 64 {
+			plain[i] = byte(r.Uint32()) // compressible: a zstd frame
+		}
+		frames = append(frames, Encode(nil, plain))
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var dst []byte
+	for _, f := range frames {
+		var err error
+		if dst, err = Decode(dst, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if len(dst) != blocks*size {
+		t.Fatalf("decoded %d bytes", len(dst))
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8*blocks*size {
+		t.Fatalf("decoding %d bytes back to back allocated %d", blocks*size, alloc)
 	}
 }

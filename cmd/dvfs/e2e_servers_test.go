@@ -1,0 +1,123 @@
+//go:build linux
+
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dvfs-project/dvfs/blockstore/etcdmeta/etcdtest"
+	"github.com/dvfs-project/dvfs/blockstore/s3store/s3test"
+	"github.com/dvfs-project/dvfs/sync/server"
+)
+
+// Three dvfs servers over one three-member etcd cluster and one object
+// store: a template published through the first, a clone mounted through
+// the second (the third listed after it) and written; the second server
+// and an etcd member are killed with SIGKILL while the clone syncs. The
+// mount goes on through the third, and everything it fsynced is on the
+// repository, read through the first. Then the clone is taken over
+// through the first server: the old holder's next commit, through the
+// third, is fenced, and its changes become a conflict clone.
+func TestThreeServers(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{MaxTxnOps: metaMaxTxnOps, MaxRequestBytes: metaMaxRequestBytes})
+	srv := s3test.Start(t)
+	if err := os.Mkdir(filepath.Join(srv.Dir, "dvfs-e2e"), 0o755); err != nil {
+		t.Fatal(err) // versitygw's posix backend: a bucket is a directory
+	}
+	t.Setenv(s3AccessKeyEnv, s3test.AccessKey)
+	t.Setenv(s3SecretKeyEnv, s3test.SecretKey)
+	flags := []string{
+		"--store", "s3://dvfs-e2e/lab?endpoint=" + srv.Endpoint + "&region=" + s3test.Region + "&tls=false",
+		"--meta", "etcd://" + strings.Join(c.Endpoints(), ",") + "/dvfs-e2e",
+	}
+	var servers []*serverProc
+	var first string
+	for i := range 3 {
+		data := t.TempDir()
+		if i == 0 {
+			first = data
+		} else {
+			// One repository, one signing key (README, Several servers);
+			// the admin token the first made works on all of them.
+			for _, f := range []string{server.KeyFile, server.PubKeyFile, server.AdminTokenFile} {
+				b, err := os.ReadFile(filepath.Join(first, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(data, f), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		servers = append(servers, startServerAt(t, data, "127.0.0.1:0", flags...))
+	}
+	s1, s2, s3 := servers[0], servers[1], servers[2]
+
+	// A server with a key of its own refuses to start.
+	out, err := command(nil, append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0"}, flags...)...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "is not the repository's") {
+		t.Fatalf("a server with another signing key: %v\n%s", err, out)
+	}
+
+	tmpl := publishBase(t, s1, "lab")
+	work := t.TempDir()
+	m := s2.startMount(t, filepath.Join(work, "cache"), filepath.Join(work, "mnt"), "--server", s2.url+","+s3.url, "--sync-interval", "300ms")
+	path := filepath.Join(m.dir, "clones", "lab", "disk.vmdk")
+	const records = 400 // the writer fsyncs every 8
+	var kill sync.Once
+	wait := runWriter(t, path, 0, records, 15*time.Millisecond, func(n int) {
+		if n >= records/2 {
+			kill.Do(func() {
+				s2.stop(syscall.SIGKILL)
+				c.Members[0].Kill()
+			})
+		}
+	})
+	synced, touched := wait()
+	if synced != records-1 {
+		t.Fatalf("the writer stopped at record %d of %d; mount log:\n%s", synced, records, m.log)
+	}
+	waitServerHas(t, s1, "lab", tmpl, synced, touched, 2*time.Minute, m)
+	st := s3.statusOf(t, m)
+	if !strings.Contains(st, "server: "+s3.url) {
+		t.Errorf("the mount does not say it moved to the third server:\n%s", st)
+	}
+
+	// A takeover through the first server fences the holder, which
+	// commits through the third.
+	s1.dvfs("clone", "takeover", "--cache", filepath.Join(work, "cacheB"), "lab")
+	late := []byte("written after the takeover\n")
+	if err := writeSync(filepath.Join(m.dir, "clones", "lab", "late.txt"), late); err != nil {
+		t.Fatalf("the old holder's write: %v", err)
+	}
+	var conflict string
+	deadline := time.Now().Add(60 * time.Second)
+	for conflict == "" && time.Now().Before(deadline) {
+		time.Sleep(300 * time.Millisecond)
+		if m := regexp.MustCompile(`(?m)^(lab-conflict-\S+)`).FindStringSubmatch(s1.dvfs("clone", "list")); m != nil {
+			conflict = m[1]
+		}
+	}
+	if conflict == "" {
+		t.Fatalf("no conflict clone appeared; mount log:\n%s", m.log)
+	}
+	exp := filepath.Join(t.TempDir(), "conflict")
+	s1.dvfs("clone", "export", conflict, exp)
+	if got, _ := os.ReadFile(filepath.Join(exp, "late.txt")); string(got) != string(late) {
+		t.Fatalf("the conflict clone holds %q, want the fenced write", got)
+	}
+	exp = filepath.Join(t.TempDir(), "lab")
+	s1.dvfs("clone", "export", "lab", exp)
+	if _, err := os.Stat(filepath.Join(exp, "late.txt")); err == nil {
+		t.Fatal("the fenced holder's write reached the clone it lost")
+	}
+	t.Logf("%d records fsynced through two servers, the first killed at record %d with an etcd member; conflict clone %s", synced+1, records/2, conflict)
+	m.unmount()
+}

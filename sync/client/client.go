@@ -198,7 +198,14 @@ func (c *Client) Servers() []string {
 // has all of it.
 func unreached(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && (op.Op == "dial" || op.Op == "write" || op.Op == "writev")
+	if !errors.As(err, &op) {
+		return false
+	}
+	switch op.Op {
+	case "dial", "write", "writev", "wsasend": // wsasend: Windows's write
+		return true
+	}
+	return false
 }
 
 // send sends one request to the full URL u.

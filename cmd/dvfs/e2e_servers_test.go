@@ -25,7 +25,11 @@ import (
 // repository, read through the first. Then the clone is taken over
 // through the first server: the old holder's next commit, through the
 // third, is fenced, and its changes become a conflict clone.
-func TestThreeServers(t *testing.T) {
+// threeServers starts a three-member etcd cluster, a versitygw and three
+// dvfs servers over both, with one signing key and admin token; it
+// returns the cluster, the bucket's directory and the servers.
+func threeServers(t *testing.T) (*etcdtest.Cluster, string, []*serverProc, []string) {
+	t.Helper()
 	c := etcdtest.Start(t, etcdtest.Options{MaxTxnOps: metaMaxTxnOps, MaxRequestBytes: metaMaxRequestBytes})
 	srv := s3test.Start(t)
 	if err := os.Mkdir(filepath.Join(srv.Dir, "dvfs-e2e"), 0o755); err != nil {
@@ -58,6 +62,11 @@ func TestThreeServers(t *testing.T) {
 		}
 		servers = append(servers, startServerAt(t, data, "127.0.0.1:0", flags...))
 	}
+	return c, filepath.Join(srv.Dir, "dvfs-e2e"), servers, flags
+}
+
+func TestThreeServers(t *testing.T) {
+	c, _, servers, flags := threeServers(t)
 	s1, s2, s3 := servers[0], servers[1], servers[2]
 
 	// A server with a key of its own refuses to start.
@@ -120,4 +129,57 @@ func TestThreeServers(t *testing.T) {
 	}
 	t.Logf("%d records fsynced through two servers, the first killed at record %d with an etcd member; conflict clone %s", synced+1, records/2, conflict)
 	m.unmount()
+}
+
+// A publish through two servers of one repository, the first killed with
+// SIGKILL (and an etcd member with it) while the blocks go up: the
+// publish either completes through the second or fails, and no version is
+// ever half there: the latest listed version exports byte-exact. Published
+// again through the second, the version is whole.
+func TestPublishAcrossServerKill(t *testing.T) {
+	c, bucket, servers, _ := threeServers(t)
+	s1, s2 := servers[0], servers[1]
+	vm := filepath.Join(t.TempDir(), "vm")
+	os.Mkdir(vm, 0o755)
+	os.WriteFile(filepath.Join(vm, "vm.vmx"), []byte("displayName = \"vm\"\n"), 0o644)
+	writeVMDisk(t, filepath.Join(vm, "vm.vmdk"), 512<<20, 7)
+	both := "--server=" + s1.url + "," + s2.url
+	done := make(chan error, 1)
+	var out string
+	go func() {
+		var err error
+		out, err = s2.try(both, "template", "publish", "--compress=yes", "--name", "vm", vm)
+		done <- err
+	}()
+	// Kill the first server once the blocks are going up.
+	deadline := time.Now().Add(2 * time.Minute)
+	for diskUse(t, bucket) < 32<<20 && time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("the publish ended before the kill (%v):\n%s", err, out)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	s1.stop(syscall.SIGKILL)
+	c.Members[2].Kill()
+	err := <-done
+	t.Logf("the publish with its first server killed: %v\n%s", err, out)
+	check := func() int {
+		t.Helper()
+		list := s2.dvfs("template", "list")
+		if !strings.Contains(list, "vm") {
+			return 0
+		}
+		exp := filepath.Join(t.TempDir(), "exp")
+		s2.dvfs("template", "export", "vm", exp)
+		sameTree(t, vm, exp)
+		return 1
+	}
+	if n := check(); err == nil && n == 0 {
+		t.Fatal("the publish reported success, and no version is listed")
+	}
+	s2.dvfs("template", "publish", "--compress=yes", "--name", "vm", vm)
+	if check() == 0 {
+		t.Fatal("no version after publishing again")
+	}
 }

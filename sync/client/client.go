@@ -55,10 +55,11 @@ const DefaultTimeout = 5 * time.Minute
 // Given several servers, it sends every request to the current one, and
 // when a request cannot reach it (the connection is refused, times out,
 // or breaks while the request is sent), sends it to the next, which
-// becomes current. A request that
-// reached a server that then failed is not sent again (it may have been
-// applied): its error goes to the caller, as with one server, except
-// for reads (GET, HEAD), which are sent to the next server.
+// becomes current. A request that reached a server that then failed is
+// not sent again (it may have been applied): its error goes to the
+// caller, as with one server, except for reads (GET, HEAD, and the
+// lookups of block IDs: missing, fetch) and block uploads, which change
+// nothing when sent again, and go to the next.
 type Client struct {
 	bases []*url.URL
 	cur   atomic.Int32 // index into bases
@@ -192,6 +193,15 @@ func (c *Client) Servers() []string {
 	return out
 }
 
+// idempotent reports whether sending a request again, to another server,
+// changes nothing it did not: reads (GET and HEAD, and the POSTs that look
+// up block IDs: missing, fetch) and block uploads (a block is stored under
+// the hash of its bytes, once however often it comes).
+func idempotent(method, path string) bool {
+	return method == http.MethodGet || method == http.MethodHead ||
+		method == http.MethodPost && (path == api.PathMissing || path == api.PathFetch || path == api.PathUpload)
+}
+
 // unreached reports whether err says a request never reached the server
 // whole: no connection could be made, or sending it failed (a connection
 // the server closed or reset). A server acts on a request only once it
@@ -258,7 +268,7 @@ func (c *Client) doParts(ctx context.Context, method, path string, parts [][]byt
 			}
 			break
 		}
-		if ctx.Err() != nil || !(unreached(err) || method == http.MethodGet || method == http.MethodHead) {
+		if ctx.Err() != nil || !(unreached(err) || idempotent(method, path)) {
 			break
 		}
 	}

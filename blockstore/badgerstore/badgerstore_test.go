@@ -127,6 +127,8 @@ func openDirectT(t *testing.T, dir string) *Store {
 // of them read back.
 func TestDirectAligned(t *testing.T) {
 	if runtime.GOOS != "linux" {
+		// CI runs this test in its Linux run (where this does not skip); only
+		// the Wine run (.ci/wine), on Windows, skips it.
 		disktest.SkipOffLinux(t, "O_DIRECT is Linux's here (diskio.OpenDirect): nothing is staged for it elsewhere")
 	}
 	dir := disktest.TempDir(t)
@@ -322,6 +324,8 @@ func TestDamagedPacks(t *testing.T) {
 		}},
 		{"pack removed", func(t *testing.T, s *Store, dir string, b blockstore.Block) {
 			if runtime.GOOS == "windows" {
+				// CI runs this test in its Linux run (where this does not skip); only
+				// the Wine run (.ci/wine), on Windows, skips it.
 				disktest.SkipOffLinux(t, "Windows removes no file the store holds open")
 			}
 			r := refOf(t, s, b.ID)
@@ -398,6 +402,8 @@ func TestLegacyEntries(t *testing.T) {
 // packs at once, and a pack whose every block is gone is removed; the
 // blocks left read back, also after reopening, across several packs.
 func TestDeleteFreesSpace(t *testing.T) {
+	// CI runs this test in its Linux run (where this does not skip); only
+	// the Wine run (.ci/wine), on Windows, skips it.
 	disktest.SkipUnderWine(t, wineNoHoles)
 	ctx := t.Context()
 	dir := disktest.TempDir(t)

@@ -15,6 +15,8 @@ import (
 // the space of their plain copies, and the compressed blocks survive a
 // reopen.
 func TestCompressDeferredFreesSpace(t *testing.T) {
+	// CI runs this test in its Linux run (where this does not skip); only
+	// the Wine run (.ci/wine), on Windows, skips it.
 	disktest.SkipUnderWine(t, wineNoHoles)
 	ctx := t.Context()
 	dir := disktest.TempDir(t)

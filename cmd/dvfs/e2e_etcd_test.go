@@ -71,17 +71,7 @@ func TestServeMetaEtcd(t *testing.T) {
 // etcd. A version publishes and exports byte-exact, again after a
 // restart, and again with one etcd member killed.
 func TestServeStoreAndMetaEtcd(t *testing.T) {
-	c := etcdtest.Start(t, etcdtest.Options{MaxTxnOps: metaMaxTxnOps, MaxRequestBytes: metaMaxRequestBytes})
-	srv := s3test.Start(t)
-	if err := os.Mkdir(filepath.Join(srv.Dir, "dvfs-e2e"), 0o755); err != nil {
-		t.Fatal(err) // versitygw's posix backend: a bucket is a directory
-	}
-	t.Setenv(s3AccessKeyEnv, s3test.AccessKey)
-	t.Setenv(s3SecretKeyEnv, s3test.SecretKey)
-	flags := []string{
-		"--store", "s3://dvfs-e2e/lab?endpoint=" + srv.Endpoint + "&region=" + s3test.Region + "&tls=false",
-		"--meta", "etcd://" + strings.Join(c.Endpoints(), ",") + "/dvfs-e2e",
-	}
+	c, bucket, flags := etcdAndS3(t)
 	data := t.TempDir()
 	s := startServerAt(t, data, "127.0.0.1:0", flags...)
 	vm := filepath.Join(t.TempDir(), "vm")
@@ -89,7 +79,7 @@ func TestServeStoreAndMetaEtcd(t *testing.T) {
 	os.WriteFile(filepath.Join(vm, "vm.vmx"), []byte("displayName = \"vm\"\n"), 0o644)
 	writeVMDisk(t, filepath.Join(vm, "vm.vmdk"), 64<<20, 1)
 	s.dvfs("template", "publish", "--name", "vm", vm)
-	if packs := diskUse(t, filepath.Join(srv.Dir, "dvfs-e2e", "lab")); packs < 16<<20 {
+	if packs := diskUse(t, filepath.Join(bucket, "lab")); packs < 16<<20 {
 		t.Fatalf("the bucket holds %d bytes after the publish, want the template's blocks", packs)
 	}
 	s.stop(syscall.SIGTERM)
@@ -105,4 +95,23 @@ func TestServeStoreAndMetaEtcd(t *testing.T) {
 	exp = filepath.Join(t.TempDir(), "v2")
 	s.dvfs("template", "export", "vm@2", exp)
 	sameTree(t, vm, exp)
+}
+
+// etcdAndS3 starts a three-member etcd cluster and a versitygw with a
+// bucket, sets the S3 credentials in the environment, and returns the
+// cluster, the bucket's directory and the serve flags that use both.
+func etcdAndS3(t *testing.T) (*etcdtest.Cluster, string, []string) {
+	t.Helper()
+	c := etcdtest.Start(t, etcdtest.Options{MaxTxnOps: metaMaxTxnOps, MaxRequestBytes: metaMaxRequestBytes})
+	srv := s3test.Start(t)
+	bucket := filepath.Join(srv.Dir, "dvfs-e2e")
+	if err := os.Mkdir(bucket, 0o755); err != nil {
+		t.Fatal(err) // versitygw's posix backend: a bucket is a directory
+	}
+	t.Setenv(s3AccessKeyEnv, s3test.AccessKey)
+	t.Setenv(s3SecretKeyEnv, s3test.SecretKey)
+	return c, bucket, []string{
+		"--store", "s3://dvfs-e2e/lab?endpoint=" + srv.Endpoint + "&region=" + s3test.Region + "&tls=false",
+		"--meta", "etcd://" + strings.Join(c.Endpoints(), ",") + "/dvfs-e2e",
+	}
 }

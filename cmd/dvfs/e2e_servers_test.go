@@ -13,34 +13,15 @@ import (
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore/etcdmeta/etcdtest"
-	"github.com/dvfs-project/dvfs/blockstore/s3store/s3test"
 	"github.com/dvfs-project/dvfs/sync/server"
 )
 
-// Three dvfs servers over one three-member etcd cluster and one object
-// store: a template published through the first, a clone mounted through
-// the second (the third listed after it) and written; the second server
-// and an etcd member are killed with SIGKILL while the clone syncs. The
-// mount goes on through the third, and everything it fsynced is on the
-// repository, read through the first. Then the clone is taken over
-// through the first server: the old holder's next commit, through the
-// third, is fenced, and its changes become a conflict clone.
 // threeServers starts a three-member etcd cluster, a versitygw and three
 // dvfs servers over both, with one signing key and admin token; it
 // returns the cluster, the bucket's directory and the servers.
 func threeServers(t *testing.T) (*etcdtest.Cluster, string, []*serverProc, []string) {
 	t.Helper()
-	c := etcdtest.Start(t, etcdtest.Options{MaxTxnOps: metaMaxTxnOps, MaxRequestBytes: metaMaxRequestBytes})
-	srv := s3test.Start(t)
-	if err := os.Mkdir(filepath.Join(srv.Dir, "dvfs-e2e"), 0o755); err != nil {
-		t.Fatal(err) // versitygw's posix backend: a bucket is a directory
-	}
-	t.Setenv(s3AccessKeyEnv, s3test.AccessKey)
-	t.Setenv(s3SecretKeyEnv, s3test.SecretKey)
-	flags := []string{
-		"--store", "s3://dvfs-e2e/lab?endpoint=" + srv.Endpoint + "&region=" + s3test.Region + "&tls=false",
-		"--meta", "etcd://" + strings.Join(c.Endpoints(), ",") + "/dvfs-e2e",
-	}
+	c, bucket, flags := etcdAndS3(t)
 	var servers []*serverProc
 	var first string
 	for i := range 3 {
@@ -62,9 +43,17 @@ func threeServers(t *testing.T) (*etcdtest.Cluster, string, []*serverProc, []str
 		}
 		servers = append(servers, startServerAt(t, data, "127.0.0.1:0", flags...))
 	}
-	return c, filepath.Join(srv.Dir, "dvfs-e2e"), servers, flags
+	return c, bucket, servers, flags
 }
 
+// Three dvfs servers over one three-member etcd cluster and one object
+// store: a template published through the first, a clone mounted through
+// the second (the third listed after it) and written; the second server
+// and an etcd member are killed with SIGKILL while the clone syncs. The
+// mount goes on through the third, and everything it fsynced is on the
+// repository, read through the first. Then the clone is taken over
+// through the first server: the old holder's next commit, through the
+// third, is fenced, and its changes become a conflict clone.
 func TestThreeServers(t *testing.T) {
 	c, _, servers, flags := threeServers(t)
 	s1, s2, s3 := servers[0], servers[1], servers[2]

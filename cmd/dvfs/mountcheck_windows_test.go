@@ -28,6 +28,8 @@ func TestMountpointPath(t *testing.T) {
 // cgofuse would panic.
 func TestNoWinFsp(t *testing.T) {
 	if !disktest.Wine() {
+		// Never in CI: this file builds for Windows only, and CI runs it
+		// under Wine, where Wine() holds and nothing skips.
 		disktest.SkipOffLinux(t, "WinFsp may be installed here: only Wine is known to have none")
 	}
 	if err := checkMountpoint(filepath.Join(disktest.TempDir(t), "dvfs")); err == nil || !strings.Contains(err.Error(), "WinFsp is not installed") {

@@ -3,7 +3,6 @@ package repo
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -45,22 +44,9 @@ func (r *Repo) GC(ctx context.Context) (api.GCResult, error) {
 	// Blocks stored as deltas, and the roots: what manifests name, and
 	// what was uploaded within the grace. A delta keeps its base, and the
 	// base's base, for as long as it lives.
-	refs := make(map[blockstore.ID]blockstore.ID)
-	err := r.store.ListMeta(ctx, prefixDeltaRef, func(key string, value []byte) error {
-		id, err := blockstore.ParseID(strings.TrimPrefix(key, prefixDeltaRef))
-		if err != nil {
-			return fmt.Errorf("gc: delta record %s: %w", key, err)
-		}
-		ref, err := parseDeltaRef(value)
-		if err != nil {
-			// Deleting what it names could lose live blocks.
-			return fmt.Errorf("gc: delta record %s: %w", key, err)
-		}
-		refs[id] = ref.base
-		return nil
-	})
+	refs, err := r.deltaBases(ctx)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("gc: %w", err)
 	}
 	keep := make(map[blockstore.ID]struct{}, len(live))
 	var todo []blockstore.ID

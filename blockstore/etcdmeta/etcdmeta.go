@@ -260,8 +260,14 @@ func (s *Store) GetMeta(ctx context.Context, key string) ([]byte, error) {
 
 // ListMeta implements blockstore.MetaStore.
 func (s *Store) ListMeta(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
+	_, err := s.list(ctx, prefix, fn)
+	return err
+}
+
+// list is ListMeta; it also returns the revision it listed at.
+func (s *Store) list(ctx context.Context, prefix string, fn func(key string, value []byte) error) (int64, error) {
 	if err := s.check(ctx); err != nil {
-		return fmt.Errorf("etcdmeta: list %q: %w", prefix, err)
+		return 0, fmt.Errorf("etcdmeta: list %q: %w", prefix, err)
 	}
 	from := s.cfg.Prefix + prefix
 	end := clientv3.GetPrefixRangeEnd(from)
@@ -286,7 +292,7 @@ func (s *Store) ListMeta(ctx context.Context, prefix string, fn func(key string,
 			if errors.Is(err, rpctypes.ErrCompacted) {
 				err = fmt.Errorf("the listing's revision %d was compacted before it ended: %w", rev, err)
 			}
-			return fmt.Errorf("etcdmeta: list %q: %w", prefix, s.wrap(ctx, err))
+			return 0, fmt.Errorf("etcdmeta: list %q: %w", prefix, s.wrap(ctx, err))
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
@@ -304,7 +310,7 @@ func (s *Store) ListMeta(ctx context.Context, prefix string, fn func(key string,
 		}
 		for _, kv := range resp.Kvs {
 			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("etcdmeta: list %q: %w", prefix, err)
+				return 0, fmt.Errorf("etcdmeta: list %q: %w", prefix, err)
 			}
 			k := string(kv.Key)
 			v := kv.Value
@@ -312,11 +318,11 @@ func (s *Store) ListMeta(ctx context.Context, prefix string, fn func(key string,
 				v = []byte{}
 			}
 			if err := fn(k[len(s.cfg.Prefix):], v); err != nil {
-				return err
+				return 0, err
 			}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
-			return nil
+			return rev, nil
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}

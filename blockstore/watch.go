@@ -1,0 +1,39 @@
+package blockstore
+
+import "context"
+
+// MetaEvent is one key's state as a MetaWatcher tells it.
+type MetaEvent struct {
+	// Key is the metadata key.
+	Key string
+	// Value is the key's new value (empty, not nil, for an empty value);
+	// nil when Deleted.
+	Value []byte
+	// Deleted: the key was deleted.
+	Deleted bool
+	// Initial: the event comes from the listing the watch began with,
+	// the keys as they were before any change it reports.
+	Initial bool
+	// Resync: the event comes from a listing made after the store lost
+	// the changes since the last event (etcd compacted them): the key was
+	// put or deleted in that gap, or may have held this value before.
+	Resync bool
+}
+
+// MetaWatcher is a MetaStore that tells its readers of changes as they
+// commit, whoever commits them (another server over the same etcd
+// cluster). It is optional: a store without it has one writer, the
+// server itself.
+type MetaWatcher interface {
+	// WatchMeta calls fn for every key with the prefix as it is now
+	// (Initial), then for every change to such a key, in commit order,
+	// each commit's changes together, until ctx ends or fn fails. When
+	// the store can no longer tell every change since the last one, it
+	// lists the prefix again and calls fn (Resync) for each key now
+	// present and for each key told of before that is gone, then goes on
+	// with the changes after that listing: no change is lost silently,
+	// though a Resync may repeat one. It returns fn's error, or the
+	// context's, or an error that ends the store (ErrClosed). Calls of fn
+	// are not concurrent; Value is fn's to keep.
+	WatchMeta(ctx context.Context, prefix string, fn func(MetaEvent) error) error
+}

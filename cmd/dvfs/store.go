@@ -117,8 +117,20 @@ type metaOnly struct{ blockstore.MetaStore }
 // openObjectStore opens the object store --store names, its block index
 // in meta (the repository's metadata store: the data directory's, or
 // etcd's when --meta gives metaURL), and returns the store the repository
-// uses in meta's place. Close it before meta.
+// uses in meta's place, compacted every compactEvery until ctx ends.
+// Close it before meta.
 func openObjectStore(ctx context.Context, c storeConfig, meta repo.Store, metaURL string, log *slog.Logger) (repo.Store, error) {
+	s, err := openS3(ctx, c, meta, metaURL, log)
+	if err != nil {
+		return nil, err
+	}
+	go compactLoop(ctx, s, log)
+	return s, nil
+}
+
+// openS3 opens the object store --store names, with its block index and
+// the repository's metadata in meta, which it does not close.
+func openS3(ctx context.Context, c storeConfig, meta blockstore.MetaStore, metaURL string, log *slog.Logger) (*s3store.Store, error) {
 	cfg, err := parseStoreURL(c.url)
 	if err != nil {
 		return nil, err
@@ -141,7 +153,6 @@ func openObjectStore(ctx context.Context, c storeConfig, meta repo.Store, metaUR
 		return nil, fmt.Errorf("--store %s: %w", c.url, err)
 	}
 	log.Info("blocks in an object store", "endpoint", cfg.Endpoint, "bucket", cfg.Bucket, "prefix", cfg.Prefix, "tls", cfg.Secure)
-	go compactLoop(ctx, s, log)
 	return s, nil
 }
 

@@ -97,6 +97,6 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.config, "config", "", "config file (TOML; default "+defaultConfigFile+" if present): its [serve] and [mount] tables set those commands' flags; the command line wins")
 	pf.StringVar(&g.cpuProf, "cpuprofile", "", "write a CPU profile (pprof) of the command to this file")
 	root.AddCommand(newServeCmd(g), newTemplateCmd(g), newTokenCmd(g), newLoginCmd(g), newCloneCmd(g), newMountCmd(g), newUmountCmd(g), newLoopbackCmd(g), newStatusCmd(g), newVersionCmd(), newDoctorCmd(g))
-	root.AddCommand(newQuotaCmd(g))
+	root.AddCommand(newQuotaCmd(g), newMigrateCmd(g))
 	return root
 }

@@ -111,7 +111,9 @@ const metaBindingKey = "dvfs-serve/meta"
 // metadata does not name, so a data directory started once with another
 // --meta (or none) would lose the blocks of the first. The first start
 // binds it; a store that already holds local metadata is not bound to
-// etcd (that would be a migration, which dvfs does not do yet).
+// etcd (that is a migration: dvfs migrate copies such a repository into
+// etcd and an object store, for servers with data directories of their
+// own).
 func bindMeta(ctx context.Context, store *badgerstore.Store, where string) error {
 	cur, err := store.GetMeta(ctx, metaBindingKey)
 	switch {
@@ -127,7 +129,7 @@ func bindMeta(ctx context.Context, store *badgerstore.Store, where string) error
 		found := errors.New("found")
 		err := store.ListMeta(ctx, "", func(string, []byte) error { return found })
 		if errors.Is(err, found) {
-			return fmt.Errorf("this data directory holds a repository's own metadata; --meta %s would start an empty one beside its blocks (moving a repository into etcd is not supported yet)", where)
+			return fmt.Errorf("this data directory holds a repository's own metadata; --meta %s would start an empty one beside its blocks (to move this repository into etcd, stop this server and run dvfs migrate --from this directory)", where)
 		}
 		if err != nil {
 			return err

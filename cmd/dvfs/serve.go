@@ -180,6 +180,10 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 			rstore.Close()
 			return err
 		}
+		if err := checkMigrated(ctx, meta); err != nil {
+			rstore.Close()
+			return err
+		}
 	}
 	defer rstore.Close()
 	rcfg := repo.Config{Store: rstore, Key: key, Logger: g.log}

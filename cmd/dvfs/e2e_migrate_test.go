@@ -1,0 +1,160 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/dvfs-project/dvfs/blockstore/etcdmeta"
+	"github.com/dvfs-project/dvfs/blockstore/etcdmeta/etcdtest"
+)
+
+// dvfs migrate moves an embedded server's repository into etcd and an
+// object store: refused while the server runs; then the template and a
+// clone written through a mount read back byte-exact through a server
+// over etcd and S3 that signs with the migrated key, and the clone takes
+// writes there. Migrating again is a no-op; migrating another repository
+// into the target fails and changes nothing there.
+func TestMigrate(t *testing.T) {
+	requireFUSE(t)
+	c, bucket, flags := etcdAndS3(t)
+	from, data := t.TempDir(), filepath.Join(t.TempDir(), "data")
+	migrate := func(from string) (string, error) {
+		out, err := command(nil, append([]string{"migrate", "--from", from, "--data", data}, flags...)...).CombinedOutput()
+		return string(out), err
+	}
+
+	s := startServer(t, from)
+	vm := filepath.Join(t.TempDir(), "vm")
+	os.Mkdir(vm, 0o755)
+	os.WriteFile(filepath.Join(vm, "vm.vmx"), []byte("displayName = \"vm\"\n"), 0o644)
+	writeVMDisk(t, filepath.Join(vm, "vm.vmdk"), 8<<20, 5)
+	s.dvfs("template", "publish", "--name", "vm", vm)
+	s.dvfs("clone", "create", "--template", "vm", "lab")
+	disk, err := os.ReadFile(filepath.Join(vm, "vm.vmdk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := make([]byte, 300<<10)
+	rand.NewChaCha8([32]byte{'m'}).Read(patch)
+	copy(disk[1<<20:], patch)
+	work := t.TempDir()
+	m := s.startMount(t, filepath.Join(work, "cache"), filepath.Join(work, "mnt"))
+	clone := filepath.Join(m.dir, "clones", "lab")
+	writeAt(t, filepath.Join(clone, "vm.vmdk"), 1<<20, patch)
+	if err := writeSync(filepath.Join(clone, "note.txt"), []byte("before\n")); err != nil {
+		t.Fatal(err)
+	}
+	m.unmount() // durable: it returns once the clone is on the server
+
+	out, err := migrate(from)
+	if err == nil || !strings.Contains(out, "stop the dvfs serve") {
+		t.Fatalf("migrate from a running server: %v, want a refusal saying to stop it:\n%s", err, out)
+	}
+	s.stop(syscall.SIGTERM)
+	out, err = migrate(from)
+	if err != nil || !strings.Contains(out, "migrated "+from) {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	t.Logf("migrate: %s", lastLine(out))
+	if out, err = migrate(from); err != nil || !strings.Contains(out, "already migrated") {
+		t.Fatalf("migrate again: %v, want a no-op:\n%s", err, out)
+	}
+
+	s2 := startServerAt(t, data, "127.0.0.1:0", flags...)
+	work = t.TempDir()
+	m = s2.startMount(t, filepath.Join(work, "cache"), filepath.Join(work, "mnt"))
+	sameTree(t, vm, filepath.Join(m.dir, "templates", "vm"))
+	clone = filepath.Join(m.dir, "clones", "lab")
+	if got, err := os.ReadFile(filepath.Join(clone, "vm.vmdk")); err != nil || !bytes.Equal(got, disk) {
+		t.Fatalf("the clone's disk after the migration: %v, %d bytes, equal %v", err, len(got), bytes.Equal(got, disk))
+	}
+	if got, _ := os.ReadFile(filepath.Join(clone, "note.txt")); string(got) != "before\n" {
+		t.Fatalf("the clone's note after the migration: %q", got)
+	}
+	if err := writeSync(filepath.Join(clone, "note.txt"), []byte("after\n")); err != nil {
+		t.Fatal(err)
+	}
+	m.unmount()
+	exp := filepath.Join(t.TempDir(), "lab")
+	s2.dvfs("clone", "export", "lab", exp)
+	if got, _ := os.ReadFile(filepath.Join(exp, "note.txt")); string(got) != "after\n" {
+		t.Fatalf("the clone's write through the migrated repository: export holds %q", got)
+	}
+	s2.stop(syscall.SIGTERM)
+
+	// Another repository into this target: refused, nothing changed.
+	other := t.TempDir()
+	s3 := startServer(t, other)
+	s3.stop(syscall.SIGTERM)
+	before, packs := etcdSnapshot(t, c), diskUse(t, bucket)
+	b, err := command(nil, append([]string{"migrate", "--from", other, "--data", t.TempDir()}, flags...)...).CombinedOutput()
+	if out = string(b); err == nil || !strings.Contains(out, "holds another repository") {
+		t.Fatalf("migrating another repository into the target: %v, want a refusal:\n%s", err, out)
+	}
+	if after := etcdSnapshot(t, c); after != before || diskUse(t, bucket) != packs {
+		t.Fatal("the refused migration changed the target")
+	}
+	// After the servers ran on it, a migration of the same repository
+	// only checks.
+	if out, err := migrate(from); err != nil || !strings.Contains(out, "already migrated") {
+		t.Fatalf("migrate after the servers ran: %v\n%s", err, out)
+	}
+}
+
+// writeAt writes b at off in the file at path and syncs it.
+func writeAt(t *testing.T, path string, off int64, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// etcdSnapshot is a digest of every key and value in the cluster under
+// the repository's prefix.
+func etcdSnapshot(t *testing.T, c *etcdtest.Cluster) string {
+	t.Helper()
+	ctx := context.Background()
+	m, err := etcdmeta.Open(ctx, etcdmeta.Config{Endpoints: c.Endpoints(), Prefix: "dvfs-e2e/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	h := sha256.New()
+	n := 0
+	err = m.ListMeta(ctx, "", func(k string, v []byte) error {
+		n++
+		h.Write([]byte(k + "\x00"))
+		h.Write(v)
+		h.Write([]byte{0})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("no keys in etcd")
+	}
+	return string(h.Sum(nil))
+}

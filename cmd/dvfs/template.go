@@ -77,6 +77,9 @@ func newPublishCmd(g *globals) *cobra.Command {
 				humanize.IBytes(uint64(res.NewBytes)), humanize.IBytes(uint64(res.SentBytes)), how)
 			fmt.Printf("  reused: %d blocks already on the server\n", res.ReusedBlocks)
 			fmt.Printf("  holes:  %d blocks of zeros, stored nowhere\n", res.HoleBlocks)
+			if res.ResentBlocks > 0 {
+				fmt.Printf("  resent: %d blocks a server had taken and lost before storing\n", res.ResentBlocks)
+			}
 			return nil
 		},
 	}

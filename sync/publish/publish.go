@@ -117,6 +117,10 @@ type Result struct {
 	SentBytes int64
 	// Deferred says the blocks were sent for the server to compress.
 	Deferred bool
+	// ResentBlocks counts blocks sent again because the commit found
+	// them missing: a server that had taken them died before storing
+	// them, and the publish went on through another.
+	ResentBlocks int
 }
 
 // job is one block, read, to hash.
@@ -229,7 +233,7 @@ func (p *publisher) run(ctx context.Context) (Result, error) {
 		Owners:    true,
 		Files:     p.files,
 	}
-	info, err := p.cfg.Server.Commit(ctx, m)
+	info, err := p.commit(ctx, m)
 	if err != nil {
 		return p.res, fmt.Errorf("commit %s: %w", p.cfg.Name, err)
 	}

@@ -88,6 +88,29 @@ func (e *env) settle(t *testing.T) {
 	}
 }
 
+// exportSame exports version v of template name and checks that each of
+// files reads as it does in src; it returns the export's directory.
+func (e *env) exportSame(t *testing.T, name string, v uint64, src string, files ...string) string {
+	t.Helper()
+	ctx := context.Background()
+	m, _, err := e.admin.Manifest(ctx, name, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(disktest.TempDir(t), "out")
+	if err := export.Export(ctx, e.admin, m, out); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		a, _ := os.ReadFile(filepath.Join(src, f))
+		b, _ := os.ReadFile(filepath.Join(out, f))
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs after export", f)
+		}
+	}
+	return out
+}
+
 func writeTree(t *testing.T) string {
 	t.Helper()
 	dir := disktest.TempDir(t)
@@ -133,21 +156,7 @@ func TestPublishExportRoundTrip(t *testing.T) {
 	if again.NewBlocks != 0 || again.SentBytes != 0 || again.Info.Version != 2 {
 		t.Fatalf("republishing an unchanged tree sent data: %+v", again)
 	}
-	m, _, err := e.admin.Manifest(ctx, "xp", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(disktest.TempDir(t), "out")
-	if err := export.Export(ctx, e.admin, m, out); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"xp.vmx", "xp.vmdk"} {
-		a, _ := os.ReadFile(filepath.Join(src, name))
-		b, _ := os.ReadFile(filepath.Join(out, name))
-		if !bytes.Equal(a, b) {
-			t.Errorf("%s differs after export", name)
-		}
-	}
+	out := e.exportSame(t, "xp", 1, src, "xp.vmx", "xp.vmdk")
 	if _, err := os.Lstat(filepath.Join(src, "link.vmx")); err == nil {
 		if target, _ := os.Readlink(filepath.Join(out, "link.vmx")); target != "xp.vmx" {
 			t.Errorf("symlink target %q", target)

@@ -35,3 +35,8 @@ func (p prefixMeta) CommitMeta(ctx context.Context, ops ...MetaOp) error {
 	}
 	return p.ms.CommitMeta(ctx, scoped...)
 }
+
+// WatchMeta implements MetaWatcher when ms does.
+func (p prefixMeta) WatchMeta(ctx context.Context, prefix string, fn func(MetaEvent) error) error {
+	return WatchMetaUnder(ctx, p.ms, p.prefix, prefix, fn)
+}

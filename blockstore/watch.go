@@ -1,6 +1,11 @@
 package blockstore
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
 
 // MetaEvent is one key's state as a MetaWatcher tells it.
 type MetaEvent struct {
@@ -34,6 +39,23 @@ type MetaWatcher interface {
 	// with the changes after that listing: no change is lost silently,
 	// though a Resync may repeat one. It returns fn's error, or the
 	// context's, or an error that ends the store (ErrClosed). Calls of fn
-	// are not concurrent; Value is fn's to keep.
+	// are not concurrent; Value is fn's to keep. A store that keeps its
+	// metadata in another (s3store) returns an error wrapping
+	// errors.ErrUnsupported when that one cannot watch.
 	WatchMeta(ctx context.Context, prefix string, fn func(MetaEvent) error) error
+}
+
+// WatchMetaUnder is ms's WatchMeta of under+prefix, with the keys told
+// to fn without under: what a store keeping its metadata in ms under
+// its own prefix implements WatchMeta with. When ms cannot watch it
+// returns an error wrapping errors.ErrUnsupported.
+func WatchMetaUnder(ctx context.Context, ms MetaStore, under, prefix string, fn func(MetaEvent) error) error {
+	w, ok := ms.(MetaWatcher)
+	if !ok {
+		return fmt.Errorf("watch %q: %T: %w", prefix, ms, errors.ErrUnsupported)
+	}
+	return w.WatchMeta(ctx, under+prefix, func(e MetaEvent) error {
+		e.Key = strings.TrimPrefix(e.Key, under)
+		return fn(e)
+	})
 }

@@ -248,6 +248,15 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 		return err
 	}
 	hs := server.New(scfg)
+	// With --meta, learn of other servers' commits as they happen: their
+	// new versions start this server's lab's sessions too.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go func() {
+		if err := hs.WatchCatalog(watchCtx); err != nil && watchCtx.Err() == nil {
+			g.log.Error("no longer watching the repository's catalog", "err", err)
+		}
+	}()
 	ln, srv := hs.Listen(tcpLn)
 	var serving atomic.Bool
 	reg, ready := serverMetrics(hs, r, scfg.Multicast, &serving)

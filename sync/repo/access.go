@@ -48,6 +48,9 @@ type access struct {
 	groups    map[string]map[blockstore.ID]struct{}
 	// revs holds the revision each built set was built from, by revKey.
 	revs map[string]string
+	// mine holds the last revision this server wrote, by revKey: a
+	// watched change to it is this server's own (WatchCatalog).
+	mine map[string]string
 }
 
 // ownerSet is what one user may read beyond the templates.
@@ -158,11 +161,20 @@ func groupRevs(groups []string) []string {
 	return out
 }
 
-// revOp writes a new revision of the set under key.
-func revOp(key string) blockstore.MetaOp {
+// revOp writes a new revision of the set under key, and remembers it as
+// this server's own (WatchCatalog).
+func (r *Repo) revOp(key string) blockstore.MetaOp {
 	var b [16]byte
 	rand.Read(b[:])
-	return blockstore.MetaOp{Key: key, Value: []byte(hex.EncodeToString(b[:]))}
+	rev := hex.EncodeToString(b[:])
+	a := &r.access
+	a.mu.Lock()
+	if a.mine == nil {
+		a.mine = make(map[string]string)
+	}
+	a.mine[key] = rev
+	a.mu.Unlock()
+	return blockstore.MetaOp{Key: key, Value: []byte(rev)}
 }
 
 // readRev returns the revision under key ("" when none was written).
@@ -257,6 +269,13 @@ func (r *Repo) grant(ctx context.Context, owner string, ids []blockstore.ID) err
 		}
 		return nil
 	}
+	a.addTemplatesLocked(ids)
+	return nil
+}
+
+// addTemplatesLocked adds ids to the built template set. The caller
+// holds a.mu.
+func (a *access) addTemplatesLocked(ids []blockstore.ID) {
 	for _, id := range ids {
 		if _, ok := a.templates[id]; ok {
 			continue
@@ -268,7 +287,6 @@ func (r *Repo) grant(ctx context.Context, owner string, ids []blockstore.ID) err
 			}
 		}
 	}
-	return nil
 }
 
 func (o *ownerSet) add(id blockstore.ID, templates map[blockstore.ID]struct{}) {

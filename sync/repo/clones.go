@@ -84,7 +84,7 @@ func (r *Repo) createClone(ctx context.Context, owner string, m *manifest.Manife
 	err = r.store.CommitMeta(ctx, fence,
 		blockstore.MetaOp{Key: cloneInfoKey(owner, m.Name), Value: infoJSON, Check: true},
 		blockstore.MetaOp{Key: cloneGenKey(owner, m.Name, 1), Value: manifest.Sign(body, r.key)},
-		revOp(revOwner(owner)),
+		r.revOp(revOwner(owner)),
 	)
 	if errors.Is(err, blockstore.ErrConflict) {
 		return info, fmt.Errorf("clone %q of %s: %w", m.Name, owner, ErrExists)

@@ -89,10 +89,10 @@ func (r *Repo) commitGenerationLocked(ctx context.Context, owner string, m *mani
 			{Key: leaseKey(owner, m.Name), Value: lease, Check: true, Old: lease},
 			{Key: cloneInfoKey(owner, m.Name), Value: infoJSON, Check: true, Old: oldInfo},
 			{Key: cloneGenKey(owner, m.Name, m.Version), Value: manifest.Sign(body, r.key), Check: true},
-			revOp(revOwner(owner)),
+			r.revOp(revOwner(owner)),
 		}
 		for _, k := range groupRevs(info.Shared) {
-			ops = append(ops, revOp(k))
+			ops = append(ops, r.revOp(k))
 		}
 		err = r.store.CommitMeta(ctx, ops...)
 		if errors.Is(err, blockstore.ErrConflict) && attempt < casRetries {

@@ -72,7 +72,7 @@ func (r *Repo) Share(ctx context.Context, owner, name, group string, share bool)
 	if err != nil {
 		return info, err
 	}
-	err = r.store.CommitMeta(ctx, blockstore.MetaOp{Key: cloneInfoKey(owner, name), Value: b, Check: true, Old: old}, idx, revOp(prefixRevGroup+group))
+	err = r.store.CommitMeta(ctx, blockstore.MetaOp{Key: cloneInfoKey(owner, name), Value: b, Check: true, Old: old}, idx, r.revOp(prefixRevGroup+group))
 	if err != nil {
 		return info, err
 	}

@@ -75,7 +75,7 @@ func (r *Repo) Commit(ctx context.Context, m *manifest.Manifest) (_ api.VersionI
 		blockstore.MetaOp{Key: nextKey(m.Name), Value: encodeUint(next + 1), Check: true, Old: oldNext},
 		blockstore.MetaOp{Key: manifestKey(m.Name, next), Value: signed},
 		blockstore.MetaOp{Key: infoKey(m.Name, next), Value: infoJSON},
-		revOp(revTemplates),
+		r.revOp(revTemplates),
 	)
 	if err != nil {
 		return api.VersionInfo{}, fmt.Errorf("commit %s@%d: %w", m.Name, next, err)

@@ -175,11 +175,7 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if s.cfg.Multicast != nil && s.cfg.PushOnPublish {
-		if _, err := s.cfg.Multicast.Push(r.Context(), info.Name, info.Version); err != nil {
-			s.log.Error("no multicast session for the new version", "template", info.Name, "version", info.Version, "err", err)
-		}
-	}
+	s.pushOnce(r.Context(), info.Name, info.Version)
 	return writeJSON(w, http.StatusCreated, info)
 }
 

@@ -22,7 +22,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Multicast, if set, runs multicast sessions (sync/multicast.Sessions).
 	Multicast Multicast
-	// PushOnPublish starts a multicast session for every new version.
+	// PushOnPublish starts a multicast session for every new version:
+	// those published through this server and, while WatchCatalog runs,
+	// those published through the repository's other servers.
 	PushOnPublish bool
 	// Limits bounds connections, time and body memory; zero fields take
 	// DefaultLimits.
@@ -65,6 +67,8 @@ type Server struct {
 	memberOf map[string][]string
 	// dir is what the server remembers of Config.Directory's answers.
 	dir *directoryState
+	// pushes are the versions a session was started for on publish.
+	pushes pushes
 }
 
 // New returns the handler for cfg.Repo.

@@ -6,12 +6,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore/etcdmeta"
 	"github.com/dvfs-project/dvfs/blockstore/etcdmeta/etcdtest"
@@ -60,9 +63,32 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("migrate from a running server: %v, want a refusal saying to stop it:\n%s", err, out)
 	}
 	s.stop(syscall.SIGTERM)
+
+	// A migration cut off once the blocks are copied, before the
+	// metadata: no server starts on the target, and the next run goes on
+	// with every block already there.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g := &globals{log: slog.New(cancelOn{"copied blocks", cancel})}
+	err = runMigrate(ctx, g, migrateConfig{from: from, data: data, store: storeConfig{url: flags[1]}, meta: flags[3]}, io.Discard)
+	if err == nil {
+		t.Fatal("the migration cut off before its metadata succeeded")
+	}
+	serve := command(nil, append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0"}, flags...)...)
+	var log bytes.Buffer
+	serve.Stdout, serve.Stderr = &log, &log
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	kill := time.AfterFunc(time.Minute, func() { serve.Process.Kill() }) // it should not run
+	err = serve.Wait()
+	kill.Stop()
+	if err == nil || !strings.Contains(log.String(), "has not finished") {
+		t.Fatalf("serve on a half-migrated repository: %v, want a refusal:\n%s", err, log.String())
+	}
 	out, err = migrate(from)
-	if err != nil || !strings.Contains(out, "migrated "+from) {
-		t.Fatalf("migrate: %v\n%s", err, out)
+	if err != nil || !strings.Contains(out, "migrated "+from) || !strings.Contains(out, "(0 copied, 0 B;") {
+		t.Fatalf("migrate after an interrupted one: %v, want every block already there:\n%s", err, out)
 	}
 	t.Logf("migrate: %s", lastLine(out))
 	if out, err = migrate(from); err != nil || !strings.Contains(out, "already migrated") {
@@ -108,6 +134,23 @@ func TestMigrate(t *testing.T) {
 	if out, err := migrate(from); err != nil || !strings.Contains(out, "already migrated") {
 		t.Fatalf("migrate after the servers ran: %v\n%s", err, out)
 	}
+}
+
+// cancelOn is a log handler that calls cancel when a record with the
+// message msg arrives.
+type cancelOn struct {
+	msg    string
+	cancel func()
+}
+
+func (h cancelOn) Enabled(context.Context, slog.Level) bool { return true }
+func (h cancelOn) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h cancelOn) WithGroup(string) slog.Handler            { return h }
+func (h cancelOn) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.cancel()
+	}
+	return nil
 }
 
 // writeAt writes b at off in the file at path and syncs it.

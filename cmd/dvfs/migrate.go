@@ -159,15 +159,18 @@ func runMigrate(ctx context.Context, g *globals, c migrateConfig, out io.Writer)
 	if err := meta.CommitMeta(ctx, claim...); err != nil {
 		return fmt.Errorf("claiming the target (another dvfs migrate or server at work on it?): %w", err)
 	}
+	// The keys go first: a server started on --data meanwhile says that
+	// the migration has not finished, not that its fresh key is not the
+	// repository's.
+	if err := copyKeys(c.from, c.data); err != nil {
+		return err
+	}
 
 	st := migrateStats{keys: keys}
 	if err := copyBlocks(ctx, src, dst, c.store, g.log, &st); err != nil {
 		return err
 	}
 	if err := copyMeta(ctx, dst, kvs, mc, g.log, &st); err != nil {
-		return err
-	}
-	if err := copyKeys(c.from, c.data); err != nil {
 		return err
 	}
 	res, err := verifyTarget(ctx, dst, key)

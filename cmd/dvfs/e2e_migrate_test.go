@@ -6,11 +6,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,15 +66,24 @@ func TestMigrate(t *testing.T) {
 	}
 	s.stop(syscall.SIGTERM)
 
-	// A migration cut off once the blocks are copied, before the
-	// metadata: no server starts on the target, and the next run goes on
-	// with every block already there.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	g := &globals{log: slog.New(cancelOn{"copied blocks", cancel})}
-	err = runMigrate(ctx, g, migrateConfig{from: from, data: data, store: storeConfig{url: flags[1]}, meta: flags[3]}, io.Discard)
-	if err == nil {
-		t.Fatal("the migration cut off before its metadata succeeded")
+	// Migrations cut off: after the first pack of blocks, then after the
+	// first metadata commit (of 4 keys at most). No server starts on the
+	// target meanwhile, and each run goes on where the last stopped.
+	store, meta := flags[1], flags[3]
+	cutOff := func(at, store, meta string) string {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		h := &cancelOn{msg: at, cancel: cancel}
+		g := &globals{log: slog.New(h)}
+		if err := runMigrate(ctx, g, migrateConfig{from: from, data: data, store: storeConfig{url: store}, meta: meta}, io.Discard); err == nil {
+			t.Fatalf("the migration cut off at %q succeeded", at)
+		}
+		return h.log.String()
+	}
+	cutOff("put blocks", store+"&pack-size=1MiB", meta)
+	if log := cutOff("committed metadata", store, meta+"?max-txn-ops=4"); !regexp.MustCompile(`copied blocks copied=[1-9]\d* skipped=[1-9]`).MatchString(log) {
+		t.Fatalf("the second migration did not go on from the first's blocks:\n%s", log)
 	}
 	serve := command(nil, append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0"}, flags...)...)
 	var log bytes.Buffer
@@ -87,8 +98,9 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("serve on a half-migrated repository: %v, want a refusal:\n%s", err, log.String())
 	}
 	out, err = migrate(from)
-	if err != nil || !strings.Contains(out, "migrated "+from) || !strings.Contains(out, "(0 copied, 0 B;") {
-		t.Fatalf("migrate after an interrupted one: %v, want every block already there:\n%s", err, out)
+	if err != nil || !strings.Contains(out, "migrated "+from) || !strings.Contains(out, "(0 copied, 0 B;") ||
+		!regexp.MustCompile(`metadata keys \([1-9]\d* copied, 4 already there\)`).MatchString(out) {
+		t.Fatalf("migrate after interrupted ones: %v, want every block and 4 keys already there:\n%s", err, out)
 	}
 	t.Logf("migrate: %s", lastLine(out))
 	if out, err = migrate(from); err != nil || !strings.Contains(out, "already migrated") {
@@ -136,17 +148,21 @@ func TestMigrate(t *testing.T) {
 	}
 }
 
-// cancelOn is a log handler that calls cancel when a record with the
-// message msg arrives.
+// cancelOn is a log handler that keeps every record's message and
+// attributes, and calls cancel when one with the message msg arrives.
 type cancelOn struct {
 	msg    string
 	cancel func()
+	log    strings.Builder
 }
 
-func (h cancelOn) Enabled(context.Context, slog.Level) bool { return true }
-func (h cancelOn) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h cancelOn) WithGroup(string) slog.Handler            { return h }
-func (h cancelOn) Handle(_ context.Context, r slog.Record) error {
+func (h *cancelOn) Enabled(context.Context, slog.Level) bool { return true }
+func (h *cancelOn) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *cancelOn) WithGroup(string) slog.Handler            { return h }
+func (h *cancelOn) Handle(_ context.Context, r slog.Record) error {
+	h.log.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&h.log, " %s=%v", a.Key, a.Value); return true })
+	h.log.WriteString("\n")
 	if r.Message == h.msg {
 		h.cancel()
 	}

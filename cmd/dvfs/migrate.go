@@ -91,12 +91,6 @@ type migrateStats struct {
 	keys, keysCopied        int
 }
 
-// keyValue is a metadata key and its value.
-type keyValue struct {
-	key   string
-	value []byte
-}
-
 func runMigrate(ctx context.Context, g *globals, c migrateConfig, out io.Writer) error {
 	key, keyID, err := loadSourceKey(c.from)
 	if err != nil {
@@ -144,7 +138,7 @@ func runMigrate(ctx context.Context, g *globals, c migrateConfig, out io.Writer)
 		fmt.Fprintf(out, "already migrated (signing key %s); nothing copied; %d blocks named by the manifests are all there\n", keyID, res.Named)
 		return nil
 	}
-	kvs, keys, err := preflight(ctx, src, meta, dst, keyID, state)
+	present, keys, err := preflight(ctx, src, meta, dst, keyID, state)
 	if err != nil {
 		return err
 	}
@@ -170,7 +164,7 @@ func runMigrate(ctx context.Context, g *globals, c migrateConfig, out io.Writer)
 	if err := copyBlocks(ctx, src, dst, c.store, g.log, &st); err != nil {
 		return err
 	}
-	if err := copyMeta(ctx, dst, kvs, mc, g.log, &st); err != nil {
+	if err := copyMeta(ctx, src, dst, present, mc, g.log, &st); err != nil {
 		return err
 	}
 	res, err := verifyTarget(ctx, dst, key)
@@ -287,6 +281,18 @@ func openSource(ctx context.Context, dir string, log *slog.Logger) (*badgerstore
 		src.Close()
 		return nil, err
 	}
+	// A server started with --store and no --meta keeps the object
+	// store's index here, the repository's keys under s3store's prefix.
+	found := errors.New("found")
+	err = src.ListMeta(ctx, "utok/", func(string, []byte) error { return found })
+	if errors.Is(err, found) {
+		src.Close()
+		return nil, fmt.Errorf("--from %s: its blocks are in an object store already (serve --store without --meta): dvfs migrate moves a data directory that holds its blocks", dir)
+	}
+	if err != nil {
+		src.Close()
+		return nil, err
+	}
 	return src, nil
 }
 
@@ -294,9 +300,9 @@ func openSource(ctx context.Context, dir string, log *slog.Logger) (*badgerstore
 // target's, changing nothing: the target must be empty, or hold this
 // repository's signing key and part of this repository's metadata (an
 // interrupted migration), every key with the source's value. It returns
-// the source's keys that the target lacks, and how many keys the source
-// holds.
-func preflight(ctx context.Context, src *badgerstore.Store, meta *etcdmeta.Store, dst *s3store.Store, keyID string, state []byte) ([]keyValue, int, error) {
+// the source's keys that the target holds already, and how many keys the
+// source holds.
+func preflight(ctx context.Context, src *badgerstore.Store, meta *etcdmeta.Store, dst *s3store.Store, keyID string, state []byte) (map[string]bool, int, error) {
 	const refuse = "the target holds another repository; nothing was changed: "
 	if state != nil && string(state) != "incomplete "+keyID {
 		return nil, 0, fmt.Errorf(refuse+"a migration of another repository was made into it (%s)", state)
@@ -316,7 +322,7 @@ func preflight(ctx context.Context, src *badgerstore.Store, meta *etcdmeta.Store
 		return nil, 0, err
 	}
 	var (
-		kvs      []keyValue
+		present  = make(map[string]bool)
 		differ   []string
 		sourceNo int
 	)
@@ -329,9 +335,10 @@ func preflight(ctx context.Context, src *badgerstore.Store, meta *etcdmeta.Store
 		delete(target, k)
 		switch {
 		case !ok:
-			kvs = append(kvs, keyValue{k, bytes.Clone(v)})
 		case sum != sha256.Sum256(v):
 			differ = append(differ, k)
+		default:
+			present[k] = true
 		}
 		return nil
 	})
@@ -347,7 +354,7 @@ func preflight(ctx context.Context, src *badgerstore.Store, meta *etcdmeta.Store
 		return nil, 0, fmt.Errorf(refuse+"%d of its metadata keys have other values than the source's (%s), %d are not in the source (%s); "+
 			"it is another repository, or servers have run on it", len(differ), strings.Join(first(differ, 3), ", "), len(target), extra)
 	}
-	return kvs, sourceNo, nil
+	return present, sourceNo, nil
 }
 
 func first(s []string, n int) []string { return s[:min(len(s), n)] }
@@ -383,6 +390,7 @@ func copyBlocks(ctx context.Context, src *badgerstore.Store, dst *s3store.Store,
 		}
 		st.copied += len(batch)
 		st.bytes += batchSize
+		log.Debug("put blocks", "blocks", len(batch), "bytes", batchSize)
 		batch, batchSize = batch[:0], 0
 		return nil
 	}
@@ -422,11 +430,11 @@ func copyBlocks(ctx context.Context, src *badgerstore.Store, dst *s3store.Store,
 // (written and compared) and value, with room to spare.
 const metaOpOverhead = 64
 
-// copyMeta writes kvs into dst, each key on the condition that it is
-// still absent, in commits within the cluster's --max-txn-ops and
-// --max-request-bytes.
-func copyMeta(ctx context.Context, dst *s3store.Store, kvs []keyValue, mc etcdmeta.Config, log *slog.Logger, st *migrateStats) error {
-	st.keysCopied = len(kvs)
+// copyMeta writes the keys of src's metadata that are not in present
+// into dst, each on the condition that it is still absent, in commits
+// within the cluster's --max-txn-ops and --max-request-bytes. The source
+// is read as it is written, so its values are never all in memory.
+func copyMeta(ctx context.Context, src *badgerstore.Store, dst *s3store.Store, present map[string]bool, mc etcdmeta.Config, log *slog.Logger, st *migrateStats) error {
 	budget := mc.MaxRequestBytes * 3 / 4
 	var (
 		ops  []blockstore.MetaOp
@@ -439,26 +447,35 @@ func copyMeta(ctx context.Context, dst *s3store.Store, kvs []keyValue, mc etcdme
 		if err := dst.CommitMeta(ctx, ops...); err != nil {
 			return fmt.Errorf("writing metadata into etcd: %w", err)
 		}
+		st.keysCopied += len(ops)
+		log.Debug("committed metadata", "keys", len(ops))
 		ops, size = ops[:0], 0
 		return nil
 	}
-	for _, kv := range kvs {
-		n := 2*(len(mc.Prefix)+len(kv.key)) + len(kv.value) + metaOpOverhead
+	err := src.ListMeta(ctx, "", func(k string, v []byte) error {
+		if k == metaBindingKey || present[k] {
+			return nil
+		}
+		n := 2*(len(mc.Prefix)+len(k)) + len(v) + metaOpOverhead
 		if n > budget {
-			return fmt.Errorf("metadata key %s holds %d bytes, more than the cluster takes in one request: raise its --max-request-bytes (and --meta's max-request-bytes)", kv.key, len(kv.value))
+			return fmt.Errorf("metadata key %s holds %d bytes, more than the cluster takes in one request: raise its --max-request-bytes (and --meta's max-request-bytes)", k, len(v))
 		}
 		if len(ops) == mc.MaxTxnOps || size+n > budget {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
-		ops = append(ops, blockstore.MetaOp{Key: kv.key, Value: kv.value, Check: true})
+		ops = append(ops, blockstore.MetaOp{Key: k, Value: bytes.Clone(v), Check: true})
 		size += n
+		return nil
+	})
+	if err == nil {
+		err = flush()
 	}
-	if err := flush(); err != nil {
+	if err != nil {
 		return err
 	}
-	log.Info("copied metadata", "keys", len(kvs))
+	log.Info("copied metadata", "keys", st.keysCopied)
 	return nil
 }
 

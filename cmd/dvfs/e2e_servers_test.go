@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/dvfs-project/dvfs/blockstore/etcdmeta/etcdtest"
-	"github.com/dvfs-project/dvfs/sync/server"
 )
 
 // threeServers starts a three-member etcd cluster, a versitygw and three
@@ -29,17 +28,7 @@ func threeServers(t *testing.T) (*etcdtest.Cluster, string, []*serverProc, []str
 		if i == 0 {
 			first = data
 		} else {
-			// One repository, one signing key (README, Several servers);
-			// the admin token the first made works on all of them.
-			for _, f := range []string{server.KeyFile, server.PubKeyFile, server.AdminTokenFile} {
-				b, err := os.ReadFile(filepath.Join(first, f))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(data, f), b, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
+			shareRepoKeys(t, first, data)
 		}
 		servers = append(servers, startServerAt(t, data, "127.0.0.1:0", flags...))
 	}

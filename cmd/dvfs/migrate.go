@@ -12,10 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
@@ -363,8 +365,14 @@ func first(s []string, n int) []string { return s[:min(len(s), n)] }
 // once.
 const migrateBatch = 1024
 
+// migratePuts is how many Puts copyBlocks keeps in flight: each writes
+// a pack to the object store and commits its index to etcd, and a
+// round trip each way is what one Put waits on.
+const migratePuts = 4
+
 // copyBlocks copies every block of src that dst lacks, each verified
-// against its ID as it is read, in Puts of about a pack.
+// against its ID as it is read, in Puts of about a pack, migratePuts at
+// once.
 func copyBlocks(ctx context.Context, src *badgerstore.Store, dst *s3store.Store, sc storeConfig, log *slog.Logger, st *migrateStats) error {
 	packSize := int64(s3store.DefaultPackSize)
 	if cfg, err := parseStoreURL(sc.url); err == nil && cfg.PackSize > 0 {
@@ -376,51 +384,71 @@ func copyBlocks(ctx context.Context, src *badgerstore.Store, dst *s3store.Store,
 	}
 	st.blocks = len(ids)
 	log.Info("copying blocks", "blocks", len(ids))
+	puts, pctx := errgroup.WithContext(ctx)
+	puts.SetLimit(migratePuts)
 	var (
+		mu        sync.Mutex // guards st's block counts while Puts run
 		batch     []blockstore.Block
 		batchSize int64
 		lastLog   = time.Now()
 	)
-	flush := func() error {
+	flush := func() {
 		if len(batch) == 0 {
-			return nil
+			return
 		}
-		if err := dst.Put(ctx, batch...); err != nil {
-			return fmt.Errorf("writing blocks into the object store: %w", err)
-		}
-		st.copied += len(batch)
-		st.bytes += batchSize
-		log.Debug("put blocks", "blocks", len(batch), "bytes", batchSize)
-		batch, batchSize = batch[:0], 0
-		return nil
-	}
-	for done := 0; done < len(ids); done += migrateBatch {
-		chunk := ids[done:min(done+migrateBatch, len(ids))]
-		missing, err := dst.Missing(ctx, chunk)
-		if err != nil {
-			return err
-		}
-		st.skipped += len(chunk) - len(missing)
-		for _, id := range missing {
-			frame, err := src.GetFrame(ctx, id, nil)
-			if err != nil {
-				return fmt.Errorf("reading block %s from the source: %w", id, err)
+		b, n := batch, batchSize
+		batch, batchSize = nil, 0
+		puts.Go(func() error {
+			if err := dst.Put(pctx, b...); err != nil {
+				return fmt.Errorf("writing blocks into the object store: %w", err)
 			}
-			batch = append(batch, blockstore.Block{ID: id, Frame: frame})
-			batchSize += int64(len(frame))
-			if batchSize >= packSize {
-				if err := flush(); err != nil {
-					return err
+			mu.Lock()
+			st.copied += len(b)
+			st.bytes += n
+			mu.Unlock()
+			log.Debug("put blocks", "blocks", len(b), "bytes", n)
+			return nil
+		})
+	}
+	read := func() error {
+		for done := 0; done < len(ids); done += migrateBatch {
+			chunk := ids[done:min(done+migrateBatch, len(ids))]
+			missing, err := dst.Missing(pctx, chunk)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			st.skipped += len(chunk) - len(missing)
+			mu.Unlock()
+			for _, id := range missing {
+				frame, err := src.GetFrame(pctx, id, nil)
+				if err != nil {
+					return fmt.Errorf("reading block %s from the source: %w", id, err)
+				}
+				batch = append(batch, blockstore.Block{ID: id, Frame: frame})
+				batchSize += int64(len(frame))
+				if batchSize >= packSize {
+					flush()
 				}
 			}
+			if time.Since(lastLog) > 5*time.Second {
+				mu.Lock()
+				log.Info("copying blocks", "done", done+len(chunk), "of", len(ids), "copied", st.copied, "skipped", st.skipped, "bytes", st.bytes)
+				mu.Unlock()
+				lastLog = time.Now()
+			}
 		}
-		if time.Since(lastLog) > 5*time.Second {
-			log.Info("copying blocks", "done", done+len(chunk), "of", len(ids), "copied", st.copied, "skipped", st.skipped, "bytes", st.bytes)
-			lastLog = time.Now()
-		}
+		flush()
+		return nil
 	}
-	if err := flush(); err != nil {
+	readErr := read()
+	// A failed Put cancels pctx, and the reads with it: its error says
+	// why, not the cancellation.
+	if err := puts.Wait(); err != nil {
 		return err
+	}
+	if readErr != nil {
+		return readErr
 	}
 	log.Info("copied blocks", "copied", st.copied, "skipped", st.skipped, "bytes", st.bytes)
 	return nil

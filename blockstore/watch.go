@@ -12,12 +12,14 @@ type MetaEvent struct {
 	// Key is the metadata key.
 	Key string
 	// Value is the key's new value (empty, not nil, for an empty value);
-	// nil when Deleted.
+	// nil when Deleted or Initial.
 	Value []byte
 	// Deleted: the key was deleted.
 	Deleted bool
 	// Initial: the event comes from the listing the watch began with,
-	// the keys as they were before any change it reports.
+	// the keys as they were before any change it reports. It carries the
+	// key only: a watcher over a prefix of large values (manifests) reads
+	// none of them to begin; the caller reads those it needs.
 	Initial bool
 	// Resync: the event comes from a listing made after the store lost
 	// the changes since the last event (etcd compacted them): the key was

@@ -260,12 +260,13 @@ func (s *Store) GetMeta(ctx context.Context, key string) ([]byte, error) {
 
 // ListMeta implements blockstore.MetaStore.
 func (s *Store) ListMeta(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
-	_, err := s.list(ctx, prefix, fn)
+	_, err := s.list(ctx, prefix, false, fn)
 	return err
 }
 
-// list is ListMeta; it also returns the revision it listed at.
-func (s *Store) list(ctx context.Context, prefix string, fn func(key string, value []byte) error) (int64, error) {
+// list is ListMeta; it also returns the revision it listed at. With
+// keysOnly, fn gets no values (nil).
+func (s *Store) list(ctx context.Context, prefix string, keysOnly bool, fn func(key string, value []byte) error) (int64, error) {
 	if err := s.check(ctx); err != nil {
 		return 0, fmt.Errorf("etcdmeta: list %q: %w", prefix, err)
 	}
@@ -284,6 +285,9 @@ func (s *Store) list(ctx context.Context, prefix string, fn func(key string, val
 			clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
+		}
+		if keysOnly {
+			opts = append(opts, clientv3.WithKeysOnly())
 		}
 		rctx, cancel := s.request(ctx)
 		resp, err := s.cli.Get(rctx, from, opts...)
@@ -314,7 +318,7 @@ func (s *Store) list(ctx context.Context, prefix string, fn func(key string, val
 			}
 			k := string(kv.Key)
 			v := kv.Value
-			if v == nil {
+			if v == nil && !keysOnly {
 				v = []byte{}
 			}
 			if err := fn(k[len(s.cfg.Prefix):], v); err != nil {

@@ -104,16 +104,21 @@ type watch struct {
 }
 
 // list lists the prefix (retrying until it works, ctx ends or the store
-// closes), tells fn of each key present and, unless initial, of each
-// known key that is gone, and returns the listing's revision.
+// closes), tells fn of each key present (the first time, initial, its key
+// only) and, unless initial, of each known key that is gone, and returns
+// the listing's revision.
 func (w *watch) list(ctx context.Context, initial bool) (int64, error) {
 	pause := watchRetryMin
 	for {
 		var fnErr error
 		seen := make(map[string]struct{}, len(w.known))
-		rev, err := w.s.list(ctx, w.prefix, func(key string, value []byte) error {
+		rev, err := w.s.list(ctx, w.prefix, initial, func(key string, value []byte) error {
 			seen[key] = struct{}{}
-			fnErr = w.fn(blockstore.MetaEvent{Key: key, Value: append([]byte{}, value...), Initial: initial, Resync: !initial})
+			e := blockstore.MetaEvent{Key: key, Initial: initial, Resync: !initial}
+			if !initial {
+				e.Value = append([]byte{}, value...)
+			}
+			fnErr = w.fn(e)
 			return fnErr
 		})
 		switch {

@@ -21,7 +21,7 @@ import (
 // build it again, and a commit through the first to alice's clone drops
 // the second's set of alice's, so its plain check (UnreadableBy, which
 // asks nothing of the store's revisions) lets her read her new
-// generation.
+// generation. Its own commit to alice's clones keeps her set.
 func TestWatchCatalog(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{MaxTxnOps: 8192})
 	ctx := t.Context()
@@ -95,6 +95,33 @@ func TestWatchCatalog(t *testing.T) {
 	}
 	if readable("bob", 3) {
 		t.Fatal("bob reads alice's generation")
+	}
+
+	// Server 2's own commit to alice's clones grew her set: its watch
+	// keeps it. A commit through server 1 to bob's, told after it, drops
+	// bob's.
+	ownerSet := func(owner string) *ownerSet {
+		r2.access.mu.Lock()
+		defer r2.access.mu.Unlock()
+		return r2.access.owners[owner]
+	}
+	readable("bob", 1) // builds bob's set
+	aliceSet := ownerSet("alice")
+	if _, err := r2.CreateClone(ctx, "alice", put(t, r2, "lab2", block(1)), "xp", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r1.CreateClone(ctx, "bob", put(t, r1, "lab1", block(1)), "xp", 0); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for ownerSet("bob") != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("server 2 keeps bob's set after a commit to it through server 1")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ownerSet("alice") != aliceSet {
+		t.Fatal("server 2's watch dropped alice's set after its own commit to it")
 	}
 	select {
 	case s := <-told:

@@ -22,7 +22,8 @@ type CheckResult struct {
 // CheckBlocks reads every kept manifest (template versions and every
 // clone generation), as GC marks them, and checks that the repository
 // holds each block they name: in the block store, or stored as a delta
-// whose bases, down to a block stored whole, it holds too. A manifest
+// whose bases, down to a block stored whole, it holds too. It walks the
+// whole block store once. A manifest
 // that does not open with the repository's key fails the check.
 func (r *Repo) CheckBlocks(ctx context.Context) (CheckResult, error) {
 	var res CheckResult
@@ -58,18 +59,17 @@ func (r *Repo) CheckBlocks(ctx context.Context) (CheckResult, error) {
 		}
 	}
 	res.Deltas = len(seen)
-	ids := make([]blockstore.ID, 0, len(whole))
-	for id := range whole {
-		ids = append(ids, id)
+	// One walk of the store, as GC walks it: asking for each block was a
+	// round trip each to a store whose index is in etcd.
+	err = r.store.Walk(ctx, func(id blockstore.ID) error {
+		delete(whole, id)
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("check: %w", err)
 	}
-	for len(ids) > 0 {
-		n := min(len(ids), 4096)
-		missing, err := r.store.Missing(ctx, ids[:n])
-		if err != nil {
-			return res, fmt.Errorf("check: %w", err)
-		}
-		res.Missing = append(res.Missing, missing...)
-		ids = ids[n:]
+	for id := range whole {
+		res.Missing = append(res.Missing, id)
 	}
 	return res, nil
 }

@@ -111,6 +111,10 @@ func TestMigrate(t *testing.T) {
 	}
 
 	s2 := startServerAt(t, data, "127.0.0.1:0", flags...)
+	keyID := regexp.MustCompile(`msg=serving .*key_id=(\S+)`)
+	if k1, k2 := keyID.FindStringSubmatch(s.log.String()), keyID.FindStringSubmatch(s2.log.String()); k1 == nil || k2 == nil || k1[1] != k2[1] {
+		t.Fatalf("the server over etcd and S3 signs with key %v, the embedded one with %v", k2, k1)
+	}
 	work = t.TempDir()
 	m = s2.startMount(t, filepath.Join(work, "cache"), filepath.Join(work, "mnt"))
 	sameTree(t, vm, filepath.Join(m.dir, "templates", "vm"))

@@ -18,8 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dvfs-project/dvfs/blockstore"
+	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
 	"github.com/dvfs-project/dvfs/blockstore/etcdmeta"
 	"github.com/dvfs-project/dvfs/blockstore/etcdmeta/etcdtest"
+	"github.com/dvfs-project/dvfs/sync/server"
 )
 
 // dvfs migrate moves an embedded server's repository into etcd and an
@@ -223,4 +226,49 @@ func etcdSnapshot(t *testing.T, c *etcdtest.Cluster) string {
 		t.Fatal("no keys in etcd")
 	}
 	return string(h.Sum(nil))
+}
+
+// dvfs migrate's refusals before it touches anything, and a metadata key
+// whose value is empty, which arrives present and empty.
+func TestMigrateEdges(t *testing.T) {
+	c, _, flags := etcdAndS3(t)
+	ctx := context.Background()
+	from := t.TempDir()
+	g := &globals{log: slog.New(slog.DiscardHandler)}
+	run := func(data string) error {
+		return runMigrate(ctx, g, migrateConfig{from: from, data: data, store: storeConfig{url: flags[1]}, meta: flags[3]}, io.Discard)
+	}
+	if err := run(""); err == nil || !strings.Contains(err.Error(), "not the data directory of a dvfs server") {
+		t.Fatalf("migrate from a directory without a key: %v", err)
+	}
+	if _, _, err := server.LoadOrCreateKey(from); err != nil {
+		t.Fatal(err)
+	}
+	src, err := badgerstore.Open(filepath.Join(from, "store"), badgerstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = src.CommitMeta(ctx, blockstore.MetaOp{Key: "tpl/x/empty", Value: []byte{}}, blockstore.MetaOp{Key: metaBindingKey, Value: []byte("local")})
+	src.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run(from); err == nil || !strings.Contains(err.Error(), "is --from") {
+		t.Fatalf("migrate with --data the same as --from: %v", err)
+	}
+	if err := run(filepath.Join(t.TempDir(), "new")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := etcdmeta.Open(ctx, etcdmeta.Config{Endpoints: c.Endpoints(), Prefix: "dvfs-e2e/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	// s3store keeps the repository's keys under "u".
+	if v, err := m.GetMeta(ctx, "utpl/x/empty"); err != nil || len(v) != 0 {
+		t.Fatalf("the empty value after the migration: %q, %v", v, err)
+	}
+	if _, err := m.GetMeta(ctx, "u"+metaBindingKey); err == nil {
+		t.Fatal("the data directory's binding was migrated")
+	}
 }

@@ -498,7 +498,11 @@ func copyMeta(ctx context.Context, src *badgerstore.Store, dst *s3store.Store, p
 				return err
 			}
 		}
-		ops = append(ops, blockstore.MetaOp{Key: k, Value: bytes.Clone(v), Check: true})
+		value := bytes.Clone(v)
+		if value == nil {
+			value = []byte{} // an empty value; nil would delete the key
+		}
+		ops = append(ops, blockstore.MetaOp{Key: k, Value: value, Check: true})
 		size += n
 		return nil
 	})

@@ -354,7 +354,7 @@ func preflight(ctx context.Context, src *badgerstore.Store, meta *etcdmeta.Store
 			break
 		}
 		return nil, 0, fmt.Errorf(refuse+"%d of its metadata keys have other values than the source's (%s), %d are not in the source (%s); "+
-			"it is another repository, or servers have run on it", len(differ), strings.Join(first(differ, 3), ", "), len(target), extra)
+			"it is another repository, or servers have run on it (a target they made is emptied by deleting its etcd prefix and its objects)", len(differ), strings.Join(first(differ, 3), ", "), len(target), extra)
 	}
 	return present, sourceNo, nil
 }

@@ -115,6 +115,8 @@ func TestMigrate(t *testing.T) {
 
 	s2 := startServerAt(t, data, "127.0.0.1:0", flags...)
 	keyID := regexp.MustCompile(`msg=serving .*key_id=(\S+)`)
+	// The log gets the line just after startServerAt saw it.
+	s2.log.waitFor(10*time.Second, func(log string) bool { return keyID.MatchString(log) })
 	if k1, k2 := keyID.FindStringSubmatch(s.log.String()), keyID.FindStringSubmatch(s2.log.String()); k1 == nil || k2 == nil || k1[1] != k2[1] {
 		t.Fatalf("the server over etcd and S3 signs with key %v, the embedded one with %v", k2, k1)
 	}

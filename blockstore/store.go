@@ -120,6 +120,22 @@ type RunGetter interface {
 	GetRun(ctx context.Context, ids []ID, size int, dst []byte, done []bool) error
 }
 
+// FrameRunGetter reads runs of frames at once, for sending them on: the
+// frame counterpart of RunGetter, for a server answering a fetch of
+// blocks that were stored together.
+type FrameRunGetter interface {
+	// GetFrameRun calls fn(i, frame) with the stored frame of ids[i] for
+	// each block it can read so, in increasing i, every frame verified
+	// against its ID as GetFrame verifies. A block it cannot read so
+	// (a hole, absent, corrupt, or moved while it was read) gets no call,
+	// and is left for the caller to GetFrame, which reports why. frame is
+	// valid only during the call, and fn must not call the store. fn's
+	// error stops GetFrameRun, which returns it; any other error is for
+	// the call as a whole (a closed store, a cancelled context). Safe for
+	// concurrent use.
+	GetFrameRun(ctx context.Context, ids []ID, fn func(i int, frame []byte) error) error
+}
+
 // Store is a whole block store.
 type Store interface {
 	Getter

@@ -35,7 +35,8 @@
 // A Get that finds its pack gone reads the index again.
 //
 // GetRun reads blocks that lie back to back in one pack, as a Put of a
-// file's blocks in order writes them, with one ranged GET per run.
+// file's blocks in order writes them, with one ranged GET per run;
+// GetFrameRun reads their frames so, for a server's fetch.
 //
 // One process compacts at a time (a mutex); several servers compacting one
 // repository need a lease in the metadata engine, which this package does

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 
 	"github.com/dvfs-project/dvfs/blockstore"
@@ -289,8 +288,6 @@ func uploader(r *http.Request) string {
 	return ""
 }
 
-var framePool = sync.Pool{New: func() any { b := make([]byte, 0, blockstore.DefaultBlockSize+64); return &b }}
-
 func (s *Server) fetch(w http.ResponseWriter, r *http.Request) error {
 	body, err := readBody(w, r, api.MaxFetchIDs*blockstore.IDSize)
 	if err != nil {
@@ -319,32 +316,36 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	bw := bufio.NewWriterSize(w, 256<<10)
-	bp := framePool.Get().(*[]byte)
-	defer framePool.Put(bp)
+	// Frames reads the blocks in windows, a run of them in the object
+	// store with one ranged GET, and hands them over in order.
 	var rec []byte
-	for i, id := range ids {
-		frame, err := s.repo.Frame(ctx, id, (*bp)[:0])
-		if err != nil {
-			if i == 0 {
-				return err
-			}
-			if r.Context().Err() != nil {
-				// The client went away mid-stream (its timeout, or it
-				// was closed): nobody reads the rest, and it is no
-				// fault of the store.
-				s.log.Warn("fetch: client went away mid-response", "blocks_sent", i, "client", r.RemoteAddr, "err", err)
-				return nil
-			}
-			// The status is gone; cut the stream so the client sees a
-			// truncated batch instead of a short one that looks whole.
-			s.log.Error("fetch: block unreadable, aborting response", "block", id, "client", r.RemoteAddr, "err", err)
-			panic(http.ErrAbortHandler)
-		}
-		*bp = frame
-		rec = api.AppendBlock(rec[:0], id, frame)
+	sent, gone := 0, false
+	err = s.repo.Frames(ctx, ids, func(i int, frame []byte) error {
+		rec = api.AppendBlock(rec[:0], ids[i], frame)
 		if _, err := bw.Write(rec); err != nil {
-			return nil // client went away
+			gone = true // client went away
+			return err
 		}
+		sent++
+		return nil
+	})
+	switch {
+	case gone:
+		return nil
+	case err != nil && sent == 0:
+		return err
+	case err != nil:
+		if r.Context().Err() != nil {
+			// The client went away mid-stream (its timeout, or it was
+			// closed): nobody reads the rest, and it is no fault of the
+			// store.
+			s.log.Warn("fetch: client went away mid-response", "blocks_sent", sent, "client", r.RemoteAddr, "err", err)
+			return nil
+		}
+		// The status is gone; cut the stream so the client sees a
+		// truncated batch instead of a short one that looks whole.
+		s.log.Error("fetch: block unreadable, aborting response", "block", ids[sent], "client", r.RemoteAddr, "err", err)
+		panic(http.ErrAbortHandler)
 	}
 	return bw.Flush()
 }

@@ -31,13 +31,33 @@ var configSubtables = map[string]struct{ command, prefix string }{
 	"ldap": {"serve", ldapFlagPrefix},
 }
 
+// borrowers are the commands that take flags from another command's
+// table: dvfs doctor takes from [mount] the flags it shares with dvfs
+// mount; dvfs migrate takes from [serve] where the servers keep the
+// repository (only these: [serve] data is a server's directory, not the
+// one migrate fills).
+var borrowers = map[string]struct {
+	section string
+	only    []string // nil: every flag the borrower has
+}{
+	"doctor":  {"mount", nil},
+	"migrate": {"serve", []string{"store", "store-credentials", "meta"}},
+}
+
+// readsConfig tells the commands that read the config file.
+func readsConfig(name string) bool {
+	_, ok := borrowers[name]
+	return ok || slices.Contains(configSections, name)
+}
+
 // notInConfig are flags a config file may not set: the file itself, and
 // a user's token, which does not belong in a file every user of a
 // workstation reads (give it as --token or DVFS_TOKEN).
 var notInConfig = []string{"config", "token", "help", "version", "cpuprofile"}
 
-// applyConfigFile sets the flags of cmd (dvfs serve or dvfs mount) that
-// the command line left unset from its table in the config file: the
+// applyConfigFile sets the flags of cmd (dvfs serve or dvfs mount, or a
+// borrower) that the command line left unset from its table in the config
+// file: the
 // file named by --config, else defaultConfigFile when it exists. The
 // server's URL in DVFS_SERVER also wins over the file. A key
 // no flag has is an error naming it, in either table, whichever command
@@ -80,9 +100,8 @@ func applyConfigFile(cmd *cobra.Command, path string) error {
 			return fmt.Errorf("config %s: no command %q", path, command)
 		}
 		flags := sub.Flags()
-		// dvfs doctor takes the flags it shares with dvfs mount from
-		// [mount].
-		borrow := section == "mount" && cmd.Name() == "doctor"
+		b, borrow := borrowers[cmd.Name()]
+		borrow = borrow && b.section == section
 		if sub == cmd {
 			// Parsed: holds the inherited flags, with what the command
 			// line changed.
@@ -106,8 +125,8 @@ func applyConfigFile(cmd *cobra.Command, path string) error {
 			target := flags
 			if borrow {
 				target = cmd.Flags()
-				if f = target.Lookup(name); f == nil {
-					continue // a flag of dvfs mount's only
+				if f = target.Lookup(name); f == nil || b.only != nil && !slices.Contains(b.only, name) {
+					continue // not one the borrower takes
 				}
 			} else if sub != cmd {
 				continue // another command's

@@ -186,3 +186,28 @@ func TestConfigDoctorReadsMount(t *testing.T) {
 		"server":   "https://dvfs.lab.example:7420",
 	})
 }
+
+// dvfs migrate takes from [serve] where the servers keep the repository
+// (--store, --store-credentials, --meta) and nothing else: [serve] data
+// is a server's directory, not the one migrate fills.
+func TestConfigMigrateReadsServe(t *testing.T) {
+	file := filepath.Join(disktest.TempDir(t), "dvfs.toml")
+	os.WriteFile(file, []byte(`[serve]
+data = "/srv/dvfs"
+listen = ":7420"
+store = "s3://dvfs/lab?endpoint=s3.example:9000"
+store-credentials = "/etc/dvfs/s3.credentials"
+meta = "etcd://etcd1:2379,etcd2:2379/dvfs"
+`), 0o644)
+	mig := parsed(t, "migrate", "--from", "/srv/old", "--meta", "etcd://other:2379/x")
+	if err := applyConfigFile(mig, file); err != nil {
+		t.Fatal(err)
+	}
+	checkFlags(t, mig, map[string]string{
+		"from":              "/srv/old",
+		"data":              "",
+		"store":             "s3://dvfs/lab?endpoint=s3.example:9000",
+		"store-credentials": "/etc/dvfs/s3.credentials",
+		"meta":              "etcd://other:2379/x", // the command line's
+	})
+}

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"slices"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -56,7 +55,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       buildVersion(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if slices.Contains(configSections, cmd.Name()) || cmd.Name() == "doctor" {
+			if readsConfig(cmd.Name()) {
 				if err := applyConfigFile(cmd, g.config); err != nil {
 					return err
 				}

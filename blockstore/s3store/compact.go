@@ -48,22 +48,8 @@ func (s *Store) Compact(ctx context.Context) (CompactStats, error) {
 	// entries in the listings that follow (a Put commits a pack's record
 	// and entries in one transaction).
 	records := map[packID]packRecord{}
-	err := s.meta.ListMeta(ctx, packPrefix, func(k string, v []byte) error {
-		var p packID
-		if len(k) != len(packPrefix)+len(p) {
-			return nil
-		}
-		copy(p[:], k[len(packPrefix):])
-		r, err := decodePackRecord(v)
-		if err != nil {
-			s.log.Warn("s3store: bad pack record", "pack", p, "err", err)
-			return nil
-		}
-		records[p] = r
-		return nil
-	})
-	if err != nil {
-		return st, fmt.Errorf("s3store: compact: %w", err)
+	if err := s.listPackRecords(ctx, func(p packID, _ []byte, r packRecord) { records[p] = r }); err != nil {
+		return st, err
 	}
 	if s.afterRecords != nil {
 		s.afterRecords()
@@ -133,6 +119,13 @@ func (s *Store) Compact(ctx context.Context) (CompactStats, error) {
 		}
 		if len(live[p]) > 0 {
 			items, err := s.liveFrames(ctx, p, live[p])
+			if errors.Is(err, errPackGone) {
+				// Another server compacted p since it was listed: its
+				// blocks are moved, and that server drops its record.
+				s.log.Info("s3store: pack gone while compacting, left to whoever removed it", "pack", p)
+				st.Rewritten--
+				continue
+			}
 			if err != nil {
 				return st, err
 			}
@@ -149,6 +142,29 @@ func (s *Store) Compact(ctx context.Context) (CompactStats, error) {
 		}
 	}
 	return st, flush()
+}
+
+// listPackRecords calls fn for every well-formed pack record; fn must not
+// keep raw.
+func (s *Store) listPackRecords(ctx context.Context, fn func(p packID, raw []byte, r packRecord)) error {
+	err := s.meta.ListMeta(ctx, packPrefix, func(k string, v []byte) error {
+		var p packID
+		if len(k) != len(packPrefix)+len(p) {
+			return nil
+		}
+		copy(p[:], k[len(packPrefix):])
+		r, err := decodePackRecord(v)
+		if err != nil {
+			s.log.Warn("s3store: bad pack record", "pack", p, "err", err)
+			return nil
+		}
+		fn(p, v, r)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("s3store: compact: %w", err)
+	}
+	return nil
 }
 
 // listEntries calls fn for every well-formed index entry; fn must not
@@ -190,6 +206,9 @@ func (s *Store) removePack(ctx context.Context, p packID) error {
 	return nil
 }
 
+// errPackGone is liveFrames' error when the pack's object does not exist.
+var errPackGone = errors.New("pack object gone")
+
 // liveFrames reads pack p with one GET and returns its live blocks as
 // items to move. A frame that does not verify is not moved: its entry is
 // dropped, so that the block reads as missing and is uploaded again.
@@ -200,6 +219,9 @@ func (s *Store) liveFrames(ctx context.Context, p packID, blocks []liveBlock) ([
 	}
 	body, err := io.ReadAll(obj)
 	obj.Close()
+	if isNoSuchKey(err) {
+		return nil, fmt.Errorf("s3store: compact: read pack %s: %w", p, errPackGone)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("s3store: compact: read pack %s: %w", p, err)
 	}

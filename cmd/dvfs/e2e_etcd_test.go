@@ -98,8 +98,9 @@ func TestServeStoreAndMetaEtcd(t *testing.T) {
 }
 
 // etcdAndS3 starts a three-member etcd cluster and a versitygw with a
-// bucket, sets the S3 credentials in the environment, and returns the
-// cluster, the bucket's directory and the serve flags that use both.
+// bucket, and returns the cluster, the bucket's directory and the serve
+// flags that use both: --store URL --meta URL --store-credentials FILE,
+// in that order.
 func etcdAndS3(t *testing.T) (*etcdtest.Cluster, string, []string) {
 	t.Helper()
 	c := etcdtest.Start(t, etcdtest.Options{MaxTxnOps: metaMaxTxnOps, MaxRequestBytes: metaMaxRequestBytes})
@@ -108,10 +109,15 @@ func etcdAndS3(t *testing.T) (*etcdtest.Cluster, string, []string) {
 	if err := os.Mkdir(bucket, 0o755); err != nil {
 		t.Fatal(err) // versitygw's posix backend: a bucket is a directory
 	}
-	t.Setenv(s3AccessKeyEnv, s3test.AccessKey)
-	t.Setenv(s3SecretKeyEnv, s3test.SecretKey)
+	// The credentials go in a file, not the environment (t.Setenv), so
+	// that tests over etcd and S3 may run in parallel.
+	creds := filepath.Join(t.TempDir(), "s3-credentials")
+	if err := os.WriteFile(creds, []byte(s3test.AccessKey+"\n"+s3test.SecretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return c, bucket, []string{
 		"--store", "s3://dvfs-e2e/lab?endpoint=" + srv.Endpoint + "&region=" + s3test.Region + "&tls=false",
 		"--meta", "etcd://" + strings.Join(c.Endpoints(), ",") + "/dvfs-e2e",
+		"--store-credentials", creds,
 	}
 }

@@ -58,6 +58,10 @@ func smallFS(t *testing.T, kind string) string {
 // byte fsynced reads back, and once space returns (a filler file is
 // deleted) writes work again and everything reaches the server.
 func TestFullCacheDisk(t *testing.T) {
+	// Most of its time is waiting (on an outage, restarts, scrapes): it
+	// runs two at a time with the package's other long waiting tests,
+	// after the rest.
+	t.Parallel()
 	for _, kind := range []string{"tmpfs", "ext4"} {
 		t.Run(kind, func(t *testing.T) { testFullCacheDisk(t, kind) })
 	}

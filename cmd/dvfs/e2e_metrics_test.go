@@ -170,6 +170,10 @@ func (p *promServer) waitAtLeast(expr string, want float64) float64 {
 // written and synced, and the template is read: the counters say what
 // happened. Both answer /healthz and /readyz.
 func TestPrometheusScrapesServerAndMount(t *testing.T) {
+	// Most of its time is waiting (on an outage, restarts, scrapes): it
+	// runs two at a time with the package's other long waiting tests,
+	// after the rest.
+	t.Parallel()
 	prefix := netns(t)
 	requireTool(t, "prometheus")
 	// A fresh namespace: these ports are free.

@@ -79,7 +79,7 @@ func TestMigrate(t *testing.T) {
 		defer cancel()
 		h := &cancelOn{msg: at, cancel: cancel}
 		g := &globals{log: slog.New(h)}
-		if err := runMigrate(ctx, g, migrateConfig{from: from, data: data, store: storeConfig{url: store}, meta: meta}, io.Discard); err == nil {
+		if err := runMigrate(ctx, g, migrateConfig{from: from, data: data, store: storeConfig{url: store, credsFile: flags[5]}, meta: meta}, io.Discard); err == nil {
 			t.Fatalf("the migration cut off at %q succeeded", at)
 		}
 		return h.log.String()
@@ -238,7 +238,7 @@ func TestMigrateEdges(t *testing.T) {
 	from := t.TempDir()
 	g := &globals{log: slog.New(slog.DiscardHandler)}
 	run := func(data string) error {
-		return runMigrate(ctx, g, migrateConfig{from: from, data: data, store: storeConfig{url: flags[1]}, meta: flags[3]}, io.Discard)
+		return runMigrate(ctx, g, migrateConfig{from: from, data: data, store: storeConfig{url: flags[1], credsFile: flags[5]}, meta: flags[3]}, io.Discard)
 	}
 	if err := run(""); err == nil || !strings.Contains(err.Error(), "not the data directory of a dvfs server") {
 		t.Fatalf("migrate from a directory without a key: %v", err)

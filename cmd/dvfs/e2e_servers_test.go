@@ -44,6 +44,10 @@ func threeServers(t *testing.T) (*etcdtest.Cluster, string, []*serverProc, []str
 // through the first server: the old holder's next commit, through the
 // third, is fenced, and its changes become a conflict clone.
 func TestThreeServers(t *testing.T) {
+	// Its own etcd cluster, object store and servers, and mostly waiting:
+	// it runs two at a time with the package's other long waiting tests,
+	// after the rest.
+	t.Parallel()
 	c, _, servers, flags := threeServers(t)
 	s1, s2, s3 := servers[0], servers[1], servers[2]
 
@@ -115,6 +119,10 @@ func TestThreeServers(t *testing.T) {
 // had taken without storing (the commit names it missing), and its one
 // version exports byte-exact.
 func TestPublishAcrossServerKill(t *testing.T) {
+	// Its own etcd cluster, object store and servers, and mostly waiting:
+	// it runs two at a time with the package's other long waiting tests,
+	// after the rest.
+	t.Parallel()
 	c, bucket, servers, _ := threeServers(t)
 	s1, s2 := servers[0], servers[1]
 	vm := filepath.Join(t.TempDir(), "vm")

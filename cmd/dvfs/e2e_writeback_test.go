@@ -256,6 +256,10 @@ func firstBad(got, tmpl []byte, synced, touched int) int {
 // restart the upload finishes by itself and the server's latest generation
 // holds everything the workstation had fsynced.
 func TestWorkstationKilledDuringWrites(t *testing.T) {
+	// Most of its time is waiting (on an outage, restarts, scrapes): it
+	// runs two at a time with the package's other long waiting tests,
+	// after the rest.
+	t.Parallel()
 	s := startServer(t, t.TempDir())
 	tmpl := publishBase(t, s, "lab")
 	work := t.TempDir()
@@ -298,6 +302,10 @@ func TestWorkstationKilledDuringWrites(t *testing.T) {
 // The server is killed during a sync and stays down while a writer writes:
 // the writer sees no error, and everything reaches the server afterwards.
 func TestServerOutageDuringWrites(t *testing.T) {
+	// Most of its time is waiting (on an outage, restarts, scrapes): it
+	// runs two at a time with the package's other long waiting tests,
+	// after the rest.
+	t.Parallel()
 	data := t.TempDir()
 	addr := disktest.FreeAddr(t)
 	s := startServerAt(t, data, addr)

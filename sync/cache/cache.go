@@ -199,9 +199,10 @@ func (c *Cache) ReadBlock(ctx context.Context, id blockstore.ID, dst []byte) ([]
 
 // ReadBlocks fills dst, which holds len(ids) blocks of size bytes back to
 // back, with the verified plain bytes of ids: what the store holds in
-// runs, with one read a run (blockstore.RunGetter), and the rest one by
-// one as ReadBlock reads them (fetched when missing, fetched again when
-// corrupt). ids must hold no hole.
+// runs, with one read a run (blockstore.RunGetter); the blocks the store
+// lacks fetched together, with one request (fetchMissing); and the rest
+// one by one as ReadBlock reads them (fetched again when corrupt, waited
+// for when another reader is fetching them). ids must hold no hole.
 func (c *Cache) ReadBlocks(ctx context.Context, ids []blockstore.ID, size int, dst []byte) error {
 	var small [32]bool // a 1 MiB request is 16 blocks: no allocation
 	var done []bool
@@ -215,10 +216,22 @@ func (c *Cache) ReadBlocks(ctx context.Context, ids []blockstore.ID, size int, d
 			return err
 		}
 	}
+	undone := 0
 	for i, id := range ids {
 		if done[i] {
 			c.hits.Add(1)
 			c.lru.touch(id)
+		} else {
+			undone++
+		}
+	}
+	if undone > 1 {
+		if err := c.fetchMissing(ctx, ids, size, dst, done); err != nil {
+			return err
+		}
+	}
+	for i, id := range ids {
+		if done[i] {
 			continue
 		}
 		chunk := dst[i*size : (i+1)*size : (i+1)*size]
@@ -234,6 +247,50 @@ func (c *Cache) ReadBlocks(ctx context.Context, ids []blockstore.ID, size int, d
 		}
 	}
 	return nil
+}
+
+// fetchMissing fetches with one request the blocks of ids not done that
+// the store lacks, copies each into its places in dst and marks them
+// done: a cold read of a 1 MiB request costs one round trip to the server,
+// not sixteen (and over an object store, one ranged GET a run there
+// rather than one a block). Blocks another reader is fetching, and any of
+// a size other than size, are left for ReadBlock.
+func (c *Cache) fetchMissing(ctx context.Context, ids []blockstore.ID, size int, dst []byte, done []bool) error {
+	if c.cfg.Remote == nil {
+		return nil
+	}
+	var undone []blockstore.ID
+	where := make(map[blockstore.ID][]int)
+	for i, id := range ids {
+		if !done[i] {
+			if len(where[id]) == 0 {
+				undone = append(undone, id)
+			}
+			where[id] = append(where[id], i)
+		}
+	}
+	missing, err := c.cfg.Store.Missing(ctx, undone)
+	if err != nil || len(missing) < 2 {
+		return err // one block: ReadBlock fetches it the same way
+	}
+	var got int64
+	err = c.fetch(ctx, missing, func(id blockstore.ID, plain []byte) {
+		if len(plain) != size {
+			return // ReadBlock says what is wrong with it
+		}
+		got++
+		for _, i := range where[id] {
+			copy(dst[i*size:(i+1)*size], plain)
+			done[i] = true
+		}
+	})
+	c.miss.Add(got)
+	if errors.Is(err, ErrNoSpace) {
+		// Verified, not kept: the reader has them all the same.
+		c.uncached.Add(got)
+		return nil
+	}
+	return err
 }
 
 // call is one block's fetch in flight.

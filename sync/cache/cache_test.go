@@ -230,12 +230,17 @@ func testReadBlocks(t *testing.T, verified bool) {
 	run := append(append(append([]blockstore.ID{}, ids[:3]...), rm.ids...), ids[3:]...)
 	want := bytes.Join(append(append(append([][]byte{}, plains[:3]...), rm.plains...), plains[3:]...), nil)
 	for round := range 2 {
+		before := rm.client.Stats().Requests
 		dst := make([]byte, len(run)*size)
 		if err := c.ReadBlocks(ctx, run, size, dst); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
 		if !bytes.Equal(dst, want) {
 			t.Fatalf("round %d: wrong bytes", round)
+		}
+		// The three misses go in one request.
+		if n := rm.client.Stats().Requests - before; n != int64(1-round) {
+			t.Fatalf("round %d: %d requests to the server, want %d", round, n, 1-round)
 		}
 	}
 	// Round 1: 6 hits and 3 misses; round 2: 9 hits.

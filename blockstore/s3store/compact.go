@@ -48,7 +48,13 @@ func (s *Store) Compact(ctx context.Context) (CompactStats, error) {
 	// entries in the listings that follow (a Put commits a pack's record
 	// and entries in one transaction).
 	records := map[packID]packRecord{}
-	if err := s.listPackRecords(ctx, func(p packID, _ []byte, r packRecord) { records[p] = r }); err != nil {
+	pendingRaw := map[packID][]byte{}
+	if err := s.listPackRecords(ctx, func(p packID, raw []byte, r packRecord) {
+		records[p] = r
+		if !r.committed {
+			pendingRaw[p] = bytes.Clone(raw)
+		}
+	}); err != nil {
 		return st, err
 	}
 	if s.afterRecords != nil {
@@ -69,8 +75,14 @@ func (s *Store) Compact(ctx context.Context) (CompactStats, error) {
 		case busy:
 		case !r.committed:
 			if liveBytes[p] == 0 && time.Since(r.born) > s.cfg.OrphanAge {
-				doomed[p] = true
-				st.Orphans++
+				ok, err := s.condemn(ctx, p, r, pendingRaw[p])
+				if err != nil {
+					return st, err
+				}
+				if ok {
+					doomed[p] = true
+					st.Orphans++
+				}
 			}
 		case r.size == 0 || float64(liveBytes[p]) < s.cfg.CompactBelow*float64(r.size):
 			doomed[p] = true
@@ -191,6 +203,25 @@ func (s *Store) listEntries(ctx context.Context, fn func(id blockstore.ID, raw [
 		return fmt.Errorf("s3store: compact: %w", err)
 	}
 	return nil
+}
+
+// condemn marks pending pack p, whose record was raw when listed, as an
+// orphan to remove: it rewrites the record as born at the epoch, on
+// condition that it is still raw. A Put that commits p first keeps it
+// (false); one that would commit it after fails, as its commit is
+// conditional on its own pending record (indexPack), so no entry comes
+// to point at p once its object is removed. A crash before the removal
+// leaves a record that the next Compact finds old and removes.
+func (s *Store) condemn(ctx context.Context, p packID, r packRecord, raw []byte) (bool, error) {
+	r.born = time.Unix(0, 0)
+	err := s.meta.CommitMeta(ctx, blockstore.MetaOp{Key: packKey(p), Value: appendPackRecord(nil, r), Check: true, Old: raw})
+	switch {
+	case errors.Is(err, blockstore.ErrConflict):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("s3store: compact: condemn pack %s: %w", p, err)
+	}
+	return true, nil
 }
 
 // removePack deletes pack p's object, then its record: a crash between

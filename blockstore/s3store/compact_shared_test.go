@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,16 +23,23 @@ import (
 	"github.com/dvfs-project/dvfs/blockstore/storetest"
 )
 
-// packGetHook is a server's transport that runs a function, once, at a
-// GET of a whole pack object (Compact's read of a pack; Gets ask for a
+// packHook is a server's transport that runs a function, once, at a GET
+// of a whole pack object (Compact's read of a pack; Gets ask for a
 // range): before the request is sent (before) or when its body has been
-// read to the end (read). The request itself goes to the real server.
-type packGetHook struct {
-	before, read atomic.Pointer[func()]
+// read to the end (read); or before the PUT of a pack (put). The request
+// itself goes to the real server.
+type packHook struct {
+	before, read, put atomic.Pointer[func()]
 }
 
-func (h *packGetHook) RoundTrip(r *http.Request) (*http.Response, error) {
-	whole := r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/packs/") && r.Header.Get("Range") == ""
+func (h *packHook) RoundTrip(r *http.Request) (*http.Response, error) {
+	pack := strings.Contains(r.URL.Path, "/packs/")
+	if pack && r.Method == http.MethodPut {
+		if f := h.put.Swap(nil); f != nil {
+			(*f)()
+		}
+	}
+	whole := pack && r.Method == http.MethodGet && r.Header.Get("Range") == ""
 	if whole {
 		if f := h.before.Swap(nil); f != nil {
 			(*f)()
@@ -65,17 +73,17 @@ func (b *atEOF) Read(p []byte) (int, error) {
 // sharedStores opens n stores over bucket of srv and the prefix of that
 // name in the etcd cluster c, each with its own etcd client and transport, as
 // n servers of one repository have.
-func sharedStores(t *testing.T, c *etcdtest.Cluster, srv *s3test.Server, bucket string, n int, cfg Config) ([]*Store, []*packGetHook) {
+func sharedStores(t *testing.T, c *etcdtest.Cluster, srv *s3test.Server, bucket string, n int, cfg Config) ([]*Store, []*packHook) {
 	t.Helper()
 	const maxTxnOps = 8192
 	var stores []*Store
-	var hooks []*packGetHook
+	var hooks []*packHook
 	for range n {
 		meta, err := etcdmeta.Open(t.Context(), etcdmeta.Config{Endpoints: c.Endpoints(), Prefix: bucket + "/", MaxTxnOps: maxTxnOps, MaxRequestBytes: 8 << 20})
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := &packGetHook{}
+		h := &packHook{}
 		c := cfg
 		c.Endpoint = srv.Endpoint
 		c.AccessKey, c.SecretKey, c.Region = s3test.AccessKey, s3test.SecretKey, s3test.Region
@@ -221,7 +229,9 @@ func TestCompactShared(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{MaxTxnOps: 8192, MaxRequestBytes: 8 << 20})
 	srv := s3test.Start(t)
 	bucket := fmt.Sprintf("dvfs-shared-%d", bucketSeq.Add(1))
-	stores, hooks := sharedStores(t, c, srv, bucket, 2, Config{PackSize: minPackSize})
+	// OrphanAge as short as can be: a pending pack of the other server,
+	// Put or Compact in progress, looks orphaned.
+	stores, hooks := sharedStores(t, c, srv, bucket, 2, Config{PackSize: minPackSize, OrphanAge: time.Nanosecond})
 	a, b := stores[0], stores[1]
 	ctx := t.Context()
 	r := rand.New(rand.NewPCG(7, 8))
@@ -286,6 +296,67 @@ func TestCompactShared(t *testing.T) {
 		t.Errorf("pack %s still there after both compacted it", p)
 	}
 
+	// B takes A's pack, recorded as pending and not yet written, for an
+	// orphan and removes it: A's Put fails and leaves nothing behind, and
+	// succeeds when tried again.
+	var bs []blockstore.Block
+	for range 5 {
+		bs = append(bs, storetest.NewBlock(storetest.RandomBytes(r, 1024)))
+	}
+	fired = false
+	f = func() {
+		fired = true
+		if st, err := b.Compact(ctx); err != nil || st.Orphans != 1 {
+			t.Errorf("B's Compact while A writes its pack = %+v, %v; want it removed as an orphan", st, err)
+		}
+	}
+	hooks[0].put.Store(&f)
+	if err := a.Put(ctx, bs...); !errors.Is(err, errOrphaned) || !fired {
+		t.Fatalf("A's Put of a pack B removed as an orphan: %v (B compacted: %v), want errOrphaned", err, fired)
+	}
+	st = checkShared(t, stores, live, append(slices.Clone(gone), storetest.IDs(bs)...))
+	if g := st.garbage(); g != 0 || len(st.records) != len(st.objects) {
+		t.Errorf("after A's Put failed: %d pack objects without entries, %d records for %d objects", g, len(st.records), len(st.objects))
+	}
+	if err := a.Put(ctx, bs...); err != nil {
+		t.Fatal(err)
+	}
+	keepAll(bs)
+
+	// A stages two rounds into one pack; the first's CommitStaged writes
+	// and commits it with a share of its blocks under CompactBelow, and B
+	// rewrites it away before the second's: that one fails, as its pack is
+	// gone, and leaves no entry behind.
+	var first, second []blockstore.Block
+	for range 2 {
+		first = append(first, storetest.NewBlock(storetest.RandomBytes(r, 1024)))
+	}
+	for range 6 {
+		second = append(second, storetest.NewBlock(storetest.RandomBytes(r, 1024)))
+	}
+	st1, err := a.Stage(ctx, first...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2, err := a.Stage(ctx, second...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CommitStaged(ctx, []blockstore.Staged{st1}); err != nil {
+		t.Fatal(err)
+	}
+	keepAll(first)
+	if st, err := b.Compact(ctx); err != nil || st.Rewritten != 1 || st.Moved != len(first) {
+		t.Fatalf("B's Compact between A's CommitStaged = %+v, %v; want the staged pack rewritten", st, err)
+	}
+	if err := a.CommitStaged(ctx, []blockstore.Staged{st2}); !errors.Is(err, errOrphaned) {
+		t.Fatalf("A's CommitStaged into a pack B removed: %v, want errOrphaned", err)
+	}
+	st = checkShared(t, stores, live, append(slices.Clone(gone), storetest.IDs(second)...))
+	if g := st.garbage(); g != 0 || len(st.records) != len(st.objects) {
+		t.Errorf("after A's CommitStaged failed: %d pack objects without entries, %d records for %d objects", g, len(st.records), len(st.objects))
+	}
+
 	// Many rounds at random: a writer puts packs and deletes blocks of
 	// earlier ones, through either store; after each Put both compact,
 	// each at its own pace, while readers read blocks that stay live.
@@ -296,7 +367,7 @@ func TestCompactShared(t *testing.T) {
 	}
 	var compactors, readers sync.WaitGroup
 	var stop atomic.Bool
-	var compactions, rewritten, moved atomic.Int64
+	var compactions, rewritten, moved, orphaned atomic.Int64
 	var kick []chan struct{}
 	for i, s := range stores {
 		ch := make(chan struct{}, 1)
@@ -304,7 +375,9 @@ func TestCompactShared(t *testing.T) {
 		compactors.Go(func() {
 			for range ch {
 				st, err := s.Compact(ctx)
-				if err != nil {
+				if errors.Is(err, errOrphaned) {
+					orphaned.Add(1)
+				} else if err != nil {
 					t.Errorf("store %d: Compact: %v", i, err)
 				}
 				compactions.Add(1)
@@ -336,7 +409,12 @@ func TestCompactShared(t *testing.T) {
 		for range 4 + wr.IntN(12) {
 			bs = append(bs, storetest.NewBlock(storetest.RandomBytes(wr, 1024)))
 		}
-		if err := stores[i%2].Put(ctx, bs...); err != nil {
+		err := stores[i%2].Put(ctx, bs...)
+		for try := 0; errors.Is(err, errOrphaned) && try < 10; try++ {
+			orphaned.Add(1)
+			err = stores[i%2].Put(ctx, bs...)
+		}
+		if err != nil {
 			t.Error(err)
 			break
 		}
@@ -366,7 +444,7 @@ func TestCompactShared(t *testing.T) {
 	compactors.Wait()
 	stop.Store(true)
 	readers.Wait()
-	t.Logf("%d Puts, %d compactions: %d packs rewritten, %d blocks moved", puts, compactions.Load(), rewritten.Load(), moved.Load())
+	t.Logf("%d Puts, %d compactions: %d packs rewritten, %d blocks moved; %d Puts and Compacts lost their pack to the other's orphan removal", puts, compactions.Load(), rewritten.Load(), moved.Load(), orphaned.Load())
 	checkShared(t, stores, live, gone)
 
 	// A later Compact, by a server that no Put runs against, leaves

@@ -151,15 +151,30 @@ type indexItem struct {
 	entry, old []byte
 }
 
+// errOrphaned is indexPack's error when another server's Compact removed
+// the pack before it was indexed: took it for an orphan (its Put took
+// longer than OrphanAge), or, staged, rewrote it from the blocks already
+// indexed.
+var errOrphaned = errors.New("pack removed by a Compact before it was indexed")
+
 // indexPack commits pack p's record and items in one transaction, leaving
-// out the items whose condition no longer holds.
+// out the items whose condition no longer holds. The record must still be
+// the one this store wrote (pending, or committed by an earlier
+// CommitStaged of the same pack): a pack condemned as an orphan or
+// removed by a Compact is never indexed.
 func (s *Store) indexPack(ctx context.Context, p packID, rec packRecord, items []indexItem) error {
 	live := make([]bool, len(items))
 	for i := range live {
 		live[i] = true
 	}
+	pending := rec
+	pending.committed = false
+	pendingRaw, committedRaw := appendPackRecord(nil, pending), appendPackRecord(nil, rec)
+	// A staged pack is indexed by each CommitStaged of its blocks: the
+	// first finds it pending, the others committed.
+	want := pendingRaw
 	for attempt := 0; ; attempt++ {
-		ops := []blockstore.MetaOp{{Key: packKey(p), Value: appendPackRecord(nil, rec)}}
+		ops := []blockstore.MetaOp{{Key: packKey(p), Value: committedRaw, Check: true, Old: want}}
 		for i, it := range items {
 			if live[i] {
 				ops = append(ops, blockstore.MetaOp{Key: blockKey(it.id), Value: it.entry, Check: true, Old: it.old})
@@ -171,6 +186,20 @@ func (s *Store) indexPack(ctx context.Context, p packID, rec packRecord, items [
 		}
 		if !errors.Is(err, blockstore.ErrConflict) || attempt == 10 {
 			return fmt.Errorf("s3store: index pack %s: %w", p, err)
+		}
+		cur, err := s.meta.GetMeta(ctx, packKey(p))
+		if err != nil && !errors.Is(err, blockstore.ErrNotFound) {
+			return fmt.Errorf("s3store: index pack %s: %w", p, err)
+		}
+		if bytes.Equal(cur, pendingRaw) || bytes.Equal(cur, committedRaw) {
+			want = cur
+		} else {
+			// The object may have been written after its remover
+			// removed it: nothing else will.
+			if err := s.client.RemoveObject(ctx, s.cfg.Bucket, s.objectName(p), minio.RemoveObjectOptions{}); err != nil && !isNoSuchKey(err) {
+				s.log.Warn("s3store: orphaned pack left in the bucket", "pack", p, "err", err)
+			}
+			return fmt.Errorf("s3store: index pack %s: %w", p, errOrphaned)
 		}
 		// Another Put, Delete or Compact changed some entries: keep the
 		// items whose entry is still what they expect.

@@ -38,9 +38,11 @@
 // file's blocks in order writes them, with one ranged GET per run;
 // GetFrameRun reads their frames so, for a server's fetch.
 //
-// One process compacts at a time (a mutex); several servers compacting one
-// repository need a lease in the metadata engine, which this package does
-// not take.
+// One process compacts at a time (a mutex); several servers may compact
+// one store at once, with no lease: moves are conditional on the entry
+// read, a pack found gone is skipped, an orphan is condemned by a
+// conditional write before it is removed, and a Put commits its pack only
+// if its record is still its own.
 package s3store
 
 import (

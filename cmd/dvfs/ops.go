@@ -53,7 +53,7 @@ func serveMetrics(g *globals, c opsConfig, reg *metrics.Registry, ready func() e
 // server serves and its store answers.
 func serverMetrics(s *server.Server, r *repo.Repo, mc server.Multicast, serving *atomic.Bool) (*metrics.Registry, func() error) {
 	reg := metrics.New(buildVersion())
-	src := metrics.ServerSources{Requests: s.Stats, Repo: r.Stats}
+	src := metrics.ServerSources{Requests: s.Stats, Repo: r.Stats, Background: s.Background}
 	if sessions, ok := mc.(*multicast.Sessions); ok && sessions != nil {
 		src.Multicast = sessions.Stats
 	}

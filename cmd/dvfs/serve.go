@@ -38,6 +38,7 @@ type serveConfig struct {
 	limits  server.Limits
 	minRate string // limits.MinRate, e.g. 64KiB
 	bodyMem string // limits.BodyMemory, e.g. 512MiB
+	bgRate  string // limits.BackgroundRate, e.g. 16MiB
 	memory  string // the Go runtime's soft memory limit; "auto": --body-memory + 512MiB
 	ops     opsConfig
 	ldap    ldapConfig
@@ -82,6 +83,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&c.limits.Grace, "grace", d.Grace, "time a body or a response write gets before --min-rate counts")
 	f.StringVar(&c.bodyMem, "body-memory", humanize.IBytes(uint64(d.BodyMemory)), "most request body bytes held by all requests at once; one user holds at most a quarter (or one body)")
 	f.DurationVar(&c.limits.BodyWait, "body-wait", d.BodyWait, "how long a request waits for --body-memory before it gets 503 (the server's is taken) or 429 (its user's share is)")
+	f.StringVar(&c.bgRate, "background-rate", humanize.IBytes(uint64(d.BackgroundRate)), "most block bytes a second sent to workstations filling their caches in the background (a clone opened before multicast filled the cache, a session missed), all together; they also wait while readers' fetches are answered")
+	f.IntVar(&c.limits.BackgroundFetches, "background-fetches", d.BackgroundFetches, "most background fetches answered at once; the others wait their turn")
 	f.StringVar(&c.memory, "memory-limit", "auto", "soft limit of the server's memory, the Go runtime's (GOMEMLIMIT, when set, wins); auto: --body-memory + 512MiB")
 	addOpsFlags(f, &c.ops)
 	addLDAPFlags(f, &c.ldap)
@@ -102,7 +105,14 @@ func (c *serveConfig) parseLimits(g *globals) (server.Limits, error) {
 	if err != nil || mem == 0 {
 		return l, fmt.Errorf("--body-memory %q: want a size, e.g. 512MiB", c.bodyMem)
 	}
-	l.MinRate, l.BodyMemory = int64(rate), int64(mem)
+	bg, err := humanize.ParseBytes(c.bgRate)
+	if err != nil || bg == 0 {
+		return l, fmt.Errorf("--background-rate %q: want a size a second, e.g. 16MiB", c.bgRate)
+	}
+	if l.BackgroundFetches <= 0 {
+		return l, fmt.Errorf("--background-fetches %d: want at least 1", l.BackgroundFetches)
+	}
+	l.MinRate, l.BodyMemory, l.BackgroundRate = int64(rate), int64(mem), int64(bg)
 	// Without a limit the Go heap grows to twice what is live before it
 	// collects, and keeps it: bodies of --body-memory made a server of
 	// twice that, and more.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dvfs-project/dvfs/blockstore"
 	"github.com/dvfs-project/dvfs/blockstore/diskio"
+	"github.com/dvfs-project/dvfs/sync/api"
 )
 
 // Remote is where missing blocks come from (sync/client.Client). fn gets
@@ -323,6 +324,19 @@ func (c *Cache) claim(ids []blockstore.ID) ([]blockstore.ID, []*call) {
 	return mine, calls
 }
 
+// unclaimed returns the ids nobody is fetching.
+func (c *Cache) unclaimed(ids []blockstore.ID) []blockstore.ID {
+	c.inflightMu.Lock()
+	defer c.inflightMu.Unlock()
+	var out []blockstore.ID
+	for _, id := range ids {
+		if _, busy := c.inflight[id]; !busy {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 func (c *Cache) release(ids []blockstore.ID, calls []*call, err error) {
 	c.inflightMu.Lock()
 	for _, id := range ids {
@@ -352,12 +366,21 @@ func (c *Cache) Fill(ctx context.Context, ids []blockstore.ID) error {
 // fetch gets blocks from the remote and stores the frames as sent: the
 // remote verified each against its ID, and compressing again would only
 // cost CPU. each, if set, sees every block's plain bytes.
+//
+// A background fetch (api.WithBackground), which the server answers after
+// readers' fetches, claims nothing, so that no reader waits for it, and
+// leaves out the blocks readers are fetching.
 func (c *Cache) fetch(ctx context.Context, ids []blockstore.ID, each func(blockstore.ID, []byte)) (err error) {
-	ids, calls := c.claim(ids)
+	if api.IsBackground(ctx) {
+		ids = c.unclaimed(ids)
+	} else {
+		var calls []*call
+		ids, calls = c.claim(ids)
+		defer func() { c.release(ids, calls, err) }()
+	}
 	if len(ids) == 0 {
 		return nil
 	}
-	defer func() { c.release(ids, calls, err) }()
 	var blocks []blockstore.Block
 	var size int64
 	flush := func() error {
@@ -517,7 +540,9 @@ func (c *Cache) FillBackground(ids []blockstore.ID) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		ctx := c.bg
+		// The server answers these after readers' fetches; readers do
+		// not wait for them (fetch).
+		ctx := api.WithBackground(c.bg)
 		for len(ids) > 0 && ctx.Err() == nil {
 			n := min(len(ids), 4*c.cfg.PrefetchBatch)
 			if err := c.Fill(ctx, ids[:n]); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -29,6 +30,7 @@ import (
 // remote is a real server over HTTP, with its store exposed for faults.
 type remote struct {
 	store  *memstore.Store
+	server *server.Server
 	client *client.Client
 	ids    []blockstore.ID
 	plains [][]byte
@@ -36,22 +38,34 @@ type remote struct {
 
 func newRemote(t *testing.T, blocks int) *remote {
 	t.Helper()
+	return newRemoteWith(t, blocks, server.Limits{}, false)
+}
+
+// newRemoteWith is newRemote with the server's limits set, and with blocks
+// of random bytes (frames as large as the blocks) when random is set.
+func newRemoteWith(t *testing.T, blocks int, limits server.Limits, random bool) *remote {
+	t.Helper()
 	_, key, _ := ed25519.GenerateKey(nil)
 	st := memstore.New()
 	r, _ := repo.New(repo.Config{Store: st, Key: key})
 	dir := disktest.TempDir(t)
 	server.EnsureAdminToken(context.Background(), r, dir)
 	tok, _ := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
-	srv := httptest.NewServer(server.New(server.Config{Repo: r}))
+	h := server.New(server.Config{Repo: r, Limits: limits})
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	c, err := client.New(client.Config{Server: srv.URL, Token: strings.TrimSpace(string(tok))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rm := &remote{store: st, client: c}
+	rm := &remote{store: st, server: h, client: c}
 	var batch []byte
 	for i := range blocks {
 		p := bytes.Repeat([]byte(fmt.Sprintf("block %d ", i)), 10000)[:64<<10]
+		if random {
+			p = make([]byte, 64<<10)
+			crand.Read(p)
+		}
 		id := blockstore.Sum(p)
 		rm.ids, rm.plains = append(rm.ids, id), append(rm.plains, p)
 		batch = api.AppendBlock(batch, id, blockstore.Encode(nil, p))
@@ -323,4 +337,44 @@ func TestCorruptCachedBlockFetchedAgain(t *testing.T) {
 			before.Corrupt, after.Corrupt, before.Fetched, after.Fetched)
 	}
 	read() // the block fetched again is whole
+}
+
+// A reader does not wait for a background fill of the blocks it reads:
+// the server answers the fill after readers' fetches (here at 1 KiB/s,
+// so the fill's first request takes most of an hour), and the fill
+// claims no block, so the reader fetches what it needs itself.
+func TestReaderDoesNotWaitForBackgroundFill(t *testing.T) {
+	rm := newRemoteWith(t, 40, server.Limits{BackgroundRate: 1 << 10}, true)
+	local := memstore.New()
+	c, err := cache.New(context.Background(), cache.Config{Store: local, Remote: rm.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.FillBackground(rm.ids)
+	deadline := time.Now().Add(time.Minute)
+	for rm.server.Background().Bytes == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the background fill never reached the server")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	got, err := c.ReadBlock(ctx, rm.ids[39], nil)
+	if err != nil || !bytes.Equal(got, rm.plains[39]) {
+		t.Fatalf("read of a block the fill asked for: %v", err)
+	}
+	dst := make([]byte, 10*(64<<10))
+	if err := c.ReadBlocks(ctx, rm.ids[20:30], 64<<10, dst); err != nil {
+		t.Fatalf("run read of blocks the fill asked for: %v", err)
+	}
+	for i := range 10 {
+		if !bytes.Equal(dst[i<<16:(i+1)<<16], rm.plains[20+i]) {
+			t.Fatalf("block %d: wrong bytes", 20+i)
+		}
+	}
+	if st := c.Stats(); st.Fetched != 11 {
+		t.Fatalf("stats %+v: want the 11 blocks read fetched, and none of the stalled fill", st)
+	}
 }

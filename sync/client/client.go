@@ -236,6 +236,9 @@ func (c *Client) send(ctx context.Context, method, u string, parts [][]byte) (*h
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	if api.IsBackground(ctx) {
+		req.Header.Set(api.HeaderPriority, api.PriorityBackground)
+	}
 	c.stats.requests.Add(1)
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -60,6 +60,7 @@ func TestCollectors(t *testing.T) {
 		Repo: func() repo.Stats {
 			return repo.Stats{Leases: map[string]int64{"granted": 2, "taken_over": 1}, Commits: map[string]int64{"template/ok": 4, "generation/fenced": 1}}
 		},
+		Background: func() server.BackgroundStats { return server.BackgroundStats{Fetches: 5, Bytes: 4096, Pauses: 3} },
 		Multicast: func() multicast.SessionsStats {
 			return multicast.SessionsStats{Sessions: map[string]int{"done": 2, "failed": 1, "sending": 1},
 				Sent: multicast.SenderStats{Bytes: 5000, FreshBytes: 3000, CatchUpBytes: 500, RepairBytes: 700, Receivers: 8, Done: 7, Left: 1, Late: 2, Blocks: 40},
@@ -105,6 +106,9 @@ func TestCollectors(t *testing.T) {
 		`dvfs_server_http_requests_total{code="404",route="unmatched"} 2`,
 		`dvfs_server_http_response_bytes_total{route="POST /v1/blocks/fetch"} 1020`,
 		`dvfs_server_unicast_bytes_total 1020`,
+		`dvfs_server_background_fetches_total 5`,
+		`dvfs_server_background_bytes_total 4096`,
+		`dvfs_server_background_pauses_total 3`,
 		`dvfs_server_lease_events_total{event="taken_over"} 1`,
 		`dvfs_server_commits_total{kind="generation",outcome="fenced"} 1`,
 		`dvfs_server_commits_total{kind="template",outcome="ok"} 4`,

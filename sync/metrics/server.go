@@ -18,6 +18,8 @@ type ServerSources struct {
 	Repo     func() repo.Stats
 	// Multicast is nil when the server sends no multicast.
 	Multicast func() multicast.SessionsStats
+	// Background counts the fetches served after readers'.
+	Background func() server.BackgroundStats
 }
 
 // fetchRoute is the route that serves blocks by unicast.
@@ -53,6 +55,12 @@ func Server(src ServerSources) prometheus.Collector {
 				e.counter("commits_total", "Commits of template versions and clone generations, by outcome (ok, fenced, conflict, missing, error).", float64(n),
 					"kind", kind, "outcome", outcome)
 			}
+		}
+		if src.Background != nil {
+			b := src.Background()
+			e.counter("background_fetches_total", "Background fetches (cache fills nobody reads yet) answered, after readers' fetches.", float64(b.Fetches))
+			e.counter("background_bytes_total", "Block bytes background fetches sent, at most --background-rate a second together.", float64(b.Bytes))
+			e.counter("background_pauses_total", "Times a background fetch paused for readers' fetches.", float64(b.Pauses))
 		}
 		if src.Multicast != nil {
 			collectSender(e, src.Multicast())

@@ -241,7 +241,8 @@ func (j *Joiner) fillVersion(ctx context.Context, f *filling, s api.MulticastSes
 		n := min(len(missing), fillBatch)
 		blocks = blocks[:0]
 		var size int
-		err := j.cfg.Unicast.FetchFrames(ctx, missing[:n], func(id blockstore.ID, frame, _ []byte) error {
+		// Nobody waits for these blocks: the server answers readers first.
+		err := j.cfg.Unicast.FetchFrames(api.WithBackground(ctx), missing[:n], func(id blockstore.ID, frame, _ []byte) error {
 			blocks = append(blocks, blockstore.Block{ID: id, Frame: bytes.Clone(frame)})
 			size += len(frame)
 			return nil

@@ -314,8 +314,24 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("block %s: %w", missing[0], blockstore.ErrNotFound)
 	}
+	// A background fetch waits for its turn and paces itself behind
+	// readers' fetches (background.go).
+	background := r.Header.Get(api.HeaderPriority) == api.PriorityBackground
+	if background {
+		release, err := s.bg.turn(ctx)
+		if err != nil {
+			return nil // the client went away while it waited
+		}
+		defer release()
+	} else {
+		defer s.bg.readerStart()()
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	bw := bufio.NewWriterSize(w, 256<<10)
+	var out io.Writer = w
+	if background {
+		out = pacedWriter{w: w, bg: s.bg, ctx: ctx}
+	}
+	bw := bufio.NewWriterSize(out, 256<<10)
 	// Frames reads the blocks in windows, a run of them in the object
 	// store with one ranged GET, and hands them over in order.
 	var rec []byte
@@ -347,7 +363,10 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) error {
 		s.log.Error("fetch: block unreadable, aborting response", "block", ids[sent], "client", r.RemoteAddr, "err", err)
 		panic(http.ErrAbortHandler)
 	}
-	return bw.Flush()
+	if err := bw.Flush(); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
 }
 
 // uploadBufs recycles upload bodies: reading 16 MiB batches into fresh

@@ -41,6 +41,13 @@ type Limits struct {
 	// BodyWait bounds how long a request waits for BodyMemory; then it
 	// gets 503.
 	BodyWait time.Duration
+	// BackgroundRate bounds, in bytes a second, what all background
+	// fetches (api.HeaderPriority) send together, and BackgroundFetches
+	// how many of them are answered at once; the others wait their turn.
+	// A background fetch also pauses while readers' fetches are being
+	// answered (background.go).
+	BackgroundRate    int64
+	BackgroundFetches int
 }
 
 // DefaultLimits: a lab of 80 workstations holds a few connections each; a
@@ -55,6 +62,11 @@ var DefaultLimits = Limits{
 	Grace:         20 * time.Second,
 	BodyMemory:    512 << 20,
 	BodyWait:      2 * time.Minute,
+	// An eighth of a 1 Gbit/s link: workstations that fill their caches
+	// by unicast (a clone opened before the multicast push reached it)
+	// do not become the storm multicast is there to prevent.
+	BackgroundRate:    16 << 20,
+	BackgroundFetches: 2,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -66,6 +78,8 @@ func (l Limits) withDefaults() Limits {
 	orDefault(&l.Grace, d.Grace)
 	orDefault(&l.BodyMemory, d.BodyMemory)
 	orDefault(&l.BodyWait, d.BodyWait)
+	orDefault(&l.BackgroundRate, d.BackgroundRate)
+	orDefault(&l.BackgroundFetches, d.BackgroundFetches)
 	return l
 }
 

@@ -69,13 +69,16 @@ type Server struct {
 	dir *directoryState
 	// pushes are the versions a session was started for on publish.
 	pushes pushes
+	// bg orders background fetches after readers' (background.go).
+	bg *background
 }
 
 // New returns the handler for cfg.Repo.
 func New(cfg Config) *Server {
 	lim := cfg.Limits.withDefaults()
 	s := &Server{repo: cfg.Repo, log: cfg.Logger, mux: http.NewServeMux(), cfg: cfg, limits: lim,
-		bodyMax: make(map[string]int64), bodies: newBodies(lim.BodyMemory), memberOf: memberships(cfg.Groups)}
+		bodyMax: make(map[string]int64), bodies: newBodies(lim.BodyMemory), memberOf: memberships(cfg.Groups),
+		bg: newBackground(lim)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

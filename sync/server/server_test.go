@@ -34,6 +34,7 @@ type env struct {
 	store *memstore.Store
 	admin *client.Client
 	token string
+	h     *server.Server
 }
 
 func newEnv(t *testing.T) *env {
@@ -69,9 +70,10 @@ func newServerEnv(t testing.TB, st repo.Store, scfg server.Config, opts ...func(
 	}
 	tok, _ := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
 	scfg.Repo = r
-	srv := httptest.NewServer(server.New(scfg))
+	h := server.New(scfg)
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	e := &env{srv: srv, repo: r, token: strings.TrimSpace(string(tok))}
+	e := &env{srv: srv, repo: r, token: strings.TrimSpace(string(tok)), h: h}
 	e.admin, err = client.New(client.Config{Server: srv.URL, Token: e.token, ServerKey: key.Public().(ed25519.PublicKey)})
 	if err != nil {
 		t.Fatal(err)

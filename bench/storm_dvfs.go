@@ -193,13 +193,19 @@ func (s *storm) startMountDaemon(ctx context.Context, i int, mnt, logPath, what 
 // workstation reads the template through its mount instead, and the
 // row says so.
 func (s *storm) fill(ctx context.Context, r *stormRow, env []string, mnts []string) error {
-	full := func(mnt string) bool {
+	// cached returns the template blocks mnt's cache holds, and whether
+	// that is all of them.
+	cached := func(mnt string) (int64, bool) {
 		out, err := s.nsRun(0, env, s.bin, "status", mnt)
 		if err != nil {
-			return false
+			return 0, false
 		}
 		m := fillRE.FindStringSubmatch(out)
-		return m != nil && m[1] == m[2]
+		if m == nil {
+			return 0, false
+		}
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		return n, m[1] == m[2]
 	}
 	rx0, tx0 := s.linkBytes()
 	start := time.Now()
@@ -207,19 +213,36 @@ func (s *storm) fill(ctx context.Context, r *stormRow, env []string, mnts []stri
 		return err
 	}
 	rate, _ := parseRate(s.rate)
+	// The push may take longer than the link needs: with many receivers
+	// on this machine's two cores it is their CPU that bounds it. So it
+	// is given up only when no cache gained a block for this long.
 	timeout := 30*time.Second + 3*time.Duration(float64(s.w.Size)/float64(rate)*float64(time.Second))
-	ok := waitFor(ctx, timeout, func() bool {
-		for _, m := range mnts {
-			if !full(m) {
-				return false
+	var progress int64 = -1
+	lastGain := time.Now()
+	allFull := func() bool {
+		for i, m := range mnts {
+			n, full := cached(m)
+			if full {
+				continue
 			}
+			if p := int64(i)<<40 + n; p > progress {
+				progress, lastGain = p, time.Now()
+			}
+			return false
 		}
 		return true
-	})
+	}
+	ok := false
+	for ctx.Err() == nil && time.Since(lastGain) <= timeout {
+		if ok = allFull(); ok {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if !ok {
 		st, _ := s.nsRun(0, env, s.bin, "status", mnts[0])
 		r.Note = "multicast fill failed, caches filled by reading the template through each mount"
-		fmt.Printf("  multicast fill did not complete in %s (%s); reading the template through instead\n", timeout, strings.TrimSpace(st))
+		fmt.Printf("  multicast fill made no progress for %s (%s); reading the template through instead\n", timeout, strings.TrimSpace(st))
 		var wg sync.WaitGroup
 		errs := make([]error, len(mnts))
 		for i, m := range mnts {

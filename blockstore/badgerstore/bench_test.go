@@ -23,40 +23,45 @@ var benchKinds = []struct {
 const batch = 64
 
 // BenchmarkPut puts batches of 64 new 64 KiB blocks, as a client uploads a
-// dirty file: MB/s counts plain bytes, each batch synced to disk.
+// dirty file: MB/s counts plain bytes, each batch synced to disk. The
+// cache mode is a workstation's cache (VerifiedPuts, Volatile) storing
+// fetched frames: compressed ones are decoded and stored plain.
 func BenchmarkPut(b *testing.B) {
 	for _, kind := range benchKinds {
-		b.Run(kind.name, func(b *testing.B) {
-			s, err := Open(disktest.TempDir(b), Config{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			r := rand.New(rand.NewPCG(1, 2))
-			plains := make([][]byte, batch)
-			for i := range plains {
-				plains[i] = kind.gen(r, blockstore.DefaultBlockSize)
-			}
-			blocks := make([]blockstore.Block, batch)
-			frames := make([][]byte, batch)
-			b.SetBytes(batch * blockstore.DefaultBlockSize)
-			b.ResetTimer()
-			for n := 0; n < b.N; n++ {
-				// New blocks every time (Put skips present ones): stamp
-				// a counter into each, then frame and hash outside the
-				// timer.
-				b.StopTimer()
-				for i, p := range plains {
-					binary.LittleEndian.PutUint64(p, uint64(n*batch+i))
-					frames[i] = blockstore.Encode(frames[i][:0], p)
-					blocks[i] = blockstore.Block{ID: blockstore.Sum(p), Frame: frames[i]}
-				}
-				b.StartTimer()
-				if err := s.Put(b.Context(), blocks...); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		for _, mode := range benchModes {
+			b.Run(kind.name+"/"+mode.name, func(b *testing.B) { benchPut(b, kind.gen, mode.verified) })
+		}
+	}
+}
+
+func benchPut(b *testing.B, gen func(*rand.Rand, int) []byte, verified bool) {
+	s, err := Open(disktest.TempDir(b), Config{VerifiedPuts: verified, Volatile: verified})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	r := rand.New(rand.NewPCG(1, 2))
+	plains := make([][]byte, batch)
+	for i := range plains {
+		plains[i] = gen(r, blockstore.DefaultBlockSize)
+	}
+	blocks := make([]blockstore.Block, batch)
+	frames := make([][]byte, batch)
+	b.SetBytes(batch * blockstore.DefaultBlockSize)
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		// New blocks every time (Put skips present ones): stamp a
+		// counter into each, then frame and hash outside the timer.
+		b.StopTimer()
+		for i, p := range plains {
+			binary.LittleEndian.PutUint64(p, uint64(n*batch+i))
+			frames[i] = blockstore.Encode(frames[i][:0], p)
+			blocks[i] = blockstore.Block{ID: blockstore.Sum(p), Frame: frames[i]}
+		}
+		b.StartTimer()
+		if err := s.Put(b.Context(), blocks...); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

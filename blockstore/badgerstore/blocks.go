@@ -303,6 +303,9 @@ func (s *Store) writePayloads(blocks []blockstore.Block) ([]ref, slot, error) {
 	bodies := make([][]byte, len(blocks))
 	var total int64
 	var plain []byte // VerifiedPuts: decoded payloads, back to back
+	if s.verified {
+		plain = make([]byte, 0, compressedPlainLen(blocks))
+	}
 	for i, b := range blocks {
 		hdr, payload, err := blockstore.SplitFrame(b.Frame)
 		if err == nil && len(payload) > maxPayload {
@@ -339,6 +342,24 @@ func (s *Store) writePayloads(blocks []blockstore.Block) ([]ref, slot, error) {
 		off += alignUp(int64(refs[i].n))
 	}
 	return refs, sl, nil
+}
+
+// compressedPlainLen is what the compressed frames of blocks decode to,
+// as their headers say: writePayloads's buffer, made at once rather than
+// grown block by block (a tenth of a cold-filling mount's CPU time went
+// to growing it).
+func compressedPlainLen(blocks []blockstore.Block) int {
+	n := 0
+	for _, b := range blocks {
+		hdr, _, err := blockstore.SplitFrame(b.Frame)
+		if err != nil {
+			continue
+		}
+		if raw, k, err := blockstore.RawHeader(hdr); err == nil && !raw && k <= blockstore.MaxBlockSize {
+			n += k
+		}
+	}
+	return n
 }
 
 // plainPayload returns the header and payload of a raw frame holding the

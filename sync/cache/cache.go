@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -543,6 +544,11 @@ func (c *Cache) FillBackground(ids []blockstore.ID) {
 		// The server answers these after readers' fetches; readers do
 		// not wait for them (fetch).
 		ctx := api.WithBackground(c.bg)
+		// The clock lists every block the store holds: those are left
+		// out here, in memory, and the store is asked only about the
+		// rest. A warm cache asked its index about every block of a
+		// clone at each open (6% of a warm mount's CPU in the storm).
+		ids = slices.DeleteFunc(slices.Clone(ids), c.lru.has)
 		for len(ids) > 0 && ctx.Err() == nil {
 			n := min(len(ids), 4*c.cfg.PrefetchBatch)
 			if err := c.Fill(ctx, ids[:n]); err != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -376,5 +377,50 @@ func TestReaderDoesNotWaitForBackgroundFill(t *testing.T) {
 	}
 	if st := c.Stats(); st.Fetched != 11 {
 		t.Fatalf("stats %+v: want the 11 blocks read fetched, and none of the stalled fill", st)
+	}
+}
+
+// askedStore counts the IDs Missing was asked about.
+type askedStore struct {
+	*memstore.Store
+	asked atomic.Int64
+}
+
+func (s *askedStore) Missing(ctx context.Context, ids []blockstore.ID) ([]blockstore.ID, error) {
+	s.asked.Add(int64(len(ids)))
+	return s.Store.Missing(ctx, ids)
+}
+
+// A background fill asks the store only about blocks the cache does not
+// list: a warm cache opens a clone without an index lookup per block.
+func TestFillBackgroundSkipsCachedBlocks(t *testing.T) {
+	rm := newRemote(t, 5)
+	local := &askedStore{Store: memstore.New()}
+	c, err := cache.New(context.Background(), cache.Config{Store: local, Remote: rm.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for _, id := range rm.ids[:4] {
+		if _, err := c.ReadBlock(ctx, id, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := local.asked.Load()
+	c.FillBackground(rm.ids)
+	deadline := time.Now().Add(time.Minute)
+	for c.Stats().Fetched != 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fill never fetched the fifth block: %+v", c.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := local.asked.Load() - before; n != 1 {
+		t.Fatalf("the fill asked the store about %d blocks; want only the one the cache lacked", n)
+	}
+	got, err := c.ReadBlock(ctx, rm.ids[4], nil)
+	if err != nil || !bytes.Equal(got, rm.plains[4]) {
+		t.Fatalf("the filled block: %v", err)
 	}
 }

@@ -30,8 +30,15 @@ func (s *storm) runDvfs(ctx context.Context, r *stormRow, dir string, warm bool)
 	n := r.N
 	data := filepath.Join(dir, "server")
 	listen := s.tn.addr(0).String() + ":7420"
+	// The server is set up for its link as the README advises: multicast
+	// at the link's rate, background fills at an eighth of it.
+	rate, err := parseRate(s.rate)
+	if err != nil {
+		return err
+	}
 	srv, err := startBG(s.nsCmd(0, nil, s.bin, "serve", "--data", data, "--listen", listen,
 		"--multicast-group", stormGroup, "--multicast-iface", "eth0", "--multicast-rate", s.rate,
+		"--background-rate", strconv.FormatInt(rate/8, 10),
 		"--multicast-on-publish=false", "--multicast-receivers", strconv.Itoa(n)), filepath.Join(dir, "server.log"))
 	if err != nil {
 		return err

@@ -6,12 +6,15 @@ package disktest
 import (
 	"errors"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -97,14 +100,43 @@ func SkipOffLinux(t testing.TB, why string) {
 }
 
 // FreeAddr returns a loopback TCP address whose port is free right now,
-// for a server a test starts (slapd, versitygw, dvfs serve) that must be
-// told its address, or come back on the same one.
+// for a server a test starts (slapd, versitygw, etcd, dvfs serve) that
+// must be told its address, or come back on the same one.
+//
+// The port is below the kernel's ephemeral range (Linux 32768-60999,
+// Windows 49152-65535), never one the kernel hands out by itself: a port
+// from "127.0.0.1:0" is free when this returns, and the next outgoing
+// connection of any process on the machine may take it as its local port
+// before the server binds it (etcd failed so, "bind: address already in
+// use", in a CI run with the packages' tests side by side). A port given
+// out once is not given out again by this process, so the members of one
+// cluster never draw the same one.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	freeMu.Lock()
+	defer freeMu.Unlock()
+	for range 200 {
+		port := freeLow + rand.IntN(freeHigh-freeLow)
+		if freeGiven[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		freeGiven[port] = true
+		return ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("no free loopback port in %d-%d after 200 tries", freeLow, freeHigh-1)
+	return ""
 }
+
+// The ports FreeAddr draws from: above the well-known and most services'
+// ports, below both kernels' ephemeral ranges.
+const freeLow, freeHigh = 20000, 32768
+
+var (
+	freeMu    sync.Mutex
+	freeGiven = map[int]bool{}
+)

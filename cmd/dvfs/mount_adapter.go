@@ -29,6 +29,9 @@ type adapterOptions struct {
 	// observe, if set, gets each request's operation and latency
 	// (the metrics' histograms); the gofuse adapter reports them.
 	observe func(op string, d time.Duration)
+	// readAhead is the kernel's readahead for the mount in bytes
+	// (--readahead), -1 for the kernel's default.
+	readAhead int
 }
 
 // adapters are the FUSE adapters a mount can serve through (--fuse); the
@@ -38,7 +41,7 @@ var adapters = map[string]func(mountpoint string, core *fs.FS, o adapterOptions)
 		if !cgofuse.Available {
 			return nil, fmt.Errorf("--fuse cgofuse: %w", cgofuse.ErrUnavailable)
 		}
-		return cgofuse.Mount(mountpoint, core, cgofuse.Options{AllowOther: o.allowOther, Debug: o.debug, Logger: o.log})
+		return cgofuse.Mount(mountpoint, core, cgofuse.Options{AllowOther: o.allowOther, Debug: o.debug, Logger: o.log, ReadAhead: o.readAhead})
 	},
 }
 

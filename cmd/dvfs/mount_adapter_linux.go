@@ -11,6 +11,6 @@ const defaultAdapter = "gofuse"
 
 func init() {
 	adapters["gofuse"] = func(mountpoint string, core *fs.FS, o adapterOptions) (mountServer, error) {
-		return gofuse.Mount(mountpoint, core, gofuse.Options{AllowOther: o.allowOther, Debug: o.debug, Logger: o.log, Observe: o.observe})
+		return gofuse.Mount(mountpoint, core, gofuse.Options{AllowOther: o.allowOther, Debug: o.debug, Logger: o.log, Observe: o.observe, ReadAhead: o.readAhead})
 	}
 }

@@ -5,11 +5,9 @@ package gofuse_test
 import (
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/dvfs-project/dvfs/fs"
 	"github.com/dvfs-project/dvfs/fs/fstest"
 	"github.com/dvfs-project/dvfs/fs/gofuse"
 )
@@ -27,7 +25,7 @@ func TestReadAhead(t *testing.T) {
 	for _, c := range []struct {
 		opt    int
 		wantKB int
-	}{{0, gofuse.DefaultReadAhead >> 10}, {1 << 20, 1024}} {
+	}{{0, gofuse.DefaultReadAhead >> 10}, {4 << 20, 4096}} {
 		t.Run(fmt.Sprint(c.opt), func(t *testing.T) {
 			tm := mountStandard(t, gofuse.Options{ReadAhead: c.opt})
 			if got := readAheadKB(t, tm.dir); got != c.wantKB {
@@ -44,17 +42,9 @@ func TestReadAhead(t *testing.T) {
 
 func readAheadKB(t *testing.T, mountpoint string) int {
 	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Stat(mountpoint, &st); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	n, err := fs.ReadAhead(mountpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kb int
-	if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &kb); err != nil {
-		t.Fatal(err)
-	}
-	return kb
+	return n >> 10
 }

@@ -107,10 +107,11 @@ func SkipOffLinux(t testing.TB, why string) {
 // Windows 49152-65535), never one the kernel hands out by itself: a port
 // from "127.0.0.1:0" is free when this returns, and the next outgoing
 // connection of any process on the machine may take it as its local port
-// before the server binds it (etcd failed so, "bind: address already in
-// use", in a CI run with the packages' tests side by side). A port given
-// out once is not given out again by this process, so the members of one
-// cluster never draw the same one.
+// before the server binds it. In one CI run the third etcd member found
+// its client port taken ("bind: address already in use"), most likely by
+// a connection the two members started before it were already making to
+// their peers. A port given out once is not given out again by this
+// process, so the members of one cluster never draw the same one.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	freeMu.Lock()

@@ -18,6 +18,7 @@ func init() { e2eBuildFlags = []string{"-tags", "fuse3"} }
 // umount reads the same through go-fuse on another workstation: the flag
 // reaches the adapter, and an unmount from outside flushes and syncs.
 func TestCloneMovesFromCgofuse(t *testing.T) {
+	t.Parallel()
 	cloneMovesBetween(t, []string{"--fuse", "cgofuse"}, []string{"--fuse", "gofuse"})
 }
 

@@ -63,6 +63,7 @@ func writerMain() {
 // each remount every record written before a successful fsync reads back
 // exactly, and what no record touched still reads as the template.
 func TestMountKilledDuringWrites(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, t.TempDir())
 	work := t.TempDir()
 	tmpl, _ := publishRandom(t, s, "base", 96<<20, 't')

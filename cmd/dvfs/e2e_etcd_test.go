@@ -19,6 +19,7 @@ import (
 // after a restart, the data directory is refused without that --meta,
 // and a second version publishes with one member killed.
 func TestServeMetaEtcd(t *testing.T) {
+	t.Parallel()
 	c := etcdtest.Start(t, etcdtest.Options{MaxTxnOps: metaMaxTxnOps, MaxRequestBytes: metaMaxRequestBytes})
 	meta := "etcd://" + strings.Join(c.Endpoints(), ",") + "/dvfs-e2e"
 	data := t.TempDir()
@@ -71,6 +72,7 @@ func TestServeMetaEtcd(t *testing.T) {
 // etcd. A version publishes and exports byte-exact, again after a
 // restart, and again with one etcd member killed.
 func TestServeStoreAndMetaEtcd(t *testing.T) {
+	t.Parallel()
 	c, bucket, flags := etcdAndS3(t)
 	data := t.TempDir()
 	s := startServerAt(t, data, "127.0.0.1:0", flags...)

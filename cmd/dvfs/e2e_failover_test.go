@@ -23,6 +23,7 @@ import (
 // front of the real one, which drops the answer to the first commit and is
 // then shut down: what a workstation sees of a server that dies.
 func TestLostCommitAnswerAndFailover(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, t.TempDir())
 	tmpl := publishBase(t, s, "lab")
 	target, err := url.Parse(s.url)

@@ -179,6 +179,7 @@ func freeBytes(t *testing.T, dir string) int64 {
 // the user can still write a clone. Before, the cache wrote blocks until
 // the disk was full: reads failed and the clone's writes had no room.
 func TestFullDiskTemplateReads(t *testing.T) {
+	t.Parallel()
 	disk := smallFS(t, "tmpfs")
 	s := startServer(t, t.TempDir())
 	tmpl, _ := publishRandom(t, s, "big", 96<<20, 'r')

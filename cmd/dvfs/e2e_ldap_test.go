@@ -86,6 +86,7 @@ func (u *ldapUser) eventually(what string, check func(out string, err error) boo
 // token stops working, a wrong password is refused and logged by name,
 // and a revoked token is refused.
 func TestLDAPLogin(t *testing.T) {
+	t.Parallel()
 	dir := ldaptest.StartTLS(t)
 	dir.Modify(ldaptest.UserLDIF("alice", "alice-pw") + ldaptest.UserLDIF("bob", "bob-pw") + ldaptest.UserLDIF("carol", "carol-pw"))
 	dir.Modify(ldaptest.GroupLDIF("dvfs-admins", "alice", "carol") + ldaptest.GroupLDIF("cs101", "alice", "bob"))

@@ -32,6 +32,7 @@ import (
 // writes there. Migrating again is a no-op; migrating another repository
 // into the target fails and changes nothing there.
 func TestMigrate(t *testing.T) {
+	t.Parallel()
 	requireFUSE(t)
 	c, bucket, flags := etcdAndS3(t)
 	from, data := t.TempDir(), filepath.Join(t.TempDir(), "data")

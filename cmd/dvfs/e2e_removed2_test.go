@@ -17,6 +17,7 @@ import (
 // NAME-conflict-TIME, after which every mount failed to reconcile it;
 // DVFS_REMOVE_ROUNDS runs more rounds).
 func TestRemovedAfterCleanUnmount(t *testing.T) {
+	t.Parallel()
 	rounds := 8
 	if n, err := strconv.Atoi(os.Getenv("DVFS_REMOVE_ROUNDS")); err == nil {
 		rounds = n

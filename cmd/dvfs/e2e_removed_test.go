@@ -19,6 +19,7 @@ import (
 // the 404 was "writeback will retry" every backoff for good, and a later
 // mount could fail to load the clone's state ("base: not found").
 func TestRemovedCloneWhileMounted(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, t.TempDir())
 	publishBase(t, s, "lab")
 	work := t.TempDir()

@@ -29,6 +29,7 @@ func newBlocks(t *testing.T, out string) int {
 // A second version that differs by one 4 KiB write costs at most two
 // blocks: the write straddles a block boundary here, the worst case.
 func TestPublishIncremental(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, t.TempDir())
 	vm := filepath.Join(t.TempDir(), "winxp")
 	os.Mkdir(vm, 0o755)
@@ -95,6 +96,7 @@ func TestPublishIncremental(t *testing.T) {
 // A server killed in the middle of a publish leaves no version behind, and
 // the rerun sends only what the server still lacks.
 func TestPublishSurvivesServerKill(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	s := startServer(t, data)
 	vm := filepath.Join(t.TempDir(), "vm")

@@ -136,7 +136,9 @@ func startServerIn(t *testing.T, prefix []string, data, addr string, extra ...st
 	s := &serverProc{t: t, prefix: prefix, data: data, log: &syncBuffer{}, done: make(chan struct{})}
 	s.cmd = command(prefix, append([]string{"serve", "--data", data, "--listen", addr}, extra...)...)
 	pr, pw := io.Pipe()
-	s.cmd.Stderr = io.MultiWriter(pw, s.log)
+	// The log first: a line the scanner below has seen is then in the
+	// log already, whatever the test reads from it once it is ready.
+	s.cmd.Stderr = io.MultiWriter(s.log, pw)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,9 @@ func (s *serverProc) startMount(t *testing.T, cache, mountpoint string, extra ..
 	m.cmd = command(s.prefix, append(append([]string{"mount", "--cache", cache}, extra...), mountpoint)...)
 	m.cmd.Env = append(os.Environ(), "DVFS_SERVER="+s.url, "DVFS_TOKEN="+s.token)
 	pr, pw := io.Pipe()
-	m.cmd.Stderr = io.MultiWriter(pw, m.log)
+	// The log first: a line the scanner below has seen is then in the
+	// log already, whatever the test reads from it once it is ready.
+	m.cmd.Stderr = io.MultiWriter(m.log, pw)
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -62,6 +62,12 @@ type Config struct {
 	// workstation's cache, filled by multicast and by fetches. A file
 	// system without O_DIRECT falls back to buffered writes.
 	DirectWrites bool
+	// DirectReads reads block payloads with O_DIRECT where the caller's
+	// buffer allows it (a raw block read into an aligned buffer, as a
+	// mount's reads of whole blocks are), so that they do not sit in the
+	// page cache a second time beside the mounted file's pages. A file
+	// system without O_DIRECT falls back to buffered reads.
+	DirectReads bool
 	// Volatile drops the durability promise of Put and CommitMeta: writes
 	// are not synced, so a crash may lose the latest ones (never corrupt
 	// what remains: badger truncates a torn log tail, and Get verifies
@@ -224,6 +230,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
+	packs.directReads.Store(cfg.DirectReads)
 	s := &Store{db: db, packs: packs, log: cfg.Logger, verified: cfg.VerifiedPuts, stopGC: make(chan struct{}), damaged: map[blockstore.ID]bool{}}
 	s.cond.L = &s.mu
 	if cfg.GCInterval > 0 {

@@ -63,15 +63,15 @@ func TestConformance(t *testing.T) {
 
 // TestConformanceDirect runs the suite on stores that write their packs
 // with O_DIRECT, volatile and durable, and as a workstation's cache opens
-// its store (volatile, its puts verified), and checks that the writes
-// really went past the page cache.
+// its store (volatile, its puts verified, its reads direct too), and checks
+// that the writes really went past the page cache.
 func TestConformanceDirect(t *testing.T) {
-	for _, mode := range []struct{ volatile, verified bool }{{true, false}, {false, false}, {true, true}} {
-		t.Run(fmt.Sprintf("volatile=%v,verified=%v", mode.volatile, mode.verified), func(t *testing.T) {
+	for _, mode := range []struct{ volatile, verified, reads bool }{{true, false, false}, {false, false, false}, {true, true, false}, {true, true, true}} {
+		t.Run(fmt.Sprintf("volatile=%v,verified=%v,reads=%v", mode.volatile, mode.verified, mode.reads), func(t *testing.T) {
 			var last *Store
 			open := func(t *testing.T) storetest.Store {
 				cfg := testConfig(t)
-				cfg.DirectWrites, cfg.Volatile, cfg.VerifiedPuts = true, mode.volatile, mode.verified
+				cfg.DirectWrites, cfg.Volatile, cfg.VerifiedPuts, cfg.DirectReads = true, mode.volatile, mode.verified, mode.reads
 				s, err := Open(disktest.TempDir(t), cfg)
 				if err != nil {
 					t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/dvfs-project/dvfs/blockstore/diskio"
 )
@@ -48,15 +49,19 @@ type packSet struct {
 	direct   bool
 	maxSize  int64
 
+	directReads atomic.Bool // read aligned payloads with O_DIRECT
+
 	mu     sync.Mutex
 	files  map[uint32]*os.File
 	dio    map[uint32]*os.File // O_DIRECT write handles, when direct
+	rdio   map[uint32]*os.File // O_DIRECT read handles, when directReads
 	busy   map[uint32]int      // writes in flight, by pack: such a pack stays
 	active uint32              // 0: none yet; created by the first reserve
 	end    int64               // next free offset in the active pack
 	next   uint32              // number of the next pack to create
 
-	staged atomic.Int64 // bytes writeDirect copied into a stage (Stats)
+	staged     atomic.Int64 // bytes writeDirect copied into a stage (Stats)
+	directRead atomic.Int64 // bytes read with O_DIRECT (Stats)
 }
 
 func openPacks(dir string, volatile, direct bool, maxSize int64) (*packSet, error) {
@@ -68,7 +73,7 @@ func openPacks(dir string, volatile, direct bool, maxSize int64) (*packSet, erro
 		return nil, fmt.Errorf("packs: %w", err)
 	}
 	p := &packSet{dir: dir, volatile: volatile, direct: direct, maxSize: maxSize,
-		files: map[uint32]*os.File{}, dio: map[uint32]*os.File{}, busy: map[uint32]int{}, next: 1}
+		files: map[uint32]*os.File{}, dio: map[uint32]*os.File{}, rdio: map[uint32]*os.File{}, busy: map[uint32]int{}, next: 1}
 	for _, e := range ents {
 		num, ok := parsePackName(e.Name())
 		if !ok {
@@ -179,6 +184,36 @@ func (p *packSet) file(num uint32) (*os.File, error) {
 		return nil, fmt.Errorf("pack %d does not exist", num)
 	}
 	return f, nil
+}
+
+// readFile returns the handle to read buf from pack num at off with: an
+// O_DIRECT one when direct reads are on and O_DIRECT can take buf as it is
+// (diskio.Aligned; off always is, see packAlign), else the buffered one.
+// A file system that takes no O_DIRECT turns direct reads off.
+func (p *packSet) readFile(num uint32, off int64, buf []byte) (f *os.File, direct bool, err error) {
+	if !p.directReads.Load() || off%packAlign != 0 || !diskio.Aligned(buf) {
+		f, err = p.file(num)
+		return f, false, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f = p.files[num]
+	if f == nil {
+		if p.files == nil {
+			return nil, false, os.ErrClosed
+		}
+		return nil, false, fmt.Errorf("pack %d does not exist", num)
+	}
+	if d := p.rdio[num]; d != nil {
+		return d, true, nil
+	}
+	d, err := diskio.OpenDirect(f.Name(), os.O_RDONLY)
+	if err != nil {
+		p.directReads.Store(false)
+		return f, false, nil
+	}
+	p.rdio[num] = d
+	return d, true, nil
 }
 
 // zeros pads payloads to packAlign.
@@ -302,15 +337,26 @@ func adviseSequential(f *os.File) { diskio.AdviseSequential(f) }
 
 // read fills buf from pack num at off.
 func (p *packSet) read(num uint32, off int64, buf []byte) error {
-	f, err := p.file(num)
+	f, direct, err := p.readFile(num, off, buf)
 	if err != nil {
 		return err
 	}
-	if _, err := f.ReadAt(buf, off); err != nil {
+	_, err = f.ReadAt(buf, off)
+	if direct && errors.Is(err, syscall.EINVAL) {
+		// The file system opened the file O_DIRECT but refuses the
+		// read (a sector larger than packAlign): read through the page
+		// cache from now on.
+		p.directReads.Store(false)
+		return p.read(num, off, buf)
+	}
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("pack %d ends before %d+%d", num, off, len(buf))
 		}
 		return err
+	}
+	if direct {
+		p.directRead.Add(int64(len(buf)))
 	}
 	return nil
 }
@@ -336,6 +382,10 @@ func (p *packSet) punch(num uint32, off, n int64) error {
 	delete(p.files, num)
 	if d := p.dio[num]; d != nil {
 		delete(p.dio, num)
+		d.Close()
+	}
+	if d := p.rdio[num]; d != nil {
+		delete(p.rdio, num)
 		d.Close()
 	}
 	// Closed before it is removed: Windows removes no open file.
@@ -370,6 +420,9 @@ func (p *packSet) close() error {
 	for _, num := range nums {
 		errs = append(errs, p.files[num].Close())
 		if d := p.dio[num]; d != nil {
+			errs = append(errs, d.Close())
+		}
+		if d := p.rdio[num]; d != nil {
 			errs = append(errs, d.Close())
 		}
 	}

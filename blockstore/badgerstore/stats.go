@@ -9,6 +9,9 @@ type Stats struct {
 	// into an aligned buffer first, because they did not lie on a 4 KiB
 	// boundary where they were.
 	StagedBytes int64
+	// DirectReadBytes counts the payload bytes read with O_DIRECT
+	// (Config.DirectReads), past the page cache.
+	DirectReadBytes int64
 }
 
 // Stats returns the store's counters.
@@ -16,5 +19,5 @@ func (s *Store) Stats() Stats {
 	s.packs.mu.Lock()
 	direct := s.packs.direct
 	s.packs.mu.Unlock()
-	return Stats{DirectWrites: direct, StagedBytes: s.packs.staged.Load()}
+	return Stats{DirectWrites: direct, StagedBytes: s.packs.staged.Load(), DirectReadBytes: s.packs.directRead.Load()}
 }

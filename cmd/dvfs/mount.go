@@ -177,8 +177,10 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 	// manifests), whose every commit is durable. Every block enters the
 	// cache verified (by the client or the multicast receiver), so the
 	// cache keeps it plain with a CRC (VerifiedPuts): a warm read is a
-	// pread and a CRC, not a zstd decode and a BLAKE3 hash.
-	blockStore, err := badgerstore.Open(filepath.Join(c.cache, "blocks"), badgerstore.Config{Logger: g.log, Volatile: true, DirectWrites: true, VerifiedPuts: true})
+	// pread and a CRC, not a zstd decode and a BLAKE3 hash. Its packs are
+	// written and read past the page cache (DirectWrites, DirectReads):
+	// the kernel caches the mounted files' pages already.
+	blockStore, err := badgerstore.Open(filepath.Join(c.cache, "blocks"), badgerstore.Config{Logger: g.log, Volatile: true, DirectWrites: true, DirectReads: true, VerifiedPuts: true})
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
 			return fmt.Errorf("the cache %s is in use by another dvfs mount (one mount per workstation owns it): %w", c.cache, err)

@@ -176,6 +176,11 @@ func (p *packSet) done(num uint32) {
 func (p *packSet) file(num uint32) (*os.File, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.fileLocked(num)
+}
+
+// fileLocked is file for a caller that holds p.mu.
+func (p *packSet) fileLocked(num uint32) (*os.File, error) {
 	f := p.files[num]
 	if f == nil {
 		if p.files == nil {
@@ -197,12 +202,8 @@ func (p *packSet) readFile(num uint32, off int64, buf []byte) (f *os.File, direc
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	f = p.files[num]
-	if f == nil {
-		if p.files == nil {
-			return nil, false, os.ErrClosed
-		}
-		return nil, false, fmt.Errorf("pack %d does not exist", num)
+	if f, err = p.fileLocked(num); err != nil {
+		return nil, false, err
 	}
 	if d := p.rdio[num]; d != nil {
 		return d, true, nil

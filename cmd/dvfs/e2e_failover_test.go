@@ -6,7 +6,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -30,7 +29,7 @@ func TestLostCommitAnswerAndFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp := httputil.NewSingleHostReverseProxy(target)
+	rp := newProxy(t, target)
 	var commits, dropped atomic.Int32
 	dead := make(chan struct{}) // closed: the proxy dies, its requests with it
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -123,13 +123,17 @@ func TestPublishAcrossServerKill(t *testing.T) {
 	// it runs two at a time with the package's other long waiting tests,
 	// after the rest.
 	t.Parallel()
-	c, bucket, servers, _ := threeServers(t)
+	c, _, servers, _ := threeServers(t)
 	s1, s2 := servers[0], servers[1]
 	vm := filepath.Join(t.TempDir(), "vm")
 	os.Mkdir(vm, 0o755)
 	os.WriteFile(filepath.Join(vm, "vm.vmx"), []byte("displayName = \"vm\"\n"), 0o644)
 	writeVMDisk(t, filepath.Join(vm, "vm.vmdk"), 256<<20, 7)
-	both := "--server=" + s1.url + "," + s2.url
+	// The first server is reached through a proxy that stops forwarding
+	// after 32 MiB of uploads: it is killed with the blocks going up,
+	// however fast this machine is.
+	g := newUploadGate(t, s1.url, 32<<20)
+	both := "--server=" + g.url + "," + s2.url
 	done := make(chan error, 1)
 	var out string
 	go func() {
@@ -137,17 +141,19 @@ func TestPublishAcrossServerKill(t *testing.T) {
 		out, err = s2.try(both, "template", "publish", "--compress=yes", "--name", "vm", vm)
 		done <- err
 	}()
-	// Kill the first server once the blocks are going up.
-	deadline := time.Now().Add(2 * time.Minute)
-	for diskUse(t, bucket) < 32<<20 && time.Now().Before(deadline) {
+	deadline := time.After(2 * time.Minute)
+	for !g.holding() || g.answered.Load() < 1 {
 		select {
 		case err := <-done:
 			t.Fatalf("the publish ended before the kill (%v):\n%s", err, out)
+		case <-deadline:
+			t.Fatalf("the publish made no progress: %d upload bytes forwarded, %d uploads answered", g.sent.Load(), g.answered.Load())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	s1.stop(syscall.SIGKILL)
 	c.Members[2].Kill()
+	g.close()
 	if err := <-done; err != nil {
 		t.Fatalf("the publish did not go on through the second server: %v\n%s", err, out)
 	}

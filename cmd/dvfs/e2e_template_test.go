@@ -4,14 +4,23 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dvfs-project/dvfs/sync/api"
 )
 
 var newBlocksRE = regexp.MustCompile(`new:\s+(\d+) blocks`)
@@ -95,6 +104,12 @@ func TestPublishIncremental(t *testing.T) {
 
 // A server killed in the middle of a publish leaves no version behind, and
 // the rerun sends only what the server still lacks.
+//
+// The publish goes through a proxy that stops forwarding upload bytes
+// after 200 MiB of the 340 MiB of data, so the server is always killed
+// mid-publish, however fast this machine is; it is killed once some
+// uploads were answered, which the server does only when their blocks are
+// stored durably.
 func TestPublishSurvivesServerKill(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
@@ -103,28 +118,29 @@ func TestPublishSurvivesServerKill(t *testing.T) {
 	os.Mkdir(vm, 0o755)
 	writeVMDisk(t, filepath.Join(vm, "disk.vmdk"), 512<<20, 2)
 
+	g := newUploadGate(t, s.url, 200<<20)
+	via := *s
+	via.url = g.url
 	pub := make(chan error, 1)
+	var pubOut string
 	go func() {
-		_, err := s.try("template", "publish", "--name", "vm", vm)
+		var err error
+		pubOut, err = via.try("template", "publish", "--name", "vm", vm)
 		pub <- err
 	}()
-	// Kill once a good part of the data (340 MiB) has reached the store:
-	// the server makes uploads durable every 64 MiB, so by 200 MiB some
-	// rounds are done, and what followed them is lost.
-	store := filepath.Join(data, "store")
-	base := diskUse(t, store)
-	deadline := time.Now().Add(2 * time.Minute)
-	for diskUse(t, store)-base < 200<<20 {
-		if time.Now().After(deadline) {
-			t.Fatal("publish made no progress")
-		}
+	deadline := time.After(2 * time.Minute)
+	for !g.holding() || g.answered.Load() < 3 {
 		select {
 		case err := <-pub:
-			t.Fatalf("publish finished before the kill (err %v); make the file bigger", err)
+			t.Fatalf("publish finished before the kill (err %v); %d upload bytes forwarded:\n%s\nserver log:\n%s", err, g.sent.Load(), pubOut, s.log)
+		case <-deadline:
+			t.Fatalf("publish made no progress: %d upload bytes forwarded, %d uploads answered", g.sent.Load(), g.answered.Load())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	t.Logf("killing the server after %d upload bytes forwarded and %d uploads answered", g.sent.Load(), g.answered.Load())
 	s.stop(syscall.SIGKILL)
+	g.close()
 	if err := <-pub; err == nil {
 		t.Fatal("publish succeeded although the server was killed")
 	}
@@ -146,6 +162,89 @@ func TestPublishSurvivesServerKill(t *testing.T) {
 	s2.dvfs("template", "export", "vm", exp)
 	sameTree(t, vm, exp)
 }
+
+// uploadGate is a proxy in front of a server that forwards the bodies of
+// block uploads up to a limit of bytes, then holds them until closed, and
+// counts the uploads the server answered with success. A request it cannot
+// pass on (the gate closed, the server gone) has its connection cut, as a
+// dying server's would be: no answer, not a proxy's 502.
+type uploadGate struct {
+	url      string
+	limit    int64
+	sent     atomic.Int64
+	answered atomic.Int32
+	held     chan struct{} // closed once the limit is reached
+	heldOnce sync.Once
+	release  chan struct{} // closed: held bodies fail
+	front    *httptest.Server
+	stopOnce sync.Once
+}
+
+func newUploadGate(t *testing.T, target string, limit int64) *uploadGate {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &uploadGate{limit: limit, held: make(chan struct{}), release: make(chan struct{})}
+	rp := newProxy(t, u)
+	rp.ModifyResponse = func(r *http.Response) error {
+		if r.Request.URL.Path == api.PathUpload && r.StatusCode/100 == 2 {
+			g.answered.Add(1)
+		}
+		return nil
+	}
+	rp.ErrorHandler = func(http.ResponseWriter, *http.Request, error) { panic(http.ErrAbortHandler) }
+	g.front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == api.PathUpload {
+			r.Body = &gatedBody{g: g, rc: r.Body}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	g.url = g.front.URL
+	t.Cleanup(g.close)
+	return g
+}
+
+func (g *uploadGate) holding() bool {
+	select {
+	case <-g.held:
+		return true
+	default:
+		return false
+	}
+}
+
+// close fails the held bodies and shuts the proxy and its connections.
+func (g *uploadGate) close() {
+	g.stopOnce.Do(func() {
+		close(g.release)
+		g.front.CloseClientConnections()
+		g.front.Close()
+	})
+}
+
+type gatedBody struct {
+	g  *uploadGate
+	rc io.ReadCloser
+}
+
+func (b *gatedBody) Read(p []byte) (int, error) {
+	room := b.g.limit - b.g.sent.Load()
+	if room <= 0 {
+		b.g.heldOnce.Do(func() { close(b.g.held) })
+		<-b.g.release
+		return 0, errors.New("upload gate closed")
+	}
+	if int64(len(p)) > room {
+		p = p[:room]
+	}
+	n, err := b.rc.Read(p)
+	b.g.sent.Add(int64(n))
+	return n, err
+}
+
+func (b *gatedBody) Close() error { return b.rc.Close() }
 
 // A block corrupted in the server's store is refused with a clear error,
 // never served.

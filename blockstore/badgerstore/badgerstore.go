@@ -88,7 +88,20 @@ type Config struct {
 	// VM disk's blocks compress about 2:1), as the local copy of a
 	// template does.
 	VerifiedPuts bool
+	// CloseWait bounds how long Close waits for badger to write out its
+	// memtable. Badger retries a failed flush every second without end (a
+	// removed directory, a disk that fails writes), which made Close, and
+	// a server's or a mount's exit, hang; after CloseWait, Close gives up with an
+	// error wrapping ErrCloseStuck. Zero: 20 s.
+	CloseWait time.Duration
 }
+
+// ErrCloseStuck is what Close returns when badger could not write out its
+// memtable within Config.CloseWait. What the memtable holds is in badger's
+// write-ahead log, synced as every write was (unless Volatile), and the
+// next Open replays it; the process holding the store should exit, as
+// badger goes on retrying (and holds the directory's lock) until it does.
+var ErrCloseStuck = errors.New("badger could not write out its memtable (see its log: a removed directory, a disk that fails writes?); the next open replays it from the write-ahead log")
 
 // Defaults, chosen for a 2-core machine with modest memory and a store of
 // 64 KiB block frames.
@@ -103,6 +116,9 @@ const (
 	// skiplist overhead), so 16 MiB still takes ~150k blocks, ~10 GiB of
 	// data, between flushes; and badger keeps up to 5 of them.
 	defaultMemTableSize = 16 << 20
+	// 20 s: twenty of badger's flush retries, each of which may have
+	// found room freed meanwhile.
+	defaultCloseWait = 20 * time.Second
 	// 32 MiB instead of 256 MiB: the LSM tree holds keys and index
 	// entries only, and block data is read from the packs through the
 	// page cache, which the kernel sizes better than we can.
@@ -131,6 +147,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PackSize == 0 {
 		c.PackSize = packMaxSize
+	}
+	if c.CloseWait == 0 {
+		c.CloseWait = defaultCloseWait
 	}
 	if c.ValueThreshold == 0 {
 		c.ValueThreshold = defaultValueThreshold
@@ -192,6 +211,10 @@ type Store struct {
 	log   *slog.Logger
 	// verified: Config.VerifiedPuts.
 	verified bool
+	// closeWait: Config.CloseWait. dbClosed gets badger's Close error
+	// once it returns, which may be after Close gave up waiting.
+	closeWait time.Duration
+	dbClosed  chan error
 
 	// mu guards closed and active; cond wakes Close when active drops
 	// to zero. Every method counts itself in active while it uses db, so
@@ -231,7 +254,8 @@ func Open(dir string, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
 	packs.directReads.Store(cfg.DirectReads)
-	s := &Store{db: db, packs: packs, log: cfg.Logger, verified: cfg.VerifiedPuts, stopGC: make(chan struct{}), damaged: map[blockstore.ID]bool{}}
+	s := &Store{db: db, packs: packs, log: cfg.Logger, verified: cfg.VerifiedPuts, closeWait: cfg.CloseWait,
+		dbClosed: make(chan error, 1), stopGC: make(chan struct{}), damaged: map[blockstore.ID]bool{}}
 	s.cond.L = &s.mu
 	if cfg.GCInterval > 0 {
 		s.gcDone.Go(func() { s.gcLoop(cfg.GCInterval, cfg.GCDiscardRatio) })
@@ -297,8 +321,9 @@ func (s *Store) exit() {
 	s.mu.Unlock()
 }
 
-// Close waits for running calls, stops GC and closes the database. It is
-// idempotent; every other method then returns ErrClosed.
+// Close waits for running calls, stops GC and closes the database, waiting
+// at most Config.CloseWait for badger (ErrCloseStuck). It is idempotent;
+// every other method then returns ErrClosed.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -312,7 +337,16 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.stopGC)
 	s.gcDone.Wait()
-	if err := errors.Join(s.db.Close(), s.packs.close()); err != nil {
+	go func() { s.dbClosed <- s.db.Close() }()
+	t := time.NewTimer(s.closeWait)
+	defer t.Stop()
+	var dbErr error
+	select {
+	case dbErr = <-s.dbClosed:
+	case <-t.C:
+		dbErr = fmt.Errorf("%w (gave up after %s)", ErrCloseStuck, s.closeWait)
+	}
+	if err := errors.Join(dbErr, s.packs.close()); err != nil {
 		return fmt.Errorf("badgerstore: close: %w", err)
 	}
 	return nil

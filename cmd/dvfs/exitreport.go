@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -45,4 +46,10 @@ func mountExitError(mountpoint string) error {
 		return nil
 	}
 	return fmt.Errorf("%s was unmounted, but NOT everything is on the server: %s; the changes stay in the cache and sync at the next mount", mountpoint, strings.TrimSpace(string(b)))
+}
+
+// closeJoin closes c and joins its error into *err: a deferred Close whose
+// failure must reach the command's exit code.
+func closeJoin(err *error, c io.Closer) {
+	*err = errors.Join(*err, c.Close())
 }

@@ -187,12 +187,12 @@ func runMount(ctx context.Context, g *globals, c mountConfig, mountpoint string)
 		}
 		return err
 	}
-	defer blockStore.Close()
+	defer closeJoin(&err, blockStore)
 	store, err := badgerstore.Open(filepath.Join(c.cache, "meta"), badgerstore.Config{Logger: g.log})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer closeJoin(&err, store)
 	// Template blocks stop being cached at twice the reserve: the band
 	// above --min-free stays for the user's clone writes, which the
 	// server has no other copy of.

@@ -142,7 +142,7 @@ func (c *serveConfig) parseLimits(g *globals) (server.Limits, error) {
 	return l, nil
 }
 
-func runServe(ctx context.Context, g *globals, c serveConfig) error {
+func runServe(ctx context.Context, g *globals, c serveConfig) (err error) {
 	if errServeHere != nil {
 		return errServeHere
 	}
@@ -195,13 +195,16 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 			return err
 		}
 	}
-	defer rstore.Close()
+	// A store that cannot close (badger could not write out its memtable:
+	// a full disk) fails the exit: a clean exit code would say all was
+	// written.
+	defer closeJoin(&err, rstore)
 	rcfg := repo.Config{Store: rstore, Key: key, Logger: g.log}
 	if c.store.url != "" {
 		if rcfg.Store, err = openObjectStore(ctx, c.store, rstore, c.meta, g.log); err != nil {
 			return err
 		}
-		defer rcfg.Store.Close()
+		defer closeJoin(&err, rcfg.Store)
 	}
 	if rcfg.PendingQuota, err = quotaFlag("--quota-pending", c.quotaPending); err != nil {
 		return err

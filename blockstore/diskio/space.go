@@ -10,8 +10,8 @@ import (
 // CheckFree refuses to take need more bytes on the disk that holds dir
 // when that would leave less than reserve free for an unprivileged
 // writer: an error wrapping ENOSPC. A reserve of 0 or less checks nothing.
-// It is how the overlay, the outbox and the cache keep a full disk away
-// from the stores that map their files (a write into a mapped page on a
+// It is how the overlay, the outbox, the cache and the server's uploads
+// keep a full disk away from the stores that map their files (a write into a mapped page on a
 // full disk is a SIGBUS).
 func CheckFree(dir string, need, reserve int64) error {
 	if reserve <= 0 {
@@ -22,7 +22,7 @@ func CheckFree(dir string, need, reserve int64) error {
 		return err
 	}
 	if free-need < reserve {
-		return fmt.Errorf("%d bytes free on the cache disk, %d kept in reserve: %w", free, reserve, syscall.ENOSPC)
+		return fmt.Errorf("%d bytes free on the disk of %s, %d kept in reserve: %w", free, dir, reserve, syscall.ENOSPC)
 	}
 	return nil
 }

@@ -70,11 +70,7 @@ func TestFullCacheDisk(t *testing.T) {
 func testFullCacheDisk(t *testing.T, kind string) {
 	disk := smallFS(t, kind)
 	s := startServer(t, t.TempDir())
-	vm := filepath.Join(t.TempDir(), "tpl")
-	os.Mkdir(vm, 0o755)
-	os.WriteFile(filepath.Join(vm, "disk.vmx"), []byte("displayName = \"small\"\n"), 0o644)
-	s.dvfs("template", "publish", "--name", "small", vm)
-	s.dvfs("clone", "create", "--template", "small", "lab")
+	publishSmall(t, s, "lab")
 	filler := filepath.Join(disk, "filler")
 	if err := os.WriteFile(filler, make([]byte, 40<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -150,9 +146,10 @@ func testFullCacheDisk(t *testing.T, kind string) {
 	}
 }
 
-// writeAtSync writes data at off into path and fsyncs it.
+// writeAtSync writes data at off into path (created if absent) and fsyncs
+// it.
 func writeAtSync(path string, data []byte, off int64) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return err
 	}
@@ -215,4 +212,88 @@ func TestFullDiskTemplateReads(t *testing.T) {
 		t.Fatalf("the mount died:\n%s", m.log)
 	default:
 	}
+}
+
+// The server's disk fills up under uploads. Badger maps its files, and a
+// full disk under a mapped page is a SIGBUS, so the server keeps
+// --min-free and refuses (507) an upload that would go below it: a publish
+// fails saying the server's disk is full, a workstation's clone writes
+// wait in its cache with dvfs status saying why, and the server goes on
+// serving. Once space is freed (a filler file deleted), everything syncs
+// by itself: dvfs umount succeeds and the clone exports byte-exact.
+func TestServerDiskFull(t *testing.T) {
+	// Mostly waiting on retries: it runs with the other waiting tests.
+	t.Parallel()
+	data := smallFS(t, "ext4")
+	s := startServerAt(t, data, "127.0.0.1:0", "--min-free", "32MiB")
+	publishSmall(t, s, "lab")
+	m := s.startMount(t, filepath.Join(t.TempDir(), "cache"), filepath.Join(t.TempDir(), "mnt"), "--sync-interval", "1s", "--flush-timeout", "2m")
+
+	// Leave the reserve and 16 MiB (and ext4's 5% for root): room for an
+	// upload batch or so of the 96 MiB the clone gets.
+	filler := filepath.Join(data, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, freeBytes(t, data)-(32+16)<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	t.Logf("server disk: %d MiB free with the filler", freeBytes(t, data)>>20)
+
+	want := make([]byte, 96<<20)
+	rand.NewChaCha8([32]byte{'s'}).Read(want)
+	path := filepath.Join(m.dir, "clones", "lab", "big.img")
+	if err := writeAtSync(path, want, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !m.log.waitFor(2*time.Minute, func(string) bool {
+		st := s.statusOf(t, m)
+		return strings.Contains(st, "SYNC STALLED") && strings.Contains(st, "disk is full")
+	}) {
+		t.Fatalf("dvfs status does not say the sync waits for the server's disk:\n%s\nserver log:\n%s", s.statusOf(t, m), s.log)
+	}
+	t.Logf("dvfs status with the server's disk full:\n%s", s.statusOf(t, m))
+
+	big := filepath.Join(t.TempDir(), "big")
+	os.Mkdir(big, 0o755)
+	os.WriteFile(filepath.Join(big, "disk.vmdk"), want[:32<<20], 0o644)
+	out, err := s.try("template", "publish", "--name", "big", big)
+	if err == nil || !strings.Contains(out, "disk is full") {
+		t.Fatalf("a publish to a full server: %v\n%s", err, out)
+	}
+	t.Logf("publish to the full server: %s", strings.TrimSpace(out))
+	select {
+	case <-s.done:
+		t.Fatalf("the server died on its full disk:\n%s", s.log)
+	default:
+	}
+	if list := s.dvfs("template", "list"); !strings.Contains(list, "small") {
+		t.Fatalf("the server does not serve its templates with its disk full:\n%s", list)
+	}
+
+	// Space returns: the clone syncs and the publish goes through, with
+	// nothing restarted.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	m.unmount()
+	exp := filepath.Join(t.TempDir(), "lab")
+	s.dvfs("clone", "export", "lab", exp)
+	if got, err := os.ReadFile(filepath.Join(exp, "big.img")); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the server's clone after space returned: %d bytes (%v), want the %d written", len(got), err, len(want))
+	}
+	s.dvfs("template", "publish", "--name", "big", big)
+}
+
+// publishSmall publishes template "small", a VM folder of one small file,
+// and makes clone of it.
+func publishSmall(t *testing.T, s *serverProc, clone string) {
+	t.Helper()
+	vm := filepath.Join(t.TempDir(), "tpl")
+	os.Mkdir(vm, 0o755)
+	os.WriteFile(filepath.Join(vm, "disk.vmx"), []byte("displayName = \"small\"\n"), 0o644)
+	s.dvfs("template", "publish", "--name", "small", vm)
+	s.dvfs("clone", "create", "--template", "small", clone)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dvfs-project/dvfs/blockstore/badgerstore"
+	"github.com/dvfs-project/dvfs/blockstore/diskio"
 	"github.com/dvfs-project/dvfs/blockstore/manifest"
 	"github.com/dvfs-project/dvfs/sync/repo"
 	"github.com/dvfs-project/dvfs/sync/server"
@@ -40,6 +41,7 @@ type serveConfig struct {
 	bodyMem string // limits.BodyMemory, e.g. 512MiB
 	bgRate  string // limits.BackgroundRate, e.g. 16MiB
 	memory  string // the Go runtime's soft memory limit; "auto": --body-memory + 512MiB
+	minFree string // free space kept on the store's disk: uploads are refused below it
 	ops     opsConfig
 	ldap    ldapConfig
 	store   storeConfig
@@ -85,6 +87,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&c.limits.BodyWait, "body-wait", d.BodyWait, "how long a request waits for --body-memory before it gets 503 (the server's is taken) or 429 (its user's share is)")
 	f.StringVar(&c.bgRate, "background-rate", humanize.IBytes(uint64(d.BackgroundRate)), "most block bytes a second sent to workstations filling their caches in the background (a clone opened before multicast filled the cache, a session missed), all together; they also wait while readers' fetches are answered")
 	f.IntVar(&c.limits.BackgroundFetches, "background-fetches", d.BackgroundFetches, "most background fetches answered at once; the others wait their turn")
+	f.StringVar(&c.minFree, "min-free", "256MiB", "free space kept on the store's disk: an upload that would go below it is refused (507); workstations keep their changes and retry, a publish fails saying so (badger, which maps its files, must never meet a full disk)")
 	f.StringVar(&c.memory, "memory-limit", "auto", "soft limit of the server's memory, the Go runtime's (GOMEMLIMIT, when set, wins); auto: --body-memory + 512MiB")
 	addOpsFlags(f, &c.ops)
 	addLDAPFlags(f, &c.ldap)
@@ -205,6 +208,17 @@ func runServe(ctx context.Context, g *globals, c serveConfig) (err error) {
 			return err
 		}
 		defer closeJoin(&err, rcfg.Store)
+	}
+	minFree, err := quotaFlag("--min-free", c.minFree)
+	if err != nil {
+		return err
+	}
+	storeDir, local := filepath.Join(c.data, "store"), c.store.url == ""
+	rcfg.Room = func(need int64) error {
+		if !local {
+			need = 0 // the blocks go to the object store; only metadata stays here
+		}
+		return diskio.CheckFree(storeDir, need, minFree)
 	}
 	if rcfg.PendingQuota, err = quotaFlag("--quota-pending", c.quotaPending); err != nil {
 		return err

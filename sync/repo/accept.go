@@ -39,9 +39,16 @@ func (r *Repo) Accept(ctx context.Context, blocks []blockstore.Block, release fu
 // they count against owner's quota of pending uploads (Config.
 // PendingQuota) until a commit names them or a collection takes them. An
 // upload over that quota, or over owner's quota on clone data (SetQuota),
-// is refused whole with an error wrapping ErrQuota, and release is not
-// called. Owner "" is an admin's upload.
+// is refused whole with an error wrapping ErrQuota, and one the disk has
+// no room for (Config.Room) with ErrNoSpace; release is not called then. Owner "" is an admin's upload.
 func (r *Repo) AcceptFor(ctx context.Context, owner string, blocks []blockstore.Block, release func()) error {
+	size := 0
+	for _, b := range blocks {
+		size += len(b.Frame)
+	}
+	if err := r.checkRoom(size); err != nil {
+		return err
+	}
 	if owner != "" {
 		ids := make([]blockstore.ID, len(blocks))
 		for i, b := range blocks {
@@ -58,10 +65,6 @@ func (r *Repo) AcceptFor(ctx context.Context, owner string, blocks []blockstore.
 		}
 	} else {
 		r.uploaded(blocks)
-	}
-	size := 0
-	for _, b := range blocks {
-		size += len(b.Frame)
 	}
 	return r.intake.add(ctx, r, accepted{blocks: blocks, size: size, release: release})
 }

@@ -178,6 +178,10 @@ func (r *Repo) PutDeltasFor(ctx context.Context, owner string, deltas []blocksto
 	if len(deltas) == 0 {
 		return nil
 	}
+	// A delta is rebuilt into a whole block of at most a block's size.
+	if err := r.checkRoom(len(deltas) * blockstore.DefaultBlockSize); err != nil {
+		return err
+	}
 	readable := func(id blockstore.ID) (bool, error) { return true, nil }
 	if owner != "" {
 		if err := r.pendingRoom(owner, deltas); err != nil {

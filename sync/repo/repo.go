@@ -34,6 +34,9 @@ var (
 	// ErrQuota: the upload would take a user past a quota
 	// (Config.PendingQuota, Config.CloneQuota).
 	ErrQuota = errors.New("over quota")
+	// ErrNoSpace: the upload would take the server's disk below the
+	// free space it keeps (Config.Room).
+	ErrNoSpace = errors.New("the server's disk is full")
 )
 
 // MissingError lists the blocks a commit lacked.
@@ -82,6 +85,13 @@ type Config struct {
 	// It is the default of users an admin set no quota for (SetQuota).
 	// 0 means no bound.
 	CloneQuota int64
+	// Room, when set, is asked before an upload is taken, with the frame
+	// bytes it may store; an error refuses the upload whole, wrapped in
+	// ErrNoSpace, and the uploader tries again later. dvfs serve keeps
+	// free space on its store's disk this way (--min-free): badger maps
+	// its files, and a store into a mapped page that a full disk cannot
+	// back is a SIGBUS that kills the server.
+	Room func(need int64) error
 }
 
 // DefaultPendingQuota is Config.PendingQuota's default. A workstation
@@ -116,6 +126,7 @@ type Repo struct {
 	pending  map[string]int64
 
 	pendingQuota, cloneQuota int64
+	room                     func(need int64) error
 	// quotas holds the per-user quotas on clone data read so far.
 	quotas quotas
 
@@ -154,6 +165,7 @@ func New(cfg Config) (*Repo, error) {
 
 		pendingQuota: cfg.PendingQuota,
 		cloneQuota:   cfg.CloneQuota,
+		room:         cfg.Room,
 
 		deferredArrived: make(chan struct{}, 1),
 		gcID:            newGCID(),
@@ -377,3 +389,15 @@ func (r *Repo) deltaFrame(ctx context.Context, id blockstore.ID, dst []byte, not
 }
 
 var frames = sync.Pool{New: func() any { b := make([]byte, 0, blockstore.DefaultBlockSize+64); return &b }}
+
+// checkRoom refuses an upload of need frame bytes that Config.Room says
+// the disk has no room for.
+func (r *Repo) checkRoom(need int) error {
+	if r.room == nil {
+		return nil
+	}
+	if err := r.room(int64(need)); err != nil {
+		return fmt.Errorf("%w: %v; uploads are refused until space is freed", ErrNoSpace, err)
+	}
+	return nil
+}

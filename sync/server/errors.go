@@ -54,7 +54,7 @@ func statusOf(err error) int {
 		// 412: the request's precondition (its lease epoch) no longer
 		// holds; the client must not retry it as it is.
 		return http.StatusPreconditionFailed
-	case errors.Is(err, repo.ErrQuota):
+	case errors.Is(err, repo.ErrQuota), errors.Is(err, repo.ErrNoSpace):
 		return http.StatusInsufficientStorage
 	case errors.Is(err, errForbidden):
 		return http.StatusForbidden

@@ -319,6 +319,14 @@ func versionString(v uint64) string {
 // StatusCode is the HTTP status of the answer.
 func (e *HTTPError) StatusCode() int { return e.Status }
 
+// LacksBlocks reports whether the server refused a commit because it lacks
+// blocks the manifest names (409 with their list): blocks it answered an
+// upload of and lost (killed before storing them, or its disk failed
+// them). Not a conflict: send them again and commit again.
+func (e *HTTPError) LacksBlocks() bool {
+	return e.Status == http.StatusConflict && len(e.Missing) > 0
+}
+
 // LeaseHolder is the lease that refused the request, if one did.
 func (e *HTTPError) LeaseHolder() (api.Lease, bool) {
 	if e.Lease == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 
@@ -41,7 +40,7 @@ func (p *publisher) commit(ctx context.Context, m *manifest.Manifest) (api.Versi
 // missingBlocks tells a commit refused because the server lacks blocks.
 func missingBlocks(err error) bool {
 	var he *client.HTTPError
-	return errors.As(err, &he) && he.Status == http.StatusConflict && len(he.Missing) > 0
+	return errors.As(err, &he) && he.LacksBlocks()
 }
 
 // resend asks the server which of m's blocks it lacks, reads each from the

@@ -136,8 +136,19 @@ func command(prefix []string, args ...string) *exec.Cmd {
 // startServerIn runs `dvfs serve` through prefix.
 func startServerIn(t *testing.T, prefix []string, data, addr string, extra ...string) *serverProc {
 	t.Helper()
+	return startServerEnv(t, prefix, nil, data, addr, extra...)
+}
+
+// startServerEnv runs `dvfs serve` through prefix with env added to its
+// environment: a test that sets a variable for its server alone may run
+// in parallel with others, as one using t.Setenv may not.
+func startServerEnv(t *testing.T, prefix, env []string, data, addr string, extra ...string) *serverProc {
+	t.Helper()
 	s := &serverProc{t: t, prefix: prefix, data: data, log: &syncBuffer{}, done: make(chan struct{})}
 	s.cmd = command(prefix, append([]string{"serve", "--data", data, "--listen", addr}, extra...)...)
+	if env != nil {
+		s.cmd.Env = append(os.Environ(), env...)
+	}
 	pr, pw := io.Pipe()
 	// The log first: a line the scanner below has seen is then in the
 	// log already, whatever the test reads from it once it is ready.

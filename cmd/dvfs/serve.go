@@ -199,8 +199,8 @@ func runServe(ctx context.Context, g *globals, c serveConfig) (err error) {
 		}
 	}
 	// A store that cannot close (badger could not write out its memtable:
-	// a full disk) fails the exit: a clean exit code would say all was
-	// written.
+	// its directory gone, a disk failing writes) fails the exit: a clean
+	// exit code would say all was written.
 	defer closeJoin(&err, rstore)
 	rcfg := repo.Config{Store: rstore, Key: key, Logger: g.log}
 	if c.store.url != "" {

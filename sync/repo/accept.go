@@ -40,7 +40,8 @@ func (r *Repo) Accept(ctx context.Context, blocks []blockstore.Block, release fu
 // PendingQuota) until a commit names them or a collection takes them. An
 // upload over that quota, or over owner's quota on clone data (SetQuota),
 // is refused whole with an error wrapping ErrQuota, and one the disk has
-// no room for (Config.Room) with ErrNoSpace; release is not called then. Owner "" is an admin's upload.
+// no room for (Config.Room) with ErrNoSpace; release is not called then.
+// Owner "" is an admin's upload.
 func (r *Repo) AcceptFor(ctx context.Context, owner string, blocks []blockstore.Block, release func()) error {
 	size := 0
 	for _, b := range blocks {
